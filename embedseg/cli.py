@@ -1,0 +1,75 @@
+"""`embedseg <step>`: one sub-command per pipeline step.
+
+Each step lives in its own module, which provides ``add_arguments(parser)`` and
+``run(args) -> int | None``. Modules are imported only when their step runs (or for `--help`),
+so the baseline runners work in environments without torch and `embedseg --help` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from . import __version__
+from .io import DataError
+
+# step name -> (module, one-line help)
+STEPS: dict[str, tuple[str, str]] = {
+    "prepare": ("embedseg.data.prepare", "download or synthesise a data set, validate it and split it into train/val/test"),
+    "crops": ("embedseg.crops", "cut object-centred training crops with medoid/centroid centre images"),
+    "train": ("embedseg.train", "train a Branched ERF-Net on crops (EmbedSeg or Neven et al.)"),
+    "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),
+    "evaluate": ("embedseg.evaluate", "score predicted label images against ground truth (AP_dsb per image and IoU threshold)"),
+    "baseline": ("embedseg.baselines.cli", "train or run a baseline: 3class-unet, stardist, cellpose-trained, cellpose-public, maskrcnn"),
+    "tables": ("embedseg.report.tables", "write Table 1, Table 2 and the comparison to the paper from per-image scores"),
+    "figures": ("embedseg.report.figures", "draw the qualitative panels, AP-vs-threshold curves and training curves"),
+}
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Parser listing every step; only the `chosen` step's module is imported for its options."""
+    parser = argparse.ArgumentParser(
+        prog="embedseg",
+        description=(
+            "Embedding-based instance segmentation of microscopy images (EmbedSeg, Lalit et al. 2021; "
+            "Neven et al. 2019). Each step reads and writes plain folders of TIFF files, so a step can be "
+            "run by hand exactly as the Snakemake workflow runs it."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    for name, (module_name, help_text) in STEPS.items():
+        step_parser = sub.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        step_parser.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(step_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status = importlib.import_module(args._module).run(args)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"embedseg {args.step}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

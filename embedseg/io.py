@@ -1,0 +1,129 @@
+"""Reading and writing images, label images and small metadata files.
+
+Every writer goes through :func:`atomic_write`: the data lands in a temporary file in the
+target folder and is renamed into place, so a crash never leaves a half-written output and an
+earlier result stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".tif", ".tiff")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and what to do about it."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` when the block succeeds.
+
+    The temporary file keeps the target's suffix (``suffix`` overrides it) because some
+    writers pick the format from the name. On an exception the temporary file is removed and
+    `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def list_images(directory: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Sorted list of image files (by name) in `directory`; hidden and temporary files skipped."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: folder not found")
+    return sorted(
+        p for p in directory.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file (TIFF via tifffile, anything else via imageio) as stored."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            import tifffile
+
+            return tifffile.imread(path)
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # tifffile/imageio raise many types for corrupt files
+        raise DataError(f"{path}: cannot read image ({exc}); the file is corrupt or not an image") from exc
+
+
+def check_labels(labels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Validate a label image (integer, non-negative) and return it as an unsigned array."""
+    if labels.dtype == bool:
+        return labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        else:
+            raise DataError(
+                f"{path}: label image has non-integer values (dtype {labels.dtype}); "
+                "store instance ids as integers, 0 = background"
+            )
+    if labels.size and labels.min() < 0:
+        raise DataError(f"{path}: label image has negative ids (min {labels.min()}); ids must be >= 0")
+    return labels.astype(label_dtype(int(labels.max()) if labels.size else 0), copy=False)
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read and validate a label image (H, W) or one-hot/overlap stack (K, H, W)."""
+    return check_labels(read_image(path), path)
+
+
+def label_dtype(max_label: int) -> type:
+    """Smallest of uint16/uint32 that holds `max_label` (never uint8/int16: no 255/32767 overflow)."""
+    return np.uint16 if max_label <= np.iinfo(np.uint16).max else np.uint32
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, compress: bool = True) -> None:
+    """Write `array` as TIFF atomically (zlib-compressed by default)."""
+    import tifffile
+
+    with atomic_write(path) as tmp:
+        tifffile.imwrite(tmp, array, compression="zlib" if compress else None)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write a label image as uint16 (or uint32 when ids exceed 65535)."""
+    labels = np.asarray(labels)
+    write_tiff(path, labels.astype(label_dtype(int(labels.max()) if labels.size else 0), copy=False))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc

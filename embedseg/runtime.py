@@ -1,0 +1,78 @@
+"""Device choice, seeding and peak-memory bookkeeping shared by every training/inference step."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import write_json
+
+
+def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+    """`auto` → CUDA if available, else CPU; anything else is passed to ``torch.device``.
+
+    The environment variable ``EMBEDSEG_DEVICE`` overrides `auto` (handy on shared clusters).
+    """
+    import torch
+
+    if name == "auto":
+        name = os.environ.get("EMBEDSEG_DEVICE", "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask cuDNN for deterministic kernels."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: derive NumPy/Python seeds from torch's per-worker seed."""
+    import torch
+
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def peak_memory(device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+    """Peak memory of this process: CUDA max allocated on a CUDA device, else peak RSS.
+
+    Returns ``{"peak_bytes": int, "kind": "cuda_max_allocated" | "cpu_peak_rss", "device": str}``.
+    """
+    if device is not None and getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return {
+            "peak_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "kind": "cuda_max_allocated",
+            "device": str(device),
+        }
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak = rss if sys.platform == "darwin" else rss * 1024
+    return {"peak_bytes": int(peak), "kind": "cpu_peak_rss", "device": str(device or "cpu")}
+
+
+def write_memory_json(path: str | os.PathLike, device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+    """Record :func:`peak_memory` to `path` (the `memory.json` every training step writes)."""
+    record = peak_memory(device)
+    write_json(Path(path), record)
+    return record

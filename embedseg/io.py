@@ -63,14 +63,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             import tifffile
 
-            return tifffile.imread(path)
-        import imageio.v3 as iio
+            array = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+            array = np.asarray(iio.imread(path))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:  # tifffile/imageio raise many types for corrupt files
         raise DataError(f"{path}: cannot read image ({exc}); the file is corrupt or not an image") from exc
+    # tifffile returns an empty array (with only a warning) for some truncated files.
+    if array.size == 0:
+        raise DataError(f"{path}: no image data (truncated or corrupt file); replace it with a valid image")
+    return array
 
 
 def check_labels(labels: np.ndarray, path: str | os.PathLike) -> np.ndarray:

@@ -1,0 +1,164 @@
+"""What every baseline shares: reading a prepared split, writing predictions, the "not run" marker.
+
+Only NumPy and the package's light modules are imported here, so these helpers work in the
+StarDist (TensorFlow, no torch) and Cellpose environments as well as in the main one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import DATASET_JSON, DatasetSettings, normalize
+from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
+
+NOT_RUN = "NOT_RUN.txt"
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
+
+
+@dataclass
+class Split:
+    """One subset of a prepared data set, normalised for a network.
+
+    images: list of float32 arrays (H, W) or (C, H, W); labels: list of flat integer label
+    images (H, W) (overlapping one-hot stacks flattened, see :func:`flatten_labels`).
+    """
+
+    names: list[str]
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def flatten_labels(labels: np.ndarray) -> np.ndarray:
+    """(K, H, W) one-hot stack → (H, W) label image with ids 1..K; (H, W) is returned unchanged.
+
+    The baselines predict one flat label map, so where objects overlap the later slice wins.
+    """
+    if labels.ndim == 2:
+        return labels
+    ids = np.arange(1, labels.shape[0] + 1, dtype=np.uint32)[:, None, None]
+    return (labels.astype(bool) * ids).max(axis=0)
+
+
+def load_split(data_dir: str | os.PathLike, subset: str, settings: DatasetSettings) -> Split:
+    """Read `data_dir/subset/{images,masks}` as normalised images and flat label images."""
+    image_dir = Path(data_dir) / subset / "images"
+    mask_dir = Path(data_dir) / subset / "masks"
+    paths = list_images(image_dir) if image_dir.is_dir() else []
+    images, labels = [], []
+    for path in paths:
+        mask_path = mask_dir / path.name
+        if not mask_path.is_file():
+            raise DataError(f"{mask_path}: mask missing for {path}; every image needs a mask of the same name")
+        image = normalize(read_image(path), settings)
+        mask = flatten_labels(read_labels(mask_path))
+        if image.shape[-2:] != mask.shape:
+            raise DataError(f"{mask_path}: mask shape {mask.shape} differs from image shape {image.shape[-2:]}")
+        images.append(image)
+        labels.append(mask)
+    return Split([p.name for p in paths], images, labels)
+
+
+def load_train_val(
+    data_dir: str | os.PathLike, seed: int
+) -> tuple[DatasetSettings, Split, Split]:
+    """Settings, training and validation split of a prepared data set.
+
+    Data sets whose validation share is cut from crops (``val_split: crop``, BBBC010) have an
+    empty `val/`; the baselines then hold out ``val_fraction`` of the training images (seeded).
+    """
+    settings = DatasetSettings.load(data_dir)
+    train = load_split(data_dir, "train", settings)
+    if len(train) == 0:
+        raise DataError(f"{Path(data_dir) / 'train' / 'images'}: no training images; run `embedseg prepare` first")
+    val = load_split(data_dir, "val", settings)
+    if len(val) == 0:
+        train, val = hold_out(train, settings.val_fraction, seed)
+    return settings, train, val
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Randomly move ``max(1, round(fraction·n))`` images of `split` into a second split."""
+    if len(split) < 2:
+        raise DataError("need at least 2 training images to hold one out for validation")
+    n_val = min(len(split) - 1, max(1, round(fraction * len(split))))
+    order = np.random.default_rng(seed).permutation(len(split))
+    return subset(split, order[n_val:]), subset(split, order[:n_val])
+
+
+def subset(split: Split, indices: Sequence[int]) -> Split:
+    """The images of `split` at `indices`, in their original order."""
+    keep = sorted(int(i) for i in indices)
+    return Split([split.names[i] for i in keep], [split.images[i] for i in keep], [split.labels[i] for i in keep])
+
+
+def save_settings(settings: DatasetSettings, model_dir: str | os.PathLike) -> None:
+    """Keep the data set's settings with the model, so `predict` normalises as training did."""
+    settings.save(model_dir)
+
+
+def load_settings(model_dir: str | os.PathLike) -> DatasetSettings:
+    path = Path(model_dir) / DATASET_JSON
+    if not path.is_file():
+        raise DataError(f"{path}: not found; is {model_dir} a model folder written by `embedseg baseline … train`?")
+    return DatasetSettings.load(model_dir)
+
+
+def predict_folder(
+    image_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: DatasetSettings,
+    segment: Callable[[np.ndarray], np.ndarray],
+) -> list[Path]:
+    """Run `segment` (normalised image → label image (H, W)) on every image; write label TIFFs.
+
+    Output files carry the input file names, so `embedseg evaluate` pairs them with the masks.
+    """
+    from tqdm import tqdm
+
+    written = []
+    for path in tqdm(list_images(image_dir), desc="predict", unit="image"):
+        labels = segment(normalize(read_image(path), settings))
+        out = Path(out_dir) / (path.stem + ".tif")
+        write_labels(out, labels)
+        written.append(out)
+    return written
+
+
+def write_log(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Write the per-epoch `log.csv` (columns :data:`LOG_COLUMNS`; a missing value stays empty)."""
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def not_run_path(pred_dir: str | os.PathLike) -> Path:
+    """`predictions/{ds}/{method}/NOT_RUN.txt` for a prediction folder `…/{method}/seed{seed}`."""
+    return Path(pred_dir).resolve().parent / NOT_RUN
+
+
+def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
+    """Record why a baseline could not run (docs/interfaces.md); the tables show it as "not run"."""
+    marker = Path(marker)
+    with atomic_write(marker) as tmp:
+        tmp.write_text(reason.rstrip() + "\n")
+    print(f"baseline not run: {reason} (recorded in {marker})", file=sys.stderr)
+    return marker
+
+
+def mean_ap50(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> float:
+    """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (the paper's AP_dsb), for tuning on validation."""
+    from ..metrics import average_precision
+
+    return float(np.mean([average_precision(g, p, 0.5) for g, p in zip(gt, pred)]))

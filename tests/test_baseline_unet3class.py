@@ -1,0 +1,89 @@
+"""3-class U-Net baseline: targets, post-processing, and a short train → predict → evaluate run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedseg.baselines.unet3class import (
+    BOUNDARY, INTERIOR, UNet, poly_lr_factor, probabilities_to_instances, sample_batch, three_class_target,
+)
+from embedseg.io import read_labels
+from test_baseline_data import make_nuclei_split, nuclei_image, run_embedseg
+
+PYTHON = Path(sys.executable)
+
+
+def test_target_marks_the_border_between_touching_objects():
+    labels = np.zeros((8, 12), np.uint16)
+    labels[1:7, 1:6], labels[1:7, 6:11] = 1, 2  # two touching boxes
+    target = three_class_target(labels)
+    assert np.all(target[labels == 0] == 0)
+    assert np.all(target[3, 5:7] == BOUNDARY)  # both sides of the contact line
+    assert np.all(target[2:5, 2:5] == INTERIOR)
+
+
+def test_perfect_probabilities_give_back_the_objects():
+    """One-hot probabilities of the GT classes → the GT instances (all discs here have >= 37 px)."""
+    _, labels = nuclei_image(np.random.default_rng(3), 96, n_objects=10)
+    probs = np.eye(3)[three_class_target(labels)].transpose(2, 0, 1)
+    predicted = probabilities_to_instances(probs, min_size=37)
+    assert predicted.dtype == np.int32 and predicted.max() == labels.max()
+    # Boundary pixels where two objects touch may go to either one: compare by IoU.
+    for object_id in range(1, labels.max() + 1):
+        gt = labels == object_id
+        best = np.bincount(predicted[gt]).argmax()
+        assert best > 0 and np.sum(gt & (predicted == best)) / np.sum(gt | (predicted == best)) > 0.9
+
+
+def test_small_objects_are_dropped():
+    probs = np.zeros((3, 20, 20))
+    probs[0] = 1
+    probs[:, 2:8, 2:8] = np.array([0, 1, 0])[:, None, None]  # 36 px: dropped
+    probs[:, 10:17, 10:17] = np.array([0, 1, 0])[:, None, None]  # 49 px: kept
+    predicted = probabilities_to_instances(probs, min_size=37)
+    assert predicted.max() == 1 and np.sum(predicted == 1) == 49
+
+
+def test_unet_shapes_and_batches_with_padding():
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 20, 40), dtype=np.float32)]
+    targets = [np.ones((20, 40), np.int64)]
+    x, y = sample_batch(images, targets, 32, 3, rng)
+    assert x.shape == (3, 1, 32, 32) and y.shape == (3, 32, 32)
+    assert np.all(np.isin(y, [-1, 1])) and np.any(y == -1)  # padding is ignored by the loss
+    assert UNet(1, depth=2, filters=4)(__import__("torch").from_numpy(x)).shape == (3, 3, 32, 32)
+
+
+def test_schedule_is_embedseg_poly_and_stays_non_negative():
+    assert poly_lr_factor(0) == 1.0
+    assert poly_lr_factor(1) == pytest.approx((1 - 1 / 200) ** 0.9)
+    assert poly_lr_factor(250) == 0.0
+
+
+def test_train_predict_evaluate(tmp_path):
+    data = make_nuclei_split(tmp_path / "data", counts={"train": 4, "val": 1, "test": 2})
+    model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "3class-unet" / "seed0"
+    run_embedseg(PYTHON, "baseline", "3class-unet", "train", data, "--out", model_dir, "--epochs", "3",
+                 "--train-size", "24", "--batch-size", "4", "--depth", "2", "--filters", "8", "--lr", "5e-3")
+    with open(model_dir / "log.csv") as handle:
+        log = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in log] == ["0", "1", "2"]
+    assert float(log[-1]["train_loss"]) < float(log[0]["train_loss"])
+    assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
+    run_embedseg(PYTHON, "baseline", "3class-unet", "predict", model_dir, "--images", data / "test" / "images",
+                 "--out", pred_dir)
+    for name in ("img0.tif", "img1.tif"):
+        predicted = read_labels(pred_dir / name)
+        assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
+    evaluate = pytest.importorskip("embedseg.evaluate", reason="embedseg evaluate not written yet")
+    del evaluate
+    run_embedseg(PYTHON, "evaluate", data / "test" / "masks", pred_dir, "--out", tmp_path / "scores.csv")
+    with open(tmp_path / "scores.csv") as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(scores) == 2 * 9

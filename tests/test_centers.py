@@ -1,0 +1,120 @@
+"""Centres: exact medoid against a brute-force N×N reference, approximate medoid, centroid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from embedseg import centers
+
+
+def ring(size: int = 61, inner: float = 18, outer: float = 28) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size // 2, xx - size // 2)
+    return (r > inner) & (r < outer)
+
+
+def c_shape() -> np.ndarray:
+    mask = ring(71, 20, 33)
+    mask[28:43, 35:] = False  # open the ring on the right: a "C"
+    return mask
+
+
+def random_blob(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """Union of random disks: irregular, often non-convex, sometimes disconnected."""
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.zeros((size, size), dtype=bool)
+    for _ in range(rng.integers(2, 6)):
+        cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(3, 12)
+        mask |= np.hypot(yy - cy, xx - cx) < r
+    return mask
+
+
+def brute_force_medoid(mask: np.ndarray) -> tuple[int, int]:
+    """Full distance matrix, column sums, first minimum (the official definition)."""
+    ys, xs = np.where(mask)
+    points = np.stack([ys, xs], axis=1).astype(np.float64)
+    index = int(np.argmin(cdist(points, points).sum(axis=0)))
+    return int(ys[index]), int(xs[index])
+
+
+SHAPES = [ring(), c_shape(), ring(41, 0, 15)]
+
+
+@pytest.mark.parametrize("mask", SHAPES, ids=["ring", "c-shape", "disk"])
+def test_medoid_matches_brute_force_on_fixed_shapes(mask, monkeypatch):
+    expected = brute_force_medoid(mask)
+    assert centers.medoid(mask) == expected
+    # Same answer through the FFT screening path used for large objects.
+    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)
+    assert centers.medoid(mask) == expected
+
+
+def test_medoid_matches_brute_force_on_random_shapes(monkeypatch):
+    rng = np.random.default_rng(3)
+    masks = [random_blob(rng) for _ in range(12)]
+    direct = [centers.medoid(m) for m in masks]
+    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)
+    screened = [centers.medoid(m) for m in masks]
+    expected = [brute_force_medoid(m) for m in masks]
+    assert direct == expected
+    assert screened == expected
+
+
+def test_c_shape_medoid_lies_on_the_object_while_the_centroid_does_not():
+    mask = c_shape()
+    my, mx = centers.medoid(mask)
+    cy, cx = centers.centroid(mask)
+    assert mask[my, mx]
+    assert not mask[cy, cx]
+    assert (my, mx) != (cy, cx)
+    ay, ax = centers.approximate_medoid(mask)
+    assert mask[ay, ax]
+
+
+def test_blocked_sums_equal_unblocked_bit_for_bit():
+    coords = np.argwhere(ring())
+    unblocked = centers.distance_sums(coords, block_elements=len(coords) ** 2)
+    blocked = centers.distance_sums(coords, block_elements=len(coords) * 7)
+    np.testing.assert_array_equal(blocked, unblocked)
+    reference = cdist(coords, coords).sum(axis=0)
+    np.testing.assert_allclose(unblocked, reference, rtol=1e-12)
+    subset = np.array([5, 0, 17])
+    np.testing.assert_array_equal(centers.distance_sums(coords, subset), unblocked[subset])
+
+
+def test_mask_and_coordinates_give_the_same_centres():
+    mask = c_shape()
+    coords = np.argwhere(mask)
+    for kind in centers.CENTER_TYPES:
+        assert centers.object_center(mask, kind) == centers.object_center(coords, kind)
+
+
+def test_approximate_medoid_is_the_object_pixel_nearest_to_the_median():
+    rng = np.random.default_rng(0)
+    mask = random_blob(rng)
+    ys, xs = np.where(mask)
+    my, mx = np.median(ys), np.median(xs)
+    index = np.argmin((ys - my) ** 2 + (xs - mx) ** 2)
+    assert centers.approximate_medoid(mask) == (ys[index], xs[index])
+
+
+def test_centroid_rounds_half_to_even():
+    assert centers.centroid(np.array([[0, 0], [0, 1]])) == (0, 0)  # x mean 0.5 -> 0
+    assert centers.centroid(np.array([[1, 1], [2, 2]])) == (2, 2)  # 1.5 -> 2
+
+
+def test_ties_go_to_the_first_pixel_in_row_major_order():
+    # Two pixels: both have the same distance sum; the first one wins.
+    assert centers.medoid(np.array([[0, 0], [0, 3]])) == (0, 0)
+    square = np.ones((2, 2), dtype=bool)
+    assert centers.medoid(square) == (0, 0)
+    assert centers.approximate_medoid(square) == (0, 0)
+
+
+def test_empty_and_malformed_input_raise():
+    with pytest.raises(ValueError):
+        centers.medoid(np.zeros((4, 4), dtype=bool))
+    with pytest.raises(ValueError):
+        centers.object_center(np.ones((2, 2), dtype=bool), "middle")

@@ -1,0 +1,163 @@
+"""Spatial-embedding loss of Neven et al. 2019 as used by EmbedSeg (spec §3), vectorised over objects.
+
+Per image: every object k pulls the embeddings of its pixels towards its centre C_k through a
+Gaussian score φ_k with the object's mean bandwidth (Lovász hinge on 2φ_k − 1 against the object
+mask), keeps its raw σ smooth (variance term) and teaches the seed map to predict φ_k on its
+pixels and 0 on the background. Objects are handled all at once: memberships are (object, pixel)
+index pairs, per-object means are segment sums (``index_add``) and the K Lovász hinges are one
+row-wise sort of a (K, H·W) matrix — identical to the per-object loop of the official code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embedding import GRID_SPACING, bandwidth, coordinate_grid, gaussian_score, spatial_embedding
+
+VARIANCE_LOSSES = ("paper", "fixed")
+
+
+def object_pixels(instances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every (object, pixel) membership of one image.
+
+    instances: (H, W) integer ids, 0 = background; or (K, H, W) one-hot stack of possibly
+    overlapping objects (empty slices are dropped). Returns (object_index (M,), pixel_index (M,)
+    into the flattened H·W image, K) with objects numbered 0..K−1 in ascending id / slice order.
+    """
+    if instances.dim() == 2:
+        flat = instances.reshape(-1)
+        pixel_index = torch.nonzero(flat, as_tuple=True)[0]
+        ids = flat[pixel_index]
+    else:
+        ids, pixel_index = torch.nonzero(instances.reshape(instances.shape[0], -1), as_tuple=True)
+    unique_ids, object_index = torch.unique(ids, return_inverse=True)
+    return object_index, pixel_index, len(unique_ids)
+
+
+def segment_sum(values: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Sum rows of `values` (M, ...) into `n_segments` bins given by `segment` (M,). Differentiable."""
+    out = values.new_zeros((n_segments,) + values.shape[1:])
+    return out.index_add(0, segment, values)
+
+
+def object_centers(grid: torch.Tensor, center_image: torch.Tensor, object_index: torch.Tensor,
+                   pixel_index: torch.Tensor, n_objects: int) -> torch.Tensor:
+    """Centre of each object in grid coordinates, (K, 2) as (x, y).
+
+    grid: (2, P); center_image: (P,) bool. The stored centre pixel when exactly one lies inside
+    the object; otherwise (none, or two objects' centres in one object) the mean grid coordinate.
+    """
+    coords = grid[:, pixel_index].T
+    on_center = center_image[pixel_index].to(grid.dtype)
+    n_pixels = segment_sum(torch.ones_like(on_center), object_index, n_objects)
+    n_centers = segment_sum(on_center, object_index, n_objects)
+    # With exactly one centre pixel this sum is that pixel's coordinate (all other terms are 0).
+    center_pixel = segment_sum(coords * on_center[:, None], object_index, n_objects)
+    centroid = segment_sum(coords, object_index, n_objects) / n_pixels[:, None]
+    return torch.where((n_centers == 1)[:, None], center_pixel, centroid)
+
+
+def lovasz_grad(labels_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss for labels sorted by descending error.
+
+    labels_sorted: (K, P) in {0, 1}. Returns (K, P): g_j = J_j − J_{j−1} with J_0 = 0.
+    """
+    n_positive = labels_sorted.sum(dim=1, keepdim=True)
+    intersection = n_positive - labels_sorted.cumsum(dim=1)
+    union = n_positive + (1.0 - labels_sorted).cumsum(dim=1)
+    jaccard = 1.0 - intersection / union
+    return torch.diff(jaccard, dim=1, prepend=torch.zeros_like(jaccard[:, :1]))
+
+
+def lovasz_hinge_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary Lovász hinge (Berman et al. 2018) of each row as one image: (K, P), (K, P) → (K,)."""
+    labels = labels.to(logits.dtype)
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    grad = lovasz_grad(labels.gather(1, order))
+    return (F.relu(errors_sorted) * grad).sum(dim=1)
+
+
+def iou_rows(predicted: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """IoU of boolean rows (K, P) vs (K, P) → (K,), 0 where the union is empty."""
+    intersection = (predicted & masks).sum(dim=1)
+    union = (predicted | masks).sum(dim=1)
+    return intersection / union.clamp(min=1)  # an empty union has an empty intersection: IoU 0
+
+
+class SpatialEmbLoss(nn.Module):
+    """w_inst·Lovász + w_var·variance + w_seed·seed loss, averaged over the batch (spec §3).
+
+    variance_loss: ``paper`` reproduces the broadcast of the paper code (every σ channel is
+    pulled towards every channel's object mean: mean over D×D×N); ``fixed`` is EmbedSeg ≥ 0.2's
+    per-channel variance (mean over D×N).
+    """
+
+    def __init__(self, n_sigma: int = 2, w_inst: float = 1.0, w_var: float = 10.0, w_seed: float = 1.0,
+                 foreground_weight: float = 10.0, variance_loss: str = "paper",
+                 grid_spacing: float = GRID_SPACING) -> None:
+        super().__init__()
+        if variance_loss not in VARIANCE_LOSSES:
+            raise ValueError(f"variance_loss {variance_loss!r} unknown; choose one of {VARIANCE_LOSSES}")
+        self.n_sigma, self.variance_loss, self.grid_spacing = n_sigma, variance_loss, grid_spacing
+        self.w_inst, self.w_var, self.w_seed, self.foreground_weight = w_inst, w_var, w_seed, foreground_weight
+
+    def forward(self, prediction: torch.Tensor, instances: torch.Tensor,
+                center_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss of a batch and the validation IoU of every object.
+
+        prediction: (B, 2 + n_sigma + 1, H, W) raw network output; instances: (B, H, W) ids or
+        (B, K, H, W) one-hot stacks (zero slices allowed, for padding); center_images: (B, H, W)
+        bool, True at stored object centres. Returns (scalar loss, ious (N,) detached) where
+        ious[k] = IoU(φ_k > 0.5, M_k) for all N objects of the batch, in image order.
+        """
+        losses, ious = zip(*(self.image_loss(p, i, c) for p, i, c in zip(prediction, instances, center_images)))
+        return torch.stack(losses).mean(), torch.cat(ious)
+
+    def image_loss(self, prediction: torch.Tensor, instances: torch.Tensor,
+                   center_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and object IoUs of one image: prediction (C, H, W), instances (H, W) or (K, H, W)."""
+        _, height, width = prediction.shape
+        n_pixels = height * width
+        embeddings = spatial_embedding(prediction[:2], self.grid_spacing).reshape(2, 1, n_pixels)
+        sigma = prediction[2 : 2 + self.n_sigma].reshape(self.n_sigma, n_pixels)
+        seed = torch.sigmoid(prediction[2 + self.n_sigma]).reshape(n_pixels)
+
+        object_index, pixel_index, n_objects = object_pixels(instances)
+        background = torch.ones(n_pixels, dtype=torch.bool, device=prediction.device)
+        background[pixel_index] = False
+        seed_loss = seed[background].pow(2).sum()
+        if n_objects == 0:
+            return self.w_seed * seed_loss / n_pixels, prediction.new_zeros(0)
+
+        sigma_pixels = sigma[:, pixel_index].T  # (M, n_sigma)
+        n_object_pixels = segment_sum(torch.ones_like(sigma_pixels[:, 0]), object_index, n_objects)
+        sigma_mean = segment_sum(sigma_pixels, object_index, n_objects) / n_object_pixels[:, None]
+        variance = self.variance_per_object(sigma_pixels, sigma_mean.detach(), object_index, n_object_pixels)
+
+        grid = coordinate_grid(height, width, self.grid_spacing, prediction.device, prediction.dtype)
+        centers = object_centers(grid.reshape(2, n_pixels), center_image.reshape(n_pixels).bool(),
+                                 object_index, pixel_index, n_objects)
+        phi = gaussian_score(embeddings, centers.T, bandwidth(sigma_mean).T)  # (K, P)
+
+        masks = torch.zeros((n_objects, n_pixels), dtype=torch.bool, device=prediction.device)
+        masks[object_index, pixel_index] = True
+        instance_loss = lovasz_hinge_rows(2.0 * phi - 1.0, masks).mean()
+        # Overlapping one-hot objects give a pixel one seed target per object, as the official loop does.
+        seed_loss = seed_loss + self.foreground_weight * (
+            seed[pixel_index] - phi[object_index, pixel_index].detach()).pow(2).sum()
+        loss = self.w_inst * instance_loss + self.w_var * variance.mean() + self.w_seed * seed_loss / n_pixels
+        return loss, iou_rows(phi.detach() > 0.5, masks)
+
+    def variance_per_object(self, sigma_pixels: torch.Tensor, sigma_mean: torch.Tensor,
+                            object_index: torch.Tensor, n_object_pixels: torch.Tensor) -> torch.Tensor:
+        """Per-object smoothness of raw σ, (K,): sigma_pixels (M, D), sigma_mean (K, D) detached."""
+        means = sigma_mean[object_index]
+        if self.variance_loss == "paper":
+            # (D, N) − (D, 1, 1) broadcasts to (D, D, N) in the paper code: all channel pairs.
+            squared = (sigma_pixels[:, None, :] - means[:, :, None]).pow(2).mean(dim=(1, 2))
+        else:
+            squared = (sigma_pixels - means).pow(2).mean(dim=1)
+        return segment_sum(squared, object_index, len(n_object_pixels)) / n_object_pixels

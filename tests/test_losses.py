@@ -1,0 +1,161 @@
+"""The vectorised spatial-embedding loss equals a plain per-object loop written as in the paper code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from discs import disc_centers, disc_labels, disc_stack
+from embedseg.embedding import coordinate_grid
+from embedseg.losses import SpatialEmbLoss, object_centers, object_pixels
+
+SIZE = 48
+# Disc 2 has no stored centre and disc 3 holds two (its own and a stray one) → centroid fallback.
+DISCS = [(12, 12, 7), (30, 14, 6), (20, 34, 9), (38, 36, 5)]
+STRAY_CENTER = (20, 30)
+
+
+def reference_lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Berman et al.'s binary Lovász hinge of one flat image, step by step."""
+    signs = 2.0 * labels - 1.0
+    errors = 1.0 - logits * signs
+    errors_sorted, order = torch.sort(errors, descending=True)
+    gt_sorted = labels[order]
+    n_positive = gt_sorted.sum()
+    intersection = n_positive - gt_sorted.cumsum(0)
+    union = n_positive + (1.0 - gt_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    grad = jaccard.clone()
+    grad[1:] = jaccard[1:] - jaccard[:-1]
+    return torch.dot(torch.relu(errors_sorted), grad)
+
+
+def reference_loss(prediction: torch.Tensor, masks_per_image: list[list[torch.Tensor]],
+                   center_images: torch.Tensor, variance_loss: str) -> tuple[torch.Tensor, list[float]]:
+    """Loss of spec §3 with one Python iteration per object (boolean masks (H, W) per object)."""
+    total, ious = 0.0, []
+    for pred, masks, center_image in zip(prediction, masks_per_image, center_images):
+        _, height, width = pred.shape
+        grid = coordinate_grid(height, width, dtype=pred.dtype)
+        embeddings = torch.tanh(pred[0:2]) + grid
+        sigma, seed = pred[2:4], torch.sigmoid(pred[4])
+        foreground = torch.zeros((height, width), dtype=torch.bool)
+        for mask in masks:
+            foreground |= mask
+        seed_loss = seed[~foreground].pow(2).sum()
+        instance_loss = variance = 0.0
+        for mask in masks:
+            centers_inside = mask & center_image.bool()
+            if centers_inside.sum() == 1:
+                center = grid[:, centers_inside].view(2, 1, 1)
+            else:
+                center = grid[:, mask].mean(dim=1).view(2, 1, 1)
+            sigma_in = sigma[:, mask]  # (2, N)
+            sigma_mean = sigma_in.mean(dim=1).view(2, 1, 1)
+            if variance_loss == "paper":
+                variance = variance + torch.mean((sigma_in - sigma_mean.detach()) ** 2)  # (2, 2, N)
+            else:
+                variance = variance + torch.mean((sigma_in - sigma_mean[..., 0].detach()) ** 2)
+            s = torch.exp(10 * sigma_mean)
+            phi = torch.exp(-torch.sum((embeddings - center) ** 2 * s, dim=0))
+            instance_loss = instance_loss + reference_lovasz_hinge(2 * phi.flatten() - 1, mask.flatten().to(pred.dtype))
+            seed_loss = seed_loss + 10 * torch.sum((seed[mask] - phi[mask].detach()) ** 2)
+            predicted = phi > 0.5
+            ious.append(float((predicted & mask).sum() / (predicted | mask).sum()))
+        if masks:
+            instance_loss, variance = instance_loss / len(masks), variance / len(masks)
+        total = total + instance_loss + 10 * variance + seed_loss / (height * width)
+    return total / len(prediction), ious
+
+
+def random_prediction(batch: int, seed: int = 0) -> torch.Tensor:
+    """Raw outputs whose scores stay far from underflow, so no two sort keys tie (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.randn(batch, 5, SIZE, SIZE, generator=g, dtype=torch.float64)
+    pred[:, :2] *= 0.01  # offsets of about ±10 px
+    pred[:, 2:4] = 0.6 + 0.05 * pred[:, 2:4]  # s ≈ e^6: φ = 0.5 at ≈ 30 px
+    return pred.requires_grad_(True)
+
+
+def label_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    labels = np.stack([disc_labels((SIZE, SIZE), DISCS), disc_labels((SIZE, SIZE), DISCS[::-1])])
+    labels[1][labels[1] == 2] = 40  # ids need not be consecutive
+    centers = np.stack([disc_centers((SIZE, SIZE), [DISCS[i] for i in (0, 2, 3)])] * 2)
+    centers[:, STRAY_CENTER[0], STRAY_CENTER[1]] = 1
+    return torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(centers.astype(bool))
+
+
+@pytest.mark.parametrize("variance_loss", ["paper", "fixed"])
+def test_label_images_match_per_object_reference(variance_loss: str) -> None:
+    instances, centers = label_batch()
+    masks = [[inst == i for i in torch.unique(inst) if i != 0] for inst in instances]
+    pred = random_prediction(2)
+    loss, ious = SpatialEmbLoss(variance_loss=variance_loss)(pred, instances, centers)
+    (grad,) = torch.autograd.grad(loss, pred)
+    expected, expected_ious = reference_loss(pred, masks, centers, variance_loss)
+    (expected_grad,) = torch.autograd.grad(expected, pred)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-15)
+    assert ious.tolist() == pytest.approx(expected_ious, abs=0)
+    assert 0 < ious.min() and ious.max() < 1
+
+
+def test_one_hot_overlapping_masks_match_reference() -> None:
+    stack = disc_stack((SIZE, SIZE), DISCS + [(16, 18, 8)])  # the last disc overlaps the first
+    padded = np.concatenate([stack, np.zeros_like(stack[:2])])  # batch padding: empty slices
+    centers = torch.from_numpy(disc_centers((SIZE, SIZE), DISCS + [(16, 18, 8)]).astype(bool))[None]
+    pred = random_prediction(1, seed=1)
+    for variance_loss in ("paper", "fixed"):
+        loss, ious = SpatialEmbLoss(variance_loss=variance_loss)(pred, torch.from_numpy(padded)[None], centers)
+        expected, expected_ious = reference_loss(pred, [[torch.from_numpy(m > 0) for m in stack]], centers, variance_loss)
+        torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+        assert ious.tolist() == pytest.approx(expected_ious, abs=0)
+
+
+def test_variance_variants_differ_only_with_anisotropic_sigma() -> None:
+    instances, centers = label_batch()
+    pred = random_prediction(2).detach()
+    paper, fixed = (SpatialEmbLoss(variance_loss=v)(pred, instances, centers)[0] for v in ("paper", "fixed"))
+    assert paper > fixed  # the broadcast adds the spread between the channels' means
+    pred[:, 3] = pred[:, 2]
+    paper, fixed = (SpatialEmbLoss(variance_loss=v)(pred, instances, centers)[0] for v in ("paper", "fixed"))
+    torch.testing.assert_close(paper, fixed)
+
+
+def test_object_centers_fall_back_to_centroid() -> None:
+    instances, centers = label_batch()
+    object_index, pixel_index, n_objects = object_pixels(instances[0])
+    grid = coordinate_grid(SIZE, SIZE, dtype=torch.float64).reshape(2, -1)
+    got = object_centers(grid, centers[0].reshape(-1), object_index, pixel_index, n_objects)
+    spacing = 1 / 1023
+    torch.testing.assert_close(got[0], torch.tensor([12.0, 12.0], dtype=torch.float64) * spacing)  # its stored centre
+    for k in (1, 2):  # no centre / two centres: mean grid coordinate
+        ys, xs = np.nonzero(instances[0].numpy() == k + 1)
+        torch.testing.assert_close(got[k], torch.tensor([xs.mean(), ys.mean()]) * spacing)
+
+
+def test_gradient_reaches_every_output_channel_at_init_values() -> None:
+    instances, centers = label_batch()
+    pred = torch.zeros(2, 5, SIZE, SIZE)
+    pred[:, 2:4] = 1.0  # the network's output at step 0
+    pred.requires_grad_(True)
+    loss, _ = SpatialEmbLoss()(pred, instances, centers)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(pred.grad[:, c].abs().sum() > 0 for c in range(5))
+
+
+def test_image_without_objects_gives_background_seed_loss_only() -> None:
+    pred = random_prediction(1)
+    empty = torch.zeros(1, SIZE, SIZE, dtype=torch.int64)
+    loss, ious = SpatialEmbLoss()(pred, empty, torch.zeros(1, SIZE, SIZE, dtype=torch.bool))
+    torch.testing.assert_close(loss, torch.sigmoid(pred[0, 4]).pow(2).mean())
+    assert ious.numel() == 0
+    loss.backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_unknown_variance_loss_is_rejected() -> None:
+    with pytest.raises(ValueError, match="variance_loss"):
+        SpatialEmbLoss(variance_loss="broadcast")

@@ -41,7 +41,11 @@ def bandwidth(sigma_raw: torch.Tensor) -> torch.Tensor:
 def gaussian_score(embeddings: torch.Tensor, center: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """φ = exp(−Σ_d s_d (e_d − C_d)²).
 
-    embeddings: (D, ...) ; center, s: (D,) (broadcast over the trailing axes). Returns (...).
+    embeddings: (D, ...); center, s: (D,) or (D, K, ...) — padded with trailing axes and broadcast,
+    so embeddings (D, 1, P) with centres (D, K) give all K objects' scores (K, P) at once.
+    Returns the broadcast shape without the leading D.
     """
-    shape = (-1,) + (1,) * (embeddings.dim() - 1)
-    return torch.exp(-torch.sum(s.view(shape) * (embeddings - center.view(shape)) ** 2, dim=0))
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape + (1,) * (embeddings.dim() - t.dim()))
+
+    return torch.exp(-torch.sum(padded(s) * (embeddings - padded(center)) ** 2, dim=0))

@@ -1,0 +1,143 @@
+"""StarDist 2D (Schmidt et al. 2018) trained from scratch, run in its own TensorFlow environment.
+
+Settings follow the StarDist paper/examples: 32 rays, prediction grid 2×2, 256² patches, then
+the probability and NMS thresholds optimised on the validation images
+(``model.optimize_thresholds``), as StarDist recommends. Augmentation: the same 8 dihedral
+transforms as EmbedSeg. Images are normalised with the data set's rule (``dataset.json``),
+like every other method, not with StarDist's own percentile normaliser.
+
+Model folder: ``stardist/`` (StarDist's config.json, weights_best.h5, thresholds.json),
+``log.csv``, ``memory.json``, ``dataset.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import dihedral
+from ..io import DataError, write_json
+from ..runtime import peak_memory
+from .common import Split, load_settings, load_train_val, predict_folder, save_settings, write_log
+
+MODEL_NAME = "stardist"
+
+
+def hide_gpus_for_cpu(device: str) -> None:
+    """TensorFlow takes every visible GPU; `--device cpu` must hide them before it is imported."""
+    if device == "cpu" or (device == "auto" and os.environ.get("EMBEDSEG_DEVICE") == "cpu"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+
+
+def channels_last(image: np.ndarray) -> np.ndarray:
+    """(H, W) stays; (C, H, W) → (H, W, C), StarDist's layout."""
+    return image if image.ndim == 2 else np.moveaxis(image, 0, -1)
+
+
+def patch_side(requested: int, split: Split, multiple: int) -> int:
+    """Largest multiple of `multiple` ≤ `requested` that fits in every training image."""
+    smallest = min(min(labels.shape) for labels in split.labels)
+    side = min(requested, smallest) // multiple * multiple
+    if side < multiple:
+        raise DataError(f"training images of {smallest} px are smaller than StarDist's minimum patch of {multiple} px")
+    return side
+
+
+def dihedral_augmenter(seed: int):
+    """StarDist augmenter: one random dihedral transform applied to image (H, W[, C]) and labels (H, W)."""
+    rng = np.random.default_rng(seed)
+
+    def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
+        x_chw = x if x.ndim == 2 else np.moveaxis(x, -1, 0)
+        return channels_last(dihedral.forward(x_chw, k, flip)).copy(), dihedral.forward(y, k, flip).copy()
+
+    return augment
+
+
+def epoch_logger(log_path: Path):
+    """Keras callback writing `log.csv` after every epoch (StarDist's history has no timings)."""
+    import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None) -> None:
+            self.rows: list[dict] = []
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            logs = logs or {}
+            iou = next((value for key, value in logs.items() if key.startswith("val_") and "iou" in key), None)
+            self.rows.append({
+                "epoch": epoch, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                "train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"), "val_iou": iou,
+                "seconds": time.perf_counter() - self.start,
+            })
+            write_log(log_path, self.rows)
+
+    return EpochLogger()
+
+
+def tensorflow_peak_memory() -> dict:
+    """GPU peak of TensorFlow's allocator when training ran on a GPU, else the process's peak RSS."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        return {"peak_bytes": int(peak), "kind": "cuda_max_allocated", "device": "cuda"}
+    return peak_memory(None)
+
+
+def train(args: argparse.Namespace) -> int:
+    hide_gpus_for_cpu(args.device)
+    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
+    import keras
+    from stardist import fill_label_holes
+    from stardist.models import Config2D, StarDist2D
+
+    keras.utils.set_random_seed(args.seed)
+    model_dir = Path(args.out)
+    save_settings(settings, model_dir)
+    n_channels = train_split.images[0].shape[0] if train_split.images[0].ndim == 3 else 1
+    # StarDist's U-Net (depth 3) needs patches divisible by 2**3 · grid.
+    patch = patch_side(args.patch_size, train_split, 8 * args.grid)
+    config = Config2D(
+        n_rays=args.rays, grid=(args.grid, args.grid), n_channel_in=n_channels,
+        train_patch_size=(patch, patch), train_batch_size=args.batch_size,
+        train_epochs=args.epochs, train_steps_per_epoch=args.steps_per_epoch,
+        train_tensorboard=False,  # tensorflow-cpu ships without TensorBoard (crash at epoch end)
+    )
+    model = StarDist2D(config, name=MODEL_NAME, basedir=str(model_dir))
+    model.prepare_for_training()
+    model.callbacks.append(epoch_logger(model_dir / "log.csv"))
+    images = [channels_last(image) for image in train_split.images]
+    labels = [fill_label_holes(mask) for mask in train_split.labels]
+    val_images = [channels_last(image) for image in val_split.images]
+    val_labels = [fill_label_holes(mask) for mask in val_split.labels]
+    model.train(images, labels, validation_data=(val_images, val_labels), augmenter=dihedral_augmenter(args.seed),
+                epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed)
+    model.optimize_thresholds(val_images, val_labels)
+    write_json(model_dir / "memory.json", tensorflow_peak_memory())
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    hide_gpus_for_cpu(args.device)
+    settings = load_settings(args.model_dir)
+    from stardist.models import StarDist2D
+
+    model = StarDist2D(None, name=MODEL_NAME, basedir=str(args.model_dir))
+
+    def segment(image: np.ndarray) -> np.ndarray:
+        x = channels_last(image)
+        n_tiles = args.n_tiles + [1] * (x.ndim - 2) if args.n_tiles else model._guess_n_tiles(x)
+        labels, _ = model.predict_instances(x, n_tiles=n_tiles, show_tile_progress=False)
+        return labels
+
+    predict_folder(args.images, args.out, settings, segment)
+    return 0

@@ -1,0 +1,235 @@
+"""Object-centred training crops with centre images (spec §4; `embedseg crops`).
+
+For every object of a training image (ascending id order; index j names the files
+``<base>_<jjj>.tif``) a crop_size × crop_size window is centred on the object's centroid and
+clipped into the image; images smaller than the crop are skipped (no padding), as in the paper
+code. The crop's centre image marks one pixel per object that has pixels inside the crop, computed
+from the object's *visible* pixels only, so objects cut by the crop border get the centre of their
+visible part. A fully visible object's medoid does not depend on the crop, so it is computed once
+per image and reused.
+
+Output (CROPS_DIR/{train,val}/{images,masks,centers}/<base>_<jjj>.tif): images in their stored
+dtype, masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
+images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .centers import CENTER_FUNCTIONS, CENTER_TYPES
+from .config import DatasetSettings
+from .io import DataError, list_images, read_image, read_labels, write_labels, write_tiff
+
+log = logging.getLogger(__name__)
+
+CROP_FOLDERS = ("images", "masks", "centers")
+
+
+@dataclass(frozen=True)
+class LabelledObject:
+    """One object of a full image: pixel coordinates (N, 2) as (y, x) in row-major order."""
+
+    index: int  # position in ascending id order (one-hot: slice index); names the crop
+    coords: np.ndarray
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return self.coords.mean(axis=0)
+
+
+def fill_label_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill holes of every object of a label image (H, W), each in its own bounding box.
+
+    Objects are painted in ascending id order into a fresh image, as StarDist's
+    ``fill_label_holes`` that the official crop code uses (a hole holding a smaller id is
+    overwritten by the enclosing object).
+    """
+    from scipy.ndimage import binary_fill_holes, find_objects
+
+    filled = np.zeros_like(labels)
+    for label_id, box in enumerate(find_objects(labels), start=1):
+        if box is None:
+            continue
+        # Grow the box by one pixel (where the image allows) so holes touching it stay holes.
+        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        region = binary_fill_holes(labels[grown] == label_id)
+        filled[grown][region] = label_id
+    return filled
+
+
+def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
+    """Objects of a label image (H, W) (ascending ids) or one-hot stack (K, H, W) (slice order).
+
+    Empty slices of a one-hot stack are skipped but keep their index in the numbering.
+    """
+    if one_hot:
+        return [LabelledObject(k, np.argwhere(masks[k])) for k in range(len(masks)) if masks[k].any()]
+    flat = masks.ravel()
+    pixels = np.flatnonzero(flat)
+    # One stable sort groups pixels by id and keeps each group in row-major order.
+    pixels = pixels[np.argsort(flat[pixels], kind="stable")]
+    ids, starts = np.unique(flat[pixels], return_index=True)
+    groups = np.split(pixels, starts[1:])
+    return [
+        LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1))
+        for j, group in enumerate(groups)
+    ]
+
+
+def crop_origin(centroid: np.ndarray, crop_size: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """Top-left (y0, x0) of the window centred on `centroid`, clipped into an image of `shape`."""
+    top, left = (
+        int(np.clip(c - crop_size / 2, 0, size - crop_size)) for c, size in zip(centroid, shape)
+    )
+    return top, left
+
+
+def center_image(objects: list[LabelledObject], origin: tuple[int, int], crop_size: int, kind: str,
+                 full_centers: dict[int, tuple[int, int]]) -> np.ndarray:
+    """Centre image (crop_size, crop_size) uint8 for the window at `origin`.
+
+    Each object with pixels in the window gets one centre from its visible pixels.
+    `full_centers` caches the (translation-invariant) medoids, in image coordinates, of fully
+    visible objects by object index.
+    """
+    image = np.zeros((crop_size, crop_size), dtype=np.uint8)
+    lo = np.asarray(origin)
+    for obj in objects:
+        inside = np.all((obj.coords >= lo) & (obj.coords < lo + crop_size), axis=1)
+        if not inside.any():
+            continue
+        # Rounding half to even is not translation invariant, so centroids (cheap anyway) are
+        # always computed in crop coordinates as the paper code does; medoids are cached.
+        if inside.all() and kind != "centroid":
+            if obj.index not in full_centers:
+                full_centers[obj.index] = CENTER_FUNCTIONS[kind](obj.coords)
+            y, x = np.asarray(full_centers[obj.index]) - lo
+        else:
+            y, x = CENTER_FUNCTIONS[kind](obj.coords[inside] - lo)
+        image[y, x] = 1
+    return image
+
+
+def check_pair(image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: Path, mask_path: Path) -> None:
+    """Raise DataError unless image (H, W)/(C, H, W) and masks (H, W)/(K, H, W) fit together."""
+    if image.ndim not in (2, 3):
+        raise DataError(f"{image_path}: image must be (H, W) or (C, H, W), got shape {image.shape}")
+    expected_ndim = 3 if one_hot else 2
+    if masks.ndim != expected_ndim:
+        raise DataError(
+            f"{mask_path}: mask has shape {masks.shape} but dataset.json says one_hot={one_hot} "
+            f"(expected a {'(K, H, W) stack' if one_hot else '(H, W) label image'}); fix one_hot or the mask"
+        )
+    if image.shape[-2:] != masks.shape[-2:]:
+        raise DataError(f"{mask_path}: mask size {masks.shape[-2:]} differs from image {image_path} {image.shape[-2:]}")
+
+
+def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, crop_size: int, kind: str,
+              one_hot: bool) -> int:
+    """Write the crops of one image into out_dir/{images,masks,centers}; returns their number."""
+    image = read_image(image_path)
+    masks = read_labels(mask_path)
+    check_pair(image, masks, one_hot, image_path, mask_path)
+    height, width = masks.shape[-2:]
+    if height < crop_size or width < crop_size:
+        log.warning("%s: %dx%d is smaller than the crop size %d; no crops (as in the paper code)",
+                    image_path.name, height, width, crop_size)
+        return 0
+    if not one_hot:
+        # A one-hot stack would be filled in 3-D by the official code, a no-op; filling a curled
+        # worm's slice in 2-D would also swallow the background it encloses.
+        masks = fill_label_holes(masks)
+    objects = labelled_objects(masks, one_hot)
+    full_centers: dict[int, tuple[int, int]] = {}
+    n_written = 0
+    for obj in objects:
+        top, left = crop_origin(obj.centroid, crop_size, (height, width))
+        window = (slice(top, top + crop_size), slice(left, left + crop_size))
+        mask_crop = masks[(Ellipsis, *window)]
+        if one_hot:
+            if not mask_crop[obj.index].any():
+                continue
+            mask_crop = mask_crop[mask_crop.any(axis=(1, 2))]
+        name = f"{image_path.stem}_{obj.index:03d}.tif"
+        write_tiff(out_dir / "images" / name, image[(Ellipsis, *window)])
+        write_labels(out_dir / "masks" / name, mask_crop)
+        write_tiff(out_dir / "centers" / name,
+                   center_image(objects, (top, left), crop_size, kind, full_centers))
+        n_written += 1
+    return n_written
+
+
+def crop_subset(data_dir: Path, subset: str, out_dir: Path, crop_size: int, kind: str, one_hot: bool) -> int:
+    """Crop every image of data_dir/subset/images (masks of the same name in masks/)."""
+    image_paths = list_images(data_dir / subset / "images")
+    mask_dir = data_dir / subset / "masks"
+    for folder in CROP_FOLDERS:
+        (out_dir / subset / folder).mkdir(parents=True, exist_ok=True)
+    n_crops = 0
+    for image_path in tqdm(image_paths, desc=f"crops {subset}", unit="image"):
+        mask_path = mask_dir / image_path.name
+        if not mask_path.exists():
+            raise DataError(f"{mask_path}: mask missing for image {image_path}; every image needs a same-named mask")
+        n_crops += crop_pair(image_path, mask_path, out_dir / subset, crop_size, kind, one_hot)
+    return n_crops
+
+
+def hold_out_val_crops(crops_dir: Path, fraction: float, seed: int) -> list[str]:
+    """Move ⌊fraction·#crops⌋ train crops to val (official `split_train_crops`); returns their names.
+
+    The crops are taken from the name-sorted list at the first indices of a NumPy legacy
+    ``seed``-seeded shuffle, so the split matches the paper code.
+    """
+    names = sorted(p.name for p in list_images(crops_dir / "train" / "images"))
+    order = np.arange(len(names))
+    np.random.RandomState(seed).shuffle(order)
+    held_out = [names[i] for i in order[: int(fraction * len(names))]]
+    for folder in CROP_FOLDERS:
+        (crops_dir / "val" / folder).mkdir(parents=True, exist_ok=True)
+        for name in held_out:
+            os.replace(crops_dir / "train" / folder / name, crops_dir / "val" / folder / name)
+    return held_out
+
+
+def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center: str,
+               crop_size: int | None = None, seed: int = 1000) -> DatasetSettings:
+    """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings."""
+    data_dir, crops_dir = Path(data_dir), Path(crops_dir)
+    if center not in CENTER_TYPES:
+        raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
+    settings = dataclasses.replace(
+        DatasetSettings.load(data_dir), center=center, **({"crop_size": crop_size} if crop_size else {})
+    )
+    subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
+    for subset in subsets:
+        crop_subset(data_dir, subset, crops_dir, settings.crop_size, center, settings.one_hot)
+    if settings.val_split == "crop":
+        hold_out_val_crops(crops_dir, settings.val_fraction, seed)
+    settings.save(crops_dir)
+    return settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="prepared data set (dataset.json, train/, val/)")
+    parser.add_argument("--out", required=True, metavar="CROPS_DIR", help="output folder for the crops")
+    parser.add_argument("--center", choices=CENTER_TYPES, default="medoid", help="centre marked in the centre images")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="crop edge length in pixels (default: crop_size of dataset.json)")
+    parser.add_argument("--seed", type=int, default=1000,
+                        help="NumPy legacy seed of the crop-level validation split (val_split 'crop')")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.crop_size is not None and args.crop_size <= 0:
+        raise DataError(f"--crop-size must be positive, got {args.crop_size}")
+    make_crops(args.data_dir, args.out, args.center, args.crop_size, args.seed)
+    return 0

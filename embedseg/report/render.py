@@ -1,0 +1,128 @@
+"""Render a sectioned table (one section per data set) as Markdown or LaTeX (booktabs).
+
+Tables are built as :class:`Grid` objects of :class:`Cell` values so that both formats show the
+same numbers; only the formatting (±, bold/underline, escaping) differs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+BEST, SECOND = 1, 2
+
+
+@dataclass
+class Cell:
+    """One table cell: a mean (± sd) or a text; `rank` 1/2 marks best/second best."""
+
+    value: float | None = None
+    sd: float | None = None
+    text: str = ""
+    rank: int = 0
+    signed: bool = False  # show a + on positive values (ΔAP)
+
+    def plain(self, plus_minus: str = " ± ") -> str:
+        if self.value is None or math.isnan(self.value):
+            return self.text
+        number = f"{self.value:+.3f}" if self.signed else f"{self.value:.3f}"
+        if self.sd is not None and not math.isnan(self.sd):
+            number += f"{plus_minus}{self.sd:.3f}"
+        return number
+
+
+@dataclass
+class Grid:
+    """Column headers, rows grouped into titled sections, and notes printed under the table."""
+
+    columns: list[str]
+    sections: dict[str, list[list[Cell]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def rank_columns(rows: list[list[Cell]], columns: range) -> None:
+    """Mark the best (1) and second best (2) value of each column among the given rows.
+
+    Values are compared as printed (three decimals), so equal-looking numbers share a rank.
+    A column with fewer than two numbers gets no marks: a lone value is not "best" of anything.
+    """
+    for col in columns:
+        if sum(_is_number(row[col]) for row in rows) < 2:
+            continue
+        shown = sorted({round(row[col].value, 3) for row in rows if _is_number(row[col])}, reverse=True)
+        for row in rows:
+            if _is_number(row[col]) and round(row[col].value, 3) in shown[:2]:
+                row[col].rank = shown.index(round(row[col].value, 3)) + 1
+
+
+def _is_number(cell: Cell) -> bool:
+    return cell.value is not None and not math.isnan(cell.value)
+
+
+def to_markdown(grid: Grid) -> str:
+    """GitHub Markdown: one `###` heading and table per section, notes as a paragraph."""
+    out = []
+    for title, rows in grid.sections.items():
+        out += [f"### {title}", "", _md_row(grid.columns), _md_row(["---"] * len(grid.columns))]
+        out += [_md_row([_md_cell(c) for c in row]) for row in rows]
+        out.append("")
+    out += grid.notes
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _md_cell(cell: Cell) -> str:
+    text = cell.plain()
+    if cell.rank == BEST:
+        return f"**{text}**"
+    if cell.rank == SECOND:
+        return f"<u>{text}</u>"
+    return text
+
+
+def to_latex(grid: Grid, caption: str, label: str) -> str:
+    """A booktabs `table` (needs \\usepackage{booktabs}); sections separated by \\midrule."""
+    n_cols = len(grid.columns)
+    lines = [
+        "\\begin{table}",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        f"\\begin{{tabular}}{{l{'c' * (n_cols - 2)}l}}",
+        "\\toprule",
+        " & ".join(latex_escape(c) for c in grid.columns) + " \\\\",
+    ]
+    for title, rows in grid.sections.items():
+        lines += ["\\midrule", f"\\multicolumn{{{n_cols}}}{{l}}{{\\textit{{{latex_escape(title)}}}}} \\\\"]
+        lines += [" & ".join(_tex_cell(c) for c in row) + " \\\\" for row in rows]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += [f"\\par\\footnotesize {latex_escape(note)}" for note in grid.notes]
+    lines.append("\\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_cell(cell: Cell) -> str:
+    if not _is_number(cell):
+        return latex_escape(cell.plain())
+    text = cell.plain(plus_minus=" \\pm ")
+    if cell.rank == BEST:
+        return f"$\\mathbf{{{text}}}$"  # \textbf does not reach into math mode
+    if cell.rank == SECOND:
+        return f"$\\underline{{{text}}}$"
+    return f"${text}$"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "→": r"$\rightarrow$", "τ": r"$\tau$", "Δ": r"$\Delta$", "–": "--", "−": "$-$", "…": r"\dots{}", "<": r"\textless{}", ">": r"\textgreater{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few non-ASCII symbols the tables use."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)

@@ -1,0 +1,154 @@
+"""Table 1, Table 2 and the paper comparison from hand-made score files with hand-computed results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedseg.cli import main
+from embedseg.io import DataError, write_json
+from embedseg.report.paper import load_paper
+from embedseg.report.results import TAUS, collect
+from embedseg.report.tables import write_tables
+
+PAPER = Path(__file__).resolve().parents[1] / "config" / "paper_results.yaml"
+DS = "bbbc010-2012"  # a paper data set, so reported rows and the comparison apply
+# Per-image ap at τ = 0.50 for images a and b; at τ it is that minus (τ − 0.50).
+RUNS = {
+    "embedseg-medoid-tta": {0: (0.9, 0.7), 1: (0.8, 0.8), 2: (1.0, 0.8)},  # run APs 0.8, 0.8, 0.9
+    "embedseg-centroid-notta": {0: (0.7, 0.7), 1: (0.6, 0.8), 2: (0.9, 0.7)},  # 0.7, 0.7, 0.8
+    "embedseg-centroid-tta": {0: (0.8, 0.7), 1: (0.8, 0.8), 2: (0.9, 0.8)},  # 0.75, 0.8, 0.85
+    "3class-unet": {0: (0.5, 0.3), 1: (0.6, 0.4)},  # 0.4, 0.5
+}
+SD_EMBEDSEG = np.std([0.8, 0.8, 0.9], ddof=1)  # 0.0577
+
+
+def write_scores(path: Path, ap_at_050: tuple[float, ...]) -> None:
+    rows = [
+        dict(image=f"img{i}.tif", tau=tau, tp=1, fp=0, fn=0, ap=ap - (tau - 0.5))
+        for i, ap in enumerate(ap_at_050) for tau in TAUS
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    run = tmp_path / "results" / "demo"
+    for method, seeds in RUNS.items():
+        for seed, aps in seeds.items():
+            write_scores(run / "scores" / DS / method / f"seed{seed}.csv", aps)
+    for seed, peak in enumerate([1 << 30, 3 << 30, 2 << 30]):
+        write_json(run / "models" / DS / "embedseg-medoid" / f"seed{seed}" / "memory.json",
+                   {"peak_bytes": peak, "kind": "cuda_max_allocated", "device": "cuda:0"})
+    marker = run / "predictions" / DS / "stardist" / "NOT_RUN.txt"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("stardist is not installed\n")
+    write_scores(run / "scores" / "synthetic-cells" / "embedseg-medoid-tta" / "seed0.csv", (0.5, 0.5))
+    return run
+
+
+def make_tables(results: Path, out: Path, paper: Path = PAPER, **kwargs) -> Path:
+    write_tables(results, load_paper(paper), out, collect(results), **kwargs)
+    return out
+
+
+def test_table1_means_sds_memory_and_rows(results: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(make_tables(results, tmp_path / "t") / "table1.csv").set_index(["dataset", "method"])
+    ours = table.loc[(DS, "embedseg-medoid-tta")]
+    assert ours["runs"] == 3 and ours["status"] == "measured"
+    assert ours["ap_0.50"] == pytest.approx(0.8 + 1 / 30)
+    assert ours["ap_0.70"] == pytest.approx(0.8 + 1 / 30 - 0.2)
+    assert ours["sd_0.50"] == pytest.approx(SD_EMBEDSEG) and ours["sd_0.90"] == pytest.approx(SD_EMBEDSEG)
+    assert ours["memory_gib"] == pytest.approx(3.0) and ours["memory_kind"] == "cuda_max_allocated"
+    unet = table.loc[(DS, "3class-unet")]
+    assert (unet["ap_0.50"], unet["sd_0.50"]) == pytest.approx((0.45, np.std([0.4, 0.5], ddof=1)))
+    assert np.isnan(unet["memory_gib"])  # no memory.json: left empty, never invented
+    assert table.loc[(DS, "stardist"), "status"] == "not run"
+    assert table.loc[(DS, "stardist"), "note"] == "stardist is not installed"
+    harmonic = table.loc[(DS, "harmonic-embeddings")]
+    assert harmonic["status"] == "reported" and "Kulikov" in harmonic["note"] and harmonic["ap_0.75"] == 0.723
+    # The ablation-only variant belongs to Table 2; the data set not in the paper gets no reported rows.
+    assert (DS, "embedseg-centroid-tta") not in table.index
+    assert set(table.loc["synthetic-cells"].index) == {"embedseg-medoid-tta"}
+    assert np.isnan(table.loc[("synthetic-cells", "embedseg-medoid-tta"), "sd_0.50"])  # one run: no sd
+
+
+def test_best_and_second_best_marked_among_measured_rows(results: Path, tmp_path: Path) -> None:
+    out = make_tables(results, tmp_path / "t")
+    md, tex = (out / "table1.md").read_text(), (out / "table1.tex").read_text()
+    # EmbedSeg best, Neven et al. second at every τ; PatchPerPix's reported 0.930 is higher but not ranked.
+    assert md.count("**0.833 ± 0.058**") == 1 and md.count("<u>0.733 ± 0.058</u>") == 1
+    bbbc = md.split("### synthetic-cells")[0]
+    assert bbbc.count("**") == 2 * len(TAUS) and bbbc.count("<u>") == len(TAUS)
+    assert "| PatchPerPix | reported | 0.930 |" in md
+    assert "not run: stardist is not installed" in md
+    assert r"$\mathbf{0.833 \pm 0.058}$" in tex and r"$\underline{0.733 \pm 0.058}$" in tex
+    assert tex.split("synthetic-cells")[0].count(r"\mathbf{") == len(TAUS) and "\\toprule" in tex and "\\bottomrule" in tex
+
+
+def test_table2_paired_deltas(results: Path, tmp_path: Path) -> None:
+    out = make_tables(results, tmp_path / "t")
+    table = pd.read_csv(out / "table2.csv").set_index(["dataset", "method"])
+    neven = table.loc[(DS, "embedseg-centroid-notta")]
+    assert neven["quantity"] == "delta_AP" and neven["runs"] == 3
+    assert neven["value_0.50"] == pytest.approx(-0.1) and neven["sd_0.50"] == pytest.approx(0.0, abs=1e-12)
+    centroid = table.loc[(DS, "embedseg-centroid-tta")]  # paired differences −0.05, 0, −0.05
+    assert centroid["value_0.80"] == pytest.approx(-1 / 30) and centroid["sd_0.80"] == pytest.approx(np.std([-0.05, 0, -0.05], ddof=1))
+    assert table.loc[(DS, "embedseg-medoid-tta"), "value_0.50"] == pytest.approx(0.8 + 1 / 30)
+    assert "synthetic-cells" not in table.index.get_level_values("dataset")  # no ablation runs there
+    assert "| both (= Neven et al.) | 3 | -0.100 ± 0.000 |" in (out / "table2.md").read_text()
+
+
+def test_comparison_verdicts(results: Path, tmp_path: Path) -> None:
+    text = (make_tables(results, tmp_path / "t") / "comparison_to_paper.md").read_text()
+    bbbc, synthetic = text.split("## synthetic-cells")
+    # Paper EmbedSeg 0.962 vs ours 0.833 ± 0.058: outside; 3-Class U-Net 0.521 vs 0.45 ± 0.071: inside.
+    assert "Verdict: not consistent with the paper — within our mean ± 2 sd in 16 of 45 cells" in bbbc
+    assert "3-Class U-Net (5/9 τ), Neven et al. (8/9 τ), EmbedSeg (7/9 τ), ΔAP both (= Neven et al.) (9/9 τ)." in bbbc
+    assert "| 3-Class U-Net | ours (n = 2) | 0.450 ± 0.071 |" in bbbc
+    assert "|  | difference | -0.071 |" in bbbc and "|  | within ± 2 sd | yes |" in bbbc
+    assert "Not in the paper" in synthetic and "Verdict" not in synthetic
+    flagged = (make_tables(results, tmp_path / "f", not_comparable="demo data") / "comparison_to_paper.md").read_text()
+    assert "Not comparable to the paper: demo data" in flagged and "Verdict" not in flagged
+
+
+def test_comparison_consistent_when_paper_within_two_sd(results: Path, tmp_path: Path) -> None:
+    paper = tmp_path / "paper.yaml"
+    ours = [round(float(0.8 + 1 / 30 - (t - 0.5) + 0.1), 3) for t in TAUS]  # 0.1 off: within 2 × 0.0577
+    paper.write_text(
+        f"taus: {[float(t) for t in TAUS]}\ntable1:\n  {DS}:\n    embedseg-medoid-tta:\n      ap: {ours}\n      gpu_memory: '<1 GB'\n"
+        "table2: {}\n"
+    )
+    text = (make_tables(results, tmp_path / "t", paper=paper) / "comparison_to_paper.md").read_text()
+    assert f"consistent with the paper — its number lies within our mean ± 2 sd in all {len(TAUS)} cells" in text
+
+
+def test_missing_run_and_nan_score_name_the_file(results: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"3class-unet/seed2\.csv"):
+        collect(results, datasets=[DS], seeds=[0, 1, 2])
+    bad = results / "scores" / DS / "3class-unet" / "seed1.csv"
+    frame = pd.read_csv(bad)
+    frame.loc[3, "ap"] = np.nan
+    frame.to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"seed1\.csv: NaN"):
+        collect(results)
+    frame.drop(index=3).to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"seed1\.csv: image 'img0\.tif' has thresholds"):
+        collect(results)
+    with pytest.raises(DataError, match=r"scores/bbbc010-2012/maskrcnn: no seed\*\.csv scores"):
+        collect(results, datasets=[DS], methods=["maskrcnn"])
+
+
+def test_cli_writes_every_output_and_reports_errors(results: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tables"
+    assert main(["tables", str(results), "--paper", str(PAPER), "--out", str(out), "--datasets", DS,
+                 "--methods", "embedseg-medoid-tta", "stardist", "--seeds", "0", "1", "2"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {f"table{i}.{ext}" for i in (1, 2) for ext in ("csv", "md", "tex")} | {"comparison_to_paper.md"}
+    assert "No data set has EmbedSeg together with an ablation variant" in (out / "table2.md").read_text()
+    assert main(["tables", str(tmp_path / "nowhere"), "--paper", str(PAPER), "--out", str(out)]) == 2
+    assert "results folder not found" in capsys.readouterr().err

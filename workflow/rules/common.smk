@@ -1,0 +1,175 @@
+# Configuration check, paths and input functions: the only Python of the workflow.
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+REPO = Path(workflow.basedir).parent
+RESULTS = f"results/{config['run_name']}"
+DATASETS = list(config["datasets"])
+SEEDS = config["seeds"]
+CENTERS = config["centers"]
+TTA = ["tta" if on else "notta" for on in config["tta"]]
+# EmbedSeg = embedseg-medoid-tta, Neven et al. = embedseg-centroid-notta (docs/interfaces.md).
+EMBEDSEG_METHODS = [f"embedseg-{center}-{tta}" for center in CENTERS for tta in TTA]
+BASELINE_SEEDS = config.get("baselines", {}).get("seeds", [])
+BASELINE_ENVS = {
+    "3class-unet": "../../envs/embedseg.yaml",
+    "stardist": "../../envs/stardist.yaml",
+    "cellpose-trained": "../../envs/cellpose.yaml",
+    "cellpose-public": "../../envs/cellpose.yaml",
+    "maskrcnn": "../../envs/maskrcnn.yaml",
+}
+DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+GPUS = int(config["gpu"])  # resource gpu=1 makes cluster profiles request a GPU for the job
+
+
+# Jobs run `python -m embedseg` from this checkout: with --use-conda the rule's environment's
+# Python (conda puts it first on PATH), otherwise the Python running Snakemake (the project venv).
+os.environ.update(
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+)
+
+
+wildcard_constraints:
+    ds="|".join(DATASETS),
+    center="|".join(CENTERS),
+    tta="tta|notta",
+    seed=r"\d+",
+    baseline="|".join(BASELINE_ENVS),
+
+
+def step_resources(step: str) -> dict:
+    """threads, mem_mb and runtime (minutes) of one step: config `resources.<step>` over defaults."""
+    return {**DEFAULT_RESOURCES, **config.get("resources", {}).get(step, {})}
+
+
+def optional_flag(flag: str, value) -> str:
+    """`--flag value`, or nothing when the config leaves the value unset (the step's default)."""
+    return "" if value is None else f"{flag} {shlex.quote(str(value))}"
+
+
+def dataset_options(wildcards) -> str:
+    """Options of `embedseg prepare` taken from config `datasets.<ds>`."""
+    settings = config["datasets"][wildcards.ds]
+    return " ".join(
+        filter(None, [optional_flag("--source", settings.get("source")), optional_flag("--limit", settings.get("limit"))])
+    )
+
+
+def crop_options(wildcards) -> str:
+    return optional_flag("--crop-size", config["datasets"][wildcards.ds].get("crop_size"))
+
+
+def train_options(wildcards) -> str:
+    """`embedseg train` options: the data set's batch/epoch sizes plus the global training keys."""
+    train = config["datasets"][wildcards.ds]["train"]
+    flags = {
+        "--epochs": train["epochs"],
+        "--batch-size": train["batch_size"],
+        "--virtual-batch": train["virtual_batch"],
+        "--train-size": train["train_size"],
+        "--val-size": train["val_size"],
+        "--val-batch-size": train["val_batch_size"],
+        "--variance-loss": config["train"]["variance_loss"],
+        "--workers": config["train"]["workers"],
+    }
+    return " ".join(f"{flag} {value}" for flag, value in flags.items())
+
+
+def predict_options(wildcards) -> str:
+    """`embedseg predict` options: TTA from the method name, clustering from config `predict`."""
+    predict = config["predict"]
+    return " ".join(
+        [
+            "--tta" if wildcards.tta == "tta" else "--no-tta",
+            f"--clustering {predict['clustering']}",
+            f"--seed-thresh {predict['seed_thresh']}",
+            f"--fg-thresh {predict['fg_thresh']}",
+            optional_flag("--min-object-size", predict["min_object_size"]),
+        ]
+    )
+
+
+def baseline_args(action: str):
+    """Input function: config `baselines.<action>_args.<method>`, passed verbatim."""
+
+    def args(wildcards) -> str:
+        return config["baselines"].get(f"{action}_args", {}).get(wildcards.baseline, "")
+
+    return args
+
+
+def baseline_env(wildcards) -> str:
+    return BASELINE_ENVS[wildcards.baseline]
+
+
+def baseline_runs() -> list[tuple[str, str, int]]:
+    """(data set, baseline, seed) for every baseline the config switches on."""
+    return [
+        (ds, method, seed)
+        for ds, settings in config["datasets"].items()
+        for method in settings.get("baselines", [])
+        for seed in BASELINE_SEEDS
+    ]
+
+
+def model_marker(ds: str, center: str, seed) -> str:
+    """`memory.json` of a trained EmbedSeg model: written once training has finished, so it (and
+    not best.pt/last.pt/log.csv, which a killed job must keep for resuming) is the rule's output."""
+    return f"{RESULTS}/models/{ds}/embedseg-{center}/seed{seed}/memory.json"
+
+
+def scores_file(ds: str, method: str, seed) -> str:
+    return f"{RESULTS}/scores/{ds}/{method}/seed{seed}.csv"
+
+
+def not_run_file(ds: str, method: str) -> str:
+    return f"{RESULTS}/predictions/{ds}/{method}/NOT_RUN.txt"
+
+
+def prediction_input(wildcards) -> str:
+    """What `evaluate` waits for: our predictions folder, or a baseline's 'predicted' flag."""
+    if wildcards.method.startswith("embedseg-"):
+        return f"{RESULTS}/predictions/{wildcards.ds}/{wildcards.method}/seed{wildcards.seed}"
+    return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
+
+
+def embedseg_scores() -> list[str]:
+    return [scores_file(ds, m, s) for ds in DATASETS for m in EMBEDSEG_METHODS for s in SEEDS]
+
+
+def baseline_flags() -> list[str]:
+    """'predicted' flags of every baseline run; listed as plain inputs so that a dry run shows
+    all baseline jobs, not only the first checkpoint it meets."""
+    return [f"{RESULTS}/status/{ds}/{method}/seed{seed}.predicted" for ds, method, seed in baseline_runs()]
+
+
+def baseline_results(wildcards) -> list[str]:
+    """Scores of each baseline run, or its NOT_RUN.txt when it declined to run (known only once
+    its prediction job, a checkpoint, has finished)."""
+    results = []
+    for ds, method, seed in baseline_runs():
+        checkpoints.baseline_predict.get(ds=ds, baseline=method, seed=seed)
+        not_run = not_run_file(ds, method)
+        results.append(not_run if os.path.exists(not_run) else scores_file(ds, method, seed))
+    return results
+
+
+def selection_options() -> str:
+    """`--datasets/--methods/--seeds` of `embedseg tables|figures`: what this config ran."""
+    methods = EMBEDSEG_METHODS + sorted({method for _, method, _ in baseline_runs()})
+    seeds = sorted(set(SEEDS) | set(BASELINE_SEEDS))
+    return " ".join(
+        [
+            "--datasets " + " ".join(DATASETS),
+            "--methods " + " ".join(methods),
+            "--seeds " + " ".join(map(str, seeds)),
+        ]
+    )

@@ -1,0 +1,20 @@
+rule evaluate:
+    input:
+        data=f"{RESULTS}/data/{{ds}}",
+        predictions=prediction_input,
+    output:
+        scores_file("{ds}", "{method}", "{seed}"),
+    params:
+        predictions=f"{RESULTS}/predictions/{{ds}}/{{method}}/seed{{seed}}",
+    log:
+        f"{RESULTS}/logs/evaluate/{{ds}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{ds}}/{{method}}/seed{{seed}}.tsv"
+    threads: step_resources("evaluate")["threads"]
+    resources:
+        mem_mb=step_resources("evaluate")["mem_mb"],
+        runtime=step_resources("evaluate")["runtime"],
+    conda:
+        "../../envs/embedseg.yaml"
+    shell:
+        "python -m embedseg evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"

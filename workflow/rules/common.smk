@@ -56,15 +56,17 @@ def optional_flag(flag: str, value) -> str:
 
 
 def dataset_options(wildcards) -> str:
-    """Options of `embedseg prepare` taken from config `datasets.<ds>`."""
+    """Options of `embedseg prepare` taken from config `datasets.<ds>` (unset keys: its defaults).
+    The crop size goes into dataset.json, so crops and the U-Net baseline both use it."""
     settings = config["datasets"][wildcards.ds]
-    return " ".join(
-        filter(None, [optional_flag("--source", settings.get("source")), optional_flag("--limit", settings.get("limit"))])
-    )
-
-
-def crop_options(wildcards) -> str:
-    return optional_flag("--crop-size", config["datasets"][wildcards.ds].get("crop_size"))
+    flags = {
+        "--source": settings.get("source"),
+        "--limit": settings.get("limit"),
+        "--crop-size": settings.get("crop_size"),
+        "--n-images": settings.get("n_images"),
+        "--image-size": settings.get("image_size"),
+    }
+    return " ".join(filter(None, (optional_flag(flag, value) for flag, value in flags.items())))
 
 
 def train_options(wildcards) -> str:
@@ -163,13 +165,6 @@ def baseline_results(wildcards) -> list[str]:
 
 
 def selection_options() -> str:
-    """`--datasets/--methods/--seeds` of `embedseg tables|figures`: what this config ran."""
-    methods = EMBEDSEG_METHODS + sorted({method for _, method, _ in baseline_runs()})
-    seeds = sorted(set(SEEDS) | set(BASELINE_SEEDS))
-    return " ".join(
-        [
-            "--datasets " + " ".join(DATASETS),
-            "--methods " + " ".join(methods),
-            "--seeds " + " ".join(map(str, seeds)),
-        ]
-    )
+    """`--datasets` of `embedseg tables|figures`. Methods and seeds are found from the scores
+    folders, because the baselines differ per data set and run fewer seeds than our network."""
+    return "--datasets " + " ".join(DATASETS)

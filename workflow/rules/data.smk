@@ -27,7 +27,6 @@ rule crops:
         directory(f"{RESULTS}/crops/{{ds}}/{{center}}"),
     params:
         seed=config["split_seed"],
-        options=crop_options,
     log:
         f"{RESULTS}/logs/crops/{{ds}}/{{center}}.log",
     benchmark:
@@ -40,4 +39,4 @@ rule crops:
         "../../envs/embedseg.yaml"
     shell:
         "python -m embedseg crops {input} --out {output} --center {wildcards.center}"
-        " --seed {params.seed} {params.options} > {log} 2>&1"
+        " --seed {params.seed} > {log} 2>&1"

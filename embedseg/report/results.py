@@ -241,7 +241,7 @@ def read_log(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc}); the training run wrote a broken log") from exc
-    missing = [c for c in ("epoch", "train_loss") if c not in frame.columns]
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: columns {missing} missing; expected {','.join(LOG_COLUMNS)}")
     return frame

@@ -1,0 +1,298 @@
+"""`embedseg figures`: qualitative panels, AP-vs-τ curves and training curves of one run folder.
+
+Writes into FIG_DIR: ``fig1_{ds}.{png,pdf}`` (input, ground truth, 3-Class U-Net, the best other
+method, EmbedSeg; full image and a zoomed window), ``ap_curves.{png,pdf}`` (mean AP over runs
+with a ± 1 sd band) and ``training_curves.{png,pdf}`` (loss and validation IoU per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..io import DataError, atomic_write, list_images, read_image, read_labels
+from .results import (
+    BASELINES,
+    EMBEDSEG,
+    NEVEN,
+    TAUS,
+    Collection,
+    collect,
+    method_label,
+    read_scores,
+    scores_path,
+    training_logs,
+)
+
+log = logging.getLogger(__name__)
+
+PAPER_WIDTH = 7.0  # inches: a full-width figure in a two-column paper
+UNET = "3class-unet"
+MATCH_IOU = 0.5  # a prediction takes its GT object's colour above this IoU (then the match is unique)
+N_COLOURS = 4096
+
+
+def instance_lut(n: int = N_COLOURS, seed: int = 0) -> np.ndarray:
+    """(n, 3) fixed random bright colours; the same table for every panel and figure."""
+    import matplotlib.colors
+
+    rng = np.random.default_rng(seed)
+    hsv = np.stack([rng.uniform(0, 1, n), rng.uniform(0.5, 1, n), rng.uniform(0.7, 1, n)], axis=1)
+    return matplotlib.colors.hsv_to_rgb(hsv)
+
+
+def flatten_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) label image from an (H, W) image or a (K, H, W) one-object-per-slice stack
+    (overlaps show the higher slice)."""
+    if labels.ndim == 2:
+        return labels
+    ids = np.arange(1, labels.shape[0] + 1, dtype=np.uint32)[:, None, None]
+    return np.max((labels > 0) * ids, axis=0)
+
+
+def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
+    """{pred id: GT id} for predicted objects whose IoU with a GT object exceeds 0.5.
+
+    gt, pred: (H, W) label images. IoU > 0.5 makes the match one-to-one.
+    """
+    from skimage.metrics import contingency_table
+
+    overlap = contingency_table(gt, pred).toarray()  # (max gt id + 1, max pred id + 1)
+    union = overlap.sum(axis=1, keepdims=True) + overlap.sum(axis=0, keepdims=True) - overlap
+    iou = np.divide(overlap, union, out=np.zeros(overlap.shape), where=union > 0)
+    iou[0, :] = iou[:, 0] = 0  # background is no object
+    gt_ids, pred_ids = np.nonzero(iou > MATCH_IOU)
+    return dict(zip(pred_ids.tolist(), gt_ids.tolist()))
+
+
+def colour_labels(labels: np.ndarray, colour_index: dict[int, int], first_free: int, lut: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB: object `i` in colour `lut[colour_index[i]]`, background black.
+
+    Objects without an entry take the colours from `first_free` on, so that in a panel no two
+    objects share a colour and an unmatched object never borrows a ground-truth colour.
+    """
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    free = iter(range(first_free, first_free + len(ids)))
+    index = np.array([colour_index[i] if i in colour_index else next(free) for i in ids.tolist()], dtype=int)
+    rgb = np.zeros((*labels.shape, 3))
+    foreground = labels > 0
+    rgb[foreground] = lut[index % len(lut)][np.searchsorted(ids, labels[foreground])]
+    return rgb
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey image in [0, 1] from (H, W) or (C, H, W) (first channel), p1–p99.8 stretch."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3:
+        image = image[0]
+    low, high = np.percentile(image, [1, 99.8])
+    return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+
+
+def zoom_window(gt: np.ndarray, fraction: float = 0.35) -> tuple[slice, slice]:
+    """A square window (`fraction` of the shorter side) centred on the GT object closest to the
+    image centre, shifted to stay inside the image."""
+    height, width = gt.shape
+    side = max(8, int(min(height, width) * fraction))
+    ys, xs = np.nonzero(gt)
+    if ys.size:
+        nearest = np.argmin((ys - height / 2) ** 2 + (xs - width / 2) ** 2)
+        cy, cx = ys[nearest], xs[nearest]
+    else:
+        cy, cx = height // 2, width // 2
+    top = int(np.clip(cy - side // 2, 0, height - side))
+    left = int(np.clip(cx - side // 2, 0, width - side))
+    return slice(top, top + side), slice(left, left + side)
+
+
+def representative_image(results: Path, dataset: str, seed: int, names: list[str]) -> str:
+    """The test image whose EmbedSeg AP at τ = 0.50 is closest to the median (first image if
+    EmbedSeg has no scores for that seed)."""
+    path = scores_path(results, dataset, EMBEDSEG, seed)
+    if not path.is_file():
+        return names[0]
+    at_050 = read_scores(path).query("tau == 0.5").set_index("image")["ap"]
+    at_050 = at_050[at_050.index.isin(names)]
+    if at_050.empty:
+        return names[0]
+    return str((at_050 - at_050.median()).abs().idxmin())
+
+
+def competitor(collection: Collection, dataset: str) -> str | None:
+    """The best measured method at τ = 0.50 other than 3-Class U-Net and EmbedSeg's variants
+    (a baseline, else Neven et al.)."""
+    candidates = [m for m in (*BASELINES, NEVEN) if m != UNET and not collection.runs(dataset, m).empty]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda m: collection.runs(dataset, m)[TAUS[0]].mean())
+
+
+def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:  # noqa: F821
+    """Write `fig` as PNG (200 dpi) and PDF, each atomically."""
+    paths = []
+    for suffix in (".png", ".pdf"):
+        path = out / f"{stem}{suffix}"
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=200, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def qualitative_panel(results: Path, collection: Collection, dataset: str, seed: int | None = None) -> "matplotlib.figure.Figure":  # noqa: F821
+    """Fig. 1 style: columns input, GT, 3-Class U-Net, best other method, EmbedSeg; top row the
+    whole test image (zoom window outlined), bottom row the zoom window."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    data = Path(results) / "data" / dataset / "test"
+    names = [p.name for p in list_images(data / "images")]
+    if not names:
+        raise DataError(f"{data / 'images'}: no test images; run `embedseg prepare` for {dataset}")
+    if seed is None:
+        seed = min(collection.runs(dataset, EMBEDSEG).index, default=0)
+    name = representative_image(results, dataset, seed, names)
+    image = display_image(read_image(data / "images" / name))
+    gt = flatten_labels(read_labels(data / "masks" / name))
+    lut = instance_lut()
+    gt_ids = np.unique(gt)[1:].tolist()
+    gt_colours = {gt_id: rank for rank, gt_id in enumerate(gt_ids)}
+    window = zoom_window(gt)
+    panels = [("Input", np.repeat(image[..., None], 3, axis=2)), ("Ground truth", colour_labels(gt, gt_colours, len(gt_ids), lut))]
+    for method in (UNET, competitor(collection, dataset), EMBEDSEG):
+        if method is None:
+            continue
+        label = method_label(method)
+        runs = collection.runs(dataset, method)
+        if runs.empty:
+            panels.append((f"{label}\n(not run)" if (dataset, method) in collection.not_run else f"{label}\n(no runs)", None))
+            continue
+        # The same seed as EmbedSeg's panel where the method has it (cellpose-public may have one seed only).
+        method_seed = seed if seed in runs.index else int(runs.index.min())
+        pred = flatten_labels(read_labels(Path(results) / "predictions" / dataset / method / f"seed{method_seed}" / name))
+        colours = {pred_id: gt_colours[gt_id] for pred_id, gt_id in match_to_gt(gt, pred).items()}
+        panels.append((label, colour_labels(pred, colours, len(gt_ids), lut)))
+    fig, axes = plt.subplots(2, len(panels), figsize=(PAPER_WIDTH, PAPER_WIDTH / len(panels) * 2 + 0.4), squeeze=False)
+    for column, (title, rgb) in enumerate(panels):
+        top, bottom = axes[:, column]
+        top.set_title(title, fontsize=8)
+        if rgb is not None:
+            top.imshow(rgb, interpolation="nearest")
+            bottom.imshow(rgb[window], interpolation="nearest")
+            top.add_patch(Rectangle((window[1].start, window[0].start), window[1].stop - window[1].start,
+                                    window[0].stop - window[0].start, fill=False, edgecolor="white", linewidth=0.8))
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{dataset}: {name} (seed {seed}); matched objects share the ground truth's colour", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F821
+    """One axis per data set: mean AP_dsb over runs vs τ per method, band = ± 1 sd (≥ 2 runs)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    datasets = collection.datasets
+    n_cols = min(3, len(datasets))
+    n_rows = -(-len(datasets) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(PAPER_WIDTH, 2.4 * n_rows + 0.6), squeeze=False, sharey=True)
+    methods = sorted({m for ds in datasets for m in collection.methods(ds)}, key=lambda m: (m != EMBEDSEG, m))
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    taus = np.array(TAUS)
+    for ax, dataset in zip(axes.flat, datasets):
+        for method in collection.methods(dataset):
+            runs = collection.runs(dataset, method).to_numpy(dtype=float)
+            if not len(runs):
+                continue
+            mean = runs.mean(axis=0)
+            ax.plot(taus, mean, marker="o", markersize=2.5, linewidth=1.6 if method == EMBEDSEG else 1.0,
+                    color=colours[method], label=f"{method_label(method)} (n = {len(runs)})")
+            if len(runs) > 1:
+                sd = runs.std(axis=0, ddof=1)
+                ax.fill_between(taus, mean - sd, mean + sd, color=colours[method], alpha=0.2, linewidth=0)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("IoU threshold τ", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left", frameon=False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("AP$_{dsb}$ (mean ± 1 sd)", fontsize=8)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(logs: pd.DataFrame) -> "matplotlib.figure.Figure":  # noqa: F821
+    """Rows = data sets; left: train (solid) and val (dashed) loss, right: validation IoU;
+    one colour per model, one thin line per run (seed)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    datasets = sorted(logs["dataset"].unique())
+    fig, axes = plt.subplots(max(1, len(datasets)), 2, figsize=(PAPER_WIDTH, 2.2 * max(1, len(datasets)) + 0.4), squeeze=False)
+    if not datasets:
+        axes[0, 0].text(0.5, 0.5, "no training logs (models/*/*/seed*/log.csv)", ha="center", va="center", transform=axes[0, 0].transAxes)
+    models = sorted(logs["model"].unique())
+    colours = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    for (loss_ax, iou_ax), dataset in zip(axes, datasets):
+        for model, model_runs in logs[logs["dataset"] == dataset].sort_values("epoch").groupby("model"):
+            n_runs = model_runs["seed"].nunique()
+            for index, (_, run) in enumerate(model_runs.groupby("seed")):
+                label = f"{model} ({n_runs} run{'s' if n_runs > 1 else ''})" if index == 0 else "_nolegend_"  # one entry per model
+                loss_ax.plot(run["epoch"], run["train_loss"], color=colours[model], linewidth=0.9, label=label)
+                loss_ax.plot(run["epoch"], run["val_loss"], color=colours[model], linewidth=0.9, linestyle="--")
+                iou_ax.plot(run["epoch"], run["val_iou"], color=colours[model], linewidth=0.9)
+        loss_ax.set_title(f"{dataset}: loss (train solid, val dashed)", fontsize=8)
+        iou_ax.set_title(f"{dataset}: validation IoU", fontsize=8)
+        iou_ax.set_ylim(0, 1)
+        for ax in (loss_ax, iou_ax):
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        loss_ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(results: Path, out: Path, datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                  seeds: Sequence[int] | None = None) -> list[Path]:
+    """Draw every figure of a run folder into `out`; returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = Path(results)
+    collection = collect(results, datasets, methods, seeds)
+    figures = [(f"fig1_{ds}", qualitative_panel(results, collection, ds, seeds[0] if seeds else None)) for ds in collection.datasets]
+    figures += [("ap_curves", ap_curves(collection)), ("training_curves", training_curves(training_logs(results, datasets, seeds)))]
+    written = []
+    for stem, fig in figures:
+        written += save(fig, out, stem)
+        plt.close(fig)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="one workflow run: results/{run}")
+    parser.add_argument("--out", type=Path, required=True, metavar="FIG_DIR", help="output folder")
+    parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)")
+    parser.add_argument("--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds; the first one's predictions are drawn in fig1")
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in write_figures(args.results, args.out, args.datasets, args.methods, args.seeds):
+        print(path)
+    return 0

@@ -1,0 +1,269 @@
+"""Readers that turn each source layout into (image, label image) samples.
+
+Layouts (auto-detected by :func:`detect_layout`):
+
+- ``embedseg``: EmbedSeg release zips, ``[<name>/]{train,test}/{images,masks}/*.tif``.
+- ``folder``: users' own data, ``images/*`` and ``masks/*`` with the same file stems.
+- ``dsb-stage1``: Kaggle DSB 2018, ``<id>/images/<id>.png`` and ``<id>/masks/*.png``, one binary
+  PNG per nucleus (painted into one label image, holes filled).
+- ``usiigaci``: github.com/oist/Usiigaci, ``setN/raw.tif`` and ``setN/instances_ids.png``.
+- ``bbbc010``: Broad BBBC010, images ``…_<well>_w<channel>_<uuid>.tif`` and one binary PNG per
+  worm ``<well>_<nn>_ground_truth.png``, stacked into a (K, H, W) one-hot mask (overlaps kept).
+
+A reader returns a :class:`Source`: lazily read samples in sorted-name order (the order the
+paper's splits are defined on), split into a training pool and, when the source has one, a
+fixed test set.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from functools import partial
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import DataError, check_labels, label_dtype, read_image, read_labels
+
+IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+BBBC010_IMAGE = re.compile(r"_(?P<well>[A-P]\d{2})_w(?P<channel>\d)_")
+BBBC010_MASK = re.compile(r"^(?P<well>[A-P]\d{2})_\d+_ground_truth\.png$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and where its objects are stored.
+
+    `mask_kind` says how `mask_paths` make a label image: ``label`` (one label image, (H, W) or
+    a (K, H, W) stack), ``objects`` (one binary image per object → (H, W) label image, holes
+    filled) or ``stack`` (one binary image per object → (K, H, W) 0/1 stack, overlaps kept).
+    """
+
+    name: str  # output file stem
+    image_path: Path
+    mask_paths: tuple[Path, ...]
+    mask_kind: str = "label"
+
+    def read_image(self) -> np.ndarray:
+        """The image as stored: (H, W), or (C, H, W); RGB(A) PNGs are reduced to one channel."""
+        image = read_image(self.image_path)
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and self.image_path.suffix.lower() != ".tif":
+            image = to_grey(image)
+        return image
+
+    def read_labels(self) -> np.ndarray:
+        """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative)."""
+        if self.mask_kind == "label":
+            return read_labels(self.mask_paths[0])
+        if self.mask_kind == "stack":
+            return np.stack([read_binary(p) for p in self.mask_paths]).astype(np.uint16)
+        return fill_label_holes(paint_objects(self.mask_paths))
+
+
+@dataclass
+class Source:
+    """Samples of one source: `pool` is split into train/val (and test unless `test` is given)."""
+
+    layout: str
+    pool: list[Sample]
+    test: list[Sample] = field(default_factory=list)
+
+
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3|4) → (H, W): the first channel when R = G = B (DSB fluorescence), else luminance."""
+    rgb = rgb[..., :3]
+    if np.all(rgb == rgb[..., :1]):
+        return rgb[..., 0]
+    from skimage.color import rgb2gray
+
+    return np.round(rgb2gray(rgb) * np.iinfo(rgb.dtype).max).astype(rgb.dtype)
+
+
+def is_grey(path: Path) -> bool:
+    """True when an (RGB(A)) image has R = G = B, i.e. is a greyscale (fluorescence) image."""
+    image = read_image(path)
+    return image.ndim == 2 or bool(np.all(image[..., :3] == image[..., :1]))
+
+
+def read_binary(path: Path) -> np.ndarray:
+    """A per-object mask (H, W) as bool: any non-zero pixel belongs to the object."""
+    mask = read_image(path)
+    if mask.ndim == 3:  # PNGs saved as RGB(A)
+        mask = mask[..., 0]
+    return check_labels(mask, path) > 0
+
+
+def paint_objects(mask_paths: tuple[Path, ...]) -> np.ndarray:
+    """One binary image per object → (H, W) label image, object k painted as k + 1 (later on top).
+
+    Painted one at a time: stacking DSB's hundreds of full-size masks would need gigabytes.
+    """
+    labels = None
+    for index, path in enumerate(mask_paths, start=1):
+        mask = read_binary(path)
+        if labels is None:
+            labels = np.zeros(mask.shape, label_dtype(len(mask_paths)))
+        elif mask.shape != labels.shape:
+            raise DataError(f"{path}: mask shape {mask.shape} differs from {mask_paths[0]} {labels.shape}; all masks of an image must match it")
+        labels[mask] = index
+    return labels
+
+
+def fill_label_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill holes inside every object of an (H, W) label image (holes are background pixels only)."""
+    from scipy import ndimage
+
+    filled = labels.copy()
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        # pad the box by one pixel so that holes touching the box edge are not mistaken for holes
+        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        region = filled[padded]
+        holes = ndimage.binary_fill_holes(labels[padded] == index) & (region == 0)
+        region[holes] = index
+    return filled
+
+
+def walk(root: Path, pattern: str) -> list[Path]:
+    """Sorted files under `root` whose name matches `pattern`, following symbolic links
+    (unlike pathlib's rglob before Python 3.13), so linked data folders work."""
+    return sorted(
+        Path(folder) / name
+        for folder, _, names in os.walk(root, followlinks=True)
+        for name in fnmatch.filter(names, pattern)
+    )
+
+
+def find_image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and not p.name.startswith("."))
+
+
+def pair_folder(images_dir: Path, masks_dir: Path) -> list[Sample]:
+    """Samples of an ``images/`` + ``masks/`` folder pair, matched by file stem.
+
+    An image without a mask (or a mask without an image) is an error naming the file.
+    """
+    images = {p.stem: p for p in find_image_files(images_dir)}
+    masks = {p.stem: p for p in find_image_files(masks_dir)} if masks_dir.is_dir() else {}
+    for stem, path in images.items():
+        if stem not in masks:
+            raise DataError(f"{path}: no mask {masks_dir / stem}.tif for this image; add it or remove the image")
+    for stem, path in masks.items():
+        if stem not in images:
+            raise DataError(f"{path}: mask without an image {images_dir / stem}.tif; add the image or remove the mask")
+    if not images:
+        raise DataError(f"{images_dir}: no images found (expected .tif or .png files)")
+    return [Sample(stem, images[stem], (masks[stem],)) for stem in sorted(images)]
+
+
+def read_folder(root: Path) -> Source:
+    return Source("folder", pair_folder(root / "images", root / "masks"))
+
+
+def read_embedseg(root: Path) -> Source:
+    """EmbedSeg zip layout; a ``val/`` folder, if any, joins the pool (we draw val ourselves)."""
+    root = embedseg_root(root)
+    pool = [s for split in ("train", "val") if (root / split).is_dir() for s in pair_folder(root / split / "images", root / split / "masks")]
+    test = pair_folder(root / "test" / "images", root / "test" / "masks") if (root / "test").is_dir() else []
+    return Source("embedseg", sorted(pool, key=lambda s: s.name), test)
+
+
+def embedseg_root(root: Path) -> Path:
+    """The folder holding ``train/images``: `root` itself or its single sub-folder ``<name>/``."""
+    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in candidates:
+        if (folder / "train" / "images").is_dir():
+            return folder
+    raise DataError(f"{root}: no train/images folder found (EmbedSeg layout <name>/train/images)")
+
+
+def read_dsb_stage1(root: Path, grey_only: bool = True) -> Source:
+    """Kaggle DSB 2018 stage1: one sample per ``<id>/`` folder; `grey_only` keeps fluorescence images."""
+    samples = []
+    for image_path in walk(root, "*.png"):
+        sample_dir = image_path.parent.parent
+        if image_path.parent.name != "images" or image_path.stem != sample_dir.name:
+            continue
+        masks = sorted((sample_dir / "masks").glob("*.png")) if (sample_dir / "masks").is_dir() else []
+        if not masks:
+            raise DataError(f"{image_path}: no masks in {sample_dir / 'masks'}; add the per-nucleus PNGs or remove the folder")
+        samples.append(Sample(sample_dir.name, image_path, tuple(masks), "objects"))
+    if grey_only:
+        samples = [s for s in samples if is_grey(s.image_path)]
+    return Source("dsb-stage1", sorted(samples, key=lambda s: s.name))
+
+
+def read_usiigaci(root: Path) -> Source:
+    """Usiigaci repository: ``setN/raw.tif`` + ``instances_ids.png``; sets under a ``test/`` folder are the test set."""
+    pool, test = [], []
+    for raw in walk(root, "raw.tif"):
+        labels = raw.with_name("instances_ids.png")
+        if not labels.is_file():
+            raise DataError(f"{raw}: no {labels.name} next to it; add the label image or remove the set")
+        sample = Sample(raw.parent.name, raw, (labels,))
+        (test if raw.parent.parent.name == "test" else pool).append(sample)
+    return Source("usiigaci", sorted(pool, key=lambda s: s.name), sorted(test, key=lambda s: s.name))
+
+
+def read_bbbc010(root: Path, channel: str = "2") -> Source:
+    """Broad BBBC010: one sample per well; channel w2 = brightfield (w1 = GFP), masks stacked (K, H, W)."""
+    images: dict[str, Path] = {}
+    for path in walk(root, "*.tif"):
+        match = BBBC010_IMAGE.search(path.name)
+        if match and match["channel"] == channel:
+            images[match["well"]] = path
+    masks: dict[str, list[Path]] = {}
+    for path in walk(root, "*.png"):
+        match = BBBC010_MASK.match(path.name)
+        if match:
+            masks.setdefault(match["well"], []).append(path)
+    if not images:
+        raise DataError(f"{root}: no BBBC010 images (*_<well>_w{channel}_*.tif) found")
+    for well, path in images.items():
+        if well not in masks:
+            raise DataError(f"{path}: no worm masks {well}_NN_ground_truth.png for well {well}; add them or remove the image")
+    return Source("bbbc010", [Sample(well, images[well], tuple(masks[well]), "stack") for well in sorted(images)])
+
+
+def detect_layout(root: Path) -> str:
+    """Name of the layout of the folder `root` (see the module docstring); DataError if none fits."""
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    if any((folder / "train" / "images").is_dir() for folder in [root, *root.iterdir()] if folder.is_dir()):
+        return "embedseg"
+    if any(BBBC010_MASK.match(p.name) for p in walk(root, "*_ground_truth.png")):
+        return "bbbc010"
+    if walk(root, "instances_ids.png"):
+        return "usiigaci"
+    if any(p.parent.name == "images" and (p.parent.parent / "masks").is_dir() for p in walk(root, "*.png")):
+        return "dsb-stage1"
+    raise DataError(
+        f"{root}: layout not recognised; expected images/ + masks/, an EmbedSeg <name>/train/images tree, "
+        "DSB stage1 <id>/images + <id>/masks, Usiigaci setN/raw.tif + instances_ids.png, or BBBC010 files"
+    )
+
+
+def read_source(root: str | Path, layout: str | None = None, dsb_grey_only: bool = True) -> Source:
+    """Read the samples of folder `root` in `layout` (auto-detected when None).
+
+    `dsb_grey_only` keeps only the greyscale (fluorescence) DSB stage1 images, like the paper's
+    StarDist subset; otherwise colour images are included, reduced to luminance.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: source folder not found")
+    readers = {
+        "folder": read_folder,
+        "embedseg": read_embedseg,
+        "dsb-stage1": partial(read_dsb_stage1, grey_only=dsb_grey_only),
+        "usiigaci": read_usiigaci,
+        "bbbc010": read_bbbc010,
+    }
+    layout = layout or detect_layout(root)
+    if layout not in readers:
+        raise DataError(f"{root}: layout {layout!r} unknown; choose one of {sorted(readers)}")
+    return readers[layout](root)

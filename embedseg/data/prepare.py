@@ -1,0 +1,224 @@
+"""`embedseg prepare`: from a data set name (and optionally a source) to train/val/test folders.
+
+    embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1000]
+
+writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
+uint16/uint32, one-hot (K, H, W) stacks for overlapping objects) and ``DIR/dataset.json``
+(:class:`embedseg.config.DatasetSettings`, with ``min_object_size`` = the smallest object in
+train + val). The folder is built next to ``DIR`` and renamed into place, so a failed run leaves
+an earlier result untouched, and the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..config import NORMALIZATIONS, DatasetSettings
+from ..io import DataError, write_labels, write_tiff
+from .download import fetch, is_url, unpack_zip
+from .formats import Sample, Source, read_source
+from .registry import PAPER_SPLIT_SEED, REGISTRY, DatasetSpec, get_spec
+from .splits import paper_split
+from .synthetic import SYNTHETIC_SETS, generate
+from .validate import check_pair
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=sorted(REGISTRY), help="data set name (see docs/data.md)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder DIR (train/, val/, test/, dataset.json)")
+    parser.add_argument(
+        "--source",
+        help="URL, zip file or folder to read instead of the registry's download; its layout is auto-detected "
+        "(EmbedSeg zip, images/+masks/, DSB stage1, Usiigaci sets, BBBC010). Required for `folder`.",
+    )
+    parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
+    parser.add_argument("--layout", choices=("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010"), help="source layout (default: auto-detect)")
+    parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
+    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED, help="split seed (1000 = the paper's splits)")
+    parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
+    parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
+    parser.add_argument("--all-dsb-images", action="store_true", help="DSB stage1: keep colour images too (default: greyscale fluorescence only)")
+    parser.add_argument("--n-images", type=int, default=16, help="synthetic sets: number of images")
+    parser.add_argument("--image-size", type=int, default=128, help="synthetic sets: image height and width")
+    parser.add_argument("--data-seed", type=int, default=0, help="synthetic sets: generator seed (the split seed is --seed)")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = get_spec(args.dataset)
+    with building(args.out) as staging:
+        source = resolve_source(spec, args, staging / ".source")
+        splits = split_samples(source, spec, args.seed, args.limit)
+        settings = spec.dataset_settings(normalization=args.normalization, crop_size=crop_size(spec, args))
+        settings = write_splits(splits, staging, settings, spec)
+        settings.extra.update(source_info(spec, args, source, splits))
+        shutil.rmtree(staging / ".source", ignore_errors=True)
+        settings.save(staging)
+    counts = ", ".join(f"{name} {len(samples)}" for name, samples in splits.items())
+    log.info("%s: %s images (%s); min object size %d px", args.out, spec.name, counts, settings.min_object_size)
+    return 0
+
+
+def crop_size(spec: DatasetSpec, args: argparse.Namespace) -> int | None:
+    """--crop-size, else for synthetic sets the default shrunk to fit --image-size (multiple of 8)."""
+    if args.crop_size is not None or spec.name not in SYNTHETIC_SETS:
+        return args.crop_size
+    return min(spec.settings["crop_size"], args.image_size // 8 * 8)
+
+
+@contextlib.contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """Yield an empty staging folder next to `out`; on success it replaces `out` (old one deleted)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_source(spec: DatasetSpec, args: argparse.Namespace, scratch: Path) -> Source:
+    """Samples of the data set: synthesised, downloaded (cached), unpacked or read from a folder.
+
+    `scratch` holds synthesised images and unpacked local zips; it is deleted after the run.
+    """
+    if spec.name in SYNTHETIC_SETS:
+        write_synthetic(spec.name, args.n_images, args.image_size, args.data_seed, scratch)
+        return read_source(scratch, "folder")
+    location = args.source or spec.url
+    if location is None:
+        raise DataError(f"data set {spec.name!r} needs --source (a folder with images/ and masks/, a zip or a URL)")
+    layout = args.layout or (spec.layout if args.source is None else None)
+    if is_url(location):
+        download = spec.with_source(location, args.sha256)
+        archive = fetch(download.url, download.sha256, Path(args.cache) / spec.name)
+        return read_source(unpack_zip(archive, Path(args.cache) / spec.name), layout, not args.all_dsb_images)
+    path = Path(location)
+    if path.is_file():
+        return read_source(unpack_zip(path, scratch), layout, not args.all_dsb_images)
+    return read_source(path, layout, not args.all_dsb_images)
+
+
+def write_synthetic(name: str, n_images: int, image_size: int, seed: int, folder: Path) -> None:
+    """Synthesise a set into ``folder/{images,masks}`` (the `folder` layout)."""
+    from tqdm import tqdm
+
+    for stem, image, labels in tqdm(generate(name, n_images, image_size, seed), total=n_images, desc=f"synthesise {name}"):
+        write_tiff(folder / "images" / f"{stem}.tif", image)
+        write_labels(folder / "masks" / f"{stem}.tif", labels)
+
+
+def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None) -> dict[str, list[Sample]]:
+    """Train/val/test samples: the source's test set if it has one, else the paper's hold-out;
+    then val = ``val_fraction`` of the sorted remainder (none when validation uses crops)."""
+    pool, test = source.pool[:limit], source.test[:limit]
+    if not pool:
+        raise DataError(f"data set {spec.name!r}: the source has no training images")
+    if not test:
+        # a test *count* (paper: 5 of 50, 50 of 497) cannot exceed a --limit-ed pool; cap it at half
+        subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
+        keep, held = paper_split(len(pool), subset, seed)
+        pool, test = [pool[i] for i in sorted(keep)], [pool[i] for i in sorted(held)]
+    settings = spec.dataset_settings()
+    if settings.val_split == "crop":
+        return {"train": pool, "val": [], "test": test}
+    keep, held = paper_split(len(pool), settings.val_fraction, seed)
+    return {"train": [pool[i] for i in sorted(keep)], "val": [pool[i] for i in sorted(held)], "test": test}
+
+
+def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSettings, spec: DatasetSpec) -> DatasetSettings:
+    """Validate and write every sample; return `settings` completed from the data
+    (min_object_size over train + val; for `folder`: one_hot and the normalisation factor)."""
+    from tqdm import tqdm
+
+    smallest: list[int] = []
+    dtypes: set[str] = set()
+    one_hot = None if spec.name == "folder" else settings.one_hot  # `folder`: as the first mask is
+    for split in SPLITS:
+        (out / split / "images").mkdir(parents=True, exist_ok=True)
+        (out / split / "masks").mkdir(parents=True, exist_ok=True)
+        for sample in tqdm(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
+            image, labels = sample.read_image(), sample.read_labels()
+            check_pair(image, labels, sample.image_path, sample.mask_paths[0])
+            one_hot = labels.ndim == 3 if one_hot is None else one_hot
+            labels = match_mask_kind(labels, one_hot, sample.mask_paths[0])
+            dtypes.add(image.dtype.name)
+            if split != "test" and labels.any():
+                smallest.append(min_object_size(labels))
+            write_tiff(out / split / "images" / f"{sample.name}.tif", image)
+            write_labels(out / split / "masks" / f"{sample.name}.tif", labels)
+    settings.min_object_size = min(smallest, default=0)
+    settings.one_hot = bool(one_hot)
+    if spec.name == "folder" and settings.normalization == "absolute":
+        settings.normalization_factor = absolute_factor(dtypes)
+    elif spec.dtype != "any" and dtypes - {spec.dtype}:
+        log.warning("%s: images are %s, expected %s; check the normalisation in dataset.json", spec.name, sorted(dtypes), spec.dtype)
+    return settings
+
+
+def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.ndarray:
+    """A one-hot data set gets (K, H, W) 0/1 stacks (a flat label image is split into one slice
+    per id); a stack in a data set of flat label images is an error."""
+    if labels.ndim == 3 and not one_hot:
+        raise DataError(
+            f"{mask_path}: mask is a (K, H, W) stack but this data set has flat (H, W) label images; "
+            "store one label image per image"
+        )
+    if labels.ndim == 2 and one_hot:
+        ids = np.unique(labels[labels > 0])
+        return (labels[None] == ids[:, None, None]).astype(np.uint16)
+    return labels
+
+
+def min_object_size(labels: np.ndarray) -> int:
+    """Pixel count of the smallest object in a label image (H, W) or one-hot stack (K, H, W)."""
+    if labels.ndim == 3:
+        sizes = labels.reshape(len(labels), -1).astype(bool).sum(axis=1)
+    else:
+        sizes = np.bincount(labels.ravel())[1:]
+    return int(sizes[sizes > 0].min())
+
+
+def absolute_factor(dtypes: set[str]) -> float:
+    """/255 for 8-bit, /65535 for 16-bit images (the paper's absolute normalisation)."""
+    factors = {"uint8": 255.0, "uint16": 65535.0}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in factors:
+        raise DataError(
+            f"images have dtype(s) {sorted(dtypes)}; absolute normalisation needs all uint8 or all uint16 — "
+            "pass --normalization percentile"
+        )
+    return factors[next(iter(dtypes))]
+
+
+def source_info(spec: DatasetSpec, args: argparse.Namespace, source: Source, splits: dict[str, list[Sample]]) -> dict:
+    """Provenance stored in dataset.json's `extra`."""
+    info = {
+        "source": str(args.source or spec.url or "synthetic"),
+        "layout": source.layout,
+        "split_seed": args.seed,
+        "counts": {name: len(samples) for name, samples in splits.items()},
+    }
+    if spec.name in SYNTHETIC_SETS:
+        info.update(n_images=args.n_images, image_size=args.image_size, data_seed=args.data_seed)
+    return info

@@ -1,0 +1,164 @@
+"""The Snakemake workflow: job counts of the paper's configuration, config validation, and a real
+run of config/test.yaml end to end (every `embedseg` step, no conda), then its incremental
+behaviour: a second run does nothing, a deleted model re-runs only what depends on it.
+
+Snakemake runs as a subprocess in a temporary working directory that links the repository's
+config/, so nothing is written into the checkout.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+TAUS = [f"{0.50 + 0.05 * i:.2f}" for i in range(9)]
+EMBEDSEG_VARIANTS = {"embedseg-medoid-tta", "embedseg-medoid-notta", "embedseg-centroid-tta", "embedseg-centroid-notta"}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow in `workdir` (which sees the repo's config/)."""
+    config_link = workdir / "config"
+    if not config_link.exists():
+        config_link.symlink_to(REPO / "config")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args],
+        capture_output=True, text=True, timeout=600,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{failed_logs(workdir)}")
+    return result
+
+
+def failed_logs(workdir: Path) -> str:
+    """Tails of the step logs that mention an error: which `embedseg` step failed and why."""
+    tails = []
+    for log in sorted(workdir.glob("results/*/logs/**/*.log")):
+        text = log.read_text(errors="replace")
+        if re.search(r"error|Traceback", text, re.IGNORECASE):
+            tails.append(f"--- {log.relative_to(workdir)}\n{text[-1500:]}")
+    return "\n".join(tails)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table a (dry) run prints (the first table only)."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "test.yaml"])
+def test_shipped_configs_pass_the_schema(name: str) -> None:
+    validate(load_config(name), str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c["datasets"]["synthetic-nuclei"]["train"].update(epoch=3), "epoch"),  # typo of `epochs`
+        (lambda c: c.update(seed=[1]), "seed"),  # typo of `seeds`
+        (lambda c: c.update(seeds="nine"), "seeds"),  # wrong type
+        (lambda c: c["predict"].update(clustering="fast"), "clustering"),  # not a choice
+    ],
+)
+def test_schema_rejects_typos_and_wrong_types(edit, named: str) -> None:
+    config = load_config("test.yaml")
+    config.setdefault("predict", {})
+    edit(config)
+    with pytest.raises(WorkflowError, match=named):
+        validate(config, str(SCHEMA))
+
+
+def test_a_typo_stops_the_workflow_naming_the_key(tmp_path: Path) -> None:
+    config = load_config("test.yaml")
+    config["datasets"]["synthetic-nuclei"]["train"]["epoch"] = 3
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "typo.yaml"), check=False)
+    assert result.returncode != 0
+    assert "'epoch' was unexpected" in result.stdout + result.stderr
+
+
+def test_paper_config_plans_54_trainings_and_108_evaluations(tmp_path: Path) -> None:
+    """Dry run of config/config.yaml: needs no downloaded data."""
+    config = load_config("config.yaml")
+    baseline_runs = sum(len(ds.get("baselines", [])) for ds in config["datasets"].values()) * len(config["baselines"]["seeds"])
+    counts = job_counts(snakemake(tmp_path, "-n", "--quiet", "rules").stdout)
+    assert counts["prepare"] == 3
+    assert counts["crops"] == 3 * 2
+    assert counts["train"] == 3 * 2 * 9
+    assert counts["predict"] == 3 * 2 * 9 * 2
+    # Baselines' scoring jobs join once their prediction checkpoints have run.
+    assert counts["evaluate"] == 108
+    assert counts["baseline_train"] == counts["baseline_predict"] == baseline_runs == 12
+    assert counts["tables"] == counts["figures"] == counts["all"] == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """config/test.yaml run to `all`; returns its working directory."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml")
+    return workdir
+
+
+def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
+    tables = tiny_run / "results" / "test" / "tables"
+    for name in ("table1", "table2"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0
+    table1 = pd.read_csv(tables / "table1.csv")
+    ours = table1[table1["dataset"] == "synthetic-nuclei"]
+    # EmbedSeg, Neven et al. (the other two variants are Table 2's) and the baseline, once each
+    assert sorted(ours["method"]) == ["3class-unet", "embedseg-centroid-notta", "embedseg-medoid-tta"]
+    ap = ours[[f"ap_{tau}" for tau in TAUS]]
+    assert ap.notna().all().all() and ((ap >= 0) & (ap <= 1)).all().all()
+    table2 = pd.read_csv(tables / "table2.csv")
+    assert set(table2["method"]) == EMBEDSEG_VARIANTS
+    assert table2[[f"value_{tau}" for tau in TAUS]].notna().all().all()
+    figures = tiny_run / "results" / "test" / "figures"
+    for name in ("fig1_synthetic-nuclei", "ap_curves", "training_curves"):
+        assert (figures / f"{name}.png").stat().st_size > 0
+
+
+def test_second_run_has_nothing_to_do(tiny_run: Path) -> None:
+    result = snakemake(tiny_run, "--cores", "2", "--configfile", "config/test.yaml")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleted_model_reruns_only_its_dependents(tiny_run: Path) -> None:
+    model = tiny_run / "results" / "test" / "models" / "synthetic-nuclei" / "embedseg-medoid" / "seed1"
+    assert (model / "best.pt").is_file() and (model / "last.pt").is_file()
+    for path in sorted(model.iterdir(), reverse=True):
+        path.unlink()
+    model.rmdir()
+    plan = snakemake(tiny_run, "-n", "--quiet", "rules", "--configfile", "config/test.yaml").stdout
+    # the model, its two predictions (TTA and not) and their scores, then the report
+    assert job_counts(plan) == {"train": 1, "predict": 2, "evaluate": 2, "tables": 1, "figures": 1, "all": 1}
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(tiny_run: Path) -> None:
+    """The train rule declares only memory.json, written when training ends, so a killed job
+    (whose declared outputs Snakemake deletes) keeps last.pt and log.csv, and the re-run resumes
+    instead of starting over: the epoch history in log.csv survives."""
+    model = tiny_run / "results" / "test" / "models" / "synthetic-nuclei" / "embedseg-centroid" / "seed1"
+    history = (model / "log.csv").read_text()
+    (model / "memory.json").unlink()  # the state a kill after the last epoch leaves behind
+    plan = snakemake(tiny_run, "-n", "--quiet", "rules", "--configfile", "config/test.yaml").stdout
+    assert job_counts(plan)["train"] == 1
+    target = str((model / "memory.json").relative_to(tiny_run))
+    snakemake(tiny_run, "--cores", "1", "--configfile", "config/test.yaml", target)
+    assert (model / "memory.json").is_file()
+    assert (model / "log.csv").read_text() == history

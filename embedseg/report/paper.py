@@ -21,6 +21,7 @@ class PaperRow:
     reported: bool = False  # literature number without a runnable method in the pipeline
     label: str | None = None
     citation: str | None = None
+    note: str | None = None  # e.g. the paper used a published model instead of training it
 
 
 @dataclass
@@ -62,6 +63,7 @@ def load_paper(path: str | Path) -> Paper:
                 reported=bool(row.get("reported", False)),
                 label=row.get("label"),
                 citation=row.get("citation"),
+                note=row.get("note"),
             )
             for method, row in rows.items()
         }

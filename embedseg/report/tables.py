@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write
-from .paper import Paper, load_paper
+from .paper import Paper, PaperRow, load_paper
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
 from .results import EMBEDSEG, TAUS, Collection, collect, method_label, method_order, training_memory
 
@@ -51,43 +51,48 @@ def memory_text(memory: tuple[int, str] | None) -> str:
     return f"{peak / 2**30:.2f} ({MEMORY_KINDS[kind]})"
 
 
+Row = tuple[dict, list[Cell]]  # (CSV record, rendered cells) of one table row
+
+
+def _measured_row(collection: Collection, results: Path, dataset: str, method: str) -> Row:
+    runs = collection.runs(dataset, method)
+    mean, sd = summarise(runs)
+    memory = training_memory(results, dataset, method, list(runs.index))
+    record = dict(status="measured", runs=len(runs), **_per_tau("ap", mean, sd), memory_gib=None if memory is None else memory[0] / 2**30,
+                  memory_kind=None if memory is None else memory[1], note="")
+    return record, [Cell(text=str(len(runs))), *[Cell(m, s) for m, s in zip(mean, sd)], Cell(text=memory_text(memory)), Cell()]
+
+
+def _not_run_row(reason: str) -> Row:
+    record = dict(status="not run", runs=0, note=reason)
+    return record, [Cell(text="0"), *[Cell(text="–") for _ in TAUS], Cell(text="–"), Cell(text=f"not run: {reason}")]
+
+
+def _reported_row(row: PaperRow) -> Row:
+    record = dict(status="reported", runs=None, **_per_tau("ap", row.ap, np.full(len(TAUS), np.nan)), note=row.citation or "")
+    return record, [Cell(text="reported"), *[Cell(v) for v in row.ap], Cell(text=row.gpu_memory or "–"), Cell(text=f"reported: {row.citation}")]
+
+
 def table1(collection: Collection, paper: Paper, results: Path) -> tuple[pd.DataFrame, Grid]:
     """Table 1: per data set our measured methods, the methods that could not run, and the paper's
     reported-only literature rows. Returns the CSV frame and the rendered grid."""
     grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, "Train memory (GiB)", "Note"])
     records = []
     for dataset in collection.datasets:
-        measured, rows = [], []  # rows: (sort key, cells)
+        rows: list[tuple[tuple[int, str], str, str, Row]] = []  # (sort key, method, label, row)
         for method in collection.methods(dataset):
             if method in TABLE2_ONLY:
                 continue
-            label = method_label(method)
             reason = collection.not_run.get((dataset, method))
-            if reason is not None:
-                records.append(dict(dataset=dataset, method=method, label=label, status="not run", runs=0, note=reason))
-                cells = [Cell(text=label), Cell(text="0"), *[Cell(text="–") for _ in TAUS], Cell(text="–"), Cell(text=f"not run: {reason}")]
-            else:
-                runs = collection.runs(dataset, method)
-                mean, sd = summarise(runs)
-                memory = training_memory(results, dataset, method, list(runs.index))
-                records.append(dict(
-                    dataset=dataset, method=method, label=label, status="measured", runs=len(runs), **_per_tau("ap", mean, sd),
-                    memory_gib=None if memory is None else memory[0] / 2**30, memory_kind=None if memory is None else memory[1], note="",
-                ))
-                cells = [Cell(text=label), Cell(text=str(len(runs))), *[Cell(m, s) for m, s in zip(mean, sd)], Cell(text=memory_text(memory)), Cell()]
-                measured.append(cells)
-            rows.append((method_order(method), cells))
-        rank_columns(measured, range(2, 2 + len(TAUS)))
-        for method, row in paper.table1.get(dataset, {}).items():
-            if not row.reported:
-                continue
-            label = row.label or method
-            records.append(dict(dataset=dataset, method=method, label=label, status="reported", runs=None,
-                                **_per_tau("ap", row.ap, np.full(len(TAUS), np.nan)), note=row.citation or ""))
-            cells = [Cell(text=label), Cell(text="reported"), *[Cell(v) for v in row.ap], Cell(text=row.gpu_memory or "–"),
-                     Cell(text=f"reported: {row.citation}")]
-            rows.append(((1, method), cells))  # with the other non-EmbedSeg methods, before ours
-        grid.sections[dataset] = [cells for _, cells in sorted(rows, key=lambda r: r[0])]
+            row = _not_run_row(reason) if reason is not None else _measured_row(collection, results, dataset, method)
+            rows.append((method_order(method), method, method_label(method), row))
+        for method, paper_row in paper.table1.get(dataset, {}).items():
+            if paper_row.reported:  # grouped with the other non-EmbedSeg methods, before ours
+                rows.append(((1, method), method, paper_row.label or method, _reported_row(paper_row)))
+        rows.sort(key=lambda r: r[0])
+        rank_columns([cells for *_, (record, cells) in rows if record["status"] == "measured"], range(1, 1 + len(TAUS)))
+        records += [dict(dataset=dataset, method=method, label=label, **record) for _, method, label, (record, _) in rows]
+        grid.sections[dataset] = [[Cell(text=label), *cells] for _, _, label, (_, cells) in rows]
     grid.notes = [
         "AP_dsb per run = mean over test images of TP/(TP+FP+FN) at IoU threshold τ; cells = mean ± "
         "sample standard deviation (ddof = 1) over runs (seeds). Bold = best, underlined = second best "
@@ -156,26 +161,31 @@ def within_two_sd(ours: np.ndarray, sd: np.ndarray, theirs: np.ndarray) -> np.nd
     return inside
 
 
-def _comparison_rows(name: str, n_runs: int, mean: np.ndarray, sd: np.ndarray, theirs: np.ndarray,
-                     signed: bool, memory: tuple[str, str] = ("", "")) -> tuple[list[list[Cell]], np.ndarray]:
+def _comparison_rows(name: str, n_runs: int, mean: np.ndarray, sd: np.ndarray, theirs: np.ndarray, signed: bool,
+                     memory: tuple[str, str] = ("", ""), paper_label: str = "paper") -> tuple[list[list[Cell]], np.ndarray]:
     """Rows ours / paper / difference / within ± 2 sd of one method (columns: name, row kind,
     τ…, memory) and the per-τ verdicts of :func:`within_two_sd`."""
     inside = within_two_sd(mean, sd, theirs)
     rows = [
         [Cell(text=name), Cell(text=f"ours (n = {n_runs})"), *[Cell(m, s, signed=signed) for m, s in zip(mean, sd)], Cell(text=memory[0])],
-        [Cell(), Cell(text="paper"), *[Cell(v, signed=signed) for v in theirs], Cell(text=memory[1])],
+        [Cell(), Cell(text=paper_label), *[Cell(v, signed=signed) for v in theirs], Cell(text=memory[1])],
         [Cell(), Cell(text="difference"), *[Cell(v, signed=True) for v in mean - theirs], Cell()],
         [Cell(), Cell(text="within ± 2 sd"), *[Cell(text="" if math.isnan(v) else ("yes" if v else "NO")) for v in inside], Cell()],
     ]
     return rows, inside
 
 
-def _absent_rows(name: str, status: str, theirs: np.ndarray, signed: bool, paper_memory: str = "") -> list[list[Cell]]:
+def _absent_rows(name: str, status: str, theirs: np.ndarray, signed: bool, paper_memory: str = "",
+                 paper_label: str = "paper") -> list[list[Cell]]:
     """Rows for a paper method without runs here: its status, then the paper's numbers."""
     return [
         [Cell(text=name), Cell(text=status), *[Cell(text="–") for _ in TAUS], Cell()],
-        [Cell(), Cell(text="paper"), *[Cell(v, signed=signed) for v in theirs], Cell(text=paper_memory)],
+        [Cell(), Cell(text=paper_label), *[Cell(v, signed=signed) for v in theirs], Cell(text=paper_memory)],
     ]
+
+
+def _paper_label(row: PaperRow) -> str:
+    return f"paper ({row.note})" if row.note else "paper"
 
 
 def compare_dataset(collection: Collection, paper: Paper, results: Path, dataset: str) -> tuple[Grid, list[tuple[str, np.ndarray]]]:
@@ -194,7 +204,7 @@ def compare_dataset(collection: Collection, paper: Paper, results: Path, dataset
                 status = f"reported: {row.citation}"
             else:
                 status = f"not run: {collection.not_run[(dataset, method)]}" if (dataset, method) in collection.not_run else "not in this run"
-            rows1 += _absent_rows(name, status, row.ap, signed=False, paper_memory=row.gpu_memory or "–")
+            rows1 += _absent_rows(name, status, row.ap, signed=False, paper_memory=row.gpu_memory or "–", paper_label=_paper_label(row))
             continue
         runs = collection.runs(dataset, method)
         mean, sd = summarise(runs)
@@ -203,7 +213,7 @@ def compare_dataset(collection: Collection, paper: Paper, results: Path, dataset
             rows1.append([Cell(text=name), Cell(text=f"ours (n = {len(runs)}), not in the paper"),
                           *[Cell(m, s) for m, s in zip(mean, sd)], Cell(text=ours_memory)])
             continue
-        rows, inside = _comparison_rows(name, len(runs), mean, sd, row.ap, False, (ours_memory, row.gpu_memory or "–"))
+        rows, inside = _comparison_rows(name, len(runs), mean, sd, row.ap, False, (ours_memory, row.gpu_memory or "–"), _paper_label(row))
         rows1 += rows
         verdicts.append((name, inside))
     grid.sections["Table 1: AP_dsb"] = rows1

@@ -152,3 +152,18 @@ def test_cli_writes_every_output_and_reports_errors(results: Path, tmp_path: Pat
     assert "No data set has EmbedSeg together with an ablation variant" in (out / "table2.md").read_text()
     assert main(["tables", str(tmp_path / "nowhere"), "--paper", str(PAPER), "--out", str(out)]) == 2
     assert "results folder not found" in capsys.readouterr().err
+
+
+def test_paper_results_are_complete() -> None:
+    paper = load_paper(PAPER)
+    assert set(paper.table1) == {"bbbc010-2012", "usiigaci-2017", "dsb-2018"} and paper.runs == 9
+    for rows in paper.table1.values():
+        assert {"embedseg-medoid-tta", "embedseg-centroid-notta", "3class-unet", "cellpose-public"} <= set(rows)
+        assert all(row.citation for row in rows.values() if row.reported)
+        assert all(np.isfinite(row.ap).all() for row in rows.values() if not row.reported)
+    for dataset, rows in paper.table2.items():
+        assert set(rows) == {"embedseg-centroid-tta", "embedseg-medoid-notta", "embedseg-centroid-notta"}
+    # BBBC010's "both" row is exactly Neven et al. − EmbedSeg of Table 1: a check on the transcription.
+    bbbc = paper.table1["bbbc010-2012"]
+    np.testing.assert_allclose(paper.table2["bbbc010-2012"]["embedseg-centroid-notta"],
+                               bbbc["embedseg-centroid-notta"].ap - bbbc["embedseg-medoid-tta"].ap, atol=1e-9)

@@ -157,8 +157,15 @@ def _subfolders(folder: Path) -> list[str]:
 
 
 def _seeds_found(folder: Path) -> list[int]:
-    seeds = (_SEED_DIR.fullmatch(p.stem) for p in folder.glob("seed*.csv")) if folder.is_dir() else ()
-    return sorted(int(m[1]) for m in seeds if m)
+    """Seeds of the `seed{N}.csv` files in a method's scores folder."""
+    matches = [_SEED_DIR.fullmatch(p.stem) for p in folder.glob("seed*.csv")]
+    return sorted(int(m[1]) for m in matches if m)
+
+
+def _methods_found(results: Path, dataset: str) -> list[str]:
+    """Methods with a scores folder or a NOT_RUN.txt for `dataset`."""
+    declined = {m for m in _subfolders(results / "predictions" / dataset) if not_run_reason(results, dataset, m)}
+    return sorted(set(_subfolders(results / "scores" / dataset)) | declined)
 
 
 def collect(
@@ -184,11 +191,7 @@ def collect(
     rows: dict[tuple[str, str, int], pd.Series] = {}
     not_run: dict[tuple[str, str], str] = {}
     for dataset in dataset_names:
-        method_names = list(methods) if methods else sorted(
-            set(_subfolders(results / "scores" / dataset))
-            | {m for m in _subfolders(results / "predictions" / dataset) if not_run_reason(results, dataset, m)}
-        )
-        for method in method_names:
+        for method in list(methods) if methods else _methods_found(results, dataset):
             method_seeds = list(seeds) if seeds else _seeds_found(results / "scores" / dataset / method)
             reason = not_run_reason(results, dataset, method)
             present = [s for s in method_seeds if scores_path(results, dataset, method, s).is_file()]
@@ -252,8 +255,8 @@ def training_logs(results: str | Path, datasets: Sequence[str] | None = None, se
     frames = []
     for path in sorted(Path(results).glob("models/*/*/seed*/log.csv")):
         dataset, model, seed_dir = path.parts[-4:-1]
-        seed = int(_SEED_DIR.fullmatch(seed_dir)[1]) if _SEED_DIR.fullmatch(seed_dir) else None
-        if (datasets and dataset not in datasets) or seed is None or (seeds and seed not in seeds):
+        seed = _SEED_DIR.fullmatch(seed_dir)
+        if seed is None or (datasets and dataset not in datasets) or (seeds and int(seed[1]) not in seeds):
             continue
-        frames.append(read_log(path).assign(dataset=dataset, model=model, seed=seed))
+        frames.append(read_log(path).assign(dataset=dataset, model=model, seed=int(seed[1])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*LOG_COLUMNS, "dataset", "model", "seed"])

@@ -63,7 +63,7 @@ def test_dsb_reader_fills_holes(tmp_path):
     mask[5, 5] = 0
     write_png(tmp_path / "x" / "images" / "x.png", np.zeros((12, 12), np.uint8))
     write_png(tmp_path / "x" / "masks" / "m.png", mask)
-    labels = read_source(tmp_path).pool[0].read_labels()
+    labels = read_source(tmp_path, "dsb-stage1").pool[0].read_labels()
     assert labels[5, 5] == 1 and (labels == 1).sum() == 49
 
 

@@ -166,19 +166,20 @@ def read_folder(root: Path) -> Source:
 
 def read_embedseg(root: Path) -> Source:
     """EmbedSeg zip layout; a ``val/`` folder, if any, joins the pool (we draw val ourselves)."""
-    root = embedseg_root(root)
+    if not (root / "train" / "images").is_dir():
+        raise DataError(f"{root}: no train/images folder found (EmbedSeg layout <name>/train/images)")
     pool = [s for split in ("train", "val") if (root / split).is_dir() for s in pair_folder(root / split / "images", root / split / "masks")]
     test = pair_folder(root / "test" / "images", root / "test" / "masks") if (root / "test").is_dir() else []
     return Source("embedseg", sorted(pool, key=lambda s: s.name), test)
 
 
-def embedseg_root(root: Path) -> Path:
-    """The folder holding ``train/images``: `root` itself or its single sub-folder ``<name>/``."""
-    candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
-    for folder in candidates:
-        if (folder / "train" / "images").is_dir():
-            return folder
-    raise DataError(f"{root}: no train/images folder found (EmbedSeg layout <name>/train/images)")
+def unwrap(root: Path) -> Path:
+    """Descend through folders that hold nothing but one sub-folder (zips wrap data in ``<name>/``)."""
+    while True:
+        entries = [p for p in root.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return root
+        root = entries[0]
 
 
 def read_dsb_stage1(root: Path, grey_only: bool = True) -> Source:
@@ -233,7 +234,7 @@ def detect_layout(root: Path) -> str:
     """Name of the layout of the folder `root` (see the module docstring); DataError if none fits."""
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
-    if any((folder / "train" / "images").is_dir() for folder in [root, *root.iterdir()] if folder.is_dir()):
+    if (root / "train" / "images").is_dir():
         return "embedseg"
     if any(BBBC010_MASK.match(p.name) for p in walk(root, "*_ground_truth.png")):
         return "bbbc010"
@@ -263,6 +264,7 @@ def read_source(root: str | Path, layout: str | None = None, dsb_grey_only: bool
         "usiigaci": read_usiigaci,
         "bbbc010": read_bbbc010,
     }
+    root = unwrap(root)
     layout = layout or detect_layout(root)
     if layout not in readers:
         raise DataError(f"{root}: layout {layout!r} unknown; choose one of {sorted(readers)}")

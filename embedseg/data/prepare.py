@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         settings.extra.update(source_info(spec, args, source, splits))
         shutil.rmtree(staging / ".source", ignore_errors=True)
         settings.save(staging)
+    for name, samples in splits.items():
+        if not samples and not (name == "val" and settings.val_split == "crop"):
+            log.warning("%s: the %s split is empty (too few images for its share); add images", args.out, name)
     counts = ", ".join(f"{name} {len(samples)}" for name, samples in splits.items())
     log.info("%s: %s images (%s); min object size %d px", args.out, spec.name, counts, settings.min_object_size)
     return 0

@@ -150,15 +150,15 @@ def test_deleted_model_reruns_only_its_dependents(tiny_run: Path) -> None:
 
 
 def test_interrupted_training_resumes_from_last_checkpoint(tiny_run: Path) -> None:
-    """The train rule declares only memory.json, written when training ends, so a killed job
-    (whose declared outputs Snakemake deletes) keeps last.pt and log.csv, and the re-run resumes
-    instead of starting over: the epoch history in log.csv survives."""
+    """The train rule declares only train.json, so a killed job (whose declared outputs Snakemake
+    deletes) keeps last.pt, log.csv and memory.json, and the re-run resumes instead of starting
+    over, even when the kill came after the last epoch: the epoch history survives."""
     model = tiny_run / "results" / "test" / "models" / "synthetic-nuclei" / "embedseg-centroid" / "seed1"
     history = (model / "log.csv").read_text()
-    (model / "memory.json").unlink()  # the state a kill after the last epoch leaves behind
+    (model / "train.json").unlink()  # the state a kill after the last epoch leaves behind
     plan = snakemake(tiny_run, "-n", "--quiet", "rules", "--configfile", "config/test.yaml").stdout
     assert job_counts(plan)["train"] == 1
-    target = str((model / "memory.json").relative_to(tiny_run))
+    target = str((model / "train.json").relative_to(tiny_run))
     snakemake(tiny_run, "--cores", "1", "--configfile", "config/test.yaml", target)
-    assert (model / "memory.json").is_file()
+    assert (model / "train.json").is_file() and (model / "memory.json").is_file()
     assert (model / "log.csv").read_text() == history

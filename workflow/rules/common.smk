@@ -123,9 +123,11 @@ def baseline_runs() -> list[tuple[str, str, int]]:
 
 
 def model_marker(ds: str, center: str, seed) -> str:
-    """`memory.json` of a trained EmbedSeg model: written once training has finished, so it (and
-    not best.pt/last.pt/log.csv, which a killed job must keep for resuming) is the rule's output."""
-    return f"{RESULTS}/models/{ds}/embedseg-{center}/seed{seed}/memory.json"
+    """`train.json` of an EmbedSeg model: the train rule's only declared output. Snakemake deletes
+    a failed job's outputs, so best.pt, last.pt, log.csv and memory.json, which a preempted job
+    needs to resume, must not be declared; train.json is rewritten whenever training (re)starts,
+    so even a resumed job with no epochs left produces it."""
+    return f"{RESULTS}/models/{ds}/embedseg-{center}/seed{seed}/train.json"
 
 
 def scores_file(ds: str, method: str, seed) -> str:

@@ -5,8 +5,7 @@ rule train:
     input:
         f"{RESULTS}/crops/{{ds}}/{{center}}",
     output:
-        # Only files written when training has finished: Snakemake deletes the outputs of a
-        # failed job, and a preempted job must find last.pt (and log.csv) to resume from.
+        # train.json only: a preempted job must keep last.pt etc. to resume (see model_marker)
         model_marker("{ds}", "{center}", "{seed}"),
     params:
         device=config["device"],

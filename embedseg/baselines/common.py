@@ -156,9 +156,3 @@ def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
     print(f"baseline not run: {reason} (recorded in {marker})", file=sys.stderr)
     return marker
 
-
-def mean_ap50(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray]) -> float:
-    """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (the paper's AP_dsb), for tuning on validation."""
-    from ..metrics import average_precision
-
-    return float(np.mean([average_precision(g, p, 0.5) for g, p in zip(gt, pred)]))

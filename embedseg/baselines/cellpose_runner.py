@@ -1,0 +1,147 @@
+"""Cellpose (Stringer et al. 2021) baselines, run in their own environment (Cellpose 3.x + torch).
+
+- ``cellpose-trained``: Cellpose 3's U-Net trained from scratch on the training split
+  (``pretrained_model=None``, no download); the flow-error and cell-probability thresholds are
+  then chosen on the validation images (mean AP@0.5), because an under-trained model finds
+  nothing with the default flow threshold 0.4.
+- ``cellpose-public``: the published generalist model (``nuclei`` for nuclei data sets, else
+  ``cyto3``), with the median object diameter of the training masks. Cellpose fetches the
+  weights on first use; where that fails (offline), `predict` writes ``NOT_RUN.txt`` with the
+  reason and exits 0, so the workflow goes on and the table shows "not run".
+
+Cellpose 3.x, not 4.x: 4.x (Cellpose-SAM) cannot train from scratch and needs hub weights.
+Cellpose applies its own percentile normalisation on top of the data set's; it is part of the
+method (its networks were trained that way).
+
+Model folder: ``cellpose.json`` (model and thresholds), ``models/cellpose`` (trained weights),
+``log.csv`` (trained only), ``memory.json``, ``dataset.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import read_json, write_json
+from ..runtime import resolve_device, seed_everything, write_memory_json
+from .common import (
+    Split, load_settings, load_train_val, not_run_path, predict_folder, save_settings, write_log, write_not_run,
+)
+
+SETTINGS_JSON = "cellpose.json"
+TRAINED_NAME = "cellpose"
+NUCLEI_DATA_SETS = ("dsb", "nuclei")  # name fragments of data sets whose objects are nuclei
+TUNE_IMAGES = 16  # validation images used to pick thresholds (each setting re-runs the network)
+
+
+def eval_kwargs(n_channels: int) -> dict[str, Any]:
+    """Cellpose channel arguments: greyscale [0, 0]; multi-channel (C, H, W): cytoplasm 1, nucleus 2."""
+    if n_channels == 1:
+        return {"channels": [0, 0]}
+    return {"channels": [1, 2], "channel_axis": 0}
+
+
+def n_channels(split: Split) -> int:
+    return split.images[0].shape[0] if split.images[0].ndim == 3 else 1
+
+
+def mean_ap50(model, split: Split, **kwargs: Any) -> float:
+    """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (Cellpose's `average_precision` = AP_dsb)."""
+    from cellpose.metrics import average_precision
+
+    masks = model.eval(split.images, **kwargs)[0]
+    ap = average_precision(split.labels, masks, threshold=[0.5])[0]
+    return float(np.mean(ap))
+
+
+def tune_thresholds(model, split: Split, flow_thresholds, cellprob_thresholds, base: dict[str, Any]) -> dict[str, float]:
+    """Flow/cell-probability thresholds with the best mean AP@0.5 on (at most TUNE_IMAGES) validation images."""
+    from tqdm import tqdm
+
+    split = Split(split.names[:TUNE_IMAGES], split.images[:TUNE_IMAGES], split.labels[:TUNE_IMAGES])
+    grid = list(itertools.product(flow_thresholds, cellprob_thresholds))
+    scores = [mean_ap50(model, split, flow_threshold=flow, cellprob_threshold=cellprob, **base)
+              for flow, cellprob in tqdm(grid, desc="tune thresholds", unit="setting")]
+    flow, cellprob = grid[int(np.argmax(scores))]
+    return {"flow_threshold": flow, "cellprob_threshold": cellprob, "val_ap50": max(scores)}
+
+
+def train(args: argparse.Namespace) -> int:
+    """`cellpose-trained`: train from scratch, tune thresholds on validation."""
+    from cellpose import models, train as cellpose_train
+
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
+    model_dir = Path(args.out)
+    save_settings(settings, model_dir)
+    channels = eval_kwargs(n_channels(train_split))
+    net = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=None, model_type=None, nchan=2)
+    weights, train_losses, val_losses = cellpose_train.train_seg(
+        net.net, train_data=train_split.images, train_labels=train_split.labels,
+        test_data=val_split.images, test_labels=val_split.labels, save_path=model_dir, model_name=TRAINED_NAME,
+        n_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, weight_decay=args.weight_decay,
+        **channels,
+    )
+    # Cellpose evaluates the validation loss only at epoch 5 and every 10th epoch.
+    write_log(model_dir / "log.csv", [
+        {"epoch": epoch, "train_loss": float(loss), "val_loss": float(val) if val else None}
+        for epoch, (loss, val) in enumerate(zip(train_losses, val_losses))
+    ])
+    write_memory_json(model_dir / "memory.json", device)
+    trained = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=str(weights))
+    thresholds = tune_thresholds(trained, val_split, args.flow_thresholds, args.cellprob_thresholds, channels)
+    write_json(model_dir / SETTINGS_JSON, {"pretrained_model": str(Path(weights).relative_to(model_dir)),
+                                          "diameter": None, **channels, **thresholds})
+    return 0
+
+
+def public_model_type(requested: str, dataset_name: str) -> str:
+    """`auto` → ``nuclei`` for nuclei data sets (DSB), else the generalist ``cyto3``."""
+    if requested != "auto":
+        return requested
+    return "nuclei" if any(part in dataset_name.lower() for part in NUCLEI_DATA_SETS) else "cyto3"
+
+
+def choose_public(args: argparse.Namespace) -> int:
+    """`cellpose-public`: no training; record model name, channels and object diameter."""
+    from cellpose.utils import diameters
+
+    settings, train_split, _ = load_train_val(args.data_dir, args.seed)
+    model_dir = Path(args.out)
+    save_settings(settings, model_dir)
+    diameter = args.diameter or float(np.median([diameters(labels)[0] for labels in train_split.labels]))
+    write_json(model_dir / SETTINGS_JSON, {
+        "model_type": public_model_type(args.model_type, settings.name), "diameter": diameter,
+        "flow_threshold": 0.4, "cellprob_threshold": 0.0, **eval_kwargs(n_channels(train_split)),
+    })
+    write_memory_json(model_dir / "memory.json")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Segment every image; for a public model that cannot be fetched, write NOT_RUN.txt instead."""
+    from cellpose import models
+
+    device = resolve_device(args.device)
+    settings = load_settings(args.model_dir)
+    chosen = read_json(Path(args.model_dir) / SETTINGS_JSON)
+    if "model_type" in chosen:
+        try:
+            model = models.CellposeModel(gpu=device.type == "cuda", device=device, model_type=chosen["model_type"])
+        except Exception as exc:  # urllib/OS/HTTP errors of Cellpose's download differ by version
+            write_not_run(not_run_path(args.out), f"Cellpose could not fetch the public model "
+                          f"{chosen['model_type']!r} ({type(exc).__name__}: {exc}); run once with internet access "
+                          f"to cache it in ~/.cellpose/models (or $CELLPOSE_LOCAL_MODELS_PATH)")
+            return 0
+    else:
+        model = models.CellposeModel(gpu=device.type == "cuda", device=device,
+                                     pretrained_model=str(Path(args.model_dir) / chosen["pretrained_model"]))
+    kwargs = {key: chosen[key] for key in ("channels", "channel_axis", "diameter", "flow_threshold", "cellprob_threshold")
+              if key in chosen}
+    predict_folder(args.images, args.out, settings, lambda image: model.eval(image, **kwargs)[0])
+    return 0

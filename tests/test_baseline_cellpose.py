@@ -1,0 +1,65 @@
+"""Cellpose baselines, run by subprocess in `.venv-cellpose` (torch 2.13 + cellpose 3.1.1.3): `make venv-cellpose`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from embedseg.io import read_labels
+from test_baseline_data import REPO, make_nuclei_split, run_embedseg
+
+PYTHON = REPO / ".venv-cellpose" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def cellpose_python():
+    if not PYTHON.exists():
+        pytest.skip(f"{PYTHON} missing: build it with `make venv-cellpose` (torch 2.13 + cellpose 3.1.1.3)")
+    probe = subprocess.run([str(PYTHON), "-c", "import cellpose.models, embedseg.baselines.common"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"cellpose not importable in {PYTHON}: {probe.stderr.strip().splitlines()[-1]}")
+    return PYTHON
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No weights may be downloaded in tests: an empty model cache and a proxy that refuses connections."""
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "cellpose-models"))
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+
+
+def test_trained_from_scratch(cellpose_python, offline, tmp_path):
+    data = make_nuclei_split(tmp_path / "data", counts={"train": 3, "val": 1, "test": 2})
+    model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "cellpose-trained" / "seed0"
+    run_embedseg(cellpose_python, "baseline", "cellpose-trained", "train", data, "--out", model_dir,
+                 "--epochs", "2", "--batch-size", "2", "--flow-thresholds", "0", "0.4", "--cellprob-thresholds", "0")
+    chosen = json.loads((model_dir / "cellpose.json").read_text())
+    assert chosen["flow_threshold"] in (0, 0.4) and 0 <= chosen["val_ap50"] <= 1
+    assert (model_dir / chosen["pretrained_model"]).is_file()
+    with open(model_dir / "log.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]
+    run_embedseg(cellpose_python, "baseline", "cellpose-trained", "predict", model_dir,
+                 "--images", data / "test" / "images", "--out", pred_dir)
+    for name in ("img0.tif", "img1.tif"):
+        predicted = read_labels(pred_dir / name)
+        assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
+
+
+def test_public_model_offline_is_marked_not_run(cellpose_python, offline, tmp_path):
+    data = make_nuclei_split(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
+    model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "cellpose-public" / "seed0"
+    run_embedseg(cellpose_python, "baseline", "cellpose-public", "train", data, "--out", model_dir)
+    chosen = json.loads((model_dir / "cellpose.json").read_text())
+    assert chosen["model_type"] == "nuclei" and 10 < chosen["diameter"] < 17  # discs of radius 5–8 px
+    result = run_embedseg(cellpose_python, "baseline", "cellpose-public", "predict", model_dir,
+                          "--images", data / "test" / "images", "--out", pred_dir)
+    reason = (pred_dir.parent / "NOT_RUN.txt").read_text()
+    assert "nuclei" in reason and "internet" in reason and "not run" in result.stderr
+    assert not pred_dir.exists()  # no seed folder: the tables must not mistake it for a result

@@ -37,7 +37,7 @@ def server(tmp_path):
     www.mkdir()
     CountingHandler.requests = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(CountingHandler, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -103,11 +103,18 @@ def test_tampered_cached_file_is_removed(server, tmp_path):
     assert not (cache / "data.zip").exists()
 
 
-def test_unknown_hash_is_logged(server, tmp_path, caplog):
+def test_unknown_hash_is_recorded_on_first_use(server, tmp_path, caplog):
     www, url = server
     sha = make_zip(www / "data.zip", folder_members())
-    fetch(f"{url}/data.zip", None, tmp_path / "cache", retries=0)
-    assert sha in caplog.text and "not verified" in caplog.text
+    cache = tmp_path / "cache"
+    fetch(f"{url}/data.zip", None, cache, retries=0)
+    assert sha in caplog.text and "NOT verified" in caplog.text
+    assert (cache / "data.zip.sha256").read_text().strip() == sha
+    (cache / "data.zip").write_bytes(b"changed after the first download")
+    make_zip(www / "data.zip", folder_members(5))
+    with pytest.raises(DataError, match="sha256"):  # later runs check against the recorded hash
+        fetch(f"{url}/data.zip", None, cache, retries=0)
+    assert not (cache / "data.zip").exists()
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "ok/../../evil.txt"])

@@ -50,7 +50,7 @@ class Sample:
     def read_image(self) -> np.ndarray:
         """The image as stored: (H, W), or (C, H, W); RGB(A) PNGs are reduced to one channel."""
         image = read_image(self.image_path)
-        if image.ndim == 3 and image.shape[-1] in (3, 4) and self.image_path.suffix.lower() != ".tif":
+        if image.ndim == 3 and image.shape[-1] in (3, 4):  # (H, W, RGB[A]); (C, H, W) has W > 4
             image = to_grey(image)
         return image
 

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
 
-.PHONY: venv test test-fast demo lint bench clean-results
+.PHONY: venv venv-stardist venv-cellpose venv-maskrcnn test test-fast demo lint bench clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,32 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-test: venv
+# Baseline venvs: the tests run `embedseg baseline …` with these interpreters (docs/baselines.md).
+# The package goes in without its dependencies (no torch for StarDist) plus the light ones it needs.
+BASELINE_DEPS := numpy scipy scikit-image tifffile imageio tqdm pyyaml
+define baseline_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install -q --upgrade pip
+	$(1)/bin/pip install -q $(2) $(BASELINE_DEPS)
+	$(1)/bin/pip install -q --no-deps -e .
+	touch $(1)/.installed
+endef
+
+.venv-stardist/.installed: pyproject.toml
+	$(call baseline_venv,.venv-stardist,"tensorflow-cpu==2.21.*" "stardist==0.9.2")
+
+.venv-cellpose/.installed: pyproject.toml
+	$(call baseline_venv,.venv-cellpose,"$(TORCH_SPEC)" "cellpose==3.1.1.3")
+
+# torchvision does not import beside torch 2.13; this pair is a 5.5 GB CUDA build (runs on CPU).
+.venv-maskrcnn/.installed: pyproject.toml
+	$(call baseline_venv,.venv-maskrcnn,"torch==2.14.1" "torchvision==0.29.1" pandas)
+
+venv-stardist: .venv-stardist/.installed
+venv-cellpose: .venv-cellpose/.installed
+venv-maskrcnn: .venv-maskrcnn/.installed
+
+test: venv venv-stardist
 	$(BIN)/python -m pytest
 
 test-fast: venv

@@ -137,3 +137,11 @@ def test_folder_layout_and_unknown_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="layout not recognised"):
         read_source(tmp_path / "empty")
+
+
+def test_per_object_masks_of_different_shape_are_an_error(tmp_path):
+    make_bbbc010(tmp_path)
+    odd = tmp_path / "BBBC010_v1_foreground_eachworm" / "A01_02_ground_truth.png"
+    write_png(odd, np.zeros((20, 23), np.uint8))
+    with pytest.raises(DataError, match=str(odd)):
+        read_source(tmp_path).pool[0].read_labels()

@@ -70,3 +70,10 @@ def test_split_samples_bbbc010_holds_out_half_and_validates_on_crops():
     assert not {s.name for s in splits["train"]} & {s.name for s in splits["test"]}
     resplit = split_samples(Source("embedseg", pool), get_spec("bbbc010-2012"), seed=7, limit=None)
     assert {s.name for s in resplit["test"]} != {s.name for s in splits["test"]}
+
+
+def test_limit_caps_a_test_count_at_half():
+    pool = samples([f"n{i:03d}" for i in range(30)])
+    splits = split_samples(Source("dsb-stage1", pool), get_spec("dsb-2018"), seed=1000, limit=10)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [5, 0, 5]  # ⌊0.15·5⌋ = 0 val
+    assert {s.name for split in splits.values() for s in split} == {f"n{i:03d}" for i in range(10)}

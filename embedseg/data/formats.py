@@ -20,9 +20,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Sample:
         if self.mask_kind == "label":
             return read_labels(self.mask_paths[0])
         if self.mask_kind == "stack":
-            return np.stack([read_binary(p) for p in self.mask_paths]).astype(np.uint16)
+            return np.stack(list(read_object_masks(self.mask_paths))).astype(np.uint16)
         return fill_label_holes(paint_objects(self.mask_paths))
 
 
@@ -96,18 +97,26 @@ def read_binary(path: Path) -> np.ndarray:
     return check_labels(mask, path) > 0
 
 
+def read_object_masks(mask_paths: tuple[Path, ...]) -> Iterator[np.ndarray]:
+    """Yield the (H, W) bool masks of one image's objects; all must have the same shape."""
+    shape = None
+    for path in mask_paths:
+        mask = read_binary(path)
+        if shape is not None and mask.shape != shape:
+            raise DataError(f"{path}: mask shape {mask.shape} differs from {mask_paths[0]} {shape}; all masks of an image must match it")
+        shape = mask.shape
+        yield mask
+
+
 def paint_objects(mask_paths: tuple[Path, ...]) -> np.ndarray:
-    """One binary image per object → (H, W) label image, object k painted as k + 1 (later on top).
+    """One binary image per object → (H, W) label image; the k-th mask (from 1) gets id k, later ones on top.
 
     Painted one at a time: stacking DSB's hundreds of full-size masks would need gigabytes.
     """
     labels = None
-    for index, path in enumerate(mask_paths, start=1):
-        mask = read_binary(path)
+    for index, mask in enumerate(read_object_masks(mask_paths), start=1):
         if labels is None:
             labels = np.zeros(mask.shape, label_dtype(len(mask_paths)))
-        elif mask.shape != labels.shape:
-            raise DataError(f"{path}: mask shape {mask.shape} differs from {mask_paths[0]} {labels.shape}; all masks of an image must match it")
         labels[mask] = index
     return labels
 

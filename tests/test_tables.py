@@ -86,7 +86,8 @@ def test_best_and_second_best_marked_among_measured_rows(results: Path, tmp_path
     assert bbbc.count("**") == 2 * len(TAUS) and bbbc.count("<u>") == len(TAUS)
     assert "| PatchPerPix | reported | 0.930 |" in md
     assert "not run: stardist is not installed" in md
-    assert r"$\mathbf{0.833 \pm 0.058}$" in tex and r"$\underline{0.733 \pm 0.058}$" in tex
+    assert r"\shortstack{$\mathbf{0.833}$\\{\scriptsize $\pm 0.058$}}" in tex and r"$\underline{0.733}$" in tex
+    assert r"PatchPerPix\textsuperscript{c}" in tex and r"\textsuperscript{c}reported: Hirsch" in tex
     assert tex.split("synthetic-cells")[0].count(r"\mathbf{") == len(TAUS) and "\\toprule" in tex and "\\bottomrule" in tex
 
 

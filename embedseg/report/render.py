@@ -22,13 +22,17 @@ class Cell:
     rank: int = 0
     signed: bool = False  # show a + on positive values (ΔAP)
 
-    def plain(self, plus_minus: str = " ± ") -> str:
-        if self.value is None or math.isnan(self.value):
+    def number(self) -> str:
+        """The value with three decimals (signed for ΔAP)."""
+        return f"{self.value:+.3f}" if self.signed else f"{self.value:.3f}"
+
+    def has_sd(self) -> bool:
+        return self.sd is not None and not math.isnan(self.sd)
+
+    def plain(self) -> str:
+        if not _is_number(self):
             return self.text
-        number = f"{self.value:+.3f}" if self.signed else f"{self.value:.3f}"
-        if self.sd is not None and not math.isnan(self.sd):
-            number += f"{plus_minus}{self.sd:.3f}"
-        return number
+        return f"{self.number()} ± {self.sd:.3f}" if self.has_sd() else self.number()
 
 
 @dataclass
@@ -83,24 +87,41 @@ def _md_cell(cell: Cell) -> str:
     return text
 
 
-def to_latex(grid: Grid, caption: str, label: str) -> str:
-    """A booktabs `table` (needs \\usepackage{booktabs}); sections separated by \\midrule."""
-    n_cols = len(grid.columns)
+def to_latex(grid: Grid, caption: str, label: str, note_column: int | None = None) -> str:
+    """A booktabs `table` (needs \\usepackage{booktabs}); sections separated by \\midrule.
+
+    Each mean ± sd is stacked (sd in small type below) so nine τ columns fit the text width.
+    `note_column` (e.g. citations, reasons for not running) becomes superscript letters on the
+    row's first cell, explained under the table.
+    """
+    keep = [i for i in range(len(grid.columns)) if i != note_column]
+    markers: dict[str, str] = {}  # note text -> letter
+
+    def first_cell(row: list[Cell]) -> str:
+        note = row[note_column].plain() if note_column is not None else ""
+        if not note:
+            return _tex_cell(row[0])
+        letter = markers.setdefault(note, chr(ord("a") + len(markers)))
+        return f"{_tex_cell(row[0])}\\textsuperscript{{{letter}}}"
+
     lines = [
         "\\begin{table}",
         "\\centering",
         "\\small",
+        "\\setlength{\\tabcolsep}{3pt}",
         f"\\caption{{{latex_escape(caption)}}}",
         f"\\label{{{label}}}",
-        f"\\begin{{tabular}}{{l{'c' * (n_cols - 2)}l}}",
+        f"\\begin{{tabular}}{{l{'c' * (len(keep) - 1)}}}",
         "\\toprule",
-        " & ".join(latex_escape(c) for c in grid.columns) + " \\\\",
+        " & ".join(latex_escape(grid.columns[i]) for i in keep) + " \\\\",
     ]
     for title, rows in grid.sections.items():
-        lines += ["\\midrule", f"\\multicolumn{{{n_cols}}}{{l}}{{\\textit{{{latex_escape(title)}}}}} \\\\"]
-        lines += [" & ".join(_tex_cell(c) for c in row) + " \\\\" for row in rows]
+        lines += ["\\midrule", f"\\multicolumn{{{len(keep)}}}{{l}}{{\\textit{{{latex_escape(title)}}}}} \\\\"]
+        lines += [" & ".join([first_cell(row), *(_tex_cell(row[i]) for i in keep[1:])]) + " \\\\" for row in rows]
     lines += ["\\bottomrule", "\\end{tabular}"]
-    lines += [f"\\par\\footnotesize {latex_escape(note)}" for note in grid.notes]
+    notes = [f"\\textsuperscript{{{letter}}}{latex_escape(text)}" for text, letter in markers.items()]
+    notes += [latex_escape(note) for note in grid.notes]
+    lines += [f"\\par\\footnotesize {note}" for note in notes]
     lines.append("\\end{table}")
     return "\n".join(lines) + "\n"
 
@@ -108,12 +129,14 @@ def to_latex(grid: Grid, caption: str, label: str) -> str:
 def _tex_cell(cell: Cell) -> str:
     if not _is_number(cell):
         return latex_escape(cell.plain())
-    text = cell.plain(plus_minus=" \\pm ")
+    number = cell.number()
     if cell.rank == BEST:
-        return f"$\\mathbf{{{text}}}$"  # \textbf does not reach into math mode
-    if cell.rank == SECOND:
-        return f"$\\underline{{{text}}}$"
-    return f"${text}$"
+        number = f"\\mathbf{{{number}}}"  # \textbf does not reach into math mode
+    elif cell.rank == SECOND:
+        number = f"\\underline{{{number}}}"
+    if not cell.has_sd():
+        return f"${number}$"
+    return f"\\shortstack{{${number}$\\\\{{\\scriptsize $\\pm {cell.sd:.3f}$}}}}"
 
 
 _LATEX_SPECIAL = {

@@ -76,7 +76,7 @@ def _reported_row(row: PaperRow) -> Row:
 def table1(collection: Collection, paper: Paper, results: Path) -> tuple[pd.DataFrame, Grid]:
     """Table 1: per data set our measured methods, the methods that could not run, and the paper's
     reported-only literature rows. Returns the CSV frame and the rendered grid."""
-    grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, "Train memory (GiB)", "Note"])
+    grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, "Memory (GiB)", "Note"])
     records = []
     for dataset in collection.datasets:
         rows: list[tuple[tuple[int, str], str, str, Row]] = []  # (sort key, method, label, row)
@@ -283,14 +283,14 @@ def write_tables(results: Path, paper: Paper, out: Path, collection: Collection,
     """Write table1/table2 as CSV, Markdown and LaTeX, and comparison_to_paper.md, into `out`."""
     frame1, grid1 = table1(collection, paper, results)
     frame2, grid2 = table2(collection)
-    for name, frame, grid, caption in (
-        ("table1", frame1, grid1, "AP_dsb of every method at IoU thresholds τ = 0.50 … 0.90 (Table 1)"),
-        ("table2", frame2, grid2, "Ablation: ΔAP relative to EmbedSeg, paired by seed (Table 2)"),
+    for name, frame, grid, caption, note_column in (
+        ("table1", frame1, grid1, "AP_dsb of every method at IoU thresholds τ = 0.50 … 0.90 (Table 1)", len(grid1.columns) - 1),
+        ("table2", frame2, grid2, "Ablation: ΔAP relative to EmbedSeg, paired by seed (Table 2)", None),
     ):
         with atomic_write(out / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
         write_text(out / f"{name}.md", f"# {caption}\n\n{to_markdown(grid)}")
-        write_text(out / f"{name}.tex", to_latex(grid, caption, label=f"tab:{name}"))
+        write_text(out / f"{name}.tex", to_latex(grid, caption, label=f"tab:{name}", note_column=note_column))
     write_text(out / "comparison_to_paper.md", comparison_markdown(collection, paper, results, not_comparable))
 
 

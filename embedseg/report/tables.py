@@ -96,7 +96,7 @@ def table1(collection: Collection, paper: Paper, results: Path) -> tuple[pd.Data
     grid.notes = [
         "AP_dsb per run = mean over test images of TP/(TP+FP+FN) at IoU threshold τ; cells = mean ± "
         "sample standard deviation (ddof = 1) over runs (seeds). Bold = best, underlined = second best "
-        "per τ among our measured rows (reported literature rows are not ranked). Train memory = largest "
+        "per τ among our measured rows (reported literature rows are not ranked). Memory = largest training "
         "peak over the runs: CUDA = torch max allocated on the GPU, CPU RSS = peak resident memory of the "
         "training process (not comparable with the paper's GPU memory)."
     ]

@@ -60,14 +60,14 @@ def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
 
     gt, pred: (H, W) label images. IoU > 0.5 makes the match one-to-one.
     """
-    from skimage.metrics import contingency_table
+    from ..metrics import iou_from_intersection, label_overlap, relabel
 
-    overlap = contingency_table(gt, pred).toarray()  # (max gt id + 1, max pred id + 1)
-    union = overlap.sum(axis=1, keepdims=True) + overlap.sum(axis=0, keepdims=True) - overlap
-    iou = np.divide(overlap, union, out=np.zeros(overlap.shape), where=union > 0)
-    iou[0, :] = iou[:, 0] = 0  # background is no object
-    gt_ids, pred_ids = np.nonzero(iou > MATCH_IOU)
-    return dict(zip(pred_ids.tolist(), gt_ids.tolist()))
+    overlap = label_overlap(relabel(gt)[0], relabel(pred)[0])  # (n_gt + 1, n_pred + 1), row/col 0 = background
+    iou = iou_from_intersection(overlap[1:, 1:], overlap[1:].sum(axis=1), overlap[:, 1:].sum(axis=0))
+    gt_rows, pred_columns = np.nonzero(iou > MATCH_IOU)
+    # relabel keeps the order of the ids, so row k is the k-th smallest original id
+    gt_ids, pred_ids = np.unique(gt[gt > 0]), np.unique(pred[pred > 0])
+    return dict(zip(pred_ids[pred_columns].tolist(), gt_ids[gt_rows].tolist()))
 
 
 def colour_labels(labels: np.ndarray, colour_index: dict[int, int], first_free: int, lut: np.ndarray) -> np.ndarray:

@@ -17,12 +17,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..evaluate import COLUMNS as SCORE_COLUMNS
 from ..io import DataError, read_json
+from ..metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)
 
-TAUS = tuple(np.round(np.arange(0.50, 0.901, 0.05), 2))  # the paper's IoU thresholds
-SCORE_COLUMNS = ("image", "tau", "tp", "fp", "fn", "ap")
+TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds, as `evaluate` writes them
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
 NOT_RUN_FILE = "NOT_RUN.txt"
 EMBEDSEG = "embedseg-medoid-tta"

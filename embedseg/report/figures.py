@@ -125,8 +125,8 @@ def representative_image(results: Path, dataset: str, seed: int, names: list[str
 
 
 def competitor(collection: Collection, dataset: str) -> str | None:
-    """The best measured method at τ = 0.50 other than 3-Class U-Net and EmbedSeg's variants
-    (a baseline, else Neven et al.)."""
+    """The competing method with the best mean AP at τ = 0.50: any measured baseline but the
+    3-Class U-Net (it has its own panel), or Neven et al.; None if none was measured."""
     candidates = [m for m in (*BASELINES, NEVEN) if m != UNET and not collection.runs(dataset, m).empty]
     if not candidates:
         return None

@@ -159,3 +159,10 @@ def test_prepare_from_local_embedseg_zip_keeps_test_split(tmp_path):
     settings = DatasetSettings.load(out)
     assert (settings.normalization_factor, settings.crop_size, settings.extra["layout"]) == (255.0, 256, "embedseg")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dsb-2018.zip", "out"]  # scratch unpacking removed
+
+
+def test_missing_file_on_the_server(server, tmp_path):
+    _, url = server
+    with pytest.raises(DataError, match="missing.zip.*download failed"):
+        fetch(f"{url}/missing.zip", None, tmp_path / "cache", retries=0)
+    assert not (tmp_path / "cache" / "missing.zip").exists()

@@ -145,3 +145,20 @@ def test_per_object_masks_of_different_shape_are_an_error(tmp_path):
     write_png(odd, np.zeros((20, 23), np.uint8))
     with pytest.raises(DataError, match=str(odd)):
         read_source(tmp_path).pool[0].read_labels()
+
+
+def test_prepare_bbbc010_from_broad_files(tmp_path):
+    from embedseg.cli import main
+    from embedseg.config import DatasetSettings
+
+    make_bbbc010(tmp_path / "broad")
+    out = tmp_path / "out"
+    assert main(["prepare", "bbbc010-2012", "--source", str(tmp_path / "broad"), "--out", str(out)]) == 0
+    settings = DatasetSettings.load(out)
+    assert settings.one_hot and settings.val_split == "crop" and settings.normalization_factor == 65535.0
+    written = {split: sorted(p.name for p in (out / split / "masks").iterdir()) for split in ("train", "val", "test")}
+    assert written["val"] == [] and sorted(written["train"] + written["test"]) == ["A01.tif", "B12.tif"]
+    stacks = {name: tifffile.imread(out / split / "masks" / name) for split in ("train", "test") for name in written[split]}
+    assert stacks["A01.tif"].shape == (2, 20, 24) and stacks["B12.tif"].shape == (1, 20, 24)
+    train_stack = stacks[written["train"][0]]
+    assert settings.min_object_size == int(train_stack.reshape(len(train_stack), -1).sum(axis=1).min())

@@ -47,12 +47,12 @@ def objects_per_image(rng: np.random.Generator, size: int, low: int, high: int) 
 
 
 def worm_centerline(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(N, 2) points (y, x), 0.5 px apart, of one worm: random start and heading, smoothly
-    varying curvature whose total turn of 0.6π–1.6π makes C and S shapes."""
+    """(N, 2) points (y, x), 0.5 px apart, of one worm: random start and heading, a steady turn
+    of 0.4π–1.4π (C shapes) plus a slow wiggle (S shapes), kept below a full loop."""
     length = rng.uniform(0.45, 0.75) * size
     t = np.arange(0.0, length, 0.5)
-    turn = rng.uniform(0.6, 1.6) * np.pi * rng.choice([-1, 1])
-    wiggle = rng.uniform(0.0, 0.6) * np.pi * np.sin(2 * np.pi * t / length * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
+    turn = rng.uniform(0.4, 1.4) * np.pi * rng.choice([-1, 1])
+    wiggle = rng.uniform(0.0, 0.3) * np.pi * np.sin(2 * np.pi * t / length * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
     heading = rng.uniform(0, 2 * np.pi) + turn * t / length + wiggle
     steps = 0.5 * np.stack([np.sin(heading), np.cos(heading)], axis=1)
     start = rng.uniform(0.2, 0.8, size=2) * size

@@ -1,0 +1,184 @@
+"""Inference (spec §6; `embedseg predict`): normalise, pad, tile, 8-fold TTA, cluster.
+
+Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit] are what gets padded away,
+stitched and averaged; tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up
+to the network's receptive field: an offset is relative to its own pixel, so a tile's raw
+output does not depend on where the tile sits (for shifts by multiples of the network's stride 8).
+
+TTA (spec §6.3): the network sees the 8 dihedral transforms of the image (batched by shape) and
+each output is mapped back — spatially, then its vector components: a Y flip negates o_y, a
+rotation by k·90° rotates (o_x, o_y) back and, for odd k, swaps σ_x and σ_y. The 8 back-mapped raw
+maps are averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import dihedral
+from .cluster import PRESETS, ClusterParams, cluster, preset
+from .config import DatasetSettings, normalize
+from .io import DataError, list_images, read_image, write_labels, write_tiff
+
+log = logging.getLogger(__name__)
+
+NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 64
+
+
+def padding(size: int, multiple: int = NETWORK_MULTIPLE) -> tuple[int, int]:
+    """(before, after) padding that brings `size` to the next multiple: Δ//2 before, rest after."""
+    total = -size % multiple
+    return total // 2, total - total // 2
+
+
+def pad_image(image: np.ndarray, multiple: int = NETWORK_MULTIPLE) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Reflect-pad (C, H, W) to multiples of `multiple`; returns the padded image and the (Y, X)
+    slices that crop a prediction back to the original size."""
+    (top, bottom), (left, right) = padding(image.shape[-2], multiple), padding(image.shape[-1], multiple)
+    padded = np.pad(image, ((0, 0), (top, bottom), (left, right)), mode="reflect")
+    return padded, (slice(top, top + image.shape[-2]), slice(left, left + image.shape[-1]))
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(tile start, keep start, keep end) along one axis of length `size` (a multiple of 8).
+
+    Tiles of length `tile` start at multiples of 8 (the network is shift-equivariant only for
+    those) and overlap by at least 2·`overlap`; each keeps the part up to the middle of its
+    overlaps, so every kept pixel is ≥ `overlap` away from a cut tile border.
+    """
+    if size <= tile:
+        return [(0, 0, size)]
+    step = max(NETWORK_MULTIPLE, (tile - 2 * overlap) // NETWORK_MULTIPLE * NETWORK_MULTIPLE)
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    bounds = [0] + [(nxt + cur + tile) // 2 for cur, nxt in zip(starts, starts[1:])] + [size]
+    return [(start, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
+
+
+def invert_components(output: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Map the channels of a spatially back-transformed output (..., 5, H, W) of the transform
+    (k, flip) back to the original frame (spec §6.3). Works on raw values (tanh is odd)."""
+    o_x, o_y, s_x, s_y, seed = output.unbind(-3)
+    if flip:
+        o_y = -o_y
+    o_x, o_y = {0: (o_x, o_y), 1: (-o_y, o_x), 2: (-o_x, -o_y), 3: (o_y, -o_x)}[k % 4]
+    if k % 2:
+        s_x, s_y = s_y, s_x
+    return torch.stack((o_x, o_y, s_x, s_y, seed), dim=-3)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_tile(model: torch.nn.Module, tile: torch.Tensor, tta: bool = True, batch_size: int = 8) -> torch.Tensor:
+    """Raw output (5, h, w) of one input (C, h, w) (h, w multiples of 8), TTA-averaged if `tta`."""
+    transforms = dihedral.TRANSFORMS if tta else ((0, False),)
+    # Odd rotations of a non-square tile change its shape; batch only same-shaped inputs.
+    groups = [[t for t in transforms if t[0] % 2 == parity] for parity in (0, 1)]
+    if tile.shape[-1] == tile.shape[-2]:
+        groups = [list(transforms)]
+    total = None
+    for group in groups:
+        for batch in _batches(group, batch_size):
+            inputs = torch.stack([dihedral.forward(tile, k, flip) for k, flip in batch])
+            outputs = model(inputs)
+            for output, (k, flip) in zip(outputs, batch):
+                restored = invert_components(dihedral.inverse(output, k, flip), k, flip)
+                total = restored if total is None else total + restored
+    return total / len(transforms)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of the model's parameters (CPU for a parameter-free module)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+@torch.inference_mode()
+def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, tile_size: int = DEFAULT_TILE,
+                overlap: int = DEFAULT_OVERLAP, batch_size: int = 8) -> torch.Tensor:
+    """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W).
+
+    The image is reflect-padded to multiples of 8, cut into tiles of at most `tile_size`
+    (a multiple of 8) overlapping by 2·`overlap` when larger, predicted (TTA: 8 transforms in
+    batches of `batch_size`), stitched and cropped back.
+    """
+    if tile_size % NETWORK_MULTIPLE:
+        raise ValueError(f"tile_size must be a multiple of {NETWORK_MULTIPLE}, got {tile_size}")
+    image = np.asarray(image, dtype=np.float32)
+    padded, crop = pad_image(image[None] if image.ndim == 2 else image)
+    padded = torch.from_numpy(padded).to(model_device(model))
+    height, width = padded.shape[-2:]
+    raw = torch.empty((5, height, width), device=padded.device)
+    for y0, y_lo, y_hi in tile_spans(height, tile_size, overlap):
+        for x0, x_lo, x_hi in tile_spans(width, tile_size, overlap):
+            tile = padded[:, y0:y0 + min(tile_size, height), x0:x0 + min(tile_size, width)]
+            out = predict_tile(model, tile, tta, batch_size)
+            raw[:, y_lo:y_hi, x_lo:x_hi] = out[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0]
+    return raw[:, crop[0], crop[1]]
+
+
+def network_input(image: np.ndarray, settings: DatasetSettings, path: str | Path = "image") -> np.ndarray:
+    """Normalised float32 (C, H, W) network input from a stored image (H, W) or (C, H, W)."""
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3 or image.shape[0] != settings.in_channels:
+        raise DataError(
+            f"{path}: image shape {image.shape} does not fit the model's {settings.in_channels} input "
+            "channel(s); store images as (H, W) or (C, H, W) with channels first"
+        )
+    return normalize(image, settings)
+
+
+def segment(model: torch.nn.Module, image: np.ndarray, settings: DatasetSettings, tta: bool = True,
+            params: ClusterParams = ClusterParams(), **predict_options) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels (H, W) (uint16/uint32) and seed map (H, W) float32 of a stored image."""
+    raw = predict_raw(model, network_input(image, settings), tta, **predict_options)
+    return cluster(raw, params), torch.sigmoid(raw[4]).cpu().numpy()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_PT", help="checkpoint written by `embedseg train` (best.pt)")
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
+    parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                        help="average the raw outputs of the 8 rotations/flips")
+    parser.add_argument("--clustering", choices=PRESETS, default="paper",
+                        help="paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size")
+    parser.add_argument("--min-object-size", type=int, default=None,
+                        help="proposals need more pixels than this (default: 36 for paper, the data set's "
+                             "smallest training object for current)")
+    parser.add_argument("--seed-thresh", type=float, default=0.9, help="stop when the best seed score is below")
+    parser.add_argument("--fg-thresh", type=float, default=0.5, help="foreground = seed score above")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE,
+                        help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles")
+    parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .models import load_checkpoint
+    from .runtime import resolve_device
+
+    model, settings = load_checkpoint(args.model, resolve_device(args.device))
+    min_object_size = args.min_object_size
+    if min_object_size is None and args.clustering == "current":
+        min_object_size = settings.min_object_size
+    params = preset(args.clustering, min_object_size, args.seed_thresh, args.fg_thresh)
+    log.info("clustering %s: %s", args.clustering, params)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for path in tqdm(list_images(args.images), desc="predict", unit="image"):
+        labels, seeds = segment(model, read_image(path), settings, args.tta, params, tile_size=args.tile_size)
+        write_labels(Path(args.out) / path.name, labels)
+        if args.seeds_out:
+            write_tiff(Path(args.seeds_out) / path.name, seeds)
+    return 0

@@ -1,0 +1,136 @@
+"""Inference: padding to multiples of 8, exact TTA back-transforms, tiling, CLI end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+
+from embedseg import cli, predict
+from embedseg.config import DatasetSettings
+from embedseg.embedding import GRID_SPACING
+
+
+class BrightestPixelToy(nn.Module):
+    """Rotation/flip-equivariant stand-in for the network: offsets point to the brightest pixel,
+    σ_x/σ_y = horizontal/vertical gradient magnitudes (frame-dependent), seed = intensity."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        image = x[:, 0]
+        brightest = image.flatten(1).argmax(1)
+        py, px = (brightest // w).view(b, 1, 1), (brightest % w).view(b, 1, 1)
+        ys = torch.arange(h).view(1, h, 1)
+        xs = torch.arange(w).view(1, 1, w)
+        o_x = ((px - xs) * GRID_SPACING).expand(b, h, w)
+        o_y = ((py - ys) * GRID_SPACING).expand(b, h, w)
+        padded = nn.functional.pad(image, (1, 1, 1, 1))
+        grad_x = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]).abs()
+        grad_y = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]).abs()
+        return torch.stack([o_x, o_y, grad_x, grad_y, image], dim=1).float()
+
+
+def conv_toy(seed: int = 0) -> nn.Module:
+    """Translation-equivariant toy with a 5×5 receptive field."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 5, 3, padding=1)).eval()
+
+
+def test_padding_splits_the_remainder_floor_before():
+    assert predict.padding(16) == (0, 0)
+    assert predict.padding(13) == (1, 2)
+    assert predict.padding(521) == (3, 4)
+    image = np.arange(13 * 9, dtype=np.float32).reshape(1, 13, 9)
+    padded, crop = predict.pad_image(image)
+    assert padded.shape == (1, 16, 16)
+    np.testing.assert_array_equal(padded[:, crop[0], crop[1]], image)
+    np.testing.assert_array_equal(padded[0, 0, crop[1]], image[0, 1])  # reflected, not zero
+
+
+@pytest.mark.parametrize("shape", [(13, 21), (16, 16), (7, 30)])
+def test_predict_raw_returns_the_input_size(shape):
+    rng = np.random.default_rng(0)
+    image = rng.random(shape).astype(np.float32)
+    raw = predict.predict_raw(conv_toy(), image, tta=False)
+    assert raw.shape == (5, *shape)
+    # Cropping back keeps the pixels where they were: compare with the padded prediction.
+    padded, crop = predict.pad_image(image[None])
+    full = conv_toy()(torch.from_numpy(padded)[None])[0]
+    torch.testing.assert_close(raw, full[:, crop[0], crop[1]])
+
+
+@pytest.mark.parametrize("shape", [(24, 24), (16, 40)])
+def test_tta_of_an_equivariant_predictor_equals_the_plain_output(shape):
+    rng = np.random.default_rng(1)
+    image = rng.random(shape).astype(np.float32)
+    toy = BrightestPixelToy()
+    plain = predict.predict_raw(toy, image, tta=False)
+    averaged = predict.predict_raw(toy, image, tta=True)
+    assert not torch.allclose(plain[2], plain[3])  # σ_x ≠ σ_y: the swap matters
+    torch.testing.assert_close(averaged, plain, rtol=0, atol=1e-6)
+    # Each single transform, mapped back, already equals the plain output.
+    tile = torch.from_numpy(image)[None]
+    for k, flip in predict.dihedral.TRANSFORMS:
+        out = toy(predict.dihedral.forward(tile, k, flip)[None])[0]
+        back = predict.invert_components(predict.dihedral.inverse(out, k, flip), k, flip)
+        torch.testing.assert_close(back, plain, rtol=0, atol=1e-6)
+
+
+def test_tta_batch_size_does_not_change_the_result():
+    image = np.random.default_rng(2).random((16, 24)).astype(np.float32)
+    model = conv_toy()
+    torch.testing.assert_close(predict.predict_raw(model, image, batch_size=8),
+                               predict.predict_raw(model, image, batch_size=3))
+
+
+def test_tile_spans_cover_the_axis_once():
+    for size, tile, overlap in [(64, 64, 8), (200, 64, 8), (1032, 1024, 64), (96, 32, 12)]:
+        spans = predict.tile_spans(size, tile, overlap)
+        kept = np.concatenate([np.arange(lo, hi) for _, lo, hi in spans])
+        np.testing.assert_array_equal(kept, np.arange(size))
+        for start, lo, hi in spans:
+            assert start % 8 == 0 and start + min(tile, size) <= size
+            assert lo - start >= overlap or start == 0
+            assert start + tile - hi >= overlap or start + tile == size
+
+
+def test_tiling_equals_untiled_for_a_translation_equivariant_model():
+    image = np.random.default_rng(3).random((90, 75)).astype(np.float32)
+    model = conv_toy()
+    whole = predict.predict_raw(model, image, tta=False, tile_size=96)
+    tiled = predict.predict_raw(model, image, tta=False, tile_size=32, overlap=4)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
+    torch.testing.assert_close(predict.predict_raw(model, image, tta=True, tile_size=32, overlap=4),
+                               predict.predict_raw(model, image, tta=True, tile_size=96), rtol=0, atol=1e-5)
+
+
+def test_image_channels_are_checked():
+    settings = DatasetSettings(name="toy", in_channels=1)
+    with pytest.raises(predict.DataError, match="channel"):
+        predict.network_input(np.zeros((3, 8, 8)), settings, "rgb.tif")
+    assert predict.network_input(np.full((8, 8), 255, np.uint8), settings).max() == 1.0
+
+
+def test_predict_cli_writes_labels_and_seeds(tmp_path):
+    from embedseg.models import BranchedERFNet, save_checkpoint
+
+    torch.manual_seed(0)
+    model = BranchedERFNet(in_channels=1)
+    settings = DatasetSettings(name="toy", normalization_factor=255.0, min_object_size=3)
+    save_checkpoint(tmp_path / "best.pt", {
+        "model_state_dict": model.state_dict(), "model_config": model.config,
+        "settings": settings.to_dict(), "epoch": 0, "best_iou": 0.0,
+    })
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(images / "a.tif", rng.integers(0, 255, (20, 36), dtype=np.uint8))
+    code = cli.main(["predict", str(tmp_path / "best.pt"), "--images", str(images), "--out", str(tmp_path / "pred"),
+                     "--clustering", "current", "--no-tta", "--seeds-out", str(tmp_path / "seeds"), "--device", "cpu"])
+    assert code == 0
+    labels = tifffile.imread(tmp_path / "pred" / "a.tif")
+    assert labels.shape == (20, 36) and labels.dtype == np.uint16
+    seeds = tifffile.imread(tmp_path / "seeds" / "a.tif")
+    assert seeds.shape == (20, 36) and seeds.dtype == np.float32 and ((seeds >= 0) & (seeds <= 1)).all()

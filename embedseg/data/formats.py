@@ -29,6 +29,7 @@ import numpy as np
 
 from ..io import DataError, check_labels, label_dtype, read_image, read_labels
 
+LAYOUTS = ("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010")
 IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 BBBC010_IMAGE = re.compile(r"_(?P<well>[A-P]\d{2})_w(?P<channel>\d)_")
 BBBC010_MASK = re.compile(r"^(?P<well>[A-P]\d{2})_\d+_ground_truth\.png$", re.IGNORECASE)

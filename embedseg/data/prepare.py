@@ -25,7 +25,7 @@ import numpy as np
 from ..config import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
 from .download import fetch, is_url, unpack_zip
-from .formats import Sample, Source, read_source
+from .formats import LAYOUTS, Sample, Source, read_source
 from .registry import PAPER_SPLIT_SEED, REGISTRY, DatasetSpec, get_spec
 from .splits import paper_split
 from .synthetic import SYNTHETIC_SETS, generate
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(EmbedSeg zip, images/+masks/, DSB stage1, Usiigaci sets, BBBC010). Required for `folder`.",
     )
     parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
-    parser.add_argument("--layout", choices=("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010"), help="source layout (default: auto-detect)")
+    parser.add_argument("--layout", choices=LAYOUTS, help="source layout (default: auto-detect)")
     parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
     parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED, help="split seed (1000 = the paper's splits)")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")

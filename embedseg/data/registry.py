@@ -2,9 +2,10 @@
 and the settings (normalisation, crop size, one-hot masks) the paper used for them.
 
 The three paper data sets are the zip assets of EmbedSeg's GitHub release v0.1.0 (spec §8);
-their sha256 sums are not known here (the files cannot be downloaded from this machine), so
-they are ``None``: the first download is then *not* verified, its sha256 is printed and should
-be pasted into this registry (see docs/data.md). A hash given with ``--sha256`` is always
+their sha256 sums are not known here (the files could not be downloaded while this was
+written), so they are ``None``: the first download is then trusted, its sha256 is printed and
+recorded next to it, and later runs verify the cached file against that record (see
+docs/data.md; paste the printed hash here to pin it). A hash given with ``--sha256`` is always
 enforced.
 """
 
@@ -20,8 +21,6 @@ from ..io import DataError
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"
 PAPER_SPLIT_SEED = 1000  # np.random.seed(1000) in EmbedSeg's split_train_test / split_train_val
 
-LAYOUTS = ("embedseg", "dsb-stage1", "usiigaci", "bbbc010", "folder", "synthetic")
-
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -33,7 +32,7 @@ class DatasetSpec:
     """
 
     name: str
-    layout: str  # expected source layout, one of LAYOUTS
+    layout: str  # layout of the registry download (formats.LAYOUTS), or "synthetic"
     url: str | None = None
     sha256: str | None = None  # None: print the hash of the first download instead of checking it
     test_split: float | int = 0.1

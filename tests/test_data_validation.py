@@ -99,3 +99,15 @@ def test_all_background_mask_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert run_prepare(src, tmp_path / "out") == 0
     assert str(src / "masks" / "im1.tif") in caplog.text and "no objects" in caplog.text
+
+
+def test_one_hot_data_set_from_flat_labels(tmp_path):
+    src = own_data(tmp_path / "src")
+    labels = np.zeros((16, 16), np.uint16)
+    labels[1:4, 1:4], labels[10:15, 10:15] = 5, 9
+    tifffile.imwrite(src / "masks" / "im0.tif", labels)
+    tifffile.imwrite(src / "masks" / "im1.tif", np.zeros((16, 16), np.uint16))
+    assert run_prepare(src, tmp_path / "out", dataset="bbbc010-2012") == 0
+    stacks = {p.name: tifffile.imread(p) for p in (tmp_path / "out").glob("*/masks/*.tif")}
+    assert stacks["im0.tif"].shape == (2, 16, 16) and stacks["im0.tif"].sum(axis=(1, 2)).tolist() == [9, 25]
+    assert stacks["im1.tif"].shape == (1, 16, 16) and not stacks["im1.tif"].any()  # no objects: one empty slice

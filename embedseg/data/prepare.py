@@ -182,7 +182,8 @@ def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSe
 
 def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.ndarray:
     """A one-hot data set gets (K, H, W) 0/1 stacks (a flat label image is split into one slice
-    per id); a stack in a data set of flat label images is an error."""
+    per id; no objects → one empty slice, as TIFF cannot store K = 0); a stack in a data set of
+    flat label images is an error."""
     if labels.ndim == 3 and not one_hot:
         raise DataError(
             f"{mask_path}: mask is a (K, H, W) stack but this data set has flat (H, W) label images; "
@@ -190,7 +191,7 @@ def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.nd
         )
     if labels.ndim == 2 and one_hot:
         ids = np.unique(labels[labels > 0])
-        return (labels[None] == ids[:, None, None]).astype(np.uint16)
+        return (labels[None] == ids[:, None, None]).astype(np.uint16) if len(ids) else labels[None].astype(np.uint16)
     return labels
 
 

@@ -62,6 +62,8 @@ class Sample:
             return read_labels(self.mask_paths[0])
         if self.mask_kind == "stack":
             return np.stack(list(read_object_masks(self.mask_paths))).astype(np.uint16)
+        from ..crops import fill_label_holes  # StarDist's hole filling, as the crop step uses it
+
         return fill_label_holes(paint_objects(self.mask_paths))
 
 
@@ -120,22 +122,6 @@ def paint_objects(mask_paths: tuple[Path, ...]) -> np.ndarray:
             labels = np.zeros(mask.shape, label_dtype(len(mask_paths)))
         labels[mask] = index
     return labels
-
-
-def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Fill holes inside every object of an (H, W) label image (holes are background pixels only)."""
-    from scipy import ndimage
-
-    filled = labels.copy()
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        # pad the box by one pixel so that holes touching the box edge are not mistaken for holes
-        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        region = filled[padded]
-        holes = ndimage.binary_fill_holes(labels[padded] == index) & (region == 0)
-        region[holes] = index
-    return filled
 
 
 def walk(root: Path, pattern: str) -> list[Path]:

@@ -157,6 +157,7 @@ def pair_folder(images_dir: Path, masks_dir: Path) -> list[Sample]:
 
 
 def read_folder(root: Path) -> Source:
+    """Users' own data: ``images/`` + ``masks/``, no test split of its own."""
     return Source("folder", pair_folder(root / "images", root / "masks"))
 
 

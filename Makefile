@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
 
-.PHONY: venv venv-stardist venv-cellpose venv-maskrcnn test test-fast demo lint bench clean-results
+.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn test test-fast demo lint bench clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 venv: $(BIN)/.installed
+
+# Official EmbedSeg 0.2.5 beside CPU torch, for tests/test_equivalence_official.py and the peer
+# benchmarks (~1 min on an idle 2-core machine); a failed build only makes those tests skip.
+venv-official:
+	-PYTHON=$(PYTHON) bash benchmarks/official_env.sh
 
 # Baseline venvs: the tests run `embedseg baseline …` with these interpreters (docs/baselines.md).
 # The package goes in without its dependencies (no torch for StarDist) plus the light ones it needs.
@@ -42,7 +47,7 @@ venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
 venv-maskrcnn: .venv-maskrcnn/.installed
 
-test: venv venv-stardist
+test: venv venv-official venv-stardist
 	$(BIN)/python -m pytest
 
 test-fast: venv

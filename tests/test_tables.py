@@ -11,6 +11,7 @@ import pytest
 from embedseg.cli import main
 from embedseg.io import DataError, write_json
 from embedseg.report.paper import load_paper
+from embedseg.report.render import Cell, rank_columns
 from embedseg.report.results import TAUS, collect
 from embedseg.report.tables import write_tables
 
@@ -168,3 +169,13 @@ def test_paper_results_are_complete() -> None:
     bbbc = paper.table1["bbbc010-2012"]
     np.testing.assert_allclose(paper.table2["bbbc010-2012"]["embedseg-centroid-notta"],
                                bbbc["embedseg-centroid-notta"].ap - bbbc["embedseg-medoid-tta"].ap, atol=1e-9)
+
+
+def test_ties_share_a_rank_and_signed_zero_has_no_sign() -> None:
+    rows = [[Cell(v)] for v in (0.8004, 0.7996, 0.7, 0.6)]  # the first two print as 0.800
+    rank_columns(rows, range(1))
+    assert [row[0].rank for row in rows] == [1, 1, 2, 0]
+    flat = [[Cell(0.0)], [Cell(0.0)]]
+    rank_columns(flat, range(1))
+    assert [row[0].rank for row in flat] == [0, 0]  # all equal: nothing is best
+    assert [Cell(v, signed=True).number() for v in (-0.0002, 0.0, 0.012, -0.012)] == ["0.000", "0.000", "+0.012", "-0.012"]

@@ -23,8 +23,9 @@ class Cell:
     signed: bool = False  # show a + on positive values (ΔAP)
 
     def number(self) -> str:
-        """The value with three decimals (signed for ΔAP)."""
-        return f"{self.value:+.3f}" if self.signed else f"{self.value:.3f}"
+        """The value with three decimals; ΔAP with a sign, except for a (rounded) zero."""
+        text = f"{self.value:.3f}".replace("-0.000", "0.000")
+        return f"+{text}" if self.signed and text[0] != "-" and text != "0.000" else text
 
     def has_sd(self) -> bool:
         return self.sd is not None and not math.isnan(self.sd)
@@ -48,12 +49,12 @@ def rank_columns(rows: list[list[Cell]], columns: range) -> None:
     """Mark the best (1) and second best (2) value of each column among the given rows.
 
     Values are compared as printed (three decimals), so equal-looking numbers share a rank.
-    A column with fewer than two numbers gets no marks: a lone value is not "best" of anything.
+    A column whose numbers all look equal (or with a single number) gets no marks.
     """
     for col in columns:
-        if sum(_is_number(row[col]) for row in rows) < 2:
-            continue
         shown = sorted({round(row[col].value, 3) for row in rows if _is_number(row[col])}, reverse=True)
+        if len(shown) < 2:
+            continue
         for row in rows:
             if _is_number(row[col]) and round(row[col].value, 3) in shown[:2]:
                 row[col].rank = shown.index(round(row[col].value, 3)) + 1

@@ -11,9 +11,10 @@ clustered whether or not it was accepted.
 
 Speed: instead of taking an argmax and scoring all foreground pixels at every step, seeds are
 visited in one precomputed order (descending score, ascending index — the argmax order; clustered
-ones are skipped), and each proposal is scored only on the pixels whose x-embedding can pass the
-threshold, found by binary search in the x-sorted embeddings. The scores of those pixels are computed with the same float32
-formula as the paper code, so the labels are the same.
+ones are skipped), and each proposal is scored only on the pixels whose embedding lies in the box
+where the score can exceed 0.5, found through a bucketing of the embeddings into cells
+(:class:`EmbeddingCells`). Those scores use the same float32 formula as the paper code, so the
+labels are the same.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .embedding import GRID_SPACING, SIGMA_SCALE, spatial_embedding
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
-# Pixels whose x term alone exceeds this are outside the proposal (φ < 0.5 with margin to spare).
+# Pixels whose x or y term alone exceeds this are outside the proposal (φ < 0.5 with margin).
 _LOG2_WITH_MARGIN = math.log(2.0) * (1 + 1e-3)
 
 
@@ -61,6 +62,45 @@ def seed_order(seeds: torch.Tensor, seed_thresh: float) -> torch.Tensor:
     return candidates[torch.argsort(seeds[candidates], descending=True, stable=True)]
 
 
+class EmbeddingCells:
+    """Foreground pixels bucketed by their embedding into square cells, to find the pixels near a
+    seed without scanning all of them.
+
+    Cells have side `cell` (grid units); pixels are sorted by cell (row-major over cells), so the
+    pixels of one row of cells within an x range are one contiguous run of the sorted order.
+    """
+
+    def __init__(self, embeddings: np.ndarray, cell: float) -> None:
+        self.origin, self.end = embeddings.min(axis=1), embeddings.max(axis=1)
+        self.cell = cell
+        cells = self.cell_index(embeddings)
+        self.n_x = int(cells[0].max()) + 2  # room for the exclusive upper bound of a range
+        keys = cells[1] * self.n_x + cells[0]
+        self.order = np.argsort(keys, kind="stable")
+        self.sorted_keys = keys[self.order]
+
+    def cell_index(self, points: np.ndarray) -> np.ndarray:
+        """Cell coordinates (2, ...) int64 of points (2, ...) in grid units (x, y)."""
+        return np.floor((points - self.origin.reshape((2,) + (1,) * (points.ndim - 1))) / self.cell).astype(np.int64)
+
+    def pixels_in_box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Indices of every pixel whose cell overlaps the box lo..hi (2,) — a superset of the
+        pixels inside it."""
+        # Clipping to the occupied extent also tames infinite radii (bandwidth exp(10σ) = 0).
+        lo, hi = np.maximum(lo, self.origin), np.minimum(hi, self.end)
+        if np.any(lo > hi):
+            return np.empty(0, dtype=np.int64)
+        (x_lo, y_lo), (x_hi, y_hi) = self.cell_index(lo), self.cell_index(hi)
+        rows = np.arange(y_lo, y_hi + 1) * self.n_x
+        starts = np.searchsorted(self.sorted_keys, rows + x_lo, side="left")
+        ends = np.searchsorted(self.sorted_keys, rows + x_hi + 1, side="left")
+        lengths = ends - starts
+        # Concatenate the runs starts[i]:ends[i] without a Python loop.
+        first = np.cumsum(lengths) - lengths
+        positions = np.arange(lengths.sum()) + np.repeat(starts - first, lengths)
+        return self.order[positions]
+
+
 def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: torch.Tensor,
                    params: ClusterParams) -> np.ndarray:
     """Labels (K,) int64 (0 = unassigned) of K foreground pixels.
@@ -72,18 +112,18 @@ def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: tor
     """
     n_pixels = seeds.numel()
     labels = np.zeros(n_pixels, dtype=np.int64)
+    order = seed_order(seeds, params.seed_thresh)
+    if order.numel() == 0:
+        return labels
     unclustered = np.ones(n_pixels, dtype=bool)
     n_unclustered = n_pixels
-    order = seed_order(seeds, params.seed_thresh)
-    x_order = torch.argsort(embeddings[0])
-    x_sorted = embeddings[0, x_order].contiguous()
     bandwidths = torch.exp(SIGMA_SCALE * sigma_raw)
-    # Search window along x of every seed candidate, found once for all by binary search.
-    radius = torch.sqrt(_LOG2_WITH_MARGIN / bandwidths[0, order]) + 1e-6
-    windows = torch.stack((torch.searchsorted(x_sorted, embeddings[0, order] - radius, side="left"),
-                           torch.searchsorted(x_sorted, embeddings[0, order] + radius, side="right")), dim=1)
-    windows = windows.cpu().numpy()
+    embeddings_np, bandwidths_np = embeddings.cpu().numpy(), bandwidths.cpu().numpy()
     order = order.cpu().numpy()
+    # φ > 0.5 needs s_d (e_d − c_d)² < ln 2 on each axis: a box of these half-widths per seed.
+    radii = np.sqrt(_LOG2_WITH_MARGIN / bandwidths_np) + 1e-6
+    # Cells about as large as the typical box (estimated from the strongest seeds).
+    cells = EmbeddingCells(embeddings_np, cell=max(float(np.median(radii[:, order[:1000]])), 1e-6))
     count = 1
     position = 0
     while n_unclustered > params.min_unclustered_sum:
@@ -91,15 +131,15 @@ def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: tor
         if position is None:  # best remaining seed score < seed_thresh
             break
         seed = int(order[position])
-        lo, hi = windows[position]
+        near = cells.pixels_in_box(embeddings_np[:, seed] - radii[:, seed], embeddings_np[:, seed] + radii[:, seed])
         position += 1
         unclustered[seed] = False
         n_unclustered -= 1
-        near = x_order[lo:hi]
+        near_t = torch.from_numpy(near).to(seeds.device)
         center = embeddings[:, seed:seed + 1]
         s = bandwidths[:, seed:seed + 1]
-        phi = torch.exp(-torch.sum((embeddings[:, near] - center) ** 2 * s, dim=0))
-        proposal = near[phi > 0.5].cpu().numpy()
+        phi = torch.exp(-torch.sum((embeddings[:, near_t] - center) ** 2 * s, dim=0))
+        proposal = near[(phi > 0.5).cpu().numpy()]
         n_free = int(np.count_nonzero(unclustered[proposal]))
         # n_free / |proposal| > 0.5, in integers
         if len(proposal) > params.min_object_size and 2 * n_free > len(proposal):

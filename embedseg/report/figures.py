@@ -205,6 +205,7 @@ def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F8
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(PAPER_WIDTH, 2.4 * n_rows + 0.6), squeeze=False, sharey=True)
     methods = sorted({m for ds in datasets for m in collection.methods(ds)}, key=lambda m: (m != EMBEDSEG, m))
     colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    n_runs = {m: [len(collection.runs(ds, m)) for ds in datasets if len(collection.runs(ds, m))] for m in methods}
     taus = np.array(TAUS)
     for ax, dataset in zip(axes.flat, datasets):
         for method in collection.methods(dataset):
@@ -212,8 +213,10 @@ def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F8
             if not len(runs):
                 continue
             mean = runs.mean(axis=0)
+            fewest, most = min(n_runs[method]), max(n_runs[method])
+            n_text = str(fewest) if fewest == most else f"{fewest}–{most}"
             ax.plot(taus, mean, marker="o", markersize=2.5, linewidth=1.6 if method == EMBEDSEG else 1.0,
-                    color=colours[method], label=f"{method_label(method)} (n = {len(runs)})")
+                    color=colours[method], label=f"{method_label(method)} (n = {n_text})")
             if len(runs) > 1:
                 sd = runs.std(axis=0, ddof=1)
                 ax.fill_between(taus, mean - sd, mean + sd, color=colours[method], alpha=0.2, linewidth=0)
@@ -222,12 +225,14 @@ def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F8
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower left", frameon=False)
     for ax in axes[:, 0]:
         ax.set_ylabel("AP$_{dsb}$ (mean ± 1 sd)", fontsize=8)
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    # one legend for all panels, below them, so it never hides a curve
+    legend = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(legend) // 4), 1, 1))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(4, len(legend)), fontsize=7, frameon=False)
     return fig
 
 

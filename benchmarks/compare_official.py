@@ -218,7 +218,7 @@ class Ours:
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         from embedseg.predict import predict_raw
 
-        return predict_raw(model, image[0], tta=True)
+        return predict_raw(model, image[0].numpy(), tta=True)
 
     def cluster(self, prediction: torch.Tensor) -> np.ndarray:
         from embedseg.cluster import ClusterParams, cluster

@@ -27,7 +27,7 @@ CENTER_TYPES = ("medoid", "approximate-medoid", "centroid")
 
 # Objects up to this many pixels get exact sums for every pixel (N² distances, cheap);
 # larger ones are screened by FFT first.
-EXACT_ALL_MAX_PIXELS = 2048
+EXACT_ALL_MAX_PIXELS = 512
 # Relative width of the window above the FFT minimum in which candidates are re-summed exactly;
 # FFT rounding is ~1e-12 relative, neighbouring pixels of the medoid differ by ≫ 1e-7.
 FFT_CANDIDATE_RTOL = 1e-7
@@ -43,16 +43,17 @@ def distance_sums(coords: np.ndarray, columns: np.ndarray | None = None,
     order (the official per-column order). Works on blocks of columns holding at most
     `block_elements` distances, so memory stays bounded whatever N is.
     """
-    coords = np.asarray(coords, dtype=np.int64)
+    ys, xs = np.asarray(coords, dtype=np.float64).T
     if columns is None:
-        columns = np.arange(len(coords))
-    block = max(1, block_elements // max(1, len(coords)))
+        columns = np.arange(len(ys))
+    block = max(1, block_elements // max(1, len(ys)))
     sums = np.empty(len(columns), dtype=np.float64)
     for start in range(0, len(columns), block):
-        targets = coords[columns[start:start + block]]
-        # Integer squared distances are exact, so the sqrt matches the official float64 values.
-        squared = (coords[:, None, :] - targets[None, :, :]) ** 2
-        distances = np.sqrt(squared.sum(axis=2, dtype=np.float64))
+        target = columns[start:start + block]
+        dy = ys[:, None] - ys[None, target]
+        dx = xs[:, None] - xs[None, target]
+        # Integer-valued float64 arithmetic is exact, so the sqrt matches the official values.
+        distances = np.sqrt(dy * dy + dx * dx)
         # A running sum is sequential by definition, whatever the memory layout (np.sum may
         # switch to pairwise summation); this is the order of the official C-ordered column sum.
         sums[start:start + block] = np.add.accumulate(distances, axis=0)[-1]

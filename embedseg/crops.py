@@ -5,8 +5,8 @@ For every object of a training image (ascending id order; index j names the file
 clipped into the image; images smaller than the crop are skipped (no padding), as in the paper
 code. The crop's centre image marks one pixel per object that has pixels inside the crop, computed
 from the object's *visible* pixels only, so objects cut by the crop border get the centre of their
-visible part. A fully visible object's medoid does not depend on the crop, so it is computed once
-per image and reused.
+visible part. An object's medoid depends only on which of its pixels are visible, so it is
+computed once per distinct visible part and reused across the crops of an image.
 
 Output (CROPS_DIR/{train,val}/{images,masks,centers}/<base>_<jjj>.tif): images in their stored
 dtype, masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ class LabelledObject:
     @property
     def centroid(self) -> np.ndarray:
         return self.coords.mean(axis=0)
+
+    @cached_property
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounding box: (y, x) of the first pixel and one past the last."""
+        return self.coords.min(axis=0), self.coords.max(axis=0) + 1
 
 
 def fill_label_holes(labels: np.ndarray) -> np.ndarray:
@@ -94,28 +100,31 @@ def crop_origin(centroid: np.ndarray, crop_size: int, shape: tuple[int, int]) ->
 
 
 def center_image(objects: list[LabelledObject], origin: tuple[int, int], crop_size: int, kind: str,
-                 full_centers: dict[int, tuple[int, int]]) -> np.ndarray:
+                 cache: dict[tuple, tuple[int, int] | None]) -> np.ndarray:
     """Centre image (crop_size, crop_size) uint8 for the window at `origin`.
 
-    Each object with pixels in the window gets one centre from its visible pixels.
-    `full_centers` caches the (translation-invariant) medoids, in image coordinates, of fully
-    visible objects by object index.
+    Each object with pixels in the window gets one centre from its visible pixels. The visible
+    pixels are fixed by the part of the object's bounding box inside the window, and a medoid
+    does not change when its pixels are shifted, so `cache` keeps medoids (image coordinates)
+    by (object, visible box) across the crops of one image.
     """
     image = np.zeros((crop_size, crop_size), dtype=np.uint8)
     lo = np.asarray(origin)
+    hi = lo + crop_size
     for obj in objects:
-        inside = np.all((obj.coords >= lo) & (obj.coords < lo + crop_size), axis=1)
-        if not inside.any():
+        visible_lo, visible_hi = np.maximum(obj.box[0], lo), np.minimum(obj.box[1], hi)
+        if np.any(visible_lo >= visible_hi):
             continue
-        # Rounding half to even is not translation invariant, so centroids (cheap anyway) are
-        # always computed in crop coordinates as the paper code does; medoids are cached.
-        if inside.all() and kind != "centroid":
-            if obj.index not in full_centers:
-                full_centers[obj.index] = CENTER_FUNCTIONS[kind](obj.coords)
-            y, x = np.asarray(full_centers[obj.index]) - lo
-        else:
-            y, x = CENTER_FUNCTIONS[kind](obj.coords[inside] - lo)
-        image[y, x] = 1
+        key = (obj.index, *visible_lo, *visible_hi)
+        # Rounding half to even is not shift invariant: centroids (cheap) are computed in crop
+        # coordinates every time, as in the paper code.
+        if kind == "centroid" or key not in cache:
+            inside = np.all((obj.coords >= lo) & (obj.coords < hi), axis=1)
+            center = CENTER_FUNCTIONS[kind](obj.coords[inside] - lo) if inside.any() else None
+            cache[key] = None if center is None else tuple(np.add(center, lo))
+        if cache[key] is not None:
+            y, x = np.subtract(cache[key], lo)
+            image[y, x] = 1
     return image
 
 
@@ -149,7 +158,7 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, crop_size: int, 
         # worm's slice in 2-D would also swallow the background it encloses.
         masks = fill_label_holes(masks)
     objects = labelled_objects(masks, one_hot)
-    full_centers: dict[int, tuple[int, int]] = {}
+    center_cache: dict[tuple, tuple[int, int] | None] = {}
     n_written = 0
     for obj in objects:
         top, left = crop_origin(obj.centroid, crop_size, (height, width))
@@ -163,7 +172,7 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, crop_size: int, 
         write_tiff(out_dir / "images" / name, image[(Ellipsis, *window)])
         write_labels(out_dir / "masks" / name, mask_crop)
         write_tiff(out_dir / "centers" / name,
-                   center_image(objects, (top, left), crop_size, kind, full_centers))
+                   center_image(objects, (top, left), crop_size, kind, center_cache))
         n_written += 1
     return n_written
 

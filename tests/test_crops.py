@@ -77,17 +77,19 @@ def test_crops_names_windows_and_visible_part_centres(tmp_path):
     assert centers.centroid(square) == (8, 8)
 
 
-@pytest.mark.parametrize("kind", ["medoid", "approximate-medoid"])
-def test_cached_full_object_centres_equal_per_crop_centres(kind):
+@pytest.mark.parametrize("kind", centers.CENTER_TYPES)
+def test_cached_centres_equal_centres_computed_per_crop(kind):
     _, mask = three_objects()
     objects = crops.labelled_objects(mask, one_hot=False)
-    origin = (21, 3)
-    cached = crops.center_image(objects, origin, 16, kind, {})
-    window = mask[21:37, 3:19]
-    expected = np.zeros((16, 16), dtype=np.uint8)
-    for label_id in np.unique(window)[1:]:
-        expected[centers.object_center(window == label_id, kind)] = 1
-    np.testing.assert_array_equal(cached, expected)
+    cache = {}
+    # Overlapping windows share visible parts of the bar; the cache must not change any centre.
+    for origin in [(21, 3), (21, 4), (13, 15), (21, 3), (0, 0), (24, 32)]:
+        cached = crops.center_image(objects, origin, 16, kind, cache)
+        window = mask[origin[0]:origin[0] + 16, origin[1]:origin[1] + 16]
+        expected = np.zeros((16, 16), dtype=np.uint8)
+        for label_id in np.unique(window)[1:]:
+            expected[centers.object_center(window == label_id, kind)] = 1
+        np.testing.assert_array_equal(cached, expected)
 
 
 def test_images_smaller_than_the_crop_are_skipped(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedseg.io import read_labels
-from test_baseline_data import REPO, make_nuclei_split, run_embedseg
+from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
 
 PYTHON = REPO / ".venv-cellpose" / "bin" / "python"
 
@@ -50,6 +50,7 @@ def test_trained_from_scratch(cellpose_python, offline, tmp_path):
     for name in ("img0.tif", "img1.tif"):
         predicted = read_labels(pred_dir / name)
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
+    score_predictions(data / "test" / "masks", pred_dir, tmp_path / "scores.csv")
 
 
 def test_public_model_offline_is_marked_not_run(cellpose_python, offline, tmp_path):

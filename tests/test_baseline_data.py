@@ -52,6 +52,20 @@ def run_embedseg(python: Path, *args: str, timeout: float = 600) -> subprocess.C
     return result
 
 
+def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> list[dict[str, str]]:
+    """Score predictions with `embedseg evaluate` (in this process) and return the CSV rows."""
+    import csv
+
+    from embedseg.cli import main
+
+    assert main(["evaluate", str(gt_dir), str(pred_dir), "--out", str(out_csv)]) == 0
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    n_images = len(list(gt_dir.iterdir()))
+    assert len(rows) == 9 * n_images and all(0 <= float(row["ap"]) <= 1 for row in rows)
+    return rows
+
+
 def test_split_has_paired_images_and_masks(tmp_path):
     root = make_nuclei_split(tmp_path)
     assert DatasetSettings.load(root).name == "tiny-nuclei"

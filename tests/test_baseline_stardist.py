@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embedseg.io import read_labels
-from test_baseline_data import REPO, make_nuclei_split, run_embedseg
+from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
 
 PYTHON = REPO / ".venv-stardist" / "bin" / "python"
 
@@ -42,3 +42,4 @@ def test_train_optimise_thresholds_predict(stardist_python, tmp_path):
     for name in ("img0.tif", "img1.tif"):
         predicted = read_labels(pred_dir / name)
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
+    score_predictions(data / "test" / "masks", pred_dir, tmp_path / "scores.csv")

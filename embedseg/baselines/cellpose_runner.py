@@ -28,8 +28,9 @@ import numpy as np
 
 from ..io import read_json, write_json
 from ..runtime import resolve_device, seed_everything, write_memory_json
+from ..train import write_log
 from .common import (
-    Split, load_settings, load_train_val, not_run_path, predict_folder, save_settings, write_log, write_not_run,
+    Split, load_settings, load_train_val, mean_ap50, not_run_path, predict_folder, save_settings, write_not_run,
 )
 
 SETTINGS_JSON = "cellpose.json"
@@ -49,22 +50,13 @@ def n_channels(split: Split) -> int:
     return split.images[0].shape[0] if split.images[0].ndim == 3 else 1
 
 
-def mean_ap50(model, split: Split, **kwargs: Any) -> float:
-    """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (Cellpose's `average_precision` = AP_dsb)."""
-    from cellpose.metrics import average_precision
-
-    masks = model.eval(split.images, **kwargs)[0]
-    ap = average_precision(split.labels, masks, threshold=[0.5])[0]
-    return float(np.mean(ap))
-
-
 def tune_thresholds(model, split: Split, flow_thresholds, cellprob_thresholds, base: dict[str, Any]) -> dict[str, float]:
     """Flow/cell-probability thresholds with the best mean AP@0.5 on (at most TUNE_IMAGES) validation images."""
     from tqdm import tqdm
 
     split = Split(split.names[:TUNE_IMAGES], split.images[:TUNE_IMAGES], split.labels[:TUNE_IMAGES])
     grid = list(itertools.product(flow_thresholds, cellprob_thresholds))
-    scores = [mean_ap50(model, split, flow_threshold=flow, cellprob_threshold=cellprob, **base)
+    scores = [mean_ap50(split.labels, model.eval(split.images, flow_threshold=flow, cellprob_threshold=cellprob, **base)[0])
               for flow, cellprob in tqdm(grid, desc="tune thresholds", unit="setting")]
     flow, cellprob = grid[int(np.argmax(scores))]
     return {"flow_threshold": flow, "cellprob_threshold": cellprob, "val_ap50": max(scores)}

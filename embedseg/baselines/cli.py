@@ -65,7 +65,6 @@ def _unet_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=None, help="square patch side; default: the data set's crop size")
     parser.add_argument("--depth", type=int, default=4, help="U-Net levels (poolings)")
     parser.add_argument("--filters", type=int, default=32, help="feature maps at the first level (doubling per level)")
-    parser.add_argument("--lr", type=float, default=5e-4, help="initial learning rate, decayed as (1 - epoch/200)^0.9")
     parser.add_argument("--class-weights", type=float, nargs=3, default=(1.0, 1.0, 10.0),
                         metavar=("BG", "INTERIOR", "BOUNDARY"), help="cross-entropy class weights")
 

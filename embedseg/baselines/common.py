@@ -6,7 +6,6 @@ StarDist (TensorFlow, no torch) and Cellpose environments as well as in the main
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import dihedral
 from ..config import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
 
 NOT_RUN = "NOT_RUN.txt"
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
 
 
 @dataclass
@@ -134,15 +133,6 @@ def predict_folder(
     return written
 
 
-def write_log(path: str | os.PathLike, rows: Sequence[dict]) -> None:
-    """Write the per-epoch `log.csv` (columns :data:`LOG_COLUMNS`; a missing value stays empty)."""
-    with atomic_write(path) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-
 def not_run_path(pred_dir: str | os.PathLike) -> Path:
     """`predictions/{ds}/{method}/NOT_RUN.txt` for a prediction folder `…/{method}/seed{seed}`."""
     return Path(pred_dir).resolve().parent / NOT_RUN
@@ -156,3 +146,32 @@ def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
     print(f"baseline not run: {reason} (recorded in {marker})", file=sys.stderr)
     return marker
 
+
+
+def random_patches(
+    images: Sequence[np.ndarray], targets: Sequence[np.ndarray], patch: int, batch_size: int,
+    rng: np.random.Generator, target_fill: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random square patches, each under one random dihedral transform (EmbedSeg's augmentation).
+
+    images: (C, H, W); targets: (H, W). Images smaller than `patch` are padded (image by
+    reflection, target with `target_fill`). Returns (B, C, P, P) and (B, P, P) arrays.
+    """
+    xs, ys = [], []
+    for index in rng.integers(len(images), size=batch_size):
+        image, target = images[index], targets[index]
+        pad = [(0, max(0, patch - size)) for size in target.shape]
+        image = np.pad(image, [(0, 0)] + pad, mode="reflect")
+        target = np.pad(target, pad, constant_values=target_fill)
+        top, left = (rng.integers(size - patch + 1) for size in target.shape)
+        k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
+        xs.append(dihedral.forward(image[:, top:top + patch, left:left + patch], k, flip))
+        ys.append(dihedral.forward(target[top:top + patch, left:left + patch], k, flip))
+    return np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(ys))
+
+
+def mean_ap50(true_labels: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray]) -> float:
+    """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (the paper's AP_dsb), for tuning on validation."""
+    from ..metrics import match_labels
+
+    return float(np.mean([match_labels(t, p, np.array([0.5])).ap[0] for t, p in zip(true_labels, pred_labels)]))

@@ -22,7 +22,8 @@ import numpy as np
 from .. import dihedral
 from ..io import DataError, write_json
 from ..runtime import peak_memory
-from .common import Split, load_settings, load_train_val, predict_folder, save_settings, write_log
+from ..train import write_log
+from .common import Split, load_settings, load_train_val, predict_folder, save_settings
 
 MODEL_NAME = "stardist"
 

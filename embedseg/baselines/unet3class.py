@@ -21,14 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import dihedral
 from ..io import atomic_write
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from .common import Split, load_settings, load_train_val, predict_folder, save_settings, write_log
+from ..train import WEIGHT_DECAY, learning_rate, write_log
+from .common import Split, load_settings, load_train_val, predict_folder, random_patches, save_settings
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 IGNORE = -1  # target value of padding outside the image; excluded from the loss
-SCHEDULE_EPOCHS = 200  # EmbedSeg's schedule is fixed to 200 epochs, whatever the run length
 
 
 def three_class_target(labels: np.ndarray) -> np.ndarray:
@@ -47,11 +46,6 @@ def three_class_target(labels: np.ndarray) -> np.ndarray:
 def as_chw(image: np.ndarray) -> np.ndarray:
     """(H, W) or (C, H, W) → (C, H, W) float32."""
     return np.asarray(image, dtype=np.float32).reshape((-1,) + image.shape[-2:])
-
-
-def poly_lr_factor(epoch: int) -> float:
-    """EmbedSeg's learning-rate factor (1 - e/200)^0.9, held at 0 after epoch 200."""
-    return max(0.0, 1.0 - epoch / SCHEDULE_EPOCHS) ** 0.9
 
 
 class ConvBlock(nn.Sequential):
@@ -89,27 +83,6 @@ class UNet(nn.Module):
         for level in reversed(range(len(self.up))):
             x = self.up[level](torch.cat([skips.pop(), self.upsample[level](x)], dim=1))
         return self.head(x)
-
-
-def sample_batch(
-    images: list[np.ndarray], targets: list[np.ndarray], patch: int, batch_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random square patches with a random dihedral transform each.
-
-    images: (C, H, W) float32; targets: (H, W) int64. Images smaller than `patch` are padded
-    (image by reflection, target with :data:`IGNORE`). Returns (B, C, P, P) and (B, P, P).
-    """
-    xs, ys = [], []
-    for index in rng.integers(len(images), size=batch_size):
-        image, target = images[index], targets[index]
-        pad = [(0, max(0, patch - size)) for size in target.shape]
-        image = np.pad(image, [(0, 0)] + pad, mode="reflect")
-        target = np.pad(target, pad, constant_values=IGNORE)
-        top, left = (rng.integers(size - patch + 1) for size in target.shape)
-        k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
-        xs.append(dihedral.forward(image[:, top:top + patch, left:left + patch], k, flip))
-        ys.append(dihedral.forward(target[top:top + patch, left:left + patch], k, flip))
-    return np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(ys))
 
 
 @torch.no_grad()
@@ -171,8 +144,7 @@ def train(args: argparse.Namespace) -> int:
     targets = [three_class_target(labels) for labels in train_split.labels]
     val_targets = [three_class_target(labels) for labels in val_split.labels]
     model = UNet(images[0].shape[0], args.depth, args.filters).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lr_factor)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(0), weight_decay=WEIGHT_DECAY)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(args.class_weights, dtype=torch.float32, device=device),
                                   ignore_index=IGNORE)
     rng = np.random.default_rng(args.seed)
@@ -180,17 +152,18 @@ def train(args: argparse.Namespace) -> int:
     log, best_iou = [], -1.0
     for epoch in range(args.epochs):
         start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
+        lr = learning_rate(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         model.train()
         train_loss = 0.0
         for _ in tqdm(range(steps), desc=f"epoch {epoch}", unit="batch", leave=False):
-            x, y = (torch.from_numpy(a).to(device) for a in sample_batch(images, targets, patch, args.batch_size, rng))
+            x, y = (torch.from_numpy(a).to(device) for a in random_patches(images, targets, patch, args.batch_size, rng, IGNORE))
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            train_loss += float(loss) / steps
-        scheduler.step()
+            train_loss += loss.item() / steps
         val_loss, val_iou = evaluate(model, val_split, val_targets, loss_fn, device)
         if val_iou > best_iou:
             best_iou = val_iou

@@ -1,0 +1,60 @@
+"""Mask R-CNN baseline. torchvision must match torch: the main venv's torch 2.13 has no importable
+torchvision, so these tests run in `.venv-maskrcnn` (`make venv-maskrcnn`: torch 2.14.1 +
+torchvision 0.29.1, a 5.5 GB install) and are skipped where it is missing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from embedseg.io import read_labels
+from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
+
+PYTHON = REPO / ".venv-maskrcnn" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def maskrcnn_python():
+    if not PYTHON.exists():
+        pytest.skip(f"{PYTHON} missing: build it with `make venv-maskrcnn` (torch 2.14.1 + torchvision 0.29.1, 5.5 GB)")
+    probe = subprocess.run([str(PYTHON), "-c", "import torchvision.models.detection, embedseg.baselines.common"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"torchvision not importable in {PYTHON}: {probe.stderr.strip().splitlines()[-1]}")
+    return PYTHON
+
+
+def test_targets_and_painting(maskrcnn_python):
+    """Label image → torchvision target → label image, checked inside the Mask R-CNN venv."""
+    code = """
+import numpy as np
+from embedseg.baselines.maskrcnn import detection_target, paint
+labels = np.zeros((10, 12), np.uint16); labels[2:5, 3:9] = 4; labels[7, 1] = 9
+target = detection_target(labels)
+assert target["boxes"].tolist() == [[3, 2, 9, 5], [1, 7, 2, 8]], target["boxes"]
+assert target["masks"].shape == (2, 10, 12) and target["labels"].tolist() == [1, 1]
+masks = target["masks"].numpy().astype(bool)
+painted = paint({"scores": np.array([0.9, 0.2]), "masks": masks}, 0.5)
+assert np.array_equal(painted, (labels == 4).astype(np.int32))
+"""
+    subprocess.run([str(maskrcnn_python), "-c", code], check=True, cwd=REPO)
+
+
+def test_train_from_scratch_predict(maskrcnn_python, tmp_path):
+    data = make_nuclei_split(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
+    model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "maskrcnn" / "seed0"
+    run_embedseg(maskrcnn_python, "baseline", "maskrcnn", "train", data, "--out", model_dir, "--epochs", "1",
+                 "--steps-per-epoch", "2", "--batch-size", "1", "--no-pretrained-backbone",
+                 "--score-thresholds", "0.5", "0.9")
+    with open(model_dir / "log.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0"]
+    assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
+    run_embedseg(maskrcnn_python, "baseline", "maskrcnn", "predict", model_dir,
+                 "--images", data / "test" / "images", "--out", pred_dir)
+    predicted = read_labels(pred_dir / "img0.tif")
+    assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
+    score_predictions(data / "test" / "masks", pred_dir, tmp_path / "scores.csv")

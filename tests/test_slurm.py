@@ -180,6 +180,7 @@ def preempt_training(process: subprocess.Popen, workdir: Path, min_epochs: int =
     # it is pending, as it would on a cluster with a free node.
     while subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
                          text=True).stdout.strip() != "PENDING":
+        assert time.monotonic() < deadline, f"requeued job {job_id} never became pending"
         time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
     return job_id

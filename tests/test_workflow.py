@@ -133,6 +133,14 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
         assert (figures / f"{name}.png").stat().st_size > 0
 
 
+def test_html_report_holds_tables_and_figures(tiny_run: Path) -> None:
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, "--configfile", "config/test.yaml", "--report", str(report))
+    text = report.read_text(errors="replace")
+    for name in ("table1.csv", "table2.csv", "comparison_to_paper.md", "ap_curves.png", "training_curves.png"):
+        assert name in text
+
+
 def test_second_run_has_nothing_to_do(tiny_run: Path) -> None:
     result = snakemake(tiny_run, "--cores", "2", "--configfile", "config/test.yaml")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -156,9 +164,10 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_run: Path) -> No
     model = tiny_run / "results" / "test" / "models" / "synthetic-nuclei" / "embedseg-centroid" / "seed1"
     history = (model / "log.csv").read_text()
     (model / "train.json").unlink()  # the state a kill after the last epoch leaves behind
-    plan = snakemake(tiny_run, "-n", "--quiet", "rules", "--configfile", "config/test.yaml").stdout
-    assert job_counts(plan)["train"] == 1
     target = str((model / "train.json").relative_to(tiny_run))
-    snakemake(tiny_run, "--cores", "1", "--configfile", "config/test.yaml", target)
+    result = snakemake(tiny_run, target, "--cores", "1", "--configfile", "config/test.yaml")
+    assert job_counts(result.stdout + result.stderr) == {"train": 1}
     assert (model / "train.json").is_file() and (model / "memory.json").is_file()
     assert (model / "log.csv").read_text() == history
+    train_log = tiny_run / "results" / "test" / "logs" / "train" / "synthetic-nuclei" / "embedseg-centroid" / "seed1.log"
+    assert "resuming" in train_log.read_text()

@@ -130,6 +130,11 @@ def model_marker(ds: str, center: str, seed) -> str:
     return f"{RESULTS}/models/{ds}/embedseg-{center}/seed{seed}/train.json"
 
 
+def trained_models() -> list[str]:
+    """Markers of every EmbedSeg/Neven model the config trains."""
+    return [model_marker(ds, center, seed) for ds in DATASETS for center in CENTERS for seed in SEEDS]
+
+
 def scores_file(ds: str, method: str, seed) -> str:
     return f"{RESULTS}/scores/{ds}/{method}/seed{seed}.csv"
 

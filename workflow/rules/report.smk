@@ -45,7 +45,7 @@ rule figures:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
-        [model_marker(ds, center, seed) for ds in DATASETS for center in CENTERS for seed in SEEDS],
+        trained_models(),
     output:
         report(
             expand(f"{RESULTS}/figures/fig1_{{ds}}.png", ds=DATASETS),

@@ -8,7 +8,7 @@ rule baseline_train:
     input:
         f"{RESULTS}/data/{{ds}}",
     output:
-        touch(f"{RESULTS}/status/{{ds}}/{{baseline}}/seed{{seed}}.trained"),
+        touch(baseline_flag("{ds}", "{baseline}", "{seed}", "trained")),
     params:
         device=config["device"],
         model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
@@ -34,7 +34,7 @@ checkpoint baseline_predict:
         trained=rules.baseline_train.output[0],
         data=f"{RESULTS}/data/{{ds}}",
     output:
-        touch(f"{RESULTS}/status/{{ds}}/{{baseline}}/seed{{seed}}.predicted"),
+        touch(baseline_flag("{ds}", "{baseline}", "{seed}", "predicted")),
     params:
         device=config["device"],
         model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",

@@ -17,7 +17,7 @@ CENTERS = config["centers"]
 TTA = ["tta" if on else "notta" for on in config["tta"]]
 # EmbedSeg = embedseg-medoid-tta, Neven et al. = embedseg-centroid-notta (docs/interfaces.md).
 EMBEDSEG_METHODS = [f"embedseg-{center}-{tta}" for center in CENTERS for tta in TTA]
-BASELINE_SEEDS = config.get("baselines", {}).get("seeds", [])
+BASELINE_SEEDS = config["baselines"]["seeds"]
 BASELINE_ENVS = {
     "3class-unet": "../../envs/embedseg.yaml",
     "stardist": "../../envs/stardist.yaml",
@@ -47,7 +47,7 @@ wildcard_constraints:
 
 def step_resources(step: str) -> dict:
     """threads, mem_mb and runtime (minutes) of one step: config `resources.<step>` over defaults."""
-    return {**DEFAULT_RESOURCES, **config.get("resources", {}).get(step, {})}
+    return {**DEFAULT_RESOURCES, **config["resources"].get(step, {})}
 
 
 def optional_flag(flag: str, value) -> str:
@@ -103,7 +103,7 @@ def baseline_args(action: str):
     """Input function: config `baselines.<action>_args.<method>`, passed verbatim."""
 
     def args(wildcards) -> str:
-        return config["baselines"].get(f"{action}_args", {}).get(wildcards.baseline, "")
+        return config["baselines"][f"{action}_args"].get(wildcards.baseline, "")
 
     return args
 
@@ -154,10 +154,15 @@ def embedseg_scores() -> list[str]:
     return [scores_file(ds, m, s) for ds in DATASETS for m in EMBEDSEG_METHODS for s in SEEDS]
 
 
+def baseline_flag(ds: str, method: str, seed, step: str) -> str:
+    """Empty file marking that a baseline's `step` (trained | predicted) has finished."""
+    return f"{RESULTS}/status/{ds}/{method}/seed{seed}.{step}"
+
+
 def baseline_flags() -> list[str]:
     """'predicted' flags of every baseline run; listed as plain inputs so that a dry run shows
     all baseline jobs, not only the first checkpoint it meets."""
-    return [f"{RESULTS}/status/{ds}/{method}/seed{seed}.predicted" for ds, method, seed in baseline_runs()]
+    return [baseline_flag(ds, method, seed, "predicted") for ds, method, seed in baseline_runs()]
 
 
 def baseline_results(wildcards) -> list[str]:

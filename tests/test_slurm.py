@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +83,19 @@ def job_resources(output: str) -> list[tuple[str, dict[str, str]]]:
 
 def submitted_jobs(output: str) -> dict[str, tuple[str, Path]]:
     """SLURM job id -> (rule, SLURM log) of every sbatch submission in Snakemake's output."""
-    jobs = {}
-    for job_id, log in SUBMITTED.findall(output):
-        jobs[job_id] = (re.search(r"/rule_(\w+)/", log)[1], Path(log))
-    return jobs
+    return {job_id: (re.search(r"/rule_(\w+)/", log)[1], Path(log)) for job_id, log in SUBMITTED.findall(output)}
 
 
 def scontrol_job(job_id: str) -> str:
     return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+
+
+def start_on_cluster(workdir: Path, snakefile: Path, *args: str) -> subprocess.Popen:
+    """Snakemake under profiles/slurm on the test cluster (partition `debug`), printing to
+    workdir/snakemake.out."""
+    command = snakemake_command(workdir, snakefile, SLURM_PROFILE, *CLUSTER_OPTIONS, *args)
+    with (workdir / "snakemake.out").open("w") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=cluster_env(partition="debug"))
 
 
 def finish(process: subprocess.Popen, workdir: Path) -> Run:
@@ -196,20 +200,23 @@ class ClusterRuns:
 @pytest.fixture(scope="module")
 def cluster_runs(slurm_cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> ClusterRuns:
     """Both workflows run on the cluster at the same time (see the module docstring)."""
-    env = cluster_env(partition="debug")
     failures_dir = tmp_path_factory.mktemp("failures")
-    failures = subprocess.Popen(snakemake_command(failures_dir, FAILURES_WORKFLOW, SLURM_PROFILE, *CLUSTER_OPTIONS),
-                                stdout=(failures_dir / "snakemake.out").open("w"), stderr=subprocess.STDOUT, env=env)
+    failures = start_on_cluster(failures_dir, FAILURES_WORKFLOW)
 
     pipeline_dir = workflow_dir(tmp_path_factory.mktemp("pipeline"))
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     config["datasets"]["synthetic-nuclei"]["train"]["epochs"] = PREEMPT_EPOCHS
     config_file = pipeline_dir / "slurm-test.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    pipeline = subprocess.Popen(snakemake_command(pipeline_dir, WORKFLOW, SLURM_PROFILE, *CLUSTER_OPTIONS,
-                                                  "--configfile", str(config_file)),
-                                stdout=(pipeline_dir / "snakemake.out").open("w"), stderr=subprocess.STDOUT, env=env)
-    preempted_job = preempt_training(pipeline, pipeline_dir)
+    pipeline = start_on_cluster(pipeline_dir, WORKFLOW, "--configfile", str(config_file))
+    try:
+        preempted_job = preempt_training(pipeline, pipeline_dir)
+    except BaseException:
+        # Stopping Snakemake cancels its SLURM jobs before the cluster goes down.
+        for process in (pipeline, failures):
+            process.terminate()
+            process.wait(timeout=60)
+        raise
     return ClusterRuns(finish(pipeline, pipeline_dir), preempted_job, finish(failures, failures_dir))
 
 

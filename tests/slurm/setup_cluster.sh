@@ -15,12 +15,14 @@
 # exactly those.
 #
 # Exit status: 0 = cluster up; 77 = cannot run here (not root, no apt-get, another SLURM
-# config in /etc/slurm), reason on stderr;
-# anything else = a real failure.
+# config in /etc/slurm), reason on stderr; anything else = a real failure.
 set -euo pipefail
 
 STATE=${EMBEDSEG_SLURM_DIR:-/tmp/embedseg-slurm}
 PACKAGES=(slurmctld slurmd slurm-client munge)
+# The node as declared (SlurmdParameters=config_overrides: not what slurmd detects), see above.
+NODE_CPUS=8
+NODE_MEMORY_MB=64000
 # squeue only sees finished jobs for MinJobAge seconds; the Snakemake plugin needs them
 # visible for >= 3 x its first status wait or it falls back to sacct (no accounting here).
 MIN_JOB_AGE=600
@@ -70,10 +72,7 @@ resolve_hostname() {
 }
 
 write_config() {
-    local host=$1 cores memory_mb
-    # Declared, not detected (SlurmdParameters=config_overrides): see the header.
-    cores=8
-    memory_mb=64000
+    local host=$1
     cat >"$STATE/slurm.conf" <<EOF
 # Written by tests/slurm/setup_cluster.sh: one node, localhost only, no cgroups, no accounting.
 ClusterName=embedseg-test
@@ -97,10 +96,10 @@ SlurmctldLogFile=$STATE/slurmctld.log
 SlurmdLogFile=$STATE/slurmd.log
 SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
-NodeName=$host CPUs=$cores RealMemory=$memory_mb Gres=gpu:2 State=UNKNOWN
+NodeName=$host CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-    # SLURM wants a character device per GPU; /dev/null and /dev/zero stand in for them
+    # The two GPUs: SLURM wants a character device per GPU; /dev/null and /dev/zero stand in
     # (nothing opens them without cgroups), so --gpus/--gres schedule on a CPU machine.
     printf 'NodeName=%s Name=gpu File=%s\n' "$host" /dev/null "$host" /dev/zero >"$STATE/gres.conf"
 }
@@ -119,7 +118,10 @@ link_config() {
 start_slurm() {
     local host=$1
     if ! pid_alive "$STATE/slurmctld.pid"; then
-        slurmctld -c -i   # -c: forget jobs of an earlier cluster in this directory
+        # -c forgets the jobs of an earlier cluster, whose ids the new one hands out again:
+        # a fresh log keeps their lines from being taken for the new jobs'.
+        rm -f "$STATE/slurmctld.log"
+        slurmctld -c -i
     fi
     wait_for 30 "slurmctld (scontrol ping)" bash -c "scontrol ping | grep -q UP"
     pid_alive "$STATE/slurmd.pid" || slurmd

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from discs import write_crop_folder
+from discs import one_thread, write_crop_folder  # noqa: F401 (one_thread is a fixture)
 from embedseg import dihedral
 from embedseg.cli import main
 from embedseg.config import DatasetSettings
@@ -19,16 +19,8 @@ from embedseg.io import DataError, read_labels, write_labels
 from embedseg.models import read_checkpoint
 from embedseg.train import LOG_COLUMNS, TrainConfig, learning_rate, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(batch_size=2, virtual_batch=1, train_size=2, val_size=3, val_batch_size=2, device="cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """32×32 crops gain nothing from threads, and on a busy machine OpenMP threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

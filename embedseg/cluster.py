@@ -10,8 +10,8 @@ than half of them are still unclustered (it then overwrites earlier labels); its
 clustered whether or not it was accepted.
 
 Speed: instead of taking an argmax and scoring all foreground pixels at every step, seeds are
-visited in one precomputed order (descending score, ascending index — the argmax order; clustered
-ones are skipped), and each proposal is scored only on the pixels whose embedding lies in the box
+visited in the argmax order (descending score, ascending index), sorted lazily in batches of the
+strongest still-unclustered candidates (:func:`seed_batches`), and each proposal is scored only on the pixels whose embedding lies in the box
 where the score can exceed 0.5, found through a bucketing of the embeddings into cells
 (:class:`EmbeddingCells`). Those scores use the same float32 formula as the paper code, so the
 labels are the same.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -55,11 +56,26 @@ def preset(name: str, min_object_size: int | None = None, seed_thresh: float = 0
     raise ValueError(f"unknown clustering preset {name!r}; choose one of {PRESETS}")
 
 
-def seed_order(seeds: torch.Tensor, seed_thresh: float) -> torch.Tensor:
-    """Indices of pixels with seed ≥ seed_thresh in the order argmax(seed·unclustered) visits
-    them: descending seed, ascending index on ties. seeds: (K,). Returns (M,) int64."""
-    candidates = torch.nonzero(seeds >= seed_thresh).squeeze(1)
-    return candidates[torch.argsort(seeds[candidates], descending=True, stable=True)]
+def seed_batches(seeds: np.ndarray, unclustered: np.ndarray, seed_thresh: float,
+                 batch_size: int = 4096) -> Iterator[np.ndarray]:
+    """Seed candidates (seed ≥ seed_thresh) in the order argmax(seed·unclustered) visits them:
+    descending seed, ascending index on ties — produced lazily, `batch_size` at a time.
+
+    seeds: (K,); `unclustered` (K,) bool is read at each refill, so candidates clustered in the
+    meantime are dropped without ever being sorted. Every candidate left out of a batch has a
+    lower seed than all in it, and clustering only removes candidates, so walking the batches in
+    turn (skipping clustered pixels) visits seeds exactly as the repeated argmax would.
+    """
+    candidates = np.flatnonzero(seeds >= seed_thresh)
+    while True:
+        candidates = candidates[unclustered[candidates]]
+        if len(candidates) == 0:
+            return
+        batch = candidates
+        if len(candidates) > batch_size:
+            kth_largest = np.partition(seeds[candidates], -batch_size)[-batch_size]
+            batch = candidates[seeds[candidates] >= kth_largest]  # keeps every tie of the k-th
+        yield batch[np.argsort(-seeds[batch], kind="stable")]
 
 
 class EmbeddingCells:
@@ -71,29 +87,30 @@ class EmbeddingCells:
     """
 
     def __init__(self, embeddings: np.ndarray, cell: float) -> None:
-        self.origin, self.end = embeddings.min(axis=1), embeddings.max(axis=1)
+        self.origin, self.end = embeddings.min(axis=1).tolist(), embeddings.max(axis=1).tolist()
         self.cell = cell
-        cells = self.cell_index(embeddings)
+        cells = np.floor((embeddings - embeddings.min(axis=1, keepdims=True)) / cell).astype(np.int64)
         self.n_x = int(cells[0].max()) + 2  # room for the exclusive upper bound of a range
         keys = cells[1] * self.n_x + cells[0]
         self.order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[self.order]
 
-    def cell_index(self, points: np.ndarray) -> np.ndarray:
-        """Cell coordinates (2, ...) int64 of points (2, ...) in grid units (x, y)."""
-        return np.floor((points - self.origin.reshape((2,) + (1,) * (points.ndim - 1))) / self.cell).astype(np.int64)
-
-    def pixels_in_box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Indices of every pixel whose cell overlaps the box lo..hi (2,) — a superset of the
-        pixels inside it."""
+    def pixels_in_box(self, center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
+        """Indices of every pixel whose cell overlaps the box center ± radii (x, y) — a superset
+        of the pixels inside it. Scalar Python arithmetic: this runs once per seed."""
         # Clipping to the occupied extent also tames infinite radii (bandwidth exp(10σ) = 0).
-        lo, hi = np.maximum(lo, self.origin), np.minimum(hi, self.end)
-        if np.any(lo > hi):
+        (x_lo, x_hi), (y_lo, y_hi) = (
+            (max(c - r, o), min(c + r, e)) for c, r, o, e in zip(center, radii, self.origin, self.end)
+        )
+        if x_lo > x_hi or y_lo > y_hi:
             return np.empty(0, dtype=np.int64)
-        (x_lo, y_lo), (x_hi, y_hi) = self.cell_index(lo), self.cell_index(hi)
-        rows = np.arange(y_lo, y_hi + 1) * self.n_x
-        starts = np.searchsorted(self.sorted_keys, rows + x_lo, side="left")
-        ends = np.searchsorted(self.sorted_keys, rows + x_hi + 1, side="left")
+        x_first, x_last, y_first, y_last = (
+            math.floor((v - o) / self.cell)
+            for v, o in ((x_lo, self.origin[0]), (x_hi, self.origin[0]), (y_lo, self.origin[1]), (y_hi, self.origin[1]))
+        )
+        rows = np.arange(y_first, y_last + 1) * self.n_x
+        starts = np.searchsorted(self.sorted_keys, rows + x_first, side="left")
+        ends = np.searchsorted(self.sorted_keys, rows + x_last + 1, side="left")
         lengths = ends - starts
         # Concatenate the runs starts[i]:ends[i] without a Python loop.
         first = np.cumsum(lengths) - lengths
@@ -112,42 +129,49 @@ def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: tor
     """
     n_pixels = seeds.numel()
     labels = np.zeros(n_pixels, dtype=np.int64)
-    order = seed_order(seeds, params.seed_thresh)
-    if order.numel() == 0:
-        return labels
     unclustered = np.ones(n_pixels, dtype=bool)
     n_unclustered = n_pixels
-    bandwidths = torch.exp(SIGMA_SCALE * sigma_raw)
-    embeddings_np, bandwidths_np = embeddings.cpu().numpy(), bandwidths.cpu().numpy()
-    order = order.cpu().numpy()
-    # φ > 0.5 needs s_d (e_d − c_d)² < ln 2 on each axis: a box of these half-widths per seed.
-    radii = np.sqrt(_LOG2_WITH_MARGIN / bandwidths_np) + 1e-6
-    # Cells about as large as the typical box (estimated from the strongest seeds).
-    cells = EmbeddingCells(embeddings_np, cell=max(float(np.median(radii[:, order[:1000]])), 1e-6))
+    embeddings_np = embeddings.cpu().numpy()
+    sigma_np = sigma_raw.cpu().numpy()
+    cells = None
     count = 1
-    position = 0
-    while n_unclustered > params.min_unclustered_sum:
-        position = _next_unclustered(unclustered, order, position)
-        if position is None:  # best remaining seed score < seed_thresh
+    for batch in seed_batches(seeds.cpu().numpy(), unclustered, params.seed_thresh):
+        if cells is None:  # cells about as large as the boxes of the strongest seeds
+            typical = np.median([_box_radii(sigma) for sigma in sigma_np[:, batch[:1000]].T.tolist()])
+            cells = EmbeddingCells(embeddings_np, cell=float(np.clip(typical, 1e-6, 4.0)))
+        position = 0
+        while n_unclustered > params.min_unclustered_sum:
+            position = _next_unclustered(unclustered, batch, position)
+            if position is None:
+                break
+            seed = int(batch[position])
+            position += 1
+            unclustered[seed] = False
+            n_unclustered -= 1
+            near = cells.pixels_in_box(embeddings_np[:, seed].tolist(), _box_radii(sigma_np[:, seed].tolist()))
+            s = torch.exp(SIGMA_SCALE * sigma_raw[:, seed:seed + 1])
+            near_t = torch.from_numpy(near).to(seeds.device)
+            phi = torch.exp(-torch.sum((embeddings[:, near_t] - embeddings[:, seed:seed + 1]) ** 2 * s, dim=0))
+            proposal = near[(phi > 0.5).cpu().numpy()]
+            n_free = int(np.count_nonzero(unclustered[proposal]))
+            # n_free / |proposal| > 0.5, in integers
+            if len(proposal) > params.min_object_size and 2 * n_free > len(proposal):
+                labels[proposal] = count
+                count += 1
+            unclustered[proposal] = False
+            n_unclustered -= n_free
+        if n_unclustered <= params.min_unclustered_sum:
             break
-        seed = int(order[position])
-        near = cells.pixels_in_box(embeddings_np[:, seed] - radii[:, seed], embeddings_np[:, seed] + radii[:, seed])
-        position += 1
-        unclustered[seed] = False
-        n_unclustered -= 1
-        near_t = torch.from_numpy(near).to(seeds.device)
-        center = embeddings[:, seed:seed + 1]
-        s = bandwidths[:, seed:seed + 1]
-        phi = torch.exp(-torch.sum((embeddings[:, near_t] - center) ** 2 * s, dim=0))
-        proposal = near[(phi > 0.5).cpu().numpy()]
-        n_free = int(np.count_nonzero(unclustered[proposal]))
-        # n_free / |proposal| > 0.5, in integers
-        if len(proposal) > params.min_object_size and 2 * n_free > len(proposal):
-            labels[proposal] = count
-            count += 1
-        unclustered[proposal] = False
-        n_unclustered -= n_free
     return labels
+
+
+def _box_radii(sigma_raw: list[float]) -> tuple[float, ...]:
+    """Half-widths (float64, a hair wider than the float32 test needs) of the box outside which
+    φ ≤ 0.5 for a seed with raw bandwidths `sigma_raw`: s_d (e_d − c_d)² < ln 2 on each axis."""
+    return tuple(
+        math.sqrt(_LOG2_WITH_MARGIN * math.exp(-SIGMA_SCALE * sigma)) + 1e-6 if sigma > -50 else math.inf
+        for sigma in sigma_raw
+    )
 
 
 def _next_unclustered(unclustered: np.ndarray, order: np.ndarray, start: int, chunk: int = 256) -> int | None:

@@ -118,3 +118,17 @@ def test_empty_and_malformed_input_raise():
         centers.medoid(np.zeros((4, 4), dtype=bool))
     with pytest.raises(ValueError):
         centers.object_center(np.ones((2, 2), dtype=bool), "middle")
+
+
+def test_medoid_of_real_cells_matches_exact_sums(shared_data):
+    """Usiigaci cells (irregular, with stray specks): FFT screening picks the exact-sum medoid."""
+    from embedseg.io import read_labels
+
+    labels = read_labels(shared_data / "usiigaci-2017" / "train" / "set1" / "instances_ids.png")
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    mid_sized = ids[(sizes > centers.EXACT_ALL_MAX_PIXELS) & (sizes < 2500)]  # FFT path, cheap checks
+    assert len(mid_sized) >= 3
+    for label_id in mid_sized[:3]:
+        coords = np.argwhere(labels == label_id)
+        exact = coords[np.argmin(centers.distance_sums(coords))]
+        assert centers.medoid(coords) == tuple(exact)

@@ -74,3 +74,19 @@ def test_one_hot_ground_truth_is_detected(tmp_path):
     assert (scores.tp == 1).all() and (scores.fn == 1).all()
     with pytest.raises(evaluate.DataError, match="one-hot"):
         evaluate.score_folders(tmp_path / "gt", tmp_path / "pred", one_hot="no")
+
+
+def test_real_masks_score_one_against_themselves_and_less_with_a_cell_missing(shared_data, tmp_path):
+    from embedseg.io import read_labels
+
+    labels = read_labels(shared_data / "usiigaci-2017" / "train" / "set2" / "instances_ids.png")
+    n_cells = len(np.unique(labels)) - 1
+    write(tmp_path / "gt", "set2.tif", labels)
+    write(tmp_path / "same", "set2.tif", labels)
+    damaged = labels.copy()
+    damaged[damaged == labels.max()] = 0
+    write(tmp_path / "damaged", "set2.tif", damaged)
+    assert (evaluate.score_folders(tmp_path / "gt", tmp_path / "same").ap == 1).all()
+    scores = evaluate.score_folders(tmp_path / "gt", tmp_path / "damaged")
+    np.testing.assert_allclose(scores.ap, (n_cells - 1) / n_cells)
+    assert (scores.fn == 1).all() and (scores.fp == 0).all()

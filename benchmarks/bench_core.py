@@ -128,7 +128,7 @@ def bench_crops(repeats: int, crop_size: int) -> tuple[float, str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 1],
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8],
                         help="TTA transforms per forward pass (1 = eight separate passes, as the official code)")
     parser.add_argument("--tta-size", type=int, default=1024, help="edge length of the TTA test image")
     parser.add_argument("--crop-size", type=int, default=512, help="crop size (paper Usiigaci: 512)")

@@ -1,0 +1,77 @@
+"""Real data (DSB 2018 greyscale nuclei): EmbedSeg and the 3-class U-Net trained with the same budget.
+
+Marked `slow`. The wall-clock budget comes from $EMBEDSEG_SLOW_BUDGET_S (default 300 s, the CI
+setting; ~900 s gives a more telling comparison): EmbedSeg trains epoch by epoch (resuming)
+until its share of the budget is spent, then the U-Net trains for the same number of epochs of
+the same number of patches. Both AP@0.5 values are printed (run with `-s`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_baseline_data import run_embedseg
+
+PYTHON = Path(sys.executable)
+TRAIN_SIZE = 16  # patches (crops) per epoch, both methods
+PATCH = 128
+N_TEST = 6
+
+
+def first_test_images(data: Path, out: Path, count: int) -> Path:
+    """A copy of the first `count` test images and masks (prediction on CPU is the slow part)."""
+    for kind in ("images", "masks"):
+        (out / kind).mkdir(parents=True)
+        for path in sorted((data / "test" / kind).iterdir())[:count]:
+            shutil.copy(path, out / kind / path.name)
+    return out
+
+
+def ap50(scores_csv: Path) -> float:
+    scores = pd.read_csv(scores_csv)
+    return float(scores.loc[scores["tau"].round(2) == 0.5, "ap"].mean())
+
+
+@pytest.mark.slow
+def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, tmp_path):
+    budget = float(os.environ.get("EMBEDSEG_SLOW_BUDGET_S", 300))
+    data, crops = tmp_path / "data", tmp_path / "crops"
+    run_embedseg(PYTHON, "prepare", "dsb-2018", "--source", shared_data / "dsb2018-stage1", "--out", data,
+                 "--limit", "24")
+    test = first_test_images(data, tmp_path / "test", N_TEST)
+    run_embedseg(PYTHON, "crops", data, "--out", crops, "--center", "medoid", "--crop-size", str(PATCH))
+
+    share, epochs, start = 0.35 * budget, 0, time.perf_counter()
+    while True:
+        epochs += 1
+        epoch_start = time.perf_counter()
+        run_embedseg(PYTHON, "train", crops, "--out", tmp_path / "embedseg", "--epochs", str(epochs),
+                     "--batch-size", "2", "--virtual-batch", "1", "--train-size", str(TRAIN_SIZE), "--val-size", "8")
+        if time.perf_counter() - start + (time.perf_counter() - epoch_start) > share:
+            break
+    embedseg_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    run_embedseg(PYTHON, "baseline", "3class-unet", "train", data, "--out", tmp_path / "unet", "--epochs", str(epochs),
+                 "--train-size", str(TRAIN_SIZE), "--batch-size", "2", "--patch-size", str(PATCH),
+                 "--depth", "3", "--filters", "16")
+    unet_seconds = time.perf_counter() - start
+
+    run_embedseg(PYTHON, "predict", tmp_path / "embedseg" / "best.pt", "--images", test / "images",
+                 "--out", tmp_path / "pred-embedseg", "--no-tta")
+    run_embedseg(PYTHON, "baseline", "3class-unet", "predict", tmp_path / "unet", "--images", test / "images",
+                 "--out", tmp_path / "pred-unet")
+    results = {}
+    for method in ("embedseg", "unet"):
+        run_embedseg(PYTHON, "evaluate", test / "masks", tmp_path / f"pred-{method}", "--out", tmp_path / f"{method}.csv")
+        results[method] = ap50(tmp_path / f"{method}.csv")
+    print(f"\nDSB greyscale, {epochs} epoch(s) x {TRAIN_SIZE} patches of {PATCH}^2, {N_TEST} test images: "
+          f"EmbedSeg AP@0.5 {results['embedseg']:.3f} (train {embedseg_seconds:.0f} s), "
+          f"3-class U-Net AP@0.5 {results['unet']:.3f} (train {unet_seconds:.0f} s)")
+    assert all(0.0 <= value <= 1.0 for value in results.values())

@@ -11,10 +11,10 @@ clustered whether or not it was accepted.
 
 Speed: instead of taking an argmax and scoring all foreground pixels at every step, seeds are
 visited in the argmax order (descending score, ascending index), sorted lazily in batches of the
-strongest still-unclustered candidates (:func:`seed_batches`), and each proposal is scored only on the pixels whose embedding lies in the box
-where the score can exceed 0.5, found through a bucketing of the embeddings into cells
-(:class:`EmbeddingCells`). Those scores use the same float32 formula as the paper code, so the
-labels are the same.
+strongest still-unclustered candidates (:func:`seed_batches`), and each proposal is scored only
+on the pixels whose embedding lies in the box where the score can exceed 0.5, found through a
+bucketing of the embeddings into cells (:class:`EmbeddingCells`). Those scores use the same
+float32 formula as the paper code, so the labels are the same.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ class EmbeddingCells:
     def __init__(self, embeddings: np.ndarray, cell: float) -> None:
         self.origin, self.end = embeddings.min(axis=1).tolist(), embeddings.max(axis=1).tolist()
         self.cell = cell
-        cells = np.floor((embeddings - embeddings.min(axis=1, keepdims=True)) / cell).astype(np.int64)
+        # float64, as the box bounds: a float32 rounding must not push a pixel out of its box.
+        offsets = embeddings.astype(np.float64) - np.asarray(self.origin)[:, None]
+        cells = np.floor(offsets / cell).astype(np.int64)
         self.n_x = int(cells[0].max()) + 2  # room for the exclusive upper bound of a range
         keys = cells[1] * self.n_x + cells[0]
         self.order = np.argsort(keys, kind="stable")

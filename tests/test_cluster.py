@@ -98,6 +98,21 @@ def test_matches_the_plain_reference_on_noisy_outputs(seed):
         np.testing.assert_array_equal(cluster.cluster(raw, params), reference_cluster(raw, params))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_the_plain_reference_on_unstructured_outputs(seed):
+    """Random outputs: overlapping proposals, rejections, overwrites, wide and narrow bandwidths."""
+    rng = np.random.default_rng(seed)
+    raw = np.empty((5, 48, 40), dtype=np.float32)
+    raw[0:2] = rng.normal(scale=0.005, size=(2, 48, 40))
+    raw[2:4] = rng.uniform(0.7, 1.3, size=(2, 48, 40))  # φ = 0.5 radii of ~2 to 15 px
+    raw[4] = rng.normal(1.5, 2.0, size=(48, 40))
+    raw = torch.from_numpy(raw)
+    for params in (cluster.ClusterParams(0.9, 0.5, 0, 0, 2), cluster.preset("paper", 5)):
+        labels = cluster.cluster(raw, params)
+        np.testing.assert_array_equal(labels, reference_cluster(raw, params))
+    assert len(np.unique(labels)) > 3
+
+
 def test_paper_preset_thresholds():
     params = cluster.preset("paper")
     assert (params.min_mask_sum, params.min_unclustered_sum, params.min_object_size) == (128, 128, 36)

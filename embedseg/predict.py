@@ -96,10 +96,10 @@ def predict_tile(model: torch.nn.Module, tile: torch.Tensor, tta: bool = True,
     `batch_size` transforms per forward pass (default: :func:`default_batch_size`)."""
     batch_size = batch_size or default_batch_size(tile.shape[-2:], tile.device)
     transforms = dihedral.TRANSFORMS if tta else ((0, False),)
-    # Odd rotations of a non-square tile change its shape; batch only same-shaped inputs.
-    groups = [[t for t in transforms if t[0] % 2 == parity] for parity in (0, 1)]
     if tile.shape[-1] == tile.shape[-2]:
         groups = [list(transforms)]
+    else:  # odd rotations of a non-square tile change its shape; batch same-shaped inputs only
+        groups = [[t for t in transforms if t[0] % 2 == parity] for parity in (0, 1)]
     total = None
     for group in groups:
         for batch in _batches(group, batch_size):
@@ -119,7 +119,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
 @torch.inference_mode()
 def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, tile_size: int = DEFAULT_TILE,
                 overlap: int = DEFAULT_OVERLAP, batch_size: int | None = None) -> torch.Tensor:
-    """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W).
+    """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W);
+    `model` maps (B, C, h, w) to (B, 5, h, w) and is expected in eval mode.
 
     The image is reflect-padded to multiples of 8, cut into tiles of at most `tile_size`
     (a multiple of 8) overlapping by 2·`overlap` when larger, predicted (TTA: 8 transforms in

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from discs import disc_centers, disc_labels, disc_stack
+from embedseg import losses
 from embedseg.embedding import coordinate_grid
 from embedseg.losses import SpatialEmbLoss, object_centers, object_pixels
 
@@ -87,7 +88,9 @@ def label_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("variance_loss", ["paper", "fixed"])
-def test_label_images_match_per_object_reference(variance_loss: str) -> None:
+@pytest.mark.parametrize("objects_per_block", [1, 3, 100])
+def test_label_images_match_per_object_reference(variance_loss: str, objects_per_block: int, monkeypatch) -> None:
+    monkeypatch.setattr(losses, "BLOCK_ELEMENTS", objects_per_block * SIZE * SIZE)
     instances, centers = label_batch()
     masks = [[inst == i for i in torch.unique(inst) if i != 0] for inst in instances]
     pred = random_prediction(2)

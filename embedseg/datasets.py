@@ -26,7 +26,7 @@ from .io import DataError, list_images, read_image, read_labels
 def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
     """(image, mask, centre) paths of every crop in `folder`, matched by file name."""
     folder = Path(folder)
-    images = list_images(folder / "images")
+    images = list_images(folder / "images") if (folder / "images").is_dir() else []
     if not images:
         raise DataError(f"{folder / 'images'}: no crops found; run `embedseg crops` to write them")
     triples = [(image, folder / "masks" / image.name, folder / "centers" / image.name) for image in images]

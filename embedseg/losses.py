@@ -84,11 +84,11 @@ def lovasz_hinge_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return (F.relu(errors_sorted) * grad).sum(dim=1)
 
 
-def rows_per_block(row_length: int, device: torch.device) -> int:
+def rows_per_block(n_rows: int, row_length: int, device: torch.device) -> int:
     """Objects scored together: on CPU about BLOCK_ELEMENTS values, so that the temporaries of
     φ and the Lovász sort stay in cache (1.3–1.6× faster than one (K, P) pass for 20–60 objects
     in a 256² crop); a GPU takes every object at once."""
-    return 2**62 if device.type == "cuda" else max(1, BLOCK_ELEMENTS // row_length)
+    return n_rows if device.type == "cuda" else max(1, BLOCK_ELEMENTS // row_length)
 
 
 def iou_rows(predicted: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -153,7 +153,7 @@ class SpatialEmbLoss(nn.Module):
                                  object_index, pixel_index, n_objects)
         masks = torch.zeros((n_objects, n_pixels), dtype=torch.bool, device=prediction.device)
         masks[object_index, pixel_index] = True
-        rows = rows_per_block(n_pixels, prediction.device)
+        rows = rows_per_block(n_objects, n_pixels, prediction.device)
         phi_blocks, hinges = [], []
         for center, s, mask in zip(centers.split(rows), bandwidth(sigma_mean).split(rows), masks.split(rows)):
             phi_blocks.append(gaussian_score(embeddings, center.T, s.T))  # (rows, P)

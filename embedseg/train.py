@@ -21,9 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from .config import DatasetSettings
+from .datasets import CropDataset, RandomCropSampler, collate_crops
 from .io import DataError, atomic_write, write_json
+from .losses import SpatialEmbLoss
+from .models import BranchedERFNet, read_checkpoint, save_checkpoint
+from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
 
 log = logging.getLogger(__name__)
 
@@ -62,33 +69,30 @@ def learning_rate(epoch: int) -> float:
     return BASE_LR * max(0.0, 1.0 - epoch / LR_HORIZON) ** LR_POWER
 
 
-def make_loader(dataset, size: int, batch_size: int, generator, workers: int, drop_last: bool):
+def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: torch.Generator, workers: int,
+                drop_last: bool, device: torch.device) -> DataLoader:
     """DataLoader over `size` random (crop, transform) draws of `generator`."""
-    from torch.utils.data import DataLoader
-
-    from .datasets import RandomCropSampler, collate_crops
-    from .runtime import seed_worker
-
     sampler = RandomCropSampler(len(dataset), size, generator)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=False)
+                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
 
 
-def run_batch(model, criterion, batch: dict, device):
+def run_batch(model: BranchedERFNet, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and object IoUs of one batch (see SpatialEmbLoss.forward)."""
-    prediction = model(batch["image"].to(device))
-    return criterion(prediction, batch["instances"].to(device), batch["center"].to(device))
+    prediction = model(batch["image"].to(device, non_blocking=True))
+    return criterion(prediction, batch["instances"].to(device, non_blocking=True),
+                     batch["center"].to(device, non_blocking=True))
 
 
-def train_epoch(model, criterion, optimizer, loader, virtual_batch: int, device) -> float:
+def train_epoch(model: BranchedERFNet, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
+                loader: DataLoader, virtual_batch: int, device: torch.device) -> float:
     """One pass over `loader`; the optimiser steps every `virtual_batch` mini-batches.
 
     Each mini-batch back-propagates loss/m, so a step sees the mean gradient of m mini-batches;
     a partial group left at the end of the epoch is discarded (as the official code does).
     Returns the mean mini-batch loss.
     """
-    from tqdm import tqdm
-
     model.train()
     optimizer.zero_grad()
     losses = []
@@ -103,11 +107,9 @@ def train_epoch(model, criterion, optimizer, loader, virtual_batch: int, device)
     return float(np.mean(losses))
 
 
-def validate(model, criterion, loader, device) -> tuple[float, float]:
+def validate(model: BranchedERFNet, criterion: SpatialEmbLoss, loader: DataLoader,
+             device: torch.device) -> tuple[float, float]:
     """(mean loss over batches, mean IoU over every object of every sampled crop)."""
-    import torch
-    from tqdm import tqdm
-
     model.eval()
     losses, ious = [], []
     with torch.no_grad():
@@ -119,10 +121,8 @@ def validate(model, criterion, loader, device) -> tuple[float, float]:
     return float(np.mean(losses)), float(all_ious.mean()) if len(all_ious) else 0.0
 
 
-def rng_state(generators: dict[str, Any]) -> dict[str, Any]:
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     """Every random state a run draws from, as tensors and plain values (safe to torch.load)."""
-    import torch
-
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -133,9 +133,8 @@ def rng_state(generators: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def restore_rng_state(state: dict[str, Any], generators: dict[str, Any]) -> None:
-    import torch
-
+def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Undo :func:`rng_state`: every generator continues exactly where the saved run stopped."""
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -155,13 +154,22 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
-def sampler_generators(seed: int) -> dict[str, Any]:
+def sampler_generators(seed: int) -> dict[str, torch.Generator]:
     """Independent train/val draw streams derived from `seed`."""
-    import torch
-
     train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     return {"train_sampler": torch.Generator().manual_seed(train_seed),
             "val_sampler": torch.Generator().manual_seed(val_seed)}
+
+
+def resume(path: Path, model: BranchedERFNet, optimizer: torch.optim.Optimizer,
+           generators: dict[str, torch.Generator], device: torch.device) -> tuple[int, float, list[dict[str, float]]]:
+    """Load weights, optimiser and random states of `path`; returns (next epoch, best IoU, log rows)."""
+    checkpoint = read_checkpoint(path, device)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer.load_state_dict(checkpoint["optim_state_dict"])
+    restore_rng_state(checkpoint["rng_state"], generators)
+    log.info("resuming %s after epoch %d (best val IoU %.4f)", path, checkpoint["epoch"], checkpoint["best_iou"])
+    return checkpoint["epoch"] + 1, checkpoint["best_iou"], checkpoint["history"]
 
 
 def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> list[dict[str, float]]:
@@ -169,14 +177,6 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
 
     Resumes from OUT_DIR/last.pt when `config.resume` and it exists. Returns the log rows.
     """
-    import torch
-    from tqdm import tqdm
-
-    from .datasets import CropDataset
-    from .losses import SpatialEmbLoss
-    from .models import BranchedERFNet, read_checkpoint, save_checkpoint
-    from .runtime import resolve_device, seed_everything, write_memory_json
-
     crops_dir, out_dir = Path(crops_dir), Path(out_dir)
     settings = DatasetSettings.load(crops_dir)
     device = resolve_device(config.device)
@@ -188,24 +188,19 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
     criterion = SpatialEmbLoss(n_sigma=model.n_sigma, variance_loss=config.variance_loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
     generators = sampler_generators(config.seed)
-    start_epoch, best_iou, history = 0, 0.0, []
     last_path = out_dir / "last.pt"
+    start_epoch, best_iou, history = 0, 0.0, []
     if config.resume and last_path.is_file():
-        checkpoint = read_checkpoint(last_path, device)
-        model.load_state_dict(checkpoint["model_state_dict"])
-        optimizer.load_state_dict(checkpoint["optim_state_dict"])
-        restore_rng_state(checkpoint["rng_state"], generators)
-        start_epoch, best_iou, history = checkpoint["epoch"] + 1, checkpoint["best_iou"], checkpoint["history"]
-        log.info("resuming %s after epoch %d (best val IoU %.4f)", last_path, checkpoint["epoch"], best_iou)
+        start_epoch, best_iou, history = resume(last_path, model, optimizer, generators, device)
     write_json(out_dir / "train.json", {"crops_dir": str(crops_dir), "args": dataclasses.asdict(config),
                                         "settings": settings.to_dict(), "model_config": model.config})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     train_loader = make_loader(train_set, config.train_size, config.batch_size, generators["train_sampler"],
-                               config.workers, drop_last=True)
+                               config.workers, drop_last=True, device=device)
     val_loader = make_loader(val_set, config.val_size, config.val_batch_size, generators["val_sampler"],
-                             config.workers, drop_last=False)
+                             config.workers, drop_last=False, device=device)
     for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
         started = time.perf_counter()
         lr = learning_rate(epoch)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 64
+MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
 # On CPU, big batches thrash the caches: a 1024² forward of batch 2 took 2.3× longer per image
 # than batch 1 (1 thread, busy 2-core machine); small tiles still gain from batching.
 CPU_BATCH_PIXELS = 512 * 512
@@ -125,12 +126,30 @@ def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, til
     The image is reflect-padded to multiples of 8, cut into tiles of at most `tile_size`
     (a multiple of 8) overlapping by 2·`overlap` when larger, predicted (TTA: 8 transforms in
     batches of `batch_size`, default :func:`default_batch_size`), stitched and cropped back.
+    When the GPU runs out of memory, it retries one transform at a time, then with halved tiles.
     """
     if tile_size % NETWORK_MULTIPLE:
         raise ValueError(f"tile_size must be a multiple of {NETWORK_MULTIPLE}, got {tile_size}")
     image = np.asarray(image, dtype=np.float32)
     padded, crop = pad_image(image[None] if image.ndim == 2 else image)
     padded = torch.from_numpy(padded).to(model_device(model))
+    while True:
+        try:
+            return predict_tiles(model, padded, tta, tile_size, overlap, batch_size)[:, crop[0], crop[1]]
+        except torch.cuda.OutOfMemoryError:
+            if batch_size != 1:
+                batch_size = 1
+            elif tile_size // 2 >= MIN_TILE:
+                tile_size = tile_size // 2 // NETWORK_MULTIPLE * NETWORK_MULTIPLE
+            else:
+                raise
+            log.warning("out of GPU memory; retrying with TTA batch 1 and tiles of %d px", tile_size)
+            torch.cuda.empty_cache()
+
+
+def predict_tiles(model: torch.nn.Module, padded: torch.Tensor, tta: bool, tile_size: int, overlap: int,
+                  batch_size: int | None) -> torch.Tensor:
+    """Raw output (5, H, W) of a padded input (C, H, W), stitched from overlapping tiles."""
     height, width = padded.shape[-2:]
     raw = torch.empty((5, height, width), device=padded.device)
     for y0, y_lo, y_hi in tile_spans(height, tile_size, overlap):
@@ -138,7 +157,7 @@ def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, til
             tile = padded[:, y0:y0 + min(tile_size, height), x0:x0 + min(tile_size, width)]
             out = predict_tile(model, tile, tta, batch_size)
             raw[:, y_lo:y_hi, x_lo:x_hi] = out[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0]
-    return raw[:, crop[0], crop[1]]
+    return raw
 
 
 def network_input(image: np.ndarray, settings: DatasetSettings, path: str | Path = "image") -> np.ndarray:

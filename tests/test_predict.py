@@ -134,3 +134,30 @@ def test_predict_cli_writes_labels_and_seeds(tmp_path):
     assert labels.shape == (20, 36) and labels.dtype == np.uint16
     seeds = tifffile.imread(tmp_path / "seeds" / "a.tif")
     assert seeds.shape == (20, 36) and seeds.dtype == np.float32 and ((seeds >= 0) & (seeds <= 1)).all()
+
+
+class MemoryLimitedToy(nn.Module):
+    """conv_toy that raises CUDA's out-of-memory error above a pixel budget per forward pass."""
+
+    def __init__(self, max_pixels: int) -> None:
+        super().__init__()
+        self.inner, self.max_pixels, self.calls = conv_toy(), max_pixels, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape))
+        if x.shape[0] * x.shape[-2] * x.shape[-1] > self.max_pixels:
+            raise torch.cuda.OutOfMemoryError("toy out of memory")
+        return self.inner(x)
+
+
+def test_out_of_memory_falls_back_to_single_transforms_then_smaller_tiles(monkeypatch):
+    monkeypatch.setattr(predict, "MIN_TILE", 32)
+    image = np.random.default_rng(4).random((64, 64)).astype(np.float32)
+    expected = predict.predict_raw(conv_toy(), image, tta=True, tile_size=64, overlap=4)
+    limited = MemoryLimitedToy(max_pixels=40 * 40)
+    raw = predict.predict_raw(limited, image, tta=True, tile_size=64, overlap=4, batch_size=8)
+    torch.testing.assert_close(raw, expected, rtol=0, atol=1e-5)
+    assert (8, 1, 64, 64) in limited.calls and (1, 1, 64, 64) in limited.calls
+    assert limited.calls[-1] == (1, 1, 32, 32)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        predict.predict_raw(MemoryLimitedToy(max_pixels=100), image, tta=False, tile_size=64)

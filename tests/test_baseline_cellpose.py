@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 
 from embedseg.io import read_labels
-from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
-
-PYTHON = REPO / ".venv-cellpose" / "bin" / "python"
-
+from test_baseline_data import baseline_python, make_nuclei_split, run_embedseg, score_predictions
 
 @pytest.fixture(scope="module")
 def cellpose_python():
-    if not PYTHON.exists():
-        pytest.skip(f"{PYTHON} missing: build it with `make venv-cellpose` (torch 2.13 + cellpose 3.1.1.3)")
-    probe = subprocess.run([str(PYTHON), "-c", "import cellpose.models, embedseg.baselines.common"],
-                           capture_output=True, text=True)
-    if probe.returncode:
-        pytest.skip(f"cellpose not importable in {PYTHON}: {probe.stderr.strip().splitlines()[-1]}")
-    return PYTHON
+    return baseline_python(".venv-cellpose", "cellpose.models", "venv-cellpose")
 
 
 @pytest.fixture

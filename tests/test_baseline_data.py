@@ -52,6 +52,20 @@ def run_embedseg(python: Path, *args: str, timeout: float = 600) -> subprocess.C
     return result
 
 
+def baseline_python(venv: str, modules: str, make_target: str) -> Path:
+    """Interpreter of a baseline venv that can import `modules`; skip the test (with the reason) otherwise."""
+    import pytest
+
+    python = REPO / venv / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"{python} missing: build it with `make {make_target}`")
+    probe = subprocess.run([str(python), "-c", f"import {modules}, embedseg.baselines.common"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"{modules} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}")
+    return python
+
+
 def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> list[dict[str, str]]:
     """Score predictions with `embedseg evaluate` (in this process) and return the CSV rows."""
     import csv

@@ -12,20 +12,11 @@ import numpy as np
 import pytest
 
 from embedseg.io import read_labels
-from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
-
-PYTHON = REPO / ".venv-maskrcnn" / "bin" / "python"
-
+from test_baseline_data import REPO, baseline_python, make_nuclei_split, run_embedseg, score_predictions
 
 @pytest.fixture(scope="module")
 def maskrcnn_python():
-    if not PYTHON.exists():
-        pytest.skip(f"{PYTHON} missing: build it with `make venv-maskrcnn` (torch 2.14.1 + torchvision 0.29.1, 5.5 GB)")
-    probe = subprocess.run([str(PYTHON), "-c", "import torchvision.models.detection, embedseg.baselines.common"],
-                           capture_output=True, text=True)
-    if probe.returncode:
-        pytest.skip(f"torchvision not importable in {PYTHON}: {probe.stderr.strip().splitlines()[-1]}")
-    return PYTHON
+    return baseline_python(".venv-maskrcnn", "torchvision.models.detection", "venv-maskrcnn")
 
 
 def test_targets_and_painting(maskrcnn_python):

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
 from embedseg.io import read_labels
-from test_baseline_data import REPO, make_nuclei_split, run_embedseg, score_predictions
-
-PYTHON = REPO / ".venv-stardist" / "bin" / "python"
-
+from test_baseline_data import baseline_python, make_nuclei_split, run_embedseg, score_predictions
 
 @pytest.fixture(scope="module")
 def stardist_python():
-    if not PYTHON.exists():
-        pytest.skip(f"{PYTHON} missing: build it with `make venv-stardist` (tensorflow-cpu + stardist)")
-    probe = subprocess.run([str(PYTHON), "-c", "import stardist, tensorflow, embedseg.baselines.common"],
-                           capture_output=True, text=True)
-    if probe.returncode:
-        pytest.skip(f"stardist/tensorflow not importable in {PYTHON}: {probe.stderr.strip().splitlines()[-1]}")
-    return PYTHON
+    return baseline_python(".venv-stardist", "stardist, tensorflow", "venv-stardist")
 
 
 def test_train_optimise_thresholds_predict(stardist_python, tmp_path):

@@ -29,9 +29,7 @@ import numpy as np
 from ..io import read_json, write_json
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from ..train import write_log
-from .common import (
-    Split, load_settings, load_train_val, mean_ap50, not_run_path, predict_folder, save_settings, write_not_run,
-)
+from .common import Split, load_settings, mean_ap50, not_run_path, predict_folder, start_training, write_not_run
 
 SETTINGS_JSON = "cellpose.json"
 TRAINED_NAME = "cellpose"
@@ -68,9 +66,8 @@ def train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
     model_dir = Path(args.out)
-    save_settings(settings, model_dir)
+    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
     channels = eval_kwargs(n_channels(train_split))
     net = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=None, model_type=None, nchan=2)
     weights, train_losses, val_losses = cellpose_train.train_seg(
@@ -103,9 +100,8 @@ def choose_public(args: argparse.Namespace) -> int:
     """`cellpose-public`: no training; record model name, channels and object diameter."""
     from cellpose.utils import diameters
 
-    settings, train_split, _ = load_train_val(args.data_dir, args.seed)
     model_dir = Path(args.out)
-    save_settings(settings, model_dir)
+    settings, train_split, _ = start_training(args.data_dir, model_dir, args.seed)
     diameter = args.diameter or float(np.median([diameters(labels)[0] for labels in train_split.labels]))
     write_json(model_dir / SETTINGS_JSON, {
         "model_type": public_model_type(args.model_type, settings.name), "diameter": diameter,

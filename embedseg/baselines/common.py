@@ -100,9 +100,14 @@ def subset(split: Split, indices: Sequence[int]) -> Split:
     return Split([split.names[i] for i in keep], [split.images[i] for i in keep], [split.labels[i] for i in keep])
 
 
-def save_settings(settings: DatasetSettings, model_dir: str | os.PathLike) -> None:
-    """Keep the data set's settings with the model, so `predict` normalises as training did."""
+def start_training(data_dir: str | os.PathLike, model_dir: str | os.PathLike, seed: int) -> tuple[DatasetSettings, Split, Split]:
+    """Read the training and validation splits and keep the data set's settings in the model folder.
+
+    `predict` reads them back from there (:func:`load_settings`) to normalise as training did.
+    """
+    settings, train, val = load_train_val(data_dir, seed)
     settings.save(model_dir)
+    return settings, train, val
 
 
 def load_settings(model_dir: str | os.PathLike) -> DatasetSettings:

@@ -24,7 +24,7 @@ import torch
 from ..io import DataError, atomic_write
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from ..train import BASE_LR, learning_rate, write_log
-from .common import load_settings, load_train_val, mean_ap50, predict_folder, random_patches, save_settings
+from .common import load_settings, mean_ap50, predict_folder, random_patches, start_training
 
 MAX_DETECTIONS = 500  # dense DSB/Usiigaci images hold a few hundred objects (torchvision default: 100)
 MASK_THRESHOLD = 0.5
@@ -95,9 +95,8 @@ def train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
     model_dir = Path(args.out)
-    save_settings(settings, model_dir)
+    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
     try:
         model = build_model(args.pretrained_backbone).to(device)
     except OSError as exc:  # URLError and friends: the ImageNet weights could not be fetched

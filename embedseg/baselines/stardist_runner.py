@@ -23,7 +23,7 @@ from .. import dihedral
 from ..io import DataError, write_json
 from ..runtime import peak_memory
 from ..train import write_log
-from .common import Split, load_settings, load_train_val, predict_folder, save_settings
+from .common import Split, load_settings, predict_folder, start_training
 
 MODEL_NAME = "stardist"
 
@@ -96,14 +96,13 @@ def tensorflow_peak_memory() -> dict:
 
 def train(args: argparse.Namespace) -> int:
     hide_gpus_for_cpu(args.device)
-    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
+    model_dir = Path(args.out)
+    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
     import keras
     from stardist import fill_label_holes
     from stardist.models import Config2D, StarDist2D
 
     keras.utils.set_random_seed(args.seed)
-    model_dir = Path(args.out)
-    save_settings(settings, model_dir)
     n_channels = train_split.images[0].shape[0] if train_split.images[0].ndim == 3 else 1
     # StarDist's U-Net (depth 3) needs patches divisible by 2**3 · grid.
     patch = patch_side(args.patch_size, train_split, 8 * args.grid)

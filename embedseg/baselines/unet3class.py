@@ -24,7 +24,7 @@ from torch import nn
 from ..io import atomic_write
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from ..train import WEIGHT_DECAY, learning_rate, write_log
-from .common import Split, load_settings, load_train_val, predict_folder, random_patches, save_settings
+from .common import Split, load_settings, predict_folder, random_patches, start_training
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 IGNORE = -1  # target value of padding outside the image; excluded from the loss
@@ -133,9 +133,8 @@ def train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    settings, train_split, val_split = load_train_val(args.data_dir, args.seed)
     model_dir = Path(args.out)
-    save_settings(settings, model_dir)
+    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
     patch = args.patch_size or settings.crop_size
     multiple = 2 ** args.depth
     patch = max(multiple, patch // multiple * multiple)

@@ -209,6 +209,16 @@ def hold_out_val_crops(crops_dir: Path, fraction: float, seed: int) -> list[str]
     return held_out
 
 
+def remove_old_crops(crops_dir: Path) -> None:
+    """Delete the crop TIFFs of an earlier run, which would otherwise mix with the new ones
+    (another crop size or centre type names other files; the val split moves files)."""
+    for subset in ("train", "val"):
+        for folder in CROP_FOLDERS:
+            if (crops_dir / subset / folder).is_dir():
+                for path in list_images(crops_dir / subset / folder):
+                    path.unlink()
+
+
 def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center: str,
                crop_size: int | None = None, seed: int = 1000) -> DatasetSettings:
     """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings."""
@@ -218,6 +228,7 @@ def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center
     settings = dataclasses.replace(
         DatasetSettings.load(data_dir), center=center, **({"crop_size": crop_size} if crop_size else {})
     )
+    remove_old_crops(crops_dir)
     subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
     for subset in subsets:
         crop_subset(data_dir, subset, crops_dir, settings.crop_size, center, settings.one_hot)

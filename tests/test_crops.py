@@ -158,3 +158,16 @@ def test_mismatched_mask_is_reported_with_its_file(tmp_path):
     data = write_dataset(tmp_path / "data", {"img": (image, mask[:, :40])}, crop_size=16)
     with pytest.raises(DataError, match="img.tif"):
         crops.make_crops(data, tmp_path / "crops", "medoid")
+
+
+def test_rerun_replaces_the_crops_of_an_earlier_run(tmp_path):
+    image, mask = three_objects()
+    data = write_dataset(tmp_path / "data", {"img": (image, mask)}, crop_size=16)
+    out = tmp_path / "crops"
+    crops.make_crops(data, out, "medoid")
+    (out / "val" / "images" / "stale_000.tif").write_bytes(b"old")
+    mask[mask == 20] = 0  # one object fewer
+    tifffile.imwrite(data / "train" / "masks" / "img.tif", mask)
+    crops.make_crops(data, out, "medoid")
+    assert sorted(p.name for p in (out / "train" / "masks").iterdir()) == ["img_000.tif", "img_001.tif"]
+    assert not any((out / "val" / "images").iterdir())

@@ -162,3 +162,15 @@ def test_image_without_objects_gives_background_seed_loss_only() -> None:
 def test_unknown_variance_loss_is_rejected() -> None:
     with pytest.raises(ValueError, match="variance_loss"):
         SpatialEmbLoss(variance_loss="broadcast")
+
+
+def test_float32_scores_that_underflow_do_not_change_the_loss() -> None:
+    """φ is floored at 3e-38 instead of underflowing (a CPU fast path); the loss is unaffected."""
+    instances, centers = label_batch()
+    masks = [[inst == i for i in torch.unique(inst) if i != 0] for inst in instances]
+    pred = random_prediction(2).detach().float()
+    pred[:, 2:4] = 1.2  # s = e^12: φ < 1e-38 beyond ~24 px from a centre
+    loss, ious = SpatialEmbLoss()(pred, instances, centers)
+    expected, expected_ious = reference_loss(pred, masks, centers, "paper")
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    assert ious.tolist() == pytest.approx(expected_ious, abs=0)

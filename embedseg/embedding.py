@@ -9,6 +9,8 @@ the same at training and test time (spec §2). The bandwidth of object k is
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 GRID_SPACING = 1.0 / 1023.0  # δ for EmbedSeg's grid of 1024 with pixel size 1
@@ -43,9 +45,15 @@ def gaussian_score(embeddings: torch.Tensor, center: torch.Tensor, s: torch.Tens
 
     embeddings: (D, ...); center, s: (D,) or (D, K, ...) — padded with trailing axes and broadcast,
     so embeddings (D, 1, P) with centres (D, K) give all K objects' scores (K, P) at once.
-    Returns the broadcast shape without the leading D.
+    Returns the broadcast shape without the leading D. Scores are floored at e times the dtype's
+    smallest normal number (3e-38 in float32) instead of becoming subnormal or 0.
     """
     def padded(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(t.shape + (1,) * (embeddings.dim() - t.dim()))
 
-    return torch.exp(-torch.sum(padded(s) * (embeddings - padded(center)) ** 2, dim=0))
+    exponent = torch.sum(padded(s) * (embeddings - padded(center)) ** 2, dim=0)
+    # exp() whose result is subnormal or underflows takes a slow path on x86 CPUs (about 20x),
+    # and most pixels of a crop are that far from any one object; the margin of 1 keeps the
+    # floor itself off that path.
+    limit = -math.log(torch.finfo(exponent.dtype).tiny) - 1.0
+    return torch.exp(-exponent.clamp(max=limit))

@@ -109,8 +109,9 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, compress: bool = True
     """Write `array` as TIFF atomically (zlib-compressed by default)."""
     import tifffile
 
+    # minisblack: a (3, H, W) or (4, H, W) stack (channels, one-hot objects) is not an RGB picture.
     with atomic_write(path) as tmp:
-        tifffile.imwrite(tmp, array, compression="zlib" if compress else None)
+        tifffile.imwrite(tmp, array, compression="zlib" if compress else None, photometric="minisblack")
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:

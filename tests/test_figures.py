@@ -11,7 +11,7 @@ import pytest
 from embedseg.cli import main
 from embedseg.data.synthetic import make_cells, make_worms
 from embedseg.io import read_image, write_labels, write_tiff
-from embedseg.report.figures import colour_labels, flatten_labels, instance_lut, match_to_gt
+from embedseg.report.figures import colour_labels, flatten_labels, instance_lut, match_to_gt, method_colours
 from embedseg.report.results import TAUS
 
 DS = "synthetic-cells"
@@ -106,3 +106,12 @@ def test_missing_prediction_is_an_error_naming_the_file(results: Path, tmp_path:
     finally:
         folder.with_name("moved").rename(folder)
     assert "3class-unet/seed0/cells_00" in capsys.readouterr().err
+
+
+def test_method_colours_agree_across_figures() -> None:
+    curves = method_colours(["3class-unet", "embedseg-medoid-tta", "embedseg-centroid-notta", "my-method"])
+    training = method_colours(["embedseg-centroid", "embedseg-medoid", "3class-unet"])
+    assert training["embedseg-medoid"] == curves["embedseg-medoid-tta"]  # EmbedSeg's model
+    assert training["embedseg-centroid"] == curves["embedseg-centroid-notta"]  # Neven et al.'s model
+    assert training["3class-unet"] == curves["3class-unet"]
+    assert len(set(curves.values())) == len(curves)

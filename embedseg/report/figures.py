@@ -37,6 +37,20 @@ MATCH_IOU = 0.5  # a prediction takes its GT object's colour above this IoU (the
 N_COLOURS = 4096
 
 
+def method_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per method or model folder, the same in every figure and run: EmbedSeg (and its
+    `embedseg-medoid` model) first, Neven et al. (`embedseg-centroid`) second, then the ablation
+    variants and the baselines; other names take the remaining palette colours."""
+    import seaborn as sns
+
+    fixed = [EMBEDSEG, NEVEN, "embedseg-centroid-tta", "embedseg-medoid-notta", *BASELINES]
+    models = {"embedseg-medoid": EMBEDSEG, "embedseg-centroid": NEVEN}
+    others = sorted({models.get(n, n) for n in names} - set(fixed))
+    palette = sns.color_palette("colorblind", len(fixed) + len(others))
+    colour = dict(zip(fixed + others, palette))
+    return {n: colour[models.get(n, n)] for n in names}
+
+
 def instance_lut(n: int = N_COLOURS, seed: int = 0) -> np.ndarray:
     """(n, 3) fixed random bright colours; the same table for every panel and figure."""
     import matplotlib.colors
@@ -197,14 +211,13 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
 def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F821
     """One axis per data set: mean AP_dsb over runs vs τ per method, band = ± 1 sd (≥ 2 runs)."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     datasets = collection.datasets
     n_cols = min(3, len(datasets))
     n_rows = -(-len(datasets) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(PAPER_WIDTH, 2.4 * n_rows + 0.6), squeeze=False, sharey=True)
     methods = sorted({m for ds in datasets for m in collection.methods(ds)}, key=lambda m: (m != EMBEDSEG, m))
-    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    colours = method_colours(methods)
     n_runs = {m: [len(collection.runs(ds, m)) for ds in datasets if len(collection.runs(ds, m))] for m in methods}
     taus = np.array(TAUS)
     for ax, dataset in zip(axes.flat, datasets):
@@ -240,7 +253,6 @@ def training_curves(logs: pd.DataFrame) -> "matplotlib.figure.Figure":  # noqa: 
     """Rows = data sets; left: train (solid) and val (dashed) loss, right: validation IoU;
     one colour per model, one thin line per run (seed)."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
     datasets = sorted(logs["dataset"].unique())
@@ -248,7 +260,7 @@ def training_curves(logs: pd.DataFrame) -> "matplotlib.figure.Figure":  # noqa: 
     if not datasets:
         axes[0, 0].text(0.5, 0.5, "no training logs (models/*/*/seed*/log.csv)", ha="center", va="center", transform=axes[0, 0].transAxes)
     models = sorted(logs["model"].unique())
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    colours = method_colours(models)
     for (loss_ax, iou_ax), dataset in zip(axes, datasets):
         for model, model_runs in logs[logs["dataset"] == dataset].sort_values("epoch").groupby("model"):
             n_runs = model_runs["seed"].nunique()

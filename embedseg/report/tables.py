@@ -260,16 +260,15 @@ def comparison_markdown(collection: Collection, paper: Paper, results: Path, not
         "paper = training GPU memory as printed.",
         "",
     ]
+    if not_comparable:
+        out += [f"**Not comparable to the paper: {not_comparable}** — numbers are listed for reference only, without verdicts.", ""]
     for dataset in collection.datasets:
         out += [f"## {dataset}", ""]
         if dataset not in paper.table1:
             out += [f"Not in the paper: no comparison for {dataset}.", ""]
             continue
         grid, verdicts = compare_dataset(collection, paper, results, dataset)
-        if not_comparable:
-            out.append(f"**Not comparable to the paper: {not_comparable}** — numbers listed for reference only, no verdict.")
-        else:
-            out.append(verdict(verdicts))
+        out.append(f"Not comparable to the paper ({not_comparable}): no verdict." if not_comparable else verdict(verdicts))
         out += ["", to_markdown(grid).replace("\n### ", "\n#### ").replace("### ", "#### ", 1)]
     return "\n".join(out).rstrip() + "\n"
 

@@ -171,6 +171,7 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
     if seed is None:
         seed = min(collection.runs(dataset, EMBEDSEG).index, default=0)
     name = representative_image(results, dataset, seed, names)
+    log.info("%s: Fig. 1 panel of test image %s, seed %d", dataset, name, seed)
     image = display_image(read_image(data / "images" / name))
     gt = flatten_labels(read_labels(data / "masks" / name))
     lut = instance_lut()

@@ -25,6 +25,18 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
 
 
+def test_atomic_write_gives_umask_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "table.md") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o644
+
+
 def test_labels_roundtrip_uses_wide_dtype(tmp_path):
     labels = np.zeros((4, 5), dtype=np.int64)
     labels[0, 0] = 70000  # beyond uint16: must not wrap

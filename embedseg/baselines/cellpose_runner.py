@@ -28,8 +28,9 @@ import numpy as np
 
 from ..io import read_json, write_json
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from ..train import write_log
-from .common import Split, load_settings, mean_ap50, not_run_path, predict_folder, start_training, write_not_run
+from .common import (
+    Split, load_settings, mean_ap50, not_run_path, predict_folder, start_training, write_log, write_not_run,
+)
 
 SETTINGS_JSON = "cellpose.json"
 TRAINED_NAME = "cellpose"
@@ -132,4 +133,5 @@ def predict(args: argparse.Namespace) -> int:
     kwargs = {key: chosen[key] for key in ("channels", "channel_axis", "diameter", "flow_threshold", "cellprob_threshold")
               if key in chosen}
     predict_folder(args.images, args.out, settings, lambda image: model.eval(image, **kwargs)[0])
+    not_run_path(args.out).unlink(missing_ok=True)  # a marker left by an earlier offline run
     return 0

@@ -6,6 +6,7 @@ StarDist (TensorFlow, no torch) and Cellpose environments as well as in the main
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..config import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
 
 NOT_RUN = "NOT_RUN.txt"
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")  # as embedseg.train's log.csv
 
 
 @dataclass
@@ -136,6 +138,17 @@ def predict_folder(
         write_labels(out, labels)
         written.append(out)
     return written
+
+
+def write_log(path: str | os.PathLike, rows: Sequence[dict]) -> None:
+    """Per-epoch `log.csv` in EmbedSeg's columns; a value a method does not have stays empty.
+
+    (Not `embedseg.train.write_log`: that module needs torch, which the StarDist env lacks.)
+    """
+    with atomic_write(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def not_run_path(pred_dir: str | os.PathLike) -> Path:

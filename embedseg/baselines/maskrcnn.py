@@ -23,8 +23,8 @@ import torch
 
 from ..io import DataError, atomic_write
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from ..train import BASE_LR, learning_rate, write_log
-from .common import load_settings, mean_ap50, predict_folder, random_patches, start_training
+from ..train import BASE_LR, learning_rate
+from .common import load_settings, mean_ap50, predict_folder, random_patches, start_training, write_log
 
 MAX_DETECTIONS = 500  # dense DSB/Usiigaci images hold a few hundred objects (torchvision default: 100)
 MASK_THRESHOLD = 0.5

@@ -22,16 +22,20 @@ import numpy as np
 from .. import dihedral
 from ..io import DataError, write_json
 from ..runtime import peak_memory
-from ..train import write_log
-from .common import Split, load_settings, predict_folder, start_training
+from .common import Split, load_settings, predict_folder, start_training, write_log
 
 MODEL_NAME = "stardist"
 
 
-def hide_gpus_for_cpu(device: str) -> None:
-    """TensorFlow takes every visible GPU; `--device cpu` must hide them before it is imported."""
+def configure_tensorflow(device: str) -> None:
+    """`--device cpu` hides the GPUs (before TensorFlow is imported); on a GPU, memory grows as
+    needed instead of TensorFlow taking the whole card, so jobs can share it and the peak means something."""
     if device == "cpu" or (device == "auto" and os.environ.get("EMBEDSEG_DEVICE") == "cpu"):
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
 
 
 def channels_last(image: np.ndarray) -> np.ndarray:
@@ -95,7 +99,7 @@ def tensorflow_peak_memory() -> dict:
 
 
 def train(args: argparse.Namespace) -> int:
-    hide_gpus_for_cpu(args.device)
+    configure_tensorflow(args.device)
     model_dir = Path(args.out)
     settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
     import keras
@@ -127,7 +131,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    hide_gpus_for_cpu(args.device)
+    configure_tensorflow(args.device)
     settings = load_settings(args.model_dir)
     from stardist.models import StarDist2D
 

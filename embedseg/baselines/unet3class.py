@@ -23,8 +23,8 @@ from torch import nn
 
 from ..io import atomic_write
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from ..train import WEIGHT_DECAY, learning_rate, write_log
-from .common import Split, load_settings, predict_folder, random_patches, start_training
+from ..train import WEIGHT_DECAY, learning_rate
+from .common import Split, load_settings, predict_folder, random_patches, start_training, write_log
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 IGNORE = -1  # target value of padding outside the image; excluded from the loss

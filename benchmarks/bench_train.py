@@ -7,6 +7,12 @@ loss forward, backward and optimiser step, then the loss alone (forward + backwa
 prediction). The batch matches benchmarks/compare_official.py's training case: two crops with
 `--objects` discs of radius 8–20 px each. Reference: official EmbedSeg 0.2.5 takes ≈ 0.88 s per
 step on the 2-core development machine (2 threads).
+
+The network's forward and backward take about 3/4 of a step on CPU and are the same
+computation as the official network, so the step gains only what the loss saves (the loss alone
+is ≈ 1.5× faster than the official per-object loop). Timings with 2 threads are meaningful
+only on an otherwise idle machine: under contention OpenMP threads spin-wait and a step can
+take 10× longer; compare with `--threads 1` there.
 """
 
 from __future__ import annotations

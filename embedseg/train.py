@@ -231,16 +231,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("crops_dir", type=Path, help="crops folder written by `embedseg crops` (dataset.json, train/, val/)")
     parser.add_argument("--out", type=Path, required=True, help="model folder (best.pt, last.pt, log.csv, memory.json, train.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help="epochs to train (the learning rate decays over 200 whatever this is)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per mini-batch")
     parser.add_argument("--virtual-batch", type=int, default=defaults.virtual_batch,
                         help="optimiser steps every N mini-batches (gradients of N mini-batches are averaged)")
     parser.add_argument("--train-size", type=int, default=defaults.train_size, help="random crops drawn per epoch")
     parser.add_argument("--val-size", type=int, default=defaults.val_size, help="random validation crops per epoch")
-    parser.add_argument("--val-batch-size", type=int, default=defaults.val_batch_size)
+    parser.add_argument("--val-batch-size", type=int, default=defaults.val_batch_size, help="crops per validation batch")
     parser.add_argument("--variance-loss", choices=("paper", "fixed"), default=defaults.variance_loss,
                         help="paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights, crop draws, augmentation, dropout")
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=defaults.resume,

@@ -65,7 +65,7 @@ class CropDataset(Dataset):
         image = normalize(read_image(image_path), self.settings)
         image = image[None] if image.ndim == 2 else image
         masks = read_labels(mask_path)
-        masks = masks.astype(np.uint8) if self.settings.one_hot else relabel_sequential(masks)
+        masks = (masks > 0).astype(np.uint8) if self.settings.one_hot else relabel_sequential(masks)
         center = read_image(center_path) > 0
         self.check_shapes(index, image, masks, center)
         k, flip = dihedral.TRANSFORMS[transform]

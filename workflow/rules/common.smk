@@ -1,5 +1,6 @@
 # Configuration check, paths and input functions: the only Python of the workflow.
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -38,11 +39,12 @@ os.environ.update(
 
 
 wildcard_constraints:
-    ds="|".join(DATASETS),
+    ds="|".join(map(re.escape, DATASETS)),
     center="|".join(CENTERS),
     tta="tta|notta",
     seed=r"\d+",
     baseline="|".join(BASELINE_ENVS),
+    method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS)),
 
 
 def step_resources(step: str) -> dict:

@@ -61,7 +61,7 @@ def _epochs(parser: argparse.ArgumentParser, default: int) -> None:
 def _unet_train(parser: argparse.ArgumentParser) -> None:
     _epochs(parser, 200)
     parser.add_argument("--train-size", type=int, default=3000, help="random patches per epoch (EmbedSeg: crops per epoch)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="patches per step")
     parser.add_argument("--patch-size", type=int, default=None, help="square patch side; default: the data set's crop size")
     parser.add_argument("--depth", type=int, default=4, help="U-Net levels (poolings)")
     parser.add_argument("--filters", type=int, default=32, help="feature maps at the first level (doubling per level)")
@@ -75,10 +75,10 @@ def _unet_predict(parser: argparse.ArgumentParser) -> None:
 
 def _stardist_train(parser: argparse.ArgumentParser) -> None:
     _epochs(parser, 400)
-    parser.add_argument("--steps-per-epoch", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=4, help="patches per step")
     parser.add_argument("--patch-size", type=int, default=256, help="square patch side (reduced to fit small images)")
-    parser.add_argument("--rays", type=int, default=32)
+    parser.add_argument("--rays", type=int, default=32, help="star-convex polygon rays")
     parser.add_argument("--grid", type=int, default=2, help="subsampling factor of the prediction grid (both axes)")
 
 
@@ -89,9 +89,9 @@ def _stardist_predict(parser: argparse.ArgumentParser) -> None:
 
 def _cellpose_train(parser: argparse.ArgumentParser) -> None:
     _epochs(parser, 500)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step")
     parser.add_argument("--lr", type=float, default=0.005, help="learning rate (Cellpose 3 AdamW default)")
-    parser.add_argument("--weight-decay", type=float, default=1e-5)
+    parser.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
     parser.add_argument("--flow-thresholds", type=float, nargs="+", default=(0.0, 0.4, 0.8),
                         help="flow-error thresholds tried on validation (0 disables the check)")
     parser.add_argument("--cellprob-thresholds", type=float, nargs="+", default=(-2.0, 0.0, 2.0),
@@ -107,8 +107,8 @@ def _cellpose_public(parser: argparse.ArgumentParser) -> None:
 
 def _maskrcnn_train(parser: argparse.ArgumentParser) -> None:
     _epochs(parser, 100)
-    parser.add_argument("--steps-per-epoch", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=2, help="patches per step")
     parser.add_argument("--patch-size", type=int, default=512, help="square patch side (reduced to fit small images)")
     parser.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     parser.add_argument("--pretrained-backbone", action=argparse.BooleanOptionalAction, default=True,

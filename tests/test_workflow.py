@@ -68,10 +68,10 @@ def test_shipped_configs_pass_the_schema(name: str) -> None:
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
-        (lambda c: c["datasets"]["synthetic-nuclei"]["train"].update(epoch=3), "epoch"),  # typo of `epochs`
-        (lambda c: c.update(seed=[1]), "seed"),  # typo of `seeds`
-        (lambda c: c.update(seeds="nine"), "seeds"),  # wrong type
-        (lambda c: c["predict"].update(clustering="fast"), "clustering"),  # not a choice
+        (lambda c: c["datasets"]["synthetic-nuclei"]["train"].update(epoch=3), "'epoch' was unexpected"),  # typo
+        (lambda c: c.update(seed=[1]), "'seed' was unexpected"),  # typo of `seeds`
+        (lambda c: c.update(seeds="nine"), r"On instance\['seeds'\]"),  # wrong type
+        (lambda c: c["predict"].update(clustering="fast"), r"On instance\['predict'\]\['clustering'\]"),  # no choice
     ],
 )
 def test_schema_rejects_typos_and_wrong_types(edit, named: str) -> None:

@@ -113,7 +113,7 @@ def probabilities_to_instances(probs: np.ndarray, min_size: int = 37) -> np.ndar
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
-def evaluate(model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.Module,
+def validate(model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.Module,
              device: torch.device) -> tuple[float, float]:
     """Mean cross-entropy over whole validation images, and the mean over classes of the pooled IoU."""
     model.eval()
@@ -163,7 +163,7 @@ def train(args: argparse.Namespace) -> int:
             loss.backward()
             optimizer.step()
             train_loss += loss.item() / steps
-        val_loss, val_iou = evaluate(model, val_split, val_targets, loss_fn, device)
+        val_loss, val_iou = validate(model, val_split, val_targets, loss_fn, device)
         if val_iou > best_iou:
             best_iou = val_iou
             save_model(model_dir / "model.pt", model, epoch, val_iou, args)

@@ -117,14 +117,14 @@ def validate(model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.M
              device: torch.device) -> tuple[float, float]:
     """Mean cross-entropy over whole validation images, and the mean over classes of the pooled IoU."""
     model.eval()
-    losses, intersection, union = [], np.zeros(3), np.zeros(3)
+    losses, confusion = [], np.zeros((3, 3), np.int64)  # confusion[true class, predicted class]
     for image, target in zip(split.images, targets):
         logits = predict_logits(model, image, device)
         losses.append(float(loss_fn(logits[None], torch.from_numpy(target)[None].to(device))))
         predicted = logits.argmax(0).cpu().numpy()
-        for cls in range(3):
-            intersection[cls] += np.sum((predicted == cls) & (target == cls))
-            union[cls] += np.sum((predicted == cls) | (target == cls))
+        confusion += np.bincount(3 * target.ravel() + predicted.ravel(), minlength=9).reshape(3, 3)
+    intersection = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - intersection
     return float(np.mean(losses)), float(np.mean(intersection / np.maximum(union, 1)))
 
 

@@ -58,6 +58,14 @@ def _epochs(parser: argparse.ArgumentParser, default: int) -> None:
     parser.add_argument("--epochs", type=int, default=default, help="training epochs")
 
 
+def _step_budget(parser: argparse.ArgumentParser, epochs: int, batch_size: int, patch_size: int) -> None:
+    """Epochs × steps of batches of square patches (StarDist, Mask R-CNN)."""
+    _epochs(parser, epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="patches per step")
+    parser.add_argument("--patch-size", type=int, default=patch_size, help="square patch side (reduced to fit small images)")
+
+
 def _unet_train(parser: argparse.ArgumentParser) -> None:
     _epochs(parser, 200)
     parser.add_argument("--train-size", type=int, default=3000, help="random patches per epoch (EmbedSeg: crops per epoch)")
@@ -74,10 +82,7 @@ def _unet_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def _stardist_train(parser: argparse.ArgumentParser) -> None:
-    _epochs(parser, 400)
-    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
-    parser.add_argument("--batch-size", type=int, default=4, help="patches per step")
-    parser.add_argument("--patch-size", type=int, default=256, help="square patch side (reduced to fit small images)")
+    _step_budget(parser, epochs=400, batch_size=4, patch_size=256)
     parser.add_argument("--rays", type=int, default=32, help="star-convex polygon rays")
     parser.add_argument("--grid", type=int, default=2, help="subsampling factor of the prediction grid (both axes)")
 
@@ -106,10 +111,7 @@ def _cellpose_public(parser: argparse.ArgumentParser) -> None:
 
 
 def _maskrcnn_train(parser: argparse.ArgumentParser) -> None:
-    _epochs(parser, 100)
-    parser.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
-    parser.add_argument("--batch-size", type=int, default=2, help="patches per step")
-    parser.add_argument("--patch-size", type=int, default=512, help="square patch side (reduced to fit small images)")
+    _step_budget(parser, epochs=100, batch_size=2, patch_size=512)
     parser.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     parser.add_argument("--pretrained-backbone", action=argparse.BooleanOptionalAction, default=True,
                         help="start from torchvision's ImageNet ResNet-50 (downloaded by torchvision) or from scratch")

@@ -68,13 +68,13 @@ def make_crops(name: str, data_dir: Path, crops_dir: Path, crop_size: int) -> in
     from embedseg.config import DatasetSettings
     from embedseg.crops import crop_subset
 
-    n_crops = crop_subset(data_dir, "train", crops_dir, crop_size, "medoid", one_hot=False)
+    settings = DatasetSettings(name=name, normalization="absolute", normalization_factor=DATASETS[name][2],
+                               crop_size=crop_size, min_object_size=smallest_object(data_dir), center="medoid")
+    n_crops = crop_subset(data_dir, "train", crops_dir, settings)
     for folder in ("images", "masks", "centers"):
         (crops_dir / "val" / folder).mkdir(parents=True, exist_ok=True)
         for path in sorted((crops_dir / "train" / folder).glob("*.tif"))[:4]:
             (crops_dir / "val" / folder / path.name).symlink_to(path)
-    settings = DatasetSettings(name=name, normalization="absolute", normalization_factor=DATASETS[name][2],
-                               crop_size=crop_size, min_object_size=smallest_object(data_dir), center="medoid")
     settings.save(crops_dir)
     return n_crops
 

@@ -36,6 +36,10 @@ class DatasetSettings:
     val_split: str = "image"  # image: val/ folder of whole images; crop: a share of the train crops
     val_fraction: float = 0.15
     center: str | None = None  # set by `crops`: medoid | approximate-medoid | centroid
+    # Set by `crops`: the crop images are already normalised. `percentile` and `mean-std` need the
+    # statistics of the whole source image (as EmbedSeg HEAD, which normalises before cropping);
+    # `absolute` crops stay in the stored dtype (paper code v0.1) and are divided when loaded.
+    prenormalized: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

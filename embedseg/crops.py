@@ -9,7 +9,8 @@ visible part. An object's medoid depends only on which of its pixels are visible
 computed once per distinct visible part and reused across the crops of an image.
 
 Output (CROPS_DIR/{train,val}/{images,masks,centers}/<base>_<jjj>.tif): images in their stored
-dtype, masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
+dtype for `absolute` normalisation, else normalised over the whole image first (float32;
+``prenormalized`` in the settings), masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
 images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center".
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .centers import CENTER_FUNCTIONS, CENTER_TYPES
-from .config import DatasetSettings
+from .config import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_labels, write_tiff
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,12 @@ def check_pair(image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: 
         raise DataError(f"{mask_path}: mask size {masks.shape[-2:]} differs from image {image_path} {image.shape[-2:]}")
 
 
-def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, crop_size: int, kind: str,
-              one_hot: bool) -> int:
+def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: DatasetSettings) -> int:
     """Write the crops of one image into out_dir/{images,masks,centers}; returns their number."""
+    crop_size, kind, one_hot = settings.crop_size, settings.center, settings.one_hot
     image = read_image(image_path)
+    if settings.prenormalized:
+        image = normalize(image, settings)
     masks = read_labels(mask_path)
     check_pair(image, masks, one_hot, image_path, mask_path)
     height, width = masks.shape[-2:]
@@ -177,8 +180,11 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, crop_size: int, 
     return n_written
 
 
-def crop_subset(data_dir: Path, subset: str, out_dir: Path, crop_size: int, kind: str, one_hot: bool) -> int:
-    """Crop every image of data_dir/subset/images (masks of the same name in masks/)."""
+def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSettings) -> int:
+    """Crop every image of data_dir/subset/images (masks of the same name in masks/).
+
+    `settings` gives the crop size, centre type (``center``), one-hot layout and normalisation.
+    """
     image_paths = list_images(data_dir / subset / "images")
     mask_dir = data_dir / subset / "masks"
     for folder in CROP_FOLDERS:
@@ -188,7 +194,7 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, crop_size: int, kind
         mask_path = mask_dir / image_path.name
         if not mask_path.exists():
             raise DataError(f"{mask_path}: mask missing for image {image_path}; every image needs a same-named mask")
-        n_crops += crop_pair(image_path, mask_path, out_dir / subset, crop_size, kind, one_hot)
+        n_crops += crop_pair(image_path, mask_path, out_dir / subset, settings)
     return n_crops
 
 
@@ -225,13 +231,15 @@ def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center
     data_dir, crops_dir = Path(data_dir), Path(crops_dir)
     if center not in CENTER_TYPES:
         raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
+    settings = DatasetSettings.load(data_dir)
     settings = dataclasses.replace(
-        DatasetSettings.load(data_dir), center=center, **({"crop_size": crop_size} if crop_size else {})
+        settings, center=center, prenormalized=settings.normalization != "absolute",
+        **({"crop_size": crop_size} if crop_size else {}),
     )
     remove_old_crops(crops_dir)
     subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
     for subset in subsets:
-        crop_subset(data_dir, subset, crops_dir, settings.crop_size, center, settings.one_hot)
+        crop_subset(data_dir, subset, crops_dir, settings)
     if settings.val_split == "crop":
         hold_out_val_crops(crops_dir, settings.val_fraction, seed)
     settings.save(crops_dir)

@@ -62,7 +62,8 @@ class CropDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, transform = key
         image_path, mask_path, center_path = self.files[index]
-        image = normalize(read_image(image_path), self.settings)
+        image = read_image(image_path)
+        image = image.astype(np.float32) if self.settings.prenormalized else normalize(image, self.settings)
         image = image[None] if image.ndim == 2 else image
         masks = read_labels(mask_path)
         masks = (masks > 0).astype(np.uint8) if self.settings.one_hot else relabel_sequential(masks)

@@ -171,3 +171,27 @@ def test_rerun_replaces_the_crops_of_an_earlier_run(tmp_path):
     crops.make_crops(data, out, "medoid")
     assert sorted(p.name for p in (out / "train" / "masks").iterdir()) == ["img_000.tif", "img_001.tif"]
     assert not any((out / "val" / "images").iterdir())
+
+
+@pytest.mark.parametrize("normalization", ["absolute", "percentile"])
+def test_crop_images_follow_whole_image_normalisation(tmp_path, normalization):
+    """`absolute` crops keep the stored dtype; `percentile` crops use the whole image's percentiles."""
+    from embedseg.config import normalize
+    from embedseg.datasets import CropDataset
+
+    image, mask = three_objects()
+    image = image + np.arange(image.size, dtype=np.uint16).reshape(image.shape)  # a spread of values
+    data = write_dataset(tmp_path / "data", {"a": (image, mask)}, crop_size=16, normalization=normalization,
+                         normalization_factor=65535.0)
+    settings = crops.make_crops(data, tmp_path / "crops", "centroid")
+    assert settings.prenormalized == (normalization != "absolute")
+    stored = read(tmp_path / "crops" / "train" / "images" / "a_000.tif")
+    assert stored.dtype == (np.uint16 if normalization == "absolute" else np.float32)
+    # What training sees equals the whole image normalised, then cropped (EmbedSeg HEAD's order).
+    whole = normalize(image, settings)
+    loaded = CropDataset(tmp_path / "crops" / "train", settings)[(0, 0)]["image"].numpy()[0]
+    window_found = any(
+        np.array_equal(loaded, whole[top:top + 16, left:left + 16])
+        for top in range(image.shape[0] - 15) for left in range(image.shape[1] - 15)
+    )
+    assert window_found

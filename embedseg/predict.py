@@ -14,6 +14,7 @@ maps are averaged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -94,7 +95,10 @@ def _batches(items: list, size: int) -> Iterator[list]:
 def predict_tile(model: torch.nn.Module, tile: torch.Tensor, tta: bool = True,
                  batch_size: int | None = None) -> torch.Tensor:
     """Raw output (5, h, w) of one input (C, h, w) (h, w multiples of 8), TTA-averaged if `tta`;
-    `batch_size` transforms per forward pass (default: :func:`default_batch_size`)."""
+    `batch_size` transforms per forward pass (default: :func:`default_batch_size`).
+
+    The batch goes in as channels_last, which is fastest with a model in channels_last
+    (see :func:`channels_last`; :func:`predict_raw` does that); the values are the same."""
     batch_size = batch_size or default_batch_size(tile.shape[-2:], tile.device)
     transforms = dihedral.TRANSFORMS if tta else ((0, False),)
     if tile.shape[-1] == tile.shape[-2]:
@@ -105,6 +109,7 @@ def predict_tile(model: torch.nn.Module, tile: torch.Tensor, tta: bool = True,
     for group in groups:
         for batch in _batches(group, batch_size):
             inputs = torch.stack([dihedral.forward(tile, k, flip) for k, flip in batch])
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
             outputs = model(inputs)
             for output, (k, flip) in zip(outputs, batch):
                 restored = invert_components(dihedral.inverse(output, k, flip), k, flip)
@@ -117,7 +122,26 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
-@torch.inference_mode()
+@contextlib.contextmanager
+def channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model with its 4-D weights in channels_last memory format for the duration, then
+    restored to contiguous format (unless they were channels_last already).
+
+    On CPU the batch-8 TTA forward of the ERF-Net runs 1.3–1.5× faster in channels_last; outputs
+    differ by float rounding only (≤ 1.5e-7). The parameter objects stay the same (only their
+    storage is replaced, outside inference mode), so optimisers and training are unaffected.
+    """
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    if not weights or all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
 def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, tile_size: int = DEFAULT_TILE,
                 overlap: int = DEFAULT_OVERLAP, batch_size: int | None = None) -> torch.Tensor:
     """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W);
@@ -127,7 +151,15 @@ def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, til
     (a multiple of 8) overlapping by 2·`overlap` when larger, predicted (TTA: 8 transforms in
     batches of `batch_size`, default :func:`default_batch_size`), stitched and cropped back.
     When the GPU runs out of memory, it retries one transform at a time, then with halved tiles.
+    The model runs in channels_last during the call (:func:`channels_last`) and is given back as
+    it came.
     """
+    with channels_last(model), torch.inference_mode():
+        return _predict_raw(model, image, tta, tile_size, overlap, batch_size)
+
+
+def _predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool, tile_size: int, overlap: int,
+                 batch_size: int | None) -> torch.Tensor:
     if tile_size % NETWORK_MULTIPLE:
         raise ValueError(f"tile_size must be a multiple of {NETWORK_MULTIPLE}, got {tile_size}")
     image = np.asarray(image, dtype=np.float32)

@@ -161,3 +161,22 @@ def test_out_of_memory_falls_back_to_single_transforms_then_smaller_tiles(monkey
     assert limited.calls[-1] == (1, 1, 32, 32)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         predict.predict_raw(MemoryLimitedToy(max_pixels=100), image, tta=False, tile_size=64)
+
+
+def test_predict_raw_gives_the_model_back_as_it_came_and_trainable():
+    from embedseg.models import BranchedERFNet
+
+    torch.manual_seed(0)
+    model = BranchedERFNet(in_channels=1).eval()
+    params = list(model.parameters())
+    image = np.random.default_rng(4).random((32, 40)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(image)[None, None])[0]
+    raw = predict.predict_raw(model, image, tta=False)
+    torch.testing.assert_close(raw, reference, rtol=0, atol=1e-5)
+    assert list(model.parameters()) == params  # same Parameter objects (optimisers keep working)
+    for p in model.parameters():
+        assert p.is_contiguous() and not p.is_inference()
+    model.train()
+    model(torch.from_numpy(image)[None, None]).sum().backward()  # still trainable after predicting
+    assert any(p.grad is not None for p in model.parameters())

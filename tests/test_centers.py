@@ -132,3 +132,27 @@ def test_medoid_of_real_cells_matches_exact_sums(shared_data):
         coords = np.argwhere(labels == label_id)
         exact = coords[np.argmin(centers.distance_sums(coords))]
         assert centers.medoid(coords) == tuple(exact)
+
+
+def sequential_column_sums(coords: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Per column, float64 distances added one row after another (the official C-order sum)."""
+    points = coords.astype(np.float64)
+    distances = cdist(points, points[columns])
+    sums = np.zeros(len(columns))
+    for row in distances:
+        sums += row
+    return sums
+
+
+@pytest.mark.parametrize("columns", [None, [7], [3, 11], [0, 5, 9, 2]], ids=["all", "one", "two", "four"])
+@pytest.mark.parametrize("block_elements", [None, 1])
+def test_distance_sums_are_sequential_column_sums_bit_for_bit(columns, block_elements):
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        mask = rng.random(tuple(rng.integers(5, 30, 2))) < 0.7
+        mask[:3, :4] = True
+        coords = np.argwhere(mask)
+        cols = np.arange(len(coords)) if columns is None else np.asarray(columns)
+        options = {} if block_elements is None else {"block_elements": block_elements}
+        np.testing.assert_array_equal(centers.distance_sums(coords, cols, **options),
+                                      sequential_column_sums(coords, cols))

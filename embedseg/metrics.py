@@ -9,7 +9,8 @@ BBBC010's ground truth has overlapping objects, stored as a (K, H, W) stack; its
 (:func:`match_one_hot`) counts a GT object as TP when any prediction reaches IoU ≥ τ with it, and
 a prediction as FP when no GT object does (EmbedSeg's ``obtain_APdsb_one_hot``).
 
-The overlap table is built once per image by one ``bincount`` and reused for every τ.
+The overlap table is built once per image by one ``bincount`` and reused for every τ; the
+Hungarian step runs only for a τ where the pairs with IoU ≥ τ do not already form a matching.
 """
 
 from __future__ import annotations
@@ -37,12 +38,33 @@ class MatchCounts:
         return np.where(self.tp > 0, self.tp / np.maximum(total, 1), 0.0)
 
 
-def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Ids mapped to 1..n in ascending order (0 stays background); returns (labels, n)."""
-    from skimage.segmentation import relabel_sequential
+# Above this many ids per pixel, relabel by sorting (np.unique) instead of a lookup table.
+MAX_IDS_PER_PIXEL = 4
 
-    relabelled = relabel_sequential(np.asarray(labels))[0]
-    return relabelled, int(relabelled.max()) if relabelled.size else 0
+
+def relabel(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Ids mapped to 1..n in ascending order (0 stays background); returns (labels, n).
+
+    One ``bincount`` over the raw ids finds the ids present, and a lookup table maps them (no
+    sort); ids far above the pixel count (> MAX_IDS_PER_PIXEL · size) go through ``np.unique``
+    instead. Same ids as skimage's ``relabel_sequential`` (which still handles empty, non-integer
+    and negative input: it raises for the last two), as int64.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.size == 0 or labels.min() < 0:
+        from skimage.segmentation import relabel_sequential  # raises for non-integer/negative ids
+
+        relabelled = relabel_sequential(labels)[0]
+        return relabelled, int(relabelled.max()) if relabelled.size else 0
+    if int(labels.max()) > MAX_IDS_PER_PIXEL * labels.size:
+        ids, inverse = np.unique(labels, return_inverse=True)
+        if ids[0] != 0:  # no background: ids start at 1
+            inverse = inverse + 1
+        return inverse.reshape(labels.shape).astype(np.int64, copy=False), int(np.count_nonzero(ids))
+    present = np.bincount(labels.ravel().astype(np.intp, copy=False), minlength=1) > 0
+    present[0] = False
+    lookup = np.cumsum(present)  # int64; background 0 → 0, k-th smallest id → k
+    return lookup[labels], int(lookup[-1])
 
 
 def label_overlap(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -51,6 +73,27 @@ def label_overlap(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     n_true, n_pred = int(true.max(initial=0)), int(pred.max(initial=0))
     pair_index = true.ravel().astype(np.int64) * (n_pred + 1) + pred.ravel()
     return np.bincount(pair_index, minlength=(n_true + 1) * (n_pred + 1)).reshape(n_true + 1, n_pred + 1)
+
+
+def overlap_table(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """:func:`label_overlap` of the relabelled images, for label images with any ids.
+
+    When the raw ids are small enough (table of at most MAX_IDS_PER_PIXEL · size entries), one
+    ``bincount`` over the raw id pairs, then the rows/columns of absent ids dropped (row/column 0
+    kept); ids keep their order, so this is the table of the relabelled images, entry for entry.
+    """
+    true, pred = np.asarray(true), np.asarray(pred)
+    if true.dtype.kind in "iu" and pred.dtype.kind in "iu" and true.size and true.min() >= 0 and pred.min() >= 0:
+        rows, cols = int(true.max()) + 1, int(pred.max()) + 1
+        if rows * cols <= MAX_IDS_PER_PIXEL * true.size:
+            pair_index = true.ravel().astype(np.intp)
+            pair_index *= cols
+            pair_index += pred.ravel()
+            table = np.bincount(pair_index, minlength=rows * cols).reshape(rows, cols)
+            present_rows, present_cols = table.any(axis=1), table.any(axis=0)
+            present_rows[0] = present_cols[0] = True
+            return table[np.flatnonzero(present_rows)][:, np.flatnonzero(present_cols)]
+    return label_overlap(relabel(true)[0], relabel(pred)[0])
 
 
 def iou_from_intersection(intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray) -> np.ndarray:
@@ -68,9 +111,16 @@ def true_positives(iou: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.n
         return np.zeros(len(thresholds), dtype=np.int64)
     tp = []
     for tau in thresholds:
+        hits = iou >= tau
+        if hits.sum(axis=0).max() <= 1 and hits.sum(axis=1).max() <= 1:
+            # The pairs with IoU ≥ τ already form a matching, so the best matching holds all
+            # of them (what the Hungarian cost below maximises first). Always the case for
+            # τ > 0.5, where an object can overlap at most one other one with IoU ≥ τ.
+            tp.append(int(np.count_nonzero(hits)))
+            continue
         # The indicator term dominates (Σ IoU/(2·n_matched) < 1): maximise the number of pairs
         # with IoU ≥ τ first, then their IoU.
-        cost = -(iou >= tau).astype(np.float64) - iou / (2 * n_matched)
+        cost = -hits.astype(np.float64) - iou / (2 * n_matched)
         rows, cols = linear_sum_assignment(cost)
         tp.append(np.count_nonzero(iou[rows, cols] >= tau))
     return np.asarray(tp, dtype=np.int64)
@@ -80,9 +130,8 @@ def match_labels(true: np.ndarray, pred: np.ndarray, thresholds: np.ndarray = TH
     """Match two label images (H, W) (any ids, 0 = background) at every threshold."""
     if true.shape != pred.shape:
         raise ValueError(f"label images differ in shape: {true.shape} vs {pred.shape}")
-    true, n_true = relabel(true)
-    pred, n_pred = relabel(pred)
-    overlap = label_overlap(true, pred)
+    overlap = overlap_table(true, pred)
+    n_true, n_pred = overlap.shape[0] - 1, overlap.shape[1] - 1
     iou = iou_from_intersection(overlap[1:, 1:], overlap[1:, :].sum(axis=1), overlap[:, 1:].sum(axis=0))
     tp = true_positives(iou, thresholds)
     return MatchCounts(np.asarray(thresholds), tp, n_pred - tp, n_true - tp)

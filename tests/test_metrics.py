@@ -105,3 +105,69 @@ def test_one_hot_counts_overlapping_objects():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         metrics.match_labels(np.zeros((4, 4), int), np.zeros((4, 5), int))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.uint32, np.int64, np.uint64])
+def test_relabel_equals_skimage_relabel_sequential(dtype):
+    from skimage.segmentation import relabel_sequential
+
+    rng = np.random.default_rng(7)
+    high = min(np.iinfo(dtype).max, 10**9)
+    cases = [
+        random_labels(rng, 12).astype(dtype) if high >= 60000 else rng.integers(0, 40, (24, 24)).astype(dtype),
+        rng.integers(1, min(high, 50), (9, 13)).astype(dtype),  # no background
+        np.zeros((5, 6), dtype),
+        np.array([[0, high], [high, 3]], dtype),  # ids far above the pixel count: np.unique path
+        np.array([[high, 2], [2, high]], dtype),  # ... without background
+    ]
+    for labels in cases:
+        expected = relabel_sequential(labels)[0]
+        relabelled, n = metrics.relabel(labels)
+        np.testing.assert_array_equal(relabelled, expected)
+        assert n == (int(expected.max()) if expected.size else 0)
+
+
+def hungarian_true_positives(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """TP per τ always through linear_sum_assignment (the cost of StarDist's `matching`)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n_matched = min(iou.shape)
+    tp = []
+    for tau in thresholds:
+        rows, cols = linear_sum_assignment(-(iou >= tau).astype(np.float64) - iou / (2 * n_matched))
+        tp.append(np.count_nonzero(iou[rows, cols] >= tau))
+    return np.asarray(tp)
+
+
+def test_true_positives_shortcut_equals_the_hungarian_matching():
+    rng = np.random.default_rng(8)
+    thresholds = np.concatenate([metrics.THRESHOLDS, [0.2, 0.35]])
+    for _ in range(200):
+        shape = tuple(rng.integers(1, 8, 2))
+        iou = np.where(rng.random(shape) < 0.4, rng.random(shape), 0.0)
+        iou[rng.random(shape) < 0.2] = 0.5  # exact boundary values, several per row/column
+        np.testing.assert_array_equal(metrics.true_positives(iou, thresholds),
+                                      hungarian_true_positives(iou, thresholds))
+    # A GT object split into equal halves: IoU exactly 0.5 with both, and one pred covering two
+    # GT halves; at τ = 0.5 a row and a column have two pairs each, so the Hungarian step decides.
+    true = np.array([[1, 1, 2, 2]])
+    pred = np.array([[3, 3, 3, 3]])
+    assert metrics.match_labels(true, pred, np.array([0.5])).tp.tolist() == [1]
+    true = np.array([[1, 1, 1, 1, 2, 2, 2, 2]])
+    pred = np.array([[3, 3, 4, 4, 5, 5, 5, 5]])
+    assert metrics.match_labels(true, pred, np.array([0.5, 0.55])).tp.tolist() == [2, 1]
+
+
+def test_overlap_table_of_raw_ids_equals_the_relabelled_one():
+    from skimage.segmentation import relabel_sequential
+
+    rng = np.random.default_rng(9)
+    for n_objects, high in [(6, 30), (12, 200), (8, 60000)]:  # direct bincount, and the relabel path
+        true = random_labels(rng, n_objects) % high
+        pred = random_labels(rng, n_objects) % high
+        pred[:2] = high - 1  # an id present in one image only
+        expected = metrics.label_overlap(relabel_sequential(true)[0], relabel_sequential(pred)[0])
+        np.testing.assert_array_equal(metrics.overlap_table(true, pred), expected)
+    full = np.arange(1, 17, dtype=np.uint8).reshape(4, 4)  # no background in either image
+    np.testing.assert_array_equal(metrics.overlap_table(full, full[::-1]),
+                                  metrics.label_overlap(full, relabel_sequential(full[::-1])[0]))

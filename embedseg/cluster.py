@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .embedding import GRID_SPACING, SIGMA_SCALE, spatial_embedding
+from .embedding import GRID_SPACING, SIGMA_SCALE
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
@@ -140,7 +140,8 @@ def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: tor
     count = 1
     for batch in seed_batches(seeds.cpu().numpy(), unclustered, params.seed_thresh):
         if cells is None:  # cells about as large as the boxes of the strongest seeds
-            typical = np.median([_box_radii(sigma) for sigma in sigma_np[:, batch[:1000]].T.tolist()])
+            # (the radius falls with σ, so this is about the median radius; any size is correct)
+            typical = _box_radii([float(np.median(sigma_np[:, batch[:1000]]))])[0]
             cells = EmbeddingCells(embeddings_np, cell=float(np.clip(typical, 1e-6, 4.0)))
         position = 0
         while n_unclustered > params.min_unclustered_sum:
@@ -201,6 +202,24 @@ def single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-major indices (K,) of the pixels with sigmoid(seed logit) > `fg_thresh`, and their
+    seed scores (K,), from logits (H, W).
+
+    The sigmoid runs only on pixels whose logit is within 1 of the threshold's logit or above
+    (a superset, since the sigmoid is monotone), not on the whole image; the test itself is the
+    exact float comparison on the sigmoid.
+    """
+    logits = seed_logits.flatten()
+    if 0.0 < fg_thresh < 1.0:
+        candidates = torch.nonzero(logits > math.log(fg_thresh / (1.0 - fg_thresh)) - 1.0).squeeze(1)
+    else:
+        candidates = torch.arange(logits.numel(), device=logits.device)
+    seeds = torch.sigmoid(logits[candidates])
+    keep = seeds > fg_thresh
+    return candidates[keep], seeds[keep]
+
+
 @single_torch_thread()
 def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(),
             spacing: float = GRID_SPACING) -> np.ndarray:
@@ -211,12 +230,13 @@ def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(),
     :func:`single_torch_thread`).
     """
     height, width = raw.shape[-2:]
-    seeds = torch.sigmoid(raw[4]).flatten()
-    foreground = torch.nonzero(seeds > params.fg_thresh).squeeze(1)
+    foreground, seeds = foreground_pixels(raw[4], params.fg_thresh)
     labels = np.zeros(height * width, dtype=np.int64)
     if foreground.numel() > params.min_mask_sum:
-        embeddings = spatial_embedding(raw[0:2], spacing).flatten(1)[:, foreground]
+        rows, columns = foreground // width, foreground % width
+        grid = torch.stack((columns, rows)).to(raw.dtype) * spacing  # as coordinate_grid computes it
+        embeddings = torch.tanh(raw[0:2].flatten(1)[:, foreground]) + grid
         sigma_raw = raw[2:4].flatten(1)[:, foreground]
-        labels[foreground.cpu().numpy()] = greedy_cluster(embeddings, sigma_raw, seeds[foreground], params)
+        labels[foreground.cpu().numpy()] = greedy_cluster(embeddings, sigma_raw, seeds, params)
     labels = labels.reshape(height, width)
     return labels.astype(label_dtype(int(labels.max())))

@@ -139,13 +139,16 @@ def official_train_and_predict(packed: Path, out: Path, steps: int, min_object_s
         optimiser.step()
 
     model.eval()
-    cluster = Cluster(1024, 1024, 1, 1, "cpu")
     labels = {}
     with torch.no_grad():
         for i, name in enumerate(data["test_names"]):
             image = data[f"test_{i}"]
             padded, window = reflect_pad_8(image)
             raw = apply_tta_2d(torch.from_numpy(padded)[None, None], model)[0]
+            # Its grid is 1024²; larger images get its `expand_grid` rule (test.py): a square
+            # grid of the image's size with the pixel size scaled by size / 1024.
+            size = max(1024, *padded.shape)
+            cluster = Cluster(size, size, size / 1024, size / 1024, "cpu")
             instance = cluster.cluster(raw, n_sigma=2, seed_thresh=0.9, fg_thresh=0.5, min_mask_sum=0,
                                        min_unclustered_sum=0, min_object_size=min_object_size)
             labels[str(name)] = instance.numpy()[window].astype(np.int32)

@@ -47,7 +47,7 @@ venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
 venv-maskrcnn: .venv-maskrcnn/.installed
 
-test: venv venv-official venv-stardist venv-cellpose
+test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn
 	$(BIN)/python -m pytest
 
 test-fast: venv

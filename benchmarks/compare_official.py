@@ -248,13 +248,16 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
         image, instances, centres = (torch.from_numpy(inputs[k]) for k in
                                      ("train_image", "train_instances", "train_centres"))
         torch.manual_seed(1)  # the same Dropout2d masks in A and B (same layer order)
+        parameters = [p for _, p in sorted(model.named_parameters(), key=lambda item: item[0])]
 
-        def step() -> float:
+        def step() -> np.ndarray:
+            """The loss, then the gradient norm of every parameter (by name; 0 if unused)."""
             optimiser.zero_grad()
             loss = loss_fn(model(image), instances, centres)
             loss.backward()
+            norms = [0.0 if p.grad is None else float(p.grad.norm()) for p in parameters]
             optimiser.step()
-            return loss.item()
+            return np.array([loss.item(), *norms])
         return step
     if case in ("forward", "tta"):
         model = peer.model(folder).eval()
@@ -352,8 +355,12 @@ def equivalence(folder: Path, cases: list[str]) -> list[tuple[str, bool, str]]:
         a = np.load(folder / f"output-official-{case}.npy")
         b = np.load(folder / f"output-ours-{case}.npy")
         if case == "train_step":
-            error = abs(float(a) - float(b)) / abs(float(a))
-            checks.append(("train_step: loss of the first step", error < 1e-5, f"A {float(a):.6f} B {float(b):.6f}"))
+            loss_error = abs(a[0] - b[0]) / abs(a[0])
+            gradient_error = float(np.max(np.abs(a[1:] - b[1:]) / np.maximum(np.abs(a[1:]), 1e-12)))
+            detail = (f"loss A {a[0]:.6f} B {b[0]:.6f}; gradient norms of {np.count_nonzero(a[1:])} parameter "
+                      f"tensors: max relative difference {gradient_error:.1e}")
+            checks.append(("train_step: first step's loss and gradients", loss_error < 1e-5 and gradient_error < 1e-4,
+                           detail))
         elif case in ("forward", "tta"):
             error = float(np.abs(a - b).max())
             checks.append((f"{case}: raw output, same weights", error < 1e-4, f"max |A-B| = {error:.2e}"))

@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .embedding import GRID_SPACING, SIGMA_SCALE
+from .embedding import GRID_SPACING, SIGMA_SCALE, spatial_embedding_at
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
@@ -233,9 +233,7 @@ def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(),
     foreground, seeds = foreground_pixels(raw[4], params.fg_thresh)
     labels = np.zeros(height * width, dtype=np.int64)
     if foreground.numel() > params.min_mask_sum:
-        rows, columns = foreground // width, foreground % width
-        grid = torch.stack((columns, rows)).to(raw.dtype) * spacing  # as coordinate_grid computes it
-        embeddings = torch.tanh(raw[0:2].flatten(1)[:, foreground]) + grid
+        embeddings = spatial_embedding_at(raw[0:2], foreground, spacing)
         sigma_raw = raw[2:4].flatten(1)[:, foreground]
         labels[foreground.cpu().numpy()] = greedy_cluster(embeddings, sigma_raw, seeds, params)
     labels = labels.reshape(height, width)

@@ -35,6 +35,15 @@ def spatial_embedding(offsets_raw: torch.Tensor, spacing: float = GRID_SPACING) 
     return torch.tanh(offsets_raw) + grid
 
 
+def spatial_embedding_at(offsets_raw: torch.Tensor, pixels: torch.Tensor, spacing: float = GRID_SPACING) -> torch.Tensor:
+    """Embeddings (2, K) of the pixels with row-major indices `pixels` (K,) of raw offsets
+    (2, H, W): the same values as ``spatial_embedding(offsets_raw).flatten(1)[:, pixels]``,
+    computed for those pixels only."""
+    width = offsets_raw.shape[-1]
+    grid = torch.stack((pixels % width, pixels // width)).to(offsets_raw.dtype) * spacing
+    return torch.tanh(offsets_raw.flatten(1)[:, pixels]) + grid
+
+
 def bandwidth(sigma_raw: torch.Tensor) -> torch.Tensor:
     """``s = exp(10·σ_raw)`` — plays the role of 1/(2σ²) (Neven et al., issue #4)."""
     return torch.exp(SIGMA_SCALE * sigma_raw)

@@ -173,3 +173,12 @@ def test_cuda_gives_the_cpu_labels():
     raw = synthetic_raw(truth, noise=1.0)
     params = cluster.preset("current", 5)
     np.testing.assert_array_equal(cluster.cluster(raw.cuda(), params), cluster.cluster(raw, params))
+
+
+def test_embedding_of_selected_pixels_equals_the_full_embedding() -> None:
+    """Clustering embeds only foreground pixels; the values must be those of the whole image."""
+    from embedseg.embedding import spatial_embedding, spatial_embedding_at
+
+    offsets = torch.randn(2, 37, 53, generator=torch.Generator().manual_seed(0))
+    pixels = torch.randperm(37 * 53, generator=torch.Generator().manual_seed(1))[:500]
+    assert torch.equal(spatial_embedding_at(offsets, pixels), spatial_embedding(offsets).flatten(1)[:, pixels])

@@ -225,32 +225,46 @@ def merge_and_split(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     return pred
 
 
-def test_every_score_equals_stardist_matching_on_random_label_images(tmp_path):
-    if not STARDIST_PYTHON.exists():
-        pytest.skip(f"{STARDIST_PYTHON} missing: build it with `make venv-stardist`")
-    rng = np.random.default_rng(11)
+def random_pairs(rng: np.random.Generator, n: int, shape=(40, 40)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(GT, prediction) label images: merged/split, unrelated and jittered predictions in turn."""
     pairs = []
-    for i in range(24):
-        true = random_labels(rng, int(rng.integers(0, 14)), shape=(40, 40))
-        pred = (merge_and_split(rng, true), random_labels(rng, int(rng.integers(0, 10)), shape=(40, 40)),
+    for i in range(n):
+        true = random_labels(rng, int(rng.integers(0, 14)), shape=shape)
+        pred = (merge_and_split(rng, true), random_labels(rng, int(rng.integers(0, 10)), shape=shape),
                 jitter(rng, true))[i % 3]
         pairs.append((true, pred))
-    np.savez(tmp_path / "pairs.npz", **{f"{kind}{i}": a for i, pair in enumerate(pairs) for kind, a in zip(("true", "pred"), pair)})
+    return pairs
+
+
+# Our score column -> StarDist's field of the same quantity.
+STARDIST_NAMES = {"tp": "tp", "fp": "fp", "fn": "fn", "precision": "precision", "recall": "recall", "ap": "accuracy",
+                  "f1": "f1", "rq": "f1", "mean_matched_iou": "mean_matched_score", "sq": "mean_matched_score",
+                  "pq": "panoptic_quality"}
+
+
+def stardist_reference(pairs: list[tuple[np.ndarray, np.ndarray]], taus: np.ndarray, folder: Path) -> list[dict[str, np.ndarray]]:
+    """Per pair, StarDist's scores per τ (our column names), computed in .venv-stardist."""
+    if not STARDIST_PYTHON.exists():
+        pytest.skip(f"{STARDIST_PYTHON} missing: build it with `make venv-stardist`")
+    arrays = {f"{kind}{i}": a for i, pair in enumerate(pairs) for kind, a in zip(("true", "pred"), pair)}
+    np.savez(folder / "pairs.npz", **arrays)
+    done = subprocess.run([str(STARDIST_PYTHON), "-c", STARDIST_SCRIPT, str(folder / "pairs.npz"), ",".join(map(str, taus))],
+                          capture_output=True, text=True, check=True)
+    return [{ours: np.array([s[theirs] for s in stats]) for ours, theirs in STARDIST_NAMES.items()}
+            for stats in json.loads(done.stdout)]
+
+
+def test_every_score_equals_stardist_matching_on_random_label_images(tmp_path):
+    pairs = random_pairs(np.random.default_rng(11), 24)
     taus = metrics.EVALUATION_THRESHOLDS
-    done = subprocess.run([str(STARDIST_PYTHON), "-c", STARDIST_SCRIPT, str(tmp_path / "pairs.npz"),
-                           ",".join(map(str, taus))], capture_output=True, text=True, check=True)
-    reference = json.loads(done.stdout)
-    names = {"tp": "tp", "fp": "fp", "fn": "fn", "precision": "precision", "recall": "recall", "ap": "accuracy",
-             "f1": "f1", "rq": "f1", "mean_matched_iou": "mean_matched_score", "sq": "mean_matched_score",
-             "pq": "panoptic_quality"}
-    compared_low_tau_conflicts = 0
-    for (true, pred), theirs in zip(pairs, reference):
-        ours = metrics.match_labels(true, pred, taus).scores()
-        for column, key in names.items():
-            np.testing.assert_allclose(ours[column], [s[key] for s in theirs], rtol=1e-6, atol=1e-9, err_msg=column)
-        iou = metrics.match_labels(true, pred, taus).iou
-        compared_low_tau_conflicts += int(((iou >= 0.1).sum(axis=0) > 1).any())
-    assert compared_low_tau_conflicts >= 3  # the Hungarian step was really exercised
+    conflicts = 0
+    for (true, pred), theirs in zip(pairs, stardist_reference(pairs, taus, tmp_path)):
+        counts = metrics.match_labels(true, pred, taus)
+        ours = counts.scores()
+        for column, expected in theirs.items():
+            np.testing.assert_allclose(ours[column], expected, rtol=1e-6, atol=1e-9, err_msg=column)
+        conflicts += int(((counts.iou >= 0.1).sum(axis=0) > 1).any())
+    assert conflicts >= 3  # the Hungarian step was really exercised
 
 
 def test_hand_made_scores_pq_and_seg():

@@ -21,8 +21,10 @@ from tqdm import tqdm
 from .io import DataError, atomic_write, list_images, read_labels
 from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 
-COLUMNS = ["image", "tau", "tp", "fp", "fn", "ap", "precision", "recall", "f1", "mean_matched_iou", "sq", "rq", "pq",
-           "seg"]
+COLUMNS = [
+    "image", "tau", "tp", "fp", "fn", "ap",
+    "precision", "recall", "f1", "mean_matched_iou", "sq", "rq", "pq", "seg",
+]
 OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
 
@@ -41,8 +43,9 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
     return [(gt[name], pred[name]) for name in sorted(gt)]
 
 
-def score_pair(gt_path: Path, pred_path: Path, one_hot: str = "auto", thresholds: np.ndarray = EVALUATION_THRESHOLDS,
-               ignore_label: int | None = None, exclude_border: bool = False) -> MatchCounts:
+def score_pair(gt_path: Path, pred_path: Path, one_hot: str = "auto",
+               thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
+               exclude_border: bool = False) -> MatchCounts:
     """Matching of one image. one_hot: auto (a (K, H, W) GT is a stack of overlapping objects),
     yes (GT must be such a stack) or no (GT must be a label image (H, W))."""
     gt, pred = read_labels(gt_path), read_labels(pred_path)
@@ -74,19 +77,24 @@ def object_rows(counts: MatchCounts, tau: float) -> pd.DataFrame:
     match = counts.match[t]
     pred_col = np.where(match >= 0, match, iou[:n_true].argmax(axis=1))
     gt_iou = iou[np.arange(n_true), pred_col]
-    gt_rows = pd.DataFrame({"gt_id": true_ids[:n_true], "pred_id": np.where(gt_iou > 0, pred_ids[pred_col], 0),
-                            "iou": gt_iou, "status": np.where(match >= 0, "matched", "missed")})
+    gt_rows = pd.DataFrame({
+        "gt_id": true_ids[:n_true], "pred_id": np.where(gt_iou > 0, pred_ids[pred_col], 0),
+        "iou": gt_iou, "status": np.where(match >= 0, "matched", "missed"),
+    })
     unmatched = np.flatnonzero(~counts.pred_matched[t])
     true_row = iou[:, unmatched].argmax(axis=0)
     fp_iou = iou[true_row, unmatched]
-    fp_rows = pd.DataFrame({"gt_id": np.where(fp_iou > 0, true_ids[true_row], 0), "pred_id": pred_ids[unmatched],
-                            "iou": fp_iou, "status": "false positive"})
+    fp_rows = pd.DataFrame({
+        "gt_id": np.where(fp_iou > 0, true_ids[true_row], 0), "pred_id": pred_ids[unmatched],
+        "iou": fp_iou, "status": "false positive",
+    })
     return pd.concat([gt_rows, fp_rows], ignore_index=True).assign(tau=counts.thresholds[t])
 
 
 def score_folders(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, one_hot: str = "auto",
                   thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
-                  exclude_border: bool = False, objects_tau: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  exclude_border: bool = False,
+                  objects_tau: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores table with COLUMNS (one row per image and threshold) and the per-object table
     with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`)."""
     if not np.isclose(thresholds, objects_tau).any():
@@ -97,7 +105,8 @@ def score_folders(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, one_ho
         counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
         tables.append(pd.DataFrame({"image": gt_path.name, "tau": counts.thresholds, **counts.scores()}))
         objects.append(object_rows(counts, objects_tau).assign(image=gt_path.name))
-    return pd.concat(tables, ignore_index=True)[COLUMNS], pd.concat(objects, ignore_index=True)[OBJECT_COLUMNS]
+    scores, per_object = pd.concat(tables, ignore_index=True), pd.concat(objects, ignore_index=True)
+    return scores[COLUMNS], per_object[OBJECT_COLUMNS]
 
 
 def write_scores(path: str | os.PathLike, scores: pd.DataFrame) -> None:
@@ -112,10 +121,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--one-hot", choices=("auto", "yes", "no"), default="auto",
                         help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape")
     parser.add_argument("--objects", metavar="CSV",
-                        help=f"also write one row per GT object and unmatched prediction ({','.join(OBJECT_COLUMNS)})")
-    parser.add_argument("--objects-tau", type=float, default=0.5, metavar="TAU", help="IoU threshold of --objects")
+                        help="also write one row per GT object and unmatched prediction "
+                        f"({','.join(OBJECT_COLUMNS)})")
+    parser.add_argument("--objects-tau", type=float, default=0.5, metavar="TAU",
+                        help="IoU threshold of --objects")
     parser.add_argument("--ignore-label", type=int, metavar="ID",
-                        help="GT label whose pixels are not scored (removed from GT and prediction); default: none")
+                        help="GT label whose pixels are not scored (removed from GT and prediction); "
+                        "default: none")
     parser.add_argument("--exclude-border", action="store_true",
                         help="drop objects touching the image border from GT and prediction before matching")
 
@@ -128,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         write_scores(args.objects, objects)
     means = scores.groupby("tau")[["ap", "f1", "pq"]].mean()
     n_images = scores["image"].nunique()
-    print(f"mean over {n_images} images (AP_dsb, F1, PQ); SEG {scores.groupby('image')['seg'].first().mean():.4f}:")
+    seg = scores.groupby("image")["seg"].first().mean()
+    print(f"mean over {n_images} images (AP_dsb, F1, PQ); SEG {seg:.4f}:")
     for tau, row in means.iterrows():
         print(f"  tau {tau:.2f}: {row['ap']:.4f}  f1 {row['f1']:.4f}  pq {row['pq']:.4f}")
     return 0

@@ -42,8 +42,12 @@ EVALUATION_THRESHOLDS = np.round(np.arange(0.10, 0.90 + 1e-9, 0.05), 2)  # what 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 0 where the denominator is 0 (StarDist's ``_safe_divide``)."""
     numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape),
-                     where=denominator > 0)
+    return np.divide(
+        numerator,
+        denominator,
+        out=np.zeros(np.broadcast(numerator, denominator).shape),
+        where=denominator > 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,19 @@ class MatchCounts:
     """The matching of one image at every threshold, and the scores derived from it.
 
     true_ids, pred_ids: the objects' ids in the input (one-hot GT: slice index + 1);
-    iou: (n_true, n_pred); match: (T, n_true) column of the matched prediction, −1 if none;
-    pred_matched: (T, n_pred) whether a prediction is a TP; seg_iou: (n_true,) SEG per GT object.
+    intersection (pixels) and iou: (n_true, n_pred); true_sizes: (n_true,) pixels per GT object;
+    match: (T, n_true) column of the matched prediction, −1 if none; pred_matched: (T, n_pred)
+    whether a prediction is a TP.
     """
 
     thresholds: np.ndarray
     true_ids: np.ndarray
     pred_ids: np.ndarray
+    intersection: np.ndarray
+    true_sizes: np.ndarray
     iou: np.ndarray
     match: np.ndarray
     pred_matched: np.ndarray
-    seg_iou: np.ndarray
 
     @property
     def tp(self) -> np.ndarray:
@@ -111,17 +117,32 @@ class MatchCounts:
         return self.mean_matched_iou * self.f1
 
     @property
+    def seg_iou(self) -> np.ndarray:
+        """(n_true,) SEG of each GT object: the IoU with the prediction covering more than half
+        of it (at most one can), else 0."""
+        covering = 2 * self.intersection > self.true_sizes[:, None]
+        return np.where(covering, self.iou, 0.0).max(axis=1, initial=0.0)
+
+    @property
     def seg(self) -> float:
         """The Cell Tracking Challenge SEG score of the image (0 without GT objects)."""
-        return float(self.seg_iou.mean()) if len(self.seg_iou) else 0.0
+        return float(self.seg_iou.mean()) if len(self.true_ids) else 0.0
 
     def scores(self) -> dict[str, np.ndarray]:
         """Every per-τ score, each of shape (T,), under the column names of `embedseg evaluate`."""
         sq, rq = self.mean_matched_iou, self.f1
         return {
-            "tp": self.tp, "fp": self.fp, "fn": self.fn, "ap": self.ap,
-            "precision": self.precision, "recall": self.recall, "f1": rq,
-            "mean_matched_iou": sq, "sq": sq, "rq": rq, "pq": sq * rq,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "ap": self.ap,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": rq,
+            "mean_matched_iou": sq,
+            "sq": sq,
+            "rq": rq,
+            "pq": sq * rq,
             "seg": np.full(len(self.thresholds), self.seg),
         }
 
@@ -178,7 +199,13 @@ def overlap_with_ids(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np
     kept); ids keep their order, so this is the table of the relabelled images, entry for entry.
     """
     true, pred = np.asarray(true), np.asarray(pred)
-    if true.dtype.kind in "iu" and pred.dtype.kind in "iu" and true.size and true.min() >= 0 and pred.min() >= 0:
+    if (
+        true.dtype.kind in "iu"
+        and pred.dtype.kind in "iu"
+        and true.size
+        and true.min() >= 0
+        and pred.min() >= 0
+    ):
         rows, cols = int(true.max()) + 1, int(pred.max()) + 1
         if rows * cols <= MAX_IDS_PER_PIXEL * true.size:
             pair_index = true.ravel().astype(np.intp)
@@ -198,7 +225,9 @@ def overlap_table(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return overlap_with_ids(true, pred)[0]
 
 
-def iou_from_intersection(intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray) -> np.ndarray:
+def iou_from_intersection(
+    intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray
+) -> np.ndarray:
     """IoU (n_true, n_pred) from intersections (n_true, n_pred) and object sizes (n_true,), (n_pred,)."""
     union = true_sizes[:, None] + pred_sizes[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros(intersection.shape), where=union > 0)
@@ -239,12 +268,13 @@ def assign(iou: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
             match[t, rows] = cols
             continue
         if groups is None:
-            groups = overlap_groups(iou)
-        conflicted = np.zeros(int(max(groups[0].max(initial=-1), groups[1].max(initial=-1))) + 1, dtype=bool)
-        conflicted[groups[0][crowded_rows]] = conflicted[groups[1][crowded_cols]] = True
-        easy = ~conflicted[groups[0][rows]]
+            true_group, pred_group = groups = overlap_groups(iou)
+        conflicted = np.zeros(n_true + n_pred, dtype=bool)  # per group (at most one per object)
+        conflicted[true_group[crowded_rows]] = True
+        conflicted[pred_group[crowded_cols]] = True
+        easy = ~conflicted[true_group[rows]]  # a pair's GT object and prediction share a group
         match[t, rows[easy]] = cols[easy]
-        sub_rows, sub_cols = np.flatnonzero(conflicted[groups[0]]), np.flatnonzero(conflicted[groups[1]])
+        sub_rows, sub_cols = np.flatnonzero(conflicted[true_group]), np.flatnonzero(conflicted[pred_group])
         sub = iou[np.ix_(sub_rows, sub_cols)]
         # The indicator term dominates (Σ IoU/(2·n_matched) < 1): maximise the number of pairs
         # with IoU ≥ τ first, then their IoU.
@@ -261,8 +291,15 @@ def border_ids(labels: np.ndarray) -> np.ndarray:
     return np.unique(edge[edge != 0])
 
 
-def drop_border_objects(keep_true: np.ndarray, pred_border: np.ndarray, true_ids: np.ndarray, pred_ids: np.ndarray,
-                        intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+def drop_border_objects(
+    keep_true: np.ndarray,
+    pred_border: np.ndarray,
+    true_ids: np.ndarray,
+    pred_ids: np.ndarray,
+    intersection: np.ndarray,
+    true_sizes: np.ndarray,
+    pred_sizes: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """(true_ids, pred_ids, intersection, true_sizes, pred_sizes) without the GT objects where
     `keep_true` is False, the predictions with an id in `pred_border`, and the predictions whose
     largest GT overlap is a dropped GT object. Sizes stay those of the whole objects."""
@@ -270,12 +307,24 @@ def drop_border_objects(keep_true: np.ndarray, pred_border: np.ndarray, true_ids
     with_dropped = intersection.max(axis=0, initial=0) > 0
     with_dropped[with_dropped] &= ~keep_true[best_true[with_dropped]]
     keep_pred = ~np.isin(pred_ids, pred_border) & ~with_dropped
-    return (true_ids[keep_true], pred_ids[keep_pred], intersection[np.ix_(keep_true, keep_pred)],
-            true_sizes[keep_true], pred_sizes[keep_pred])
+    return (
+        true_ids[keep_true],
+        pred_ids[keep_pred],
+        intersection[np.ix_(keep_true, keep_pred)],
+        true_sizes[keep_true],
+        pred_sizes[keep_pred],
+    )
 
 
-def _result(thresholds: np.ndarray, true_ids: np.ndarray, pred_ids: np.ndarray, intersection: np.ndarray,
-            true_sizes: np.ndarray, pred_sizes: np.ndarray, match: np.ndarray | None = None) -> MatchCounts:
+def _result(
+    thresholds: np.ndarray,
+    true_ids: np.ndarray,
+    pred_ids: np.ndarray,
+    intersection: np.ndarray,
+    true_sizes: np.ndarray,
+    pred_sizes: np.ndarray,
+    match: np.ndarray | None = None,
+) -> MatchCounts:
     """MatchCounts from the overlap of the scored objects; `match` None: the one-to-one matching."""
     thresholds = np.asarray(thresholds, dtype=float)
     iou = iou_from_intersection(intersection, true_sizes, pred_sizes)
@@ -286,13 +335,16 @@ def _result(thresholds: np.ndarray, true_ids: np.ndarray, pred_ids: np.ndarray, 
         pred_matched[taus, match[taus, gts]] = True
     else:
         pred_matched = (iou[None, :, :] >= thresholds[:, None, None]).any(axis=1)
-    # SEG: the partner covers more than half of the GT object (at most one prediction can).
-    seg_iou = np.where(2 * intersection > true_sizes[:, None], iou, 0.0).max(axis=1, initial=0.0)
-    return MatchCounts(thresholds, true_ids, pred_ids, iou, match, pred_matched, seg_iou)
+    return MatchCounts(thresholds, true_ids, pred_ids, intersection, true_sizes, iou, match, pred_matched)
 
 
-def match_labels(true: np.ndarray, pred: np.ndarray, thresholds: np.ndarray = THRESHOLDS,
-                 ignore_label: int | None = None, exclude_border: bool = False) -> MatchCounts:
+def match_labels(
+    true: np.ndarray,
+    pred: np.ndarray,
+    thresholds: np.ndarray = THRESHOLDS,
+    ignore_label: int | None = None,
+    exclude_border: bool = False,
+) -> MatchCounts:
     """Match two label images (H, W) (any ids, 0 = background) at every threshold."""
     true, pred = np.asarray(true), np.asarray(pred)
     if true.shape != pred.shape:
@@ -310,7 +362,9 @@ def match_labels(true: np.ndarray, pred: np.ndarray, thresholds: np.ndarray = TH
     return _result(thresholds, *objects)
 
 
-def one_hot_overlap(true_stack: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def one_hot_overlap(
+    true_stack: np.ndarray, pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Overlap of the non-empty slices of a GT stack (K, H, W) with the objects of a sequential
     label image (H, W): intersection (k, n_pred), slice sizes (k,), prediction sizes (n_pred,),
     and the slices' numbers (index + 1) (k,)."""
@@ -327,8 +381,12 @@ def one_hot_overlap(true_stack: np.ndarray, pred: np.ndarray) -> tuple[np.ndarra
     return intersection, true_sizes, pred_sizes, slice_ids
 
 
-def match_one_hot(true_stack: np.ndarray, pred: np.ndarray, thresholds: np.ndarray = THRESHOLDS,
-                  exclude_border: bool = False) -> MatchCounts:
+def match_one_hot(
+    true_stack: np.ndarray,
+    pred: np.ndarray,
+    thresholds: np.ndarray = THRESHOLDS,
+    exclude_border: bool = False,
+) -> MatchCounts:
     """BBBC010 counts: GT stack (K, H, W) of possibly overlapping objects vs a label image (H, W)."""
     true_stack, pred = np.asarray(true_stack), np.asarray(pred)
     if true_stack.shape[1:] != pred.shape:
@@ -337,10 +395,15 @@ def match_one_hot(true_stack: np.ndarray, pred: np.ndarray, thresholds: np.ndarr
     intersection, true_sizes, pred_sizes, true_ids = one_hot_overlap(true_stack, relabelled)
     if exclude_border:
         edges = true_stack[true_ids - 1].astype(bool)
-        keep_true = ~(edges[:, 0].any(axis=1) | edges[:, -1].any(axis=1) | edges[:, :, 0].any(axis=1)
-                      | edges[:, :, -1].any(axis=1))
+        keep_true = ~(
+            edges[:, 0].any(axis=1)
+            | edges[:, -1].any(axis=1)
+            | edges[:, :, 0].any(axis=1)
+            | edges[:, :, -1].any(axis=1)
+        )
         true_ids, pred_ids, intersection, true_sizes, pred_sizes = drop_border_objects(
-            keep_true, border_ids(pred), true_ids, pred_ids, intersection, true_sizes, pred_sizes)
+            keep_true, border_ids(pred), true_ids, pred_ids, intersection, true_sizes, pred_sizes
+        )
     iou = iou_from_intersection(intersection, true_sizes, pred_sizes)
     thresholds = np.asarray(thresholds, dtype=float)
     best = iou.argmax(axis=1) if iou.shape[1] else np.zeros(len(true_ids), dtype=np.int64)

@@ -35,7 +35,13 @@ def legacy_paper_code(n: int, subset_len: int, seed: int = 1000) -> tuple[list[i
 
 @pytest.mark.parametrize(
     "n, subset, sizes",
-    [(100, 0.5, (50, 50)), (50, 5, (45, 5)), (497, 50, (447, 50)), (447, 0.15, (380, 67)), (45, 0.15, (39, 6))],
+    [
+        (100, 0.5, (50, 50)),
+        (50, 5, (45, 5)),
+        (497, 50, (447, 50)),
+        (447, 0.15, (380, 67)),
+        (45, 0.15, (39, 6)),
+    ],
 )
 @pytest.mark.parametrize("seed", [1234, 1000])
 def test_paper_sizes_and_permutation(n, subset, sizes, seed):
@@ -111,9 +117,26 @@ def test_resplit_changes_the_validation_split_only():
 
 def test_prepare_resplit_run_on_a_real_synthetic_set(tmp_path):
     def prepare(out: Path, *options: str) -> dict[str, list[str]]:
-        assert main(["prepare", "synthetic-nuclei", "--out", str(out), "--n-images", "20", "--image-size", "48",
-                     *options]) == 0
-        return {split: sorted(p.name for p in (out / split / "images").iterdir()) for split in ("train", "val", "test")}
+        assert (
+            main(
+                [
+                    "prepare",
+                    "synthetic-nuclei",
+                    "--out",
+                    str(out),
+                    "--n-images",
+                    "20",
+                    "--image-size",
+                    "48",
+                    *options,
+                ]
+            )
+            == 0
+        )
+        return {
+            split: sorted(p.name for p in (out / split / "images").iterdir())
+            for split in ("train", "val", "test")
+        }
 
     shared, run2 = prepare(tmp_path / "shared"), prepare(tmp_path / "run2", "--resplit-run", "2")
     assert run2["test"] == shared["test"] and run2["val"] != shared["val"]
@@ -127,15 +150,33 @@ def test_workflow_resplit_prepares_and_crops_every_run(tmp_path):
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
     config.update(seeds=[1, 2], resplit=True)
     (tmp_path / "resplit.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-                           "--directory", str(tmp_path), "-n", "-p", "--configfile", str(tmp_path / "resplit.yaml")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "-n",
+            "-p",
+            "--configfile",
+            str(tmp_path / "resplit.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for seed in (1, 2):
         assert f"--out results/test/data-resplit/synthetic-nuclei/seed{seed} " in done.stdout
         assert f"--resplit-run {seed} " in done.stdout
-        assert (f"crops results/test/data-resplit/synthetic-nuclei/seed{seed} --out "
-                f"results/test/crops-resplit/synthetic-nuclei/medoid/seed{seed} --center medoid --seed {1234 + seed}") in done.stdout
+        assert (
+            f"crops results/test/data-resplit/synthetic-nuclei/seed{seed} --out "
+            f"results/test/crops-resplit/synthetic-nuclei/medoid/seed{seed} --center medoid "
+            f"--seed {1234 + seed}"
+        ) in done.stdout
         assert f"train results/test/crops-resplit/synthetic-nuclei/medoid/seed{seed} " in done.stdout
     # Prediction and scoring stay on the shared data set's test images.
     assert "--images results/test/data/synthetic-nuclei/test/images" in done.stdout

@@ -32,11 +32,37 @@ def folders(tmp_path):
 
 def test_cli_writes_scores_objects_and_prints_means(folders, capsys):
     out, objects = folders / "scores" / "seed0.csv", folders / "objects.csv"
-    assert cli.main(["evaluate", str(folders / "gt"), str(folders / "pred"), "--out", str(out),
-                     "--objects", str(objects)]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(folders / "gt"),
+                str(folders / "pred"),
+                "--out",
+                str(out),
+                "--objects",
+                str(objects),
+            ]
+        )
+        == 0
+    )
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["image", "tau", "tp", "fp", "fn", "ap", "precision", "recall", "f1",
-                                    "mean_matched_iou", "sq", "rq", "pq", "seg"]
+    assert list(scores.columns) == [
+        "image",
+        "tau",
+        "tp",
+        "fp",
+        "fn",
+        "ap",
+        "precision",
+        "recall",
+        "f1",
+        "mean_matched_iou",
+        "sq",
+        "rq",
+        "pq",
+        "seg",
+    ]
     assert len(scores) == 2 * 17 and sorted(scores.tau.unique()) == pytest.approx(np.arange(0.1, 0.91, 0.05))
     a = scores[scores.image == "a.tif"]
     assert (a.ap == 1).all() and (a.tp == 2).all() and (a.pq == 1).all() and (a.seg == 1).all()
@@ -82,7 +108,10 @@ def test_ignore_label_and_exclude_border_options(tmp_path):
     out = tmp_path / "s.csv"
 
     def at_050(*options: str) -> pd.Series:
-        assert cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out), *options]) == 0
+        assert (
+            cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out), *options])
+            == 0
+        )
         return pd.read_csv(out).set_index("tau").loc[0.5]
 
     plain = at_050()

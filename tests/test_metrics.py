@@ -39,7 +39,7 @@ def random_labels(rng: np.random.Generator, n_objects: int, shape=(24, 24)) -> n
     for _ in range(n_objects):
         y, x = rng.integers(0, shape[0] - 4, size=2)
         h, w = rng.integers(3, 9, size=2)
-        labels[y:y + h, x:x + w] = rng.integers(1, 60000)  # arbitrary, non-consecutive ids
+        labels[y : y + h, x : x + w] = rng.integers(1, 60000)  # arbitrary, non-consecutive ids
     return labels
 
 
@@ -50,7 +50,7 @@ def jitter(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
         if rng.random() < 0.2:
             pred[pred == label_id] = 0
     y, x = rng.integers(0, 20, size=2)
-    pred[y:y + 3, x:x + 3] = 70000
+    pred[y : y + 3, x : x + 3] = 70000
     return pred
 
 
@@ -126,7 +126,9 @@ def test_relabel_equals_skimage_relabel_sequential(dtype):
     rng = np.random.default_rng(7)
     high = min(np.iinfo(dtype).max, 10**9)
     cases = [
-        random_labels(rng, 12).astype(dtype) if high >= 60000 else rng.integers(0, 40, (24, 24)).astype(dtype),
+        random_labels(rng, 12).astype(dtype)
+        if high >= 60000
+        else rng.integers(0, 40, (24, 24)).astype(dtype),
         rng.integers(1, min(high, 50), (9, 13)).astype(dtype),  # no background
         np.zeros((5, 6), dtype),
         np.array([[0, high], [high, 3]], dtype),  # ids far above the pixel count: np.unique path
@@ -191,8 +193,10 @@ def test_overlap_table_of_raw_ids_equals_the_relabelled_one():
         expected = metrics.label_overlap(relabel_sequential(true)[0], relabel_sequential(pred)[0])
         np.testing.assert_array_equal(metrics.overlap_table(true, pred), expected)
     full = np.arange(1, 17, dtype=np.uint8).reshape(4, 4)  # no background in either image
-    np.testing.assert_array_equal(metrics.overlap_table(full, full[::-1]),
-                                  metrics.label_overlap(full, relabel_sequential(full[::-1])[0]))
+    np.testing.assert_array_equal(
+        metrics.overlap_table(full, full[::-1]),
+        metrics.label_overlap(full, relabel_sequential(full[::-1])[0]),
+    )
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,28 +234,49 @@ def random_pairs(rng: np.random.Generator, n: int, shape=(40, 40)) -> list[tuple
     pairs = []
     for i in range(n):
         true = random_labels(rng, int(rng.integers(0, 14)), shape=shape)
-        pred = (merge_and_split(rng, true), random_labels(rng, int(rng.integers(0, 10)), shape=shape),
-                jitter(rng, true))[i % 3]
+        pred = (
+            merge_and_split(rng, true),
+            random_labels(rng, int(rng.integers(0, 10)), shape=shape),
+            jitter(rng, true),
+        )[i % 3]
         pairs.append((true, pred))
     return pairs
 
 
 # Our score column -> StarDist's field of the same quantity.
-STARDIST_NAMES = {"tp": "tp", "fp": "fp", "fn": "fn", "precision": "precision", "recall": "recall", "ap": "accuracy",
-                  "f1": "f1", "rq": "f1", "mean_matched_iou": "mean_matched_score", "sq": "mean_matched_score",
-                  "pq": "panoptic_quality"}
+STARDIST_NAMES = {
+    "tp": "tp",
+    "fp": "fp",
+    "fn": "fn",
+    "precision": "precision",
+    "recall": "recall",
+    "ap": "accuracy",
+    "f1": "f1",
+    "rq": "f1",
+    "mean_matched_iou": "mean_matched_score",
+    "sq": "mean_matched_score",
+    "pq": "panoptic_quality",
+}
 
 
-def stardist_reference(pairs: list[tuple[np.ndarray, np.ndarray]], taus: np.ndarray, folder: Path) -> list[dict[str, np.ndarray]]:
+def stardist_reference(
+    pairs: list[tuple[np.ndarray, np.ndarray]], taus: np.ndarray, folder: Path
+) -> list[dict[str, np.ndarray]]:
     """Per pair, StarDist's scores per τ (our column names), computed in .venv-stardist."""
     if not STARDIST_PYTHON.exists():
         pytest.skip(f"{STARDIST_PYTHON} missing: build it with `make venv-stardist`")
     arrays = {f"{kind}{i}": a for i, pair in enumerate(pairs) for kind, a in zip(("true", "pred"), pair)}
     np.savez(folder / "pairs.npz", **arrays)
-    done = subprocess.run([str(STARDIST_PYTHON), "-c", STARDIST_SCRIPT, str(folder / "pairs.npz"), ",".join(map(str, taus))],
-                          capture_output=True, text=True, check=True)
-    return [{ours: np.array([s[theirs] for s in stats]) for ours, theirs in STARDIST_NAMES.items()}
-            for stats in json.loads(done.stdout)]
+    done = subprocess.run(
+        [str(STARDIST_PYTHON), "-c", STARDIST_SCRIPT, str(folder / "pairs.npz"), ",".join(map(str, taus))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [
+        {ours: np.array([s[theirs] for s in stats]) for ours, theirs in STARDIST_NAMES.items()}
+        for stats in json.loads(done.stdout)
+    ]
 
 
 def test_every_score_equals_stardist_matching_on_random_label_images(tmp_path):

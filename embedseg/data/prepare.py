@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
                         f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)")
     parser.add_argument("--resplit-run", type=int, metavar="K",
-                        help="run K of re-split runs: the validation split uses seed --seed + K, the test split --seed "
-                        "(default: both use --seed, as in the paper)")
+                        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
+                        "split --seed (default: both use --seed, as in the paper)")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
     parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.dataset)
     with building(args.out) as staging:
         source = resolve_source(spec, args, staging / ".source")
-        splits = split_samples(source, spec, args.seed, args.limit, validation_seed(args.seed, args.resplit_run))
+        val_seed = validation_seed(args.seed, args.resplit_run)
+        splits = split_samples(source, spec, args.seed, args.limit, val_seed)
         settings = spec.dataset_settings(normalization=args.normalization, crop_size=crop_size(spec, args))
         settings = write_splits(splits, staging, settings, spec)
         settings.extra.update(source_info(spec, args, source, splits))

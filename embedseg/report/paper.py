@@ -55,8 +55,11 @@ def load_paper(path: str | Path) -> Paper:
     if not isinstance(data, dict) or not {"taus", "table1", "table2"} <= set(data):
         raise DataError(f"{path}: expected keys taus, table1, table2 (see the file's header comment)")
     if not isinstance(data.get("runs"), int) or data["runs"] < 1:
-        raise DataError(f"{path}: `runs` (the number of runs each EmbedSeg/Neven et al. number averages, 9 in the "
-                        f"paper) must be a positive integer, got {data.get('runs')!r}; the comparison's standard error needs it")
+        raise DataError(
+            f"{path}: `runs` (the number of runs each EmbedSeg/Neven et al. number averages, 9 in the "
+            f"paper) must be a positive integer, got {data.get('runs')!r}; the comparison's standard "
+            "error needs it"
+        )
     if not np.allclose(data["taus"], TAUS):
         raise DataError(f"{path}: taus {data['taus']} differ from the evaluated thresholds {list(TAUS)}")
     table1 = {

@@ -213,7 +213,8 @@ def collect(
                     f"predictions/{dataset}/{method}/{NOT_RUN_FILE}; run `embedseg evaluate` for it"
                 )
             for seed in method_seeds:
-                rows[(dataset, method, seed)] = run_ap(read_scores(scores_path(results, dataset, method, seed), metric), metric)
+                scores = read_scores(scores_path(results, dataset, method, seed), metric)
+                rows[(dataset, method, seed)] = run_ap(scores, metric)
     index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "method", "seed"])
     ap = pd.DataFrame(list(rows.values()), index=index, columns=list(TAUS)).sort_index()
     return Collection(ap=ap, not_run=not_run)

@@ -351,3 +351,27 @@ def test_exclude_border_drops_objects_touching_it_in_both_images():
     inner = metrics.match_labels(true, pred, np.array([0.5]), exclude_border=True)
     assert inner.true_ids.tolist() == [2] and inner.pred_ids.tolist() == [12, 15]
     assert (inner.tp[0], inner.fp[0], inner.fn[0]) == (1, 1, 0)
+
+
+def brute_force_seg(true: np.ndarray, pred: np.ndarray) -> float:
+    """CTC SEG object by object: the prediction covering more than half of the GT object, its IoU."""
+    scores = []
+    for t in np.unique(true[true > 0]):
+        region = true == t
+        ids, counts = np.unique(pred[region], return_counts=True)
+        partner = [pred == i for i, c in zip(ids, counts) if i != 0 and c > 0.5 * region.sum()]
+        scores.append(np.sum(region & partner[0]) / np.sum(region | partner[0]) if partner else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def test_seg_and_ignore_label_equal_independent_references():
+    for true, pred in random_pairs(np.random.default_rng(5), 18):
+        assert metrics.match_labels(true, pred).seg == pytest.approx(brute_force_seg(true, pred))
+        # Ignoring GT label L = zeroing the pixels of L in both images (they then count for nothing).
+        label = int(np.unique(true)[-1])
+        ignored = metrics.match_labels(true, pred, metrics.EVALUATION_THRESHOLDS, ignore_label=label).scores()
+        unscored = true == label
+        zeroed = metrics.match_labels(np.where(unscored, 0, true), np.where(unscored, 0, pred),
+                                      metrics.EVALUATION_THRESHOLDS).scores()
+        for column, values in zeroed.items():
+            np.testing.assert_allclose(ignored[column], values, err_msg=column)

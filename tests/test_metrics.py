@@ -375,3 +375,26 @@ def test_seg_and_ignore_label_equal_independent_references():
                                       metrics.EVALUATION_THRESHOLDS).scores()
         for column, values in zeroed.items():
             np.testing.assert_allclose(ignored[column], values, err_msg=column)
+
+
+def without_border_objects(labels: np.ndarray) -> np.ndarray:
+    """The label image with every object (id) that has a pixel on the image border set to 0
+    (skimage's clear_border would keep the inner pieces of an object that other objects cut)."""
+    edge = {int(v) for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]) for v in side} - {0}
+    return np.where(np.isin(labels, list(edge)), 0, labels)
+
+
+def test_exclude_border_equals_matching_images_without_border_objects():
+    for true, pred in random_pairs(np.random.default_rng(6), 18):
+        kept_true, kept_pred = without_border_objects(true), without_border_objects(pred)
+        dropped = set(np.unique(true)) - set(np.unique(kept_true))
+        for pred_id in np.unique(kept_pred[kept_pred > 0]):  # goes with a dropped GT object it overlaps most
+            ids, counts = np.unique(true[(pred == pred_id) & (true > 0)], return_counts=True)
+            if len(ids) and ids[np.argmax(counts)] in dropped:
+                kept_pred[kept_pred == pred_id] = 0
+        ours = metrics.match_labels(true, pred, metrics.EVALUATION_THRESHOLDS, exclude_border=True)
+        reference = metrics.match_labels(kept_true, kept_pred, metrics.EVALUATION_THRESHOLDS)
+        assert ours.true_ids.tolist() == reference.true_ids.tolist()
+        assert ours.pred_ids.tolist() == reference.pred_ids.tolist()
+        for column, values in reference.scores().items():
+            np.testing.assert_allclose(ours.scores()[column], values, err_msg=column)

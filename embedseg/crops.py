@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from .centers import CENTER_FUNCTIONS, CENTER_TYPES
 from .config import DatasetSettings, normalize
+from .data.splits import PAPER_SPLIT_SEED
 from .io import DataError, list_images, read_image, read_labels, write_labels, write_tiff
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ def remove_old_crops(crops_dir: Path) -> None:
 
 
 def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center: str,
-               crop_size: int | None = None, seed: int = 1000) -> DatasetSettings:
+               crop_size: int | None = None, seed: int = PAPER_SPLIT_SEED) -> DatasetSettings:
     """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings."""
     data_dir, crops_dir = Path(data_dir), Path(crops_dir)
     if center not in CENTER_TYPES:
@@ -252,7 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--center", choices=CENTER_TYPES, default="medoid", help="centre marked in the centre images")
     parser.add_argument("--crop-size", type=int, default=None,
                         help="crop edge length in pixels (default: crop_size of dataset.json)")
-    parser.add_argument("--seed", type=int, default=1000,
+    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
                         help="NumPy legacy seed of the crop-level validation split (val_split 'crop')")
 
 

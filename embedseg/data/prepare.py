@@ -1,6 +1,7 @@
 """`embedseg prepare`: from a data set name (and optionally a source) to train/val/test folders.
 
-    embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1000]
+    embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1234]
+        [--resplit-run K]
 
 writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
 uint16/uint32, one-hot (K, H, W) stacks for overlapping objects) and ``DIR/dataset.json``
@@ -26,8 +27,8 @@ from ..config import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, read_source
-from .registry import PAPER_SPLIT_SEED, REGISTRY, DatasetSpec, get_spec
-from .splits import paper_split
+from .registry import REGISTRY, DatasetSpec, get_spec
+from .splits import CURRENT_CODE_SPLIT_SEED, PAPER_SPLIT_SEED, paper_split, validation_seed
 from .synthetic import SYNTHETIC_SETS, generate
 from .validate import check_pair
 
@@ -47,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
     parser.add_argument("--layout", choices=LAYOUTS, help="source layout (default: auto-detect)")
     parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
-    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED, help="split seed (1000 = the paper's splits)")
+    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
+                        help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
+                        f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)")
+    parser.add_argument("--resplit-run", type=int, metavar="K",
+                        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
+                        "split --seed (default: both use --seed, as in the paper)")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
     parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.dataset)
     with building(args.out) as staging:
         source = resolve_source(spec, args, staging / ".source")
-        splits = split_samples(source, spec, args.seed, args.limit)
+        val_seed = validation_seed(args.seed, args.resplit_run)
+        splits = split_samples(source, spec, args.seed, args.limit, val_seed)
         settings = spec.dataset_settings(normalization=args.normalization, crop_size=crop_size(spec, args))
         settings = write_splits(splits, staging, settings, spec)
         settings.extra.update(source_info(spec, args, source, splits))
@@ -132,9 +139,11 @@ def write_synthetic(name: str, n_images: int, image_size: int, seed: int, folder
         write_labels(folder / "masks" / f"{stem}.tif", labels)
 
 
-def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None) -> dict[str, list[Sample]]:
-    """Train/val/test samples: the source's test set if it has one, else the paper's hold-out;
-    then val = ``val_fraction`` of the sorted remainder (none when validation uses crops)."""
+def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None,
+                  val_seed: int | None = None) -> dict[str, list[Sample]]:
+    """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
+    with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
+    (default: `seed`; none when validation uses crops)."""
     pool, test = source.pool[:limit], source.test[:limit]
     if not pool:
         raise DataError(f"data set {spec.name!r}: the source has no training images")
@@ -146,7 +155,7 @@ def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | Non
     settings = spec.dataset_settings()
     if settings.val_split == "crop":
         return {"train": pool, "val": [], "test": test}
-    keep, held = paper_split(len(pool), settings.val_fraction, seed)
+    keep, held = paper_split(len(pool), settings.val_fraction, seed if val_seed is None else val_seed)
     return {"train": [pool[i] for i in sorted(keep)], "val": [pool[i] for i in sorted(held)], "test": test}
 
 
@@ -221,6 +230,7 @@ def source_info(spec: DatasetSpec, args: argparse.Namespace, source: Source, spl
         "source": str(args.source or spec.url or "synthetic"),
         "layout": source.layout,
         "split_seed": args.seed,
+        "val_split_seed": validation_seed(args.seed, args.resplit_run),
         "counts": {name: len(samples) for name, samples in splits.items()},
     }
     if spec.name in SYNTHETIC_SETS:

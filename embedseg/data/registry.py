@@ -19,7 +19,6 @@ from ..config import DatasetSettings
 from ..io import DataError
 
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"
-PAPER_SPLIT_SEED = 1000  # np.random.seed(1000) in EmbedSeg's split_train_test / split_train_val
 
 
 @dataclass(frozen=True)

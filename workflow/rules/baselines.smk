@@ -6,7 +6,7 @@
 
 rule baseline_train:
     input:
-        f"{RESULTS}/data/{{ds}}",
+        run_data,
     output:
         touch(baseline_flag("{ds}", "{baseline}", "{seed}", "trained")),
     params:

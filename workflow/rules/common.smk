@@ -71,6 +71,22 @@ def dataset_options(wildcards) -> str:
     return " ".join(filter(None, (optional_flag(flag, value) for flag, value in flags.items())))
 
 
+def run_data(wildcards) -> str:
+    """Prepared data a run trains on: one folder per data set, or with `resplit: true` one per
+    run (rule prepare_resplit: validation split drawn with seed split_seed + run)."""
+    if config["resplit"]:
+        return f"{RESULTS}/data-resplit/{wildcards.ds}/seed{wildcards.seed}"
+    return f"{RESULTS}/data/{wildcards.ds}"
+
+
+def run_crops(wildcards) -> str:
+    """Crops a run trains on: one folder per data set and centre, or with `resplit: true` one
+    per run (rule crops_resplit)."""
+    if config["resplit"]:
+        return f"{RESULTS}/crops-resplit/{wildcards.ds}/{wildcards.center}/seed{wildcards.seed}"
+    return f"{RESULTS}/crops/{wildcards.ds}/{wildcards.center}"
+
+
 def train_options(wildcards) -> str:
     """`embedseg train` options: the data set's batch/epoch sizes plus the global training keys."""
     train = config["datasets"][wildcards.ds]["train"]

@@ -40,3 +40,32 @@ rule crops:
     shell:
         "python -m embedseg crops {input} --out {output} --center {wildcards.center}"
         " --seed {params.seed} > {log} 2>&1"
+
+
+# With `resplit: true` every run trains on its own train/val split: run k draws its validation
+# images (BBBC010: validation crops) with seed split_seed + k; the test split keeps split_seed,
+# so all runs are scored on the prepared data set's test images.
+use rule prepare as prepare_resplit with:
+    output:
+        directory(f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}"),
+    params:
+        cache=config["cache"],
+        seed=config["split_seed"],
+        options=lambda wildcards: f"{dataset_options(wildcards)} --resplit-run {wildcards.seed}",
+    log:
+        f"{RESULTS}/logs/prepare/{{ds}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare/{{ds}}/seed{{seed}}.tsv"
+
+
+use rule crops as crops_resplit with:
+    input:
+        f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}",
+    output:
+        directory(f"{RESULTS}/crops-resplit/{{ds}}/{{center}}/seed{{seed}}"),
+    params:
+        seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),
+    log:
+        f"{RESULTS}/logs/crops/{{ds}}/{{center}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}/seed{{seed}}.tsv"

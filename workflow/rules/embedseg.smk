@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        f"{RESULTS}/crops/{{ds}}/{{center}}",
+        run_crops,
     output:
         # train.json only: a preempted job must keep last.pt etc. to resume (see model_marker)
         model_marker("{ds}", "{center}", "{seed}"),

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 PACKAGE = REPO / "embedseg"
-ENVS = REPO / "envs"
+ENVS = REPO / "workflow" / "envs"
 
 # Entry modules each environment runs; their in-package imports are followed.
 BASELINE_COMMON = ["embedseg/__main__.py", "embedseg/cli.py", "embedseg/baselines/cli.py", "embedseg/baselines/common.py"]
@@ -169,7 +169,7 @@ def test_env_provides_every_third_party_import(name: str) -> None:
         for module, source in third_party_imports(entry_points).items()
         if not ({module.lower()} | PROVIDERS.get(module, set())) & packages and module not in UNREACHED.get(name, {})
     }
-    assert not missing, f"envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
+    assert not missing, f"workflow/envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
 
 
 def test_import_walk_sees_lazy_and_relative_imports() -> None:

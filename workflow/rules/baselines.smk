@@ -10,7 +10,7 @@ rule baseline_train:
     output:
         touch(baseline_flag("{ds}", "{baseline}", "{seed}", "trained")),
     params:
-        device=config["device"],
+        device=DEVICE,
         model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
         options=baseline_args("train"),
     log:
@@ -25,7 +25,7 @@ rule baseline_train:
     conda:
         baseline_env
     shell:
-        "python -m embedseg baseline {wildcards.baseline} train {input} --out {params.model_dir}"
+        "{EMBEDSEG} baseline {wildcards.baseline} train {input} --out {params.model_dir}"
         " --seed {wildcards.seed} --device {params.device} {params.options} > {log} 2>&1"
 
 
@@ -36,7 +36,7 @@ checkpoint baseline_predict:
     output:
         touch(baseline_flag("{ds}", "{baseline}", "{seed}", "predicted")),
     params:
-        device=config["device"],
+        device=DEVICE,
         model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
         predictions=f"{RESULTS}/predictions/{{ds}}/{{baseline}}/seed{{seed}}",
         options=baseline_args("predict"),
@@ -52,5 +52,5 @@ checkpoint baseline_predict:
     conda:
         baseline_env
     shell:
-        "python -m embedseg baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
+        "{EMBEDSEG} baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
         " --out {params.predictions} --device {params.device} {params.options} > {log} 2>&1"

@@ -5,12 +5,26 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-REPO = Path(workflow.basedir).parent
+
+def checkout_root() -> Path:
+    """The repository this rule file belongs to (not the working directory, which differs under
+    --directory, snakedeploy or `module`): its `embedseg` package is what the jobs run."""
+    root = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+    if not (root / "embedseg" / "__init__.py").is_file():
+        raise WorkflowError(
+            f"the workflow runs the `embedseg` package of its own repository, but {root} is not a local "
+            "checkout of it: clone the repository and load the workflow (`snakefile:` of a module) from the clone"
+        )
+    return root
+
+
+REPO = checkout_root()
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
 SEEDS = config["seeds"]
@@ -20,22 +34,58 @@ TTA = ["tta" if on else "notta" for on in config["tta"]]
 EMBEDSEG_METHODS = [f"embedseg-{center}-{tta}" for center in CENTERS for tta in TTA]
 BASELINE_SEEDS = config["baselines"]["seeds"]
 BASELINE_ENVS = {
-    "3class-unet": "../../envs/embedseg.yaml",
-    "stardist": "../../envs/stardist.yaml",
-    "cellpose-trained": "../../envs/cellpose.yaml",
-    "cellpose-public": "../../envs/cellpose.yaml",
-    "maskrcnn": "../../envs/maskrcnn.yaml",
+    "3class-unet": "embedseg",
+    "stardist": "stardist",
+    "cellpose-trained": "cellpose",
+    "cellpose-public": "cellpose",
+    "maskrcnn": "maskrcnn",
 }
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+# The paper's numbers ship with the workflow, not with the working directory.
+PAPER_RESULTS = config["report"]["paper_results"] or str(REPO / "config" / "paper_results.yaml")
 GPUS = int(config["gpu"])  # resource gpu=1 makes cluster profiles request a GPU for the job
 
 
-# Jobs run `python -m embedseg` from this checkout: with --use-conda the rule's environment's
-# Python (conda puts it first on PATH), otherwise the Python running Snakemake (the project venv).
-os.environ.update(
-    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-)
+# --- Software: conda environments and the package ---------------------------------------------
+
+# Conda environment name -> file (relative to this file). Snakemake builds an env from
+# `<name>.<platform>.pin.txt` beside the file when there is one (docs/cluster.md, lockfiles).
+CONDA_ENVS = {name: f"../envs/{name}.yaml" for name in ("embedseg", "stardist", "cellpose", "maskrcnn")}
+
+
+def conda_env(name: str) -> str:
+    """The `conda:` file of environment `name` (a key of CONDA_ENVS)."""
+    return CONDA_ENVS[name]
+
+
+# Every job runs `{EMBEDSEG} <step> …`: `python -m embedseg` with this checkout first on the module
+# path. It is set in the job's own command because with conda Snakemake removes PYTHONPATH from
+# the job's environment, and the working directory (which `python -m` searches) need not be the
+# checkout. Not `shell.prefix`: that is global to every workflow loaded with this one as a module
+# and replaces Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash
+# ignores the package's code, so the copy would go stale with every edit.
+EMBEDSEG = f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} python -m embedseg"
+# Without conda, `python` is the interpreter running Snakemake (the project venv); with conda the
+# activated environment comes first on PATH.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+# --- Devices ----------------------------------------------------------------------------------
+
+
+def job_device() -> str:
+    """`--device` of training and prediction. `gpu: true` gives each such job a GPU, so it must use
+    it: `cuda`, which fails without one (CPU build of PyTorch, node without driver) instead of
+    silently training for days on the CPU as `auto` would."""
+    device = config["device"]
+    if not config["gpu"]:
+        return device
+    if device == "cpu":
+        raise WorkflowError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
+    return "cuda" if device == "auto" else device
+
+
+DEVICE = job_device()
 
 
 wildcard_constraints:
@@ -111,7 +161,7 @@ def baseline_args(action: str):
 
 
 def baseline_env(wildcards) -> str:
-    return BASELINE_ENVS[wildcards.baseline]
+    return conda_env(BASELINE_ENVS[wildcards.baseline])
 
 
 def baseline_runs() -> list[tuple[str, str, int]]:

@@ -14,9 +14,9 @@ rule prepare:
         mem_mb=step_resources("prepare")["mem_mb"],
         runtime=step_resources("prepare")["runtime"],
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg prepare {wildcards.ds} --out {output} --cache {params.cache}"
+        "{EMBEDSEG} prepare {wildcards.ds} --out {output} --cache {params.cache}"
         " --seed {params.seed} {params.options} > {log} 2>&1"
 
 
@@ -36,7 +36,7 @@ rule crops:
         mem_mb=step_resources("crops")["mem_mb"],
         runtime=step_resources("crops")["runtime"],
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg crops {input} --out {output} --center {wildcards.center}"
+        "{EMBEDSEG} crops {input} --out {output} --center {wildcards.center}"
         " --seed {params.seed} > {log} 2>&1"

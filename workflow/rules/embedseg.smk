@@ -8,7 +8,7 @@ rule train:
         # train.json only: a preempted job must keep last.pt etc. to resume (see model_marker)
         model_marker("{ds}", "{center}", "{seed}"),
     params:
-        device=config["device"],
+        device=DEVICE,
         model_dir=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}",
         options=train_options,
     log:
@@ -21,9 +21,9 @@ rule train:
         runtime=step_resources("train")["runtime"],
         gpu=GPUS,
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg train {input} --out {params.model_dir} --seed {wildcards.seed}"
+        "{EMBEDSEG} train {input} --out {params.model_dir} --seed {wildcards.seed}"
         " --device {params.device} {params.options} --resume > {log} 2>&1"
 
 
@@ -34,7 +34,7 @@ rule predict:
     output:
         directory(f"{RESULTS}/predictions/{{ds}}/embedseg-{{center}}-{{tta}}/seed{{seed}}"),
     params:
-        device=config["device"],
+        device=DEVICE,
         checkpoint=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}/best.pt",
         options=predict_options,
     log:
@@ -47,7 +47,7 @@ rule predict:
         runtime=step_resources("predict")["runtime"],
         gpu=GPUS,
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg predict {params.checkpoint} --images {input.data}/test/images --out {output}"
+        "{EMBEDSEG} predict {params.checkpoint} --images {input.data}/test/images --out {output}"
         " --device {params.device} {params.options} > {log} 2>&1"

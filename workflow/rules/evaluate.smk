@@ -15,6 +15,6 @@ rule evaluate:
         mem_mb=step_resources("evaluate")["mem_mb"],
         runtime=step_resources("evaluate")["runtime"],
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"
+        "{EMBEDSEG} evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"

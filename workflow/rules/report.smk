@@ -3,7 +3,7 @@ rule tables:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
-        paper=config["report"]["paper_results"],
+        paper=PAPER_RESULTS,
     output:
         report(
             multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex"),
@@ -34,9 +34,9 @@ rule tables:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
+        "{EMBEDSEG} tables {params.results} --paper {input.paper} --out {params.out_dir}"
         " {params.selection} {params.not_comparable} > {log} 2>&1"
 
 
@@ -72,6 +72,6 @@ rule figures:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     conda:
-        "../../envs/embedseg.yaml"
+        conda_env("embedseg")
     shell:
-        "python -m embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"
+        "{EMBEDSEG} figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"

@@ -143,8 +143,8 @@ def load_env(name: str) -> dict:
 def test_env_file_is_valid_and_pinned(name: str) -> None:
     env = load_env(name)
     assert set(env) <= {"name", "channels", "dependencies"}, f"{name}: unexpected keys {set(env)}"
-    assert "conda-forge" in env["channels"], f"{name}: packages come from conda-forge"
-    assert all(ch in ("conda-forge", "pytorch", "nvidia", "nodefaults") for ch in env["channels"]), env["channels"]
+    # conda-forge only: `nodefaults` keeps Anaconda's channels out, whatever the user's .condarc says
+    assert env["channels"] == ["conda-forge", "nodefaults"], f"{name}: {env['channels']}"
     conda_specs = [dep for dep in env["dependencies"] if isinstance(dep, str)]
     assert any(package_name(spec) == "python" for spec in conda_specs), f"{name}: pin python"
     unpinned = [
@@ -156,6 +156,22 @@ def test_env_file_is_valid_and_pinned(name: str) -> None:
     assert all(set(dep) == {"pip"} for dep in pip_lists), f"{name}: only a `pip:` list may nest"
     if pip_lists:
         assert "pip" in {package_name(spec) for spec in conda_specs}, f"{name}: a pip list needs `pip` itself"
+
+
+# The framework each env's GPU jobs run on; a solver on a GPU-less login node picks its CPU build
+# unless the spec asks for the CUDA one.
+GPU_FRAMEWORKS = {"embedseg.yaml": "pytorch", "maskrcnn.yaml": "pytorch", "cellpose.yaml": "pytorch",
+                  "stardist.yaml": "tensorflow"}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_FRAMEWORKS))
+def test_gpu_env_pins_the_cuda_build(name: str) -> None:
+    specs = env_packages(load_env(name))
+    framework = specs[GPU_FRAMEWORKS[name]]
+    assert re.fullmatch(rf"{GPU_FRAMEWORKS[name]}=\d+\.\d+\.\d+=cuda\*", framework), f"{name}: {framework}"
+    assert re.fullmatch(r"cuda-version=\d+\.\d+", specs.get("cuda-version", "")), f"{name}: pin cuda-version"
+    if "torchvision" in specs:
+        assert specs["torchvision"].endswith("=cuda*"), f"{name}: torchvision must match pytorch's CUDA build"
 
 
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))

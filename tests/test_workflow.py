@@ -3,7 +3,8 @@ run of config/test.yaml end to end (every `embedseg` step, no conda), then its i
 behaviour: a second run does nothing, a deleted model re-runs only what depends on it.
 
 Snakemake runs as a subprocess in a temporary working directory that links the repository's
-config/, so nothing is written into the checkout.
+config/, so nothing is written into the checkout, with `--workflow-profile none`: the project
+venv runs every job (tests/test_conda_workflow.py covers the conda route).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if not config_link.exists():
         config_link.symlink_to(REPO / "config")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args],
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+         "--workflow-profile", "none", *args],
         capture_output=True, text=True, timeout=600,
     )
     if check and result.returncode != 0:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -86,6 +87,13 @@ def job_device() -> str:
 
 
 DEVICE = job_device()
+# Said at every start, dry runs included, because it decides whether jobs share a GPU.
+GPU_LIMIT = workflow.global_resources.get("gpu").value
+logger.info(
+    f"GPU jobs at once on this machine: {GPU_LIMIT} (resource gpu; --resources gpu=N changes it)"
+    if GPU_LIMIT is not None
+    else "GPU jobs at once on this machine: unlimited, they may share a GPU (set --resources gpu=N)"
+)
 
 
 wildcard_constraints:

@@ -9,13 +9,16 @@ venv runs every job (tests/test_conda_workflow.py covers the conda route).
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -106,6 +109,64 @@ def test_paper_config_plans_54_trainings_and_108_evaluations(tmp_path: Path) -> 
     assert counts["evaluate"] == 108
     assert counts["baseline_train"] == counts["baseline_predict"] == baseline_runs == 12
     assert counts["tables"] == counts["figures"] == counts["all"] == 1
+
+
+def write_own_dataset(folder: Path, n_images: int = 6) -> Path:
+    """A data set of one's own in the `folder` layout: images/ and masks/ matched by file stem."""
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        labels = np.zeros((48, 48), np.uint16)
+        labels[8:20, 8:20], labels[28:40, 24:44] = 1, 2
+        image = (labels > 0) * 150 + rng.integers(0, 50, labels.shape)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / "images" / f"img{i}.tif", image.astype(np.uint8))
+        tifffile.imwrite(folder / "masks" / f"img{i}.tif", labels)
+    return folder
+
+
+def own_dataset_config(tmp_path: Path, source: str) -> Path:
+    """config/test.yaml with its data set replaced by `mydata`, read from `source`."""
+    config = load_config("test.yaml")
+    train = config["datasets"]["synthetic-nuclei"]["train"]
+    config["datasets"] = {
+        "mydata": {"source": source, "layout": "folder", "normalization": "percentile", "crop_size": 32,
+                   "test": 0.25, "train": train, "baselines": ["3class-unet"]},
+    }
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
+    """Any data set name with a source: prepared as the `folder` set with the configured options,
+    then cropped, trained, predicted and scored like the registry's."""
+    source = write_own_dataset(tmp_path / "my images")
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(own_dataset_config(tmp_path, str(source))))
+    counts = job_counts(result.stdout)
+    assert counts["prepare"] == 1 and counts["train"] == 2 and counts["predict"] == 4 and counts["evaluate"] == 4
+    assert counts["baseline_train"] == 1
+    prepare = re.search(r"^Shell command: (.* prepare .*)$", result.stdout, re.MULTILINE)[1]
+    assert "prepare folder --out results/test/data/mydata" in prepare
+    for option in (f"--source '{source}'", "--layout folder", "--normalization percentile", "--test-fraction 0.25"):
+        assert option in prepare
+
+
+@pytest.mark.parametrize("source", [None, "no/such/folder"])
+def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: Path, source) -> None:
+    result = snakemake(tmp_path, "-n", "--configfile", str(own_dataset_config(tmp_path, source)), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config datasets.mydata.source" in output and "Traceback" not in output
+
+
+def test_workflow_knows_the_registry_data_sets() -> None:
+    """common.smk's REGISTRY_DATASETS (names `embedseg prepare` takes) = the package's registry."""
+    from embedseg.data.registry import REGISTRY
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    names = ast.literal_eval(re.search(r"^REGISTRY_DATASETS = (\{.*?\})$", text, re.MULTILINE | re.DOTALL)[1])
+    assert names == set(REGISTRY)
 
 
 @pytest.fixture(scope="module")

@@ -105,6 +105,61 @@ wildcard_constraints:
     method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS)),
 
 
+# --- Data sets ------------------------------------------------------------------------------
+
+# Data sets `embedseg prepare` knows by name (embedseg/data/registry.py; tests/test_workflow.py
+# keeps both lists equal). Any other name in `datasets:` is the user's own data, prepared as the
+# registry's `folder` set from its `source`.
+REGISTRY_DATASETS = {
+    "bbbc010-2012",
+    "usiigaci-2017",
+    "dsb-2018",
+    "synthetic-worms",
+    "synthetic-cells",
+    "synthetic-nuclei",
+    "folder",
+}
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_source(ds: str) -> Path | None:
+    """The data set's `source` when it is a local zip or folder (not a URL, not unset)."""
+    source = config["datasets"][ds].get("source")
+    return None if source is None or URL.match(source) else Path(source).expanduser()
+
+
+def check_sources() -> None:
+    """Stop at start-up, naming the config key, when a data set has no source it could be read
+    from, instead of failing later inside its `prepare` job."""
+    for ds, settings in config["datasets"].items():
+        key = f"datasets.{ds}.source"
+        if settings.get("source") is None and (ds not in REGISTRY_DATASETS or ds == "folder"):
+            raise WorkflowError(
+                f"config {key} is missing: {ds!r} is not a data set `embedseg prepare` can download or "
+                "synthesise, so give the zip file or folder (images/ and masks/) it is read from"
+            )
+        source = local_source(ds)
+        if source is not None and not source.exists():
+            raise WorkflowError(
+                f"config {key}: {source} does not exist (relative paths are read from the working "
+                f"directory {os.getcwd()}); fix the path or copy the data there"
+            )
+
+
+check_sources()
+
+
+def prepare_dataset(wildcards) -> str:
+    """The positional data set of `embedseg prepare`: its own name, or `folder` for own data."""
+    return wildcards.ds if wildcards.ds in REGISTRY_DATASETS else "folder"
+
+
+def source_input(wildcards) -> list[str]:
+    """A local source as the input of `prepare`, so that changing the data re-runs it."""
+    source = local_source(wildcards.ds)
+    return [] if source is None else [str(source)]
+
+
 def step_resources(step: str) -> dict:
     """threads, mem_mb and runtime (minutes) of one step: config `resources.<step>` over defaults."""
     return {**DEFAULT_RESOURCES, **config["resources"].get(step, {})}
@@ -119,8 +174,12 @@ def dataset_options(wildcards) -> str:
     """Options of `embedseg prepare` taken from config `datasets.<ds>` (unset keys: its defaults).
     The crop size goes into dataset.json, so crops and the U-Net baseline both use it."""
     settings = config["datasets"][wildcards.ds]
+    source = local_source(wildcards.ds)
     flags = {
-        "--source": settings.get("source"),
+        "--source": settings.get("source") if source is None else source,
+        "--layout": settings.get("layout"),
+        "--normalization": settings.get("normalization"),
+        "--test-fraction": settings.get("test"),
         "--limit": settings.get("limit"),
         "--crop-size": settings.get("crop_size"),
         "--n-images": settings.get("n_images"),

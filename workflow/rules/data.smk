@@ -1,9 +1,12 @@
 rule prepare:
+    input:
+        source_input,
     output:
         directory(f"{RESULTS}/data/{{ds}}"),
     params:
         cache=config["cache"],
         seed=config["split_seed"],
+        dataset=prepare_dataset,
         options=dataset_options,
     log:
         f"{RESULTS}/logs/prepare/{{ds}}.log",
@@ -16,7 +19,7 @@ rule prepare:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} prepare {wildcards.ds} --out {output} --cache {params.cache}"
+        "{EMBEDSEG} prepare {params.dataset} --out {output} --cache {params.cache}"
         " --seed {params.seed} {params.options} > {log} 2>&1"
 
 

@@ -160,6 +160,22 @@ def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: 
     assert "config datasets.mydata.source" in output and "Traceback" not in output
 
 
+def test_workflow_runs_as_a_module_of_another_workflow(tmp_path: Path) -> None:
+    """Loaded with `module` from a project elsewhere: the package, the conda files and the
+    paper's numbers come from this repository, results go to the project."""
+    (tmp_path / "Snakefile").write_text(
+        f'configfile: "{REPO / "config" / "test.yaml"}"\n\n\n'
+        f'module embedseg:\n    snakefile:\n        "{SNAKEFILE}"\n    config:\n        config\n\n\n'
+        "use rule * from embedseg as embedseg_*\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--workflow-profile", "none"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["embedseg_train"] == 2
+    assert f"--paper {REPO / 'config' / 'paper_results.yaml'}" in result.stdout
+    assert "Shell command: run-embedseg prepare synthetic-nuclei --out results/test/data/synthetic-nuclei" in result.stdout
+
+
 def test_workflow_knows_the_registry_data_sets() -> None:
     """common.smk's REGISTRY_DATASETS (names `embedseg prepare` takes) = the package's registry."""
     from embedseg.data.registry import REGISTRY

@@ -25,7 +25,7 @@ rule baseline_train:
     conda:
         baseline_env
     shell:
-        "{EMBEDSEG} baseline {wildcards.baseline} train {input} --out {params.model_dir}"
+        "run-embedseg baseline {wildcards.baseline} train {input} --out {params.model_dir}"
         " --seed {wildcards.seed} --device {params.device} {params.options} > {log} 2>&1"
 
 
@@ -52,5 +52,5 @@ checkpoint baseline_predict:
     conda:
         baseline_env
     shell:
-        "{EMBEDSEG} baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
+        "run-embedseg baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
         " --out {params.predictions} --device {params.device} {params.options} > {log} 2>&1"

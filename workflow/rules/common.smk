@@ -59,16 +59,18 @@ def conda_env(name: str) -> str:
     return CONDA_ENVS[name]
 
 
-# Every job runs `{EMBEDSEG} <step> …`: `python -m embedseg` with this checkout first on the module
-# path. It is set in the job's own command because with conda Snakemake removes PYTHONPATH from
-# the job's environment, and the working directory (which `python -m` searches) need not be the
-# checkout. Not `shell.prefix`: that is global to every workflow loaded with this one as a module
-# and replaces Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash
-# ignores the package's code, so the copy would go stale with every edit.
-EMBEDSEG = f"PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} python -m embedseg"
-# Without conda, `python` is the interpreter running Snakemake (the project venv); with conda the
-# activated environment comes first on PATH.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# Every job runs `run-embedseg <step> …` (workflow/bin/run-embedseg): `python -m embedseg` with
+# this checkout first on the module path, set by the script itself because with conda Snakemake
+# removes PYTHONPATH from the job's environment, and the working directory (which `python -m`
+# searches) need not be the checkout. workflow/bin goes first on PATH, which conda activation
+# keeps (it puts the environment's bin/ before it; the environments lack `embedseg`). Not
+# `shell.prefix`: global to every workflow loaded with this one as a module, and it replaces
+# Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash ignores the
+# package's code, so the copy would go stale with every edit. Without conda, `python` is the
+# interpreter running Snakemake (the project venv).
+os.environ["PATH"] = os.pathsep.join(
+    [str(REPO / "workflow" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
 
 
 # --- Devices ----------------------------------------------------------------------------------
@@ -267,6 +269,24 @@ def prediction_input(wildcards) -> str:
     if wildcards.method.startswith("embedseg-"):
         return f"{RESULTS}/predictions/{wildcards.ds}/{wildcards.method}/seed{wildcards.seed}"
     return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
+
+
+def embedseg_predictions() -> list[str]:
+    """Prediction folders of every EmbedSeg/Neven model (figures draws them)."""
+    return [
+        f"{RESULTS}/predictions/{ds}/{method}/seed{seed}" for ds in DATASETS for method in EMBEDSEG_METHODS for seed in SEEDS
+    ]
+
+
+def prepared_data() -> list[str]:
+    """The prepared folder of every data set (figures draws its test images and masks)."""
+    return [f"{RESULTS}/data/{ds}" for ds in DATASETS]
+
+
+def crops_output(path: str):
+    """crops/ of a data set: a temp() folder (deleted once its trainings are done, re-made when
+    needed) where config `temp_crops` asks for it; nothing else reads it."""
+    return temp(directory(path)) if config["temp_crops"] else directory(path)
 
 
 def embedseg_scores() -> list[str]:

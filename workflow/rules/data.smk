@@ -19,7 +19,7 @@ rule prepare:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} prepare {params.dataset} --out {output} --cache {params.cache}"
+        "run-embedseg prepare {params.dataset} --out {output} --cache {params.cache}"
         " --seed {params.seed} {params.options} > {log} 2>&1"
 
 
@@ -27,7 +27,7 @@ rule crops:
     input:
         f"{RESULTS}/data/{{ds}}",
     output:
-        directory(f"{RESULTS}/crops/{{ds}}/{{center}}"),
+        crops_output(f"{RESULTS}/crops/{{ds}}/{{center}}"),
     params:
         seed=config["split_seed"],
     log:
@@ -41,5 +41,5 @@ rule crops:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} crops {input} --out {output} --center {wildcards.center}"
+        "run-embedseg crops {input} --out {output} --center {wildcards.center}"
         " --seed {params.seed} > {log} 2>&1"

@@ -23,7 +23,7 @@ rule train:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} train {input} --out {params.model_dir} --seed {wildcards.seed}"
+        "run-embedseg train {input} --out {params.model_dir} --seed {wildcards.seed}"
         " --device {params.device} {params.options} --resume > {log} 2>&1"
 
 
@@ -49,5 +49,5 @@ rule predict:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} predict {params.checkpoint} --images {input.data}/test/images --out {output}"
+        "run-embedseg predict {params.checkpoint} --images {input.data}/test/images --out {output}"
         " --device {params.device} {params.options} > {log} 2>&1"

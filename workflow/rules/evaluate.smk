@@ -17,4 +17,4 @@ rule evaluate:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"
+        "run-embedseg evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"

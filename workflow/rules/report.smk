@@ -1,8 +1,12 @@
+# Each rule declares all it reads, so that --summary and --report are complete: train.json stands
+# for its model folder (memory.json, log.csv: see model_marker), a baseline's flags for its
+# model and predictions.
 rule tables:
     input:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
+        trained_models(),
         paper=PAPER_RESULTS,
     output:
         report(
@@ -36,7 +40,7 @@ rule tables:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} tables {params.results} --paper {input.paper} --out {params.out_dir}"
+        "run-embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
         " {params.selection} {params.not_comparable} > {log} 2>&1"
 
 
@@ -46,6 +50,8 @@ rule figures:
         baseline_flags(),
         baseline_results,
         trained_models(),
+        data=prepared_data(),
+        predictions=embedseg_predictions(),
     output:
         report(
             expand(f"{RESULTS}/figures/fig1_{{ds}}.png", ds=DATASETS),
@@ -74,4 +80,4 @@ rule figures:
     conda:
         conda_env("embedseg")
     shell:
-        "{EMBEDSEG} figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"
+        "run-embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"

@@ -34,6 +34,7 @@ TINY = {
         }
     },
     "report": {"not_comparable": "conda test run"},
+    "temp_crops": True,  # every reader of crops/ is declared, so Snakemake may delete it
 }
 
 
@@ -67,4 +68,6 @@ def test_conda_run_from_another_directory_finds_the_package(tmp_path: Path) -> N
     assert "Activating conda environment" in result.stderr
     table1 = pd.read_csv(workdir / "results" / "conda" / "tables" / "table1.csv")
     assert list(table1["method"]) == ["embedseg-medoid-tta"]
+    assert (workdir / "results" / "conda" / "data" / "synthetic-nuclei").is_dir()
+    assert not (workdir / "results" / "conda" / "crops" / "synthetic-nuclei" / "medoid").exists()
     assert not (REPO / "results" / "conda").exists()

@@ -9,7 +9,6 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -84,7 +83,9 @@ def job_device() -> str:
     if not config["gpu"]:
         return device
     if device == "cpu":
-        raise WorkflowError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
+        raise WorkflowError(
+            "config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one"
+        )
     return "cuda" if device == "auto" else device
 
 
@@ -268,13 +269,18 @@ def prediction_input(wildcards) -> str:
     """What `evaluate` waits for: our predictions folder, or a baseline's 'predicted' flag."""
     if wildcards.method.startswith("embedseg-"):
         return f"{RESULTS}/predictions/{wildcards.ds}/{wildcards.method}/seed{wildcards.seed}"
-    return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
+    return checkpoints.baseline_predict.get(
+        ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed
+    ).output[0]
 
 
 def embedseg_predictions() -> list[str]:
     """Prediction folders of every EmbedSeg/Neven model (figures draws them)."""
     return [
-        f"{RESULTS}/predictions/{ds}/{method}/seed{seed}" for ds in DATASETS for method in EMBEDSEG_METHODS for seed in SEEDS
+        f"{RESULTS}/predictions/{ds}/{method}/seed{seed}"
+        for ds in DATASETS
+        for method in EMBEDSEG_METHODS
+        for seed in SEEDS
     ]
 
 

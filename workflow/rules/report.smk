@@ -24,21 +24,21 @@ rule tables:
             caption="../report/comparison.rst",
             category="Tables",
         ),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables.tsv"
+    conda:
+        conda_env("embedseg")
+    threads: step_resources("report")["threads"]
+    resources:
+        mem_mb=step_resources("report")["mem_mb"],
+        runtime=step_resources("report")["runtime"],
     params:
         results=lambda wildcards, output: Path(output[0]).parent.parent,
         out_dir=lambda wildcards, output: Path(output[0]).parent,
         selection=selection_options(),
         not_comparable=optional_flag("--not-comparable", config["report"]["not_comparable"]),
-    log:
-        f"{RESULTS}/logs/tables.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables.tsv"
-    threads: step_resources("report")["threads"]
-    resources:
-        mem_mb=step_resources("report")["mem_mb"],
-        runtime=step_resources("report")["runtime"],
-    conda:
-        conda_env("embedseg")
     shell:
         "run-embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
         " {params.selection} {params.not_comparable} > {log} 2>&1"
@@ -64,20 +64,23 @@ rule figures:
             caption="../report/training_curves.rst",
             category="Figures",
         ),
-        expand(f"{RESULTS}/figures/{{name}}.pdf", name=[f"fig1_{ds}" for ds in DATASETS] + ["ap_curves", "training_curves"]),
-    params:
-        results=lambda wildcards, output: Path(output[0]).parent.parent,
-        out_dir=lambda wildcards, output: Path(output[0]).parent,
-        selection=selection_options(),
+        expand(
+            f"{RESULTS}/figures/{{name}}.pdf",
+            name=[f"fig1_{ds}" for ds in DATASETS] + ["ap_curves", "training_curves"],
+        ),
     log:
         f"{RESULTS}/logs/figures.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("report")["threads"]
     resources:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
-    conda:
-        conda_env("embedseg")
+    params:
+        results=lambda wildcards, output: Path(output[0]).parent.parent,
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
+        selection=selection_options(),
     shell:
         "run-embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"

@@ -58,7 +58,8 @@ elif args[:2] == ["env", "create"] or args[:1] == ["create"]:
         env = yaml.safe_load(spec.read_text())
         assert isinstance(env.get("dependencies"), list), f"{{spec}}: no dependencies list"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
-    site = subprocess.run([str(prefix / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([str(prefix / "bin" / "python"), "-c", purelib],
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "_conda_stub_packages.pth").write_text("{packages}\\n")
 elif args[:1] == ["clean"]:

@@ -30,7 +30,9 @@ TINY = {
             "n_images": 8,
             "image_size": 48,
             "crop_size": 32,
-            "train": {"epochs": 1, "batch_size": 2, "virtual_batch": 1, "train_size": 4, "val_size": 2, "val_batch_size": 2},
+            "train": {
+                "epochs": 1, "batch_size": 2, "virtual_batch": 1, "train_size": 4, "val_size": 2, "val_batch_size": 2
+            },
         }
     },
     "report": {"not_comparable": "conda test run"},
@@ -62,7 +64,9 @@ def test_conda_run_from_another_directory_finds_the_package(tmp_path: Path) -> N
          "--cores", "2", "--configfile", str(config)],
         capture_output=True, text=True, timeout=600, env=env | {"PYTHONPATH": str(REPO)},
     )
-    logs = "\n".join(f"--- {log}\n{log.read_text()[-1500:]}" for log in sorted(workdir.glob("results/conda/logs/**/*.log")))
+    logs = "\n".join(
+        f"--- {log}\n{log.read_text()[-1500:]}" for log in sorted(workdir.glob("results/conda/logs/**/*.log"))
+    )
     assert result.returncode == 0, f"{result.stderr[-5000:]}\n{logs}"
     assert any(call.startswith("env create") for call in conda_calls(tmp_path / "stub"))
     assert "Activating conda environment" in result.stderr

@@ -160,6 +160,24 @@ def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: 
     assert "config datasets.mydata.source" in output and "Traceback" not in output
 
 
+@pytest.mark.parametrize(
+    ("device", "expected"), [("auto", "--device cuda"), ("cuda:1", "--device cuda:1"), ("cpu", None)]
+)
+def test_gpu_jobs_must_use_their_gpu(tmp_path: Path, device: str, expected: str | None) -> None:
+    """`gpu: true`: training and prediction get `--device cuda` (which fails without a GPU), not
+    `auto`'s silent CPU fallback; `device: cpu` beside it is a contradiction stopped at start-up."""
+    config = load_config("test.yaml") | {"gpu": True, "device": device}
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(tmp_path / "gpu.yaml"), check=False)
+    if expected is None:
+        assert result.returncode != 0 and "`gpu: true`" in result.stdout + result.stderr
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = re.compile(r"Shell command: run-embedseg (train|predict|baseline)")
+    lines = [line for line in result.stdout.splitlines() if job.match(line)]
+    assert len(lines) >= 4 and all(f"{expected} " in line for line in lines)  # train, predict x2, U-Net train
+
+
 def test_workflow_runs_as_a_module_of_another_workflow(tmp_path: Path) -> None:
     """Loaded with `module` from a project elsewhere: the package, the conda files and the
     paper's numbers come from this repository, results go to the project."""
@@ -173,7 +191,8 @@ def test_workflow_runs_as_a_module_of_another_workflow(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_counts(result.stdout)["embedseg_train"] == 2
     assert f"--paper {REPO / 'config' / 'paper_results.yaml'}" in result.stdout
-    assert "Shell command: run-embedseg prepare synthetic-nuclei --out results/test/data/synthetic-nuclei" in result.stdout
+    prepare = "Shell command: run-embedseg prepare synthetic-nuclei --out results/test/data/synthetic-nuclei"
+    assert prepare in result.stdout
 
 
 def test_workflow_knows_the_registry_data_sets() -> None:

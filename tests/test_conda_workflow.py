@@ -53,6 +53,27 @@ def test_conda_stub_env_lacks_the_package(tmp_path: Path) -> None:
     assert "No module named 'embedseg'" in missing.stderr
 
 
+def test_a_pin_file_beside_an_env_file_is_what_conda_installs(tmp_path: Path) -> None:
+    """docs/cluster.md's lockfiles: Snakemake builds `<env>.<platform>.pin.txt` (as written by
+    `snakedeploy pin-conda-envs`) instead of the YAML beside it, without any setting."""
+    env = install_conda_stub(tmp_path / "stub")
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "tool.yaml").write_text("channels: [conda-forge, nodefaults]\ndependencies: [python=3.11]\n")
+    (tmp_path / "envs" / "tool.linux-64.pin.txt").write_text("@EXPLICIT\n")
+    (tmp_path / "Snakefile").write_text(
+        'rule a:\n    output:\n        "a.txt"\n    conda:\n        "envs/tool.yaml"\n'
+        '    shell:\n        "python -c pass > {output}"\n'
+    )
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--use-conda", "--cores", "1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Using pinnings from" in result.stderr
+    # `conda create --file <env>.pin.txt` (a copy of the pin file), not `conda env create` of the YAML
+    calls = conda_calls(tmp_path / "stub")
+    assert [call.split()[0] for call in calls if "--prefix" in call] == ["create"]
+    assert ".pin.txt" in next(call for call in calls if "--prefix" in call)
+
+
 def test_conda_run_from_another_directory_finds_the_package(tmp_path: Path) -> None:
     env = install_conda_stub(tmp_path / "stub")
     workdir = tmp_path / "elsewhere"

@@ -152,6 +152,17 @@ def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
         assert option in prepare
 
 
+def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
+    """The `test:` key's `embedseg prepare --test-fraction`: that share of the images is the test set."""
+    source = write_own_dataset(tmp_path / "mine", n_images=8)
+    subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source), "--test-fraction",
+                    "0.5", "--out", str(tmp_path / "data")], check=True, capture_output=True)
+    assert len(list((tmp_path / "data" / "test" / "images").glob("*.tif"))) == 4
+    bad = subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source),
+                          "--test-fraction", "1.5", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--test-fraction 1.5" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize("source", [None, "no/such/folder"])
 def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: Path, source) -> None:
     result = snakemake(tmp_path, "-n", "--configfile", str(own_dataset_config(tmp_path, source)), check=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -57,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
     parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help="fraction of the images held out for testing when the source has no test part (default: the data set's)",
+    )
     parser.add_argument("--all-dsb-images", action="store_true", help="DSB stage1: keep colour images too (default: greyscale fluorescence only)")
     parser.add_argument("--n-images", type=int, default=16, help="synthetic sets: number of images")
     parser.add_argument("--image-size", type=int, default=128, help="synthetic sets: image height and width")
@@ -65,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.dataset)
+    if args.test_fraction is not None:
+        if not 0 < args.test_fraction < 1:
+            raise DataError(f"--test-fraction {args.test_fraction}: give a fraction between 0 and 1")
+        spec = dataclasses.replace(spec, test_split=args.test_fraction)
     with building(args.out) as staging:
         source = resolve_source(spec, args, staging / ".source")
         val_seed = validation_seed(args.seed, args.resplit_run)

@@ -159,6 +159,8 @@ def test_workflow_resplit_prepares_and_crops_every_run(tmp_path):
             str(REPO / "workflow" / "Snakefile"),
             "--directory",
             str(tmp_path),
+            "--workflow-profile",
+            "none",
             "-n",
             "-p",
             "--configfile",

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .io import DataError, atomic_write, list_images, read_labels
 from .metrics import THRESHOLDS, MatchCounts, match_labels, match_one_hot
+from .outputs import check_output_file
 
 COLUMNS = ["image", "tau", "tp", "fp", "fn", "ap"]
 
@@ -69,15 +70,26 @@ def write_scores(path: str | os.PathLike, scores: pd.DataFrame) -> None:
         scores.to_csv(tmp, index=False)
 
 
+def is_scores_file(path: Path) -> bool:
+    """True for a CSV that `embedseg evaluate` wrote (its header starts with image,tau)."""
+    with open(path, "rb") as handle:
+        return handle.readline().startswith(b"image,tau,")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
     parser.add_argument("--out", required=True, metavar="CSV", help="scores file (image,tau,tp,fp,fn,ap)")
     parser.add_argument("--one-hot", choices=("auto", "yes", "no"), default="auto",
                         help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape")
+    parser.add_argument("--force", action="store_true",
+                        help="replace CSV even if it is a file not written by `embedseg evaluate` "
+                             "(never an input)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
+                      "embedseg evaluate", args.force)
     scores = score_folders(args.gt_dir, args.pred_dir, args.one_hot)
     write_scores(args.out, scores)
     means = scores.groupby("tau")["ap"].mean()

@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int | None:
     """Run the method's train or predict into a staging folder that replaces --out when done
     (embedseg.outputs); the method sees the staging folder as args.out."""
     module_name, train_name, predict_name, _ = METHODS[args.method]
-    module = importlib.import_module(module_name)
     if args.action == "train":
         kind, inputs = BASELINE_MODEL, {"DATA_DIR": args.data_dir}
     else:
         kind, inputs = PREDICTIONS, {"MODEL_DIR": args.model_dir, "--images": args.images}
     with replacing(args.out, kind, inputs, args.force) as args.out:
+        module = importlib.import_module(module_name)
         return getattr(module, train_name if args.action == "train" else predict_name)(args)
 
 

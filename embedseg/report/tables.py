@@ -309,11 +309,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paper = load_paper(args.paper)
-    collection = collect(args.results, args.datasets, args.methods, args.seeds)
     inputs = {"--paper": args.paper,
               **{f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "models")}}
     with replacing(args.out, TABLES, inputs, args.force) as staging:
+        paper = load_paper(args.paper)
+        collection = collect(args.results, args.datasets, args.methods, args.seeds)
         write_tables(args.results, paper, staging, collection, args.not_comparable)
     print((args.out / "table1.md").read_text())
     return 0

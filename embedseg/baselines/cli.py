@@ -56,13 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int | None:
     """Run the method's train or predict into a staging folder that replaces --out when done
-    (embedseg.outputs); the method sees the staging folder as args.out."""
+    (embedseg.outputs); the method sees the staging folder as args.out (a str, as argparse
+    gives it: some methods store their arguments in a weights-only checkpoint)."""
     module_name, train_name, predict_name, _ = METHODS[args.method]
     if args.action == "train":
         kind, inputs = BASELINE_MODEL, {"DATA_DIR": args.data_dir}
     else:
         kind, inputs = PREDICTIONS, {"MODEL_DIR": args.model_dir, "--images": args.images}
-    with replacing(args.out, kind, inputs, args.force) as args.out:
+    with replacing(args.out, kind, inputs, args.force) as staging:
+        args.out = str(staging)
         module = importlib.import_module(module_name)
         return getattr(module, train_name if args.action == "train" else predict_name)(args)
 

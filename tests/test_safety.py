@@ -464,27 +464,34 @@ def test_prepare_synthetic_bad_sizes(tmp_path, options, words) -> None:
 
 
 def test_multi_channel_images_are_supported_end_to_end(tmp_path) -> None:
+    """(2, H, W) stacks: in_channels = 2 from prepare through crops and training to predict."""
     write_source(tmp_path / "source")
     for path in (tmp_path / "source" / "images").iterdir():
         grey = tifffile.imread(path)
         tifffile.imwrite(path, np.stack([grey, 255 - grey]), photometric="minisblack")
-    assert (
-        embedseg(
-            "prepare",
-            "folder",
-            "--source",
-            tmp_path / "source",
+    data, crops, model = tmp_path / "data", tmp_path / "crops", tmp_path / "model"
+    for args in (
+        ["prepare", "folder", "--source", tmp_path / "source", "--out", data, "--crop-size", "32"],
+        ["crops", data, "--out", crops],
+        ["train", crops, "--out", model, *TRAIN],
+        [
+            "predict",
+            model / "best.pt",
+            "--images",
+            data / "test" / "images",
             "--out",
-            tmp_path / "data",
-            "--crop-size",
-            "32",
-        ).returncode
-        == 0
-    )
-    assert '"in_channels": 2' in (tmp_path / "data" / "dataset.json").read_text()
-    assert embedseg("crops", tmp_path / "data", "--out", tmp_path / "crops").returncode == 0
-    crop = sorted((tmp_path / "crops" / "train" / "images").iterdir())[0]
-    assert tifffile.imread(crop).shape == (2, 32, 32)
+            tmp_path / "pred",
+            "--device",
+            "cpu",
+            "--no-tta",
+        ],
+    ):
+        result = embedseg(*args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert '"in_channels": 2' in (data / "dataset.json").read_text()
+    assert tifffile.imread(sorted((crops / "train" / "images").iterdir())[0]).shape == (2, 32, 32)
+    test_image = sorted((data / "test" / "images").iterdir())[0]
+    assert tifffile.imread(tmp_path / "pred" / test_image.name).shape == (64, 64)
 
 
 CROPS_CASES: dict[str, tuple[Callable[[Path], None], list[str], list[str]]] = {

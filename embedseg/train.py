@@ -211,7 +211,7 @@ def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], out_dir:
         raise OutputError(
             f"--out {out_dir} holds another training run ({differences}); resuming would mix two runs. "
             "Resume it with its original command, start over with --no-resume (the old model is replaced "
-            "when the new one is done), or choose another --out"
+            "when the new one is done; in the Snakemake workflow: delete the folder), or choose another --out"
         )
 
 

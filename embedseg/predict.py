@@ -219,16 +219,20 @@ def network_input(image: np.ndarray, settings: DatasetSettings, path: str | os.P
 
 def check_value_range(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike) -> None:
     """For `absolute` normalisation the image must be of the training data's bit depth: values
-    above the factor (a 16-bit image into an 8-bit model) or an integer type far below it (8-bit
-    into 16-bit) would give the network inputs it never saw and silently wrong labels."""
-    if settings.normalization != "absolute":
+    above the factor (a 16-bit image into an 8-bit model), an integer type far below it (8-bit
+    into 16-bit) or a float image already scaled to [0, 1] would give the network inputs it
+    never saw and silently wrong labels."""
+    if settings.normalization != "absolute" or not image.size:
         return
     factor = float(settings.normalization_factor)
     trained = {255.0: "8-bit (uint8)", 65535.0: "16-bit (uint16)"}.get(factor, f"values up to {factor:g}")
-    too_high = image.size and float(image.max()) > factor
-    too_narrow = np.issubdtype(image.dtype, np.integer) and np.iinfo(image.dtype).max < factor / 2
-    if too_high or too_narrow:
-        found = f"values up to {image.max()}" if too_high else f"at most {np.iinfo(image.dtype).max}"
+    highest = float(image.max())
+    if np.issubdtype(image.dtype, np.integer):
+        mismatch = highest > factor or np.iinfo(image.dtype).max < factor / 2
+    else:
+        mismatch = highest > factor or (factor > 1 and highest <= 1)
+    if mismatch:
+        found = f"values up to {image.max()}"
         raise DataError(
             f"{path}: {image.dtype} image ({found}) does not fit the model, trained on {trained} images "
             f"divided by {factor:g}; convert the image to that bit depth, or train a model on images like it"

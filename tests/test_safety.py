@@ -541,12 +541,26 @@ PREDICT_CASES: dict[str, tuple[dict[str, np.ndarray], list[str], list[str]]] = {
     "no TIFF images": ({"a_png": GREY8}, [], ["a.png", "tif"]),
     "uint16 into an 8-bit model": ({"a": np.full((40, 40), 3000, np.uint16)}, [], ["a.tif", "uint16"]),
     "NaN pixels": ({"a": np.full((40, 40), np.nan, np.float32)}, [], ["a.tif", "NaN"]),
+    "float already in [0, 1]": ({"a": np.full((40, 40), 0.4, np.float32)}, [], ["a.tif", "float32"]),
     "colour image": ({"a": np.stack([GREY8, GREY8 // 2, GREY8 // 3], axis=-1)}, [], ["a.tif", "RGB"]),
     "seed threshold above 1": ({"a": GREY8}, ["--seed-thresh", "1.5"], ["--seed-thresh"]),
     "foreground threshold below 0": ({"a": GREY8}, ["--fg-thresh", "-0.1"], ["--fg-thresh"]),
     "tile size zero": ({"a": GREY8}, ["--tile-size", "0"], ["--tile-size"]),
     "tile size not a multiple of 8": ({"a": GREY8}, ["--tile-size", "100"], ["--tile-size"]),
 }
+
+
+def test_bit_depth_must_fit_the_models_absolute_normalisation() -> None:
+    from embedseg.config import DatasetSettings
+    from embedseg.io import DataError
+    from embedseg.predict import network_input
+
+    sixteen = DatasetSettings(name="x", normalization_factor=65535.0)
+    with pytest.raises(DataError, match="b.tif: uint8 image .* 16-bit"):
+        network_input(GREY8, sixteen, "b.tif")
+    assert network_input(np.full((8, 8), 65535, np.uint16), sixteen, "c.tif").max() == 1.0
+    percentile = DatasetSettings(name="x", normalization="percentile", normalization_factor=None)
+    assert network_input(GREY8, percentile, "d.tif").shape == (1, 40, 40)  # any bit depth
 
 
 @pytest.mark.parametrize("case", PREDICT_CASES)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .io import DataError, atomic_write, list_images, read_labels
 from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
+from .outputs import check_output_file
 
 COLUMNS = [
     "image", "tau", "tp", "fp", "fn", "ap",
@@ -114,6 +115,12 @@ def write_scores(path: str | os.PathLike, scores: pd.DataFrame) -> None:
         scores.to_csv(tmp, index=False)
 
 
+def is_scores_file(path: Path) -> bool:
+    """True for a CSV that `embedseg evaluate` wrote (its header starts with image,tau)."""
+    with open(path, "rb") as handle:
+        return handle.readline().startswith(b"image,tau,")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
@@ -130,9 +137,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: none")
     parser.add_argument("--exclude-border", action="store_true",
                         help="drop objects touching the image border from GT and prediction before matching")
+    parser.add_argument("--force", action="store_true",
+                        help="replace CSV even if it is a file not written by `embedseg evaluate` "
+                             "(never an input)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
+                      "embedseg evaluate", args.force)
+    if args.objects:
+        if Path(args.objects).resolve() == Path(args.out).resolve():
+            raise DataError(f"--objects {args.objects} is also --out: give the per-object table its own file")
+        check_output_file(args.objects, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
+                          "embedseg evaluate", args.force)
     scores, objects = score_folders(args.gt_dir, args.pred_dir, args.one_hot, ignore_label=args.ignore_label,
                                     exclude_border=args.exclude_border, objects_tau=args.objects_tau)
     write_scores(args.out, scores)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write
+from ..outputs import TABLES, replacing
 from .paper import Paper, PaperRow, load_paper
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
 from .results import EMBEDSEG, TAUS, Collection, collect, method_label, method_order, training_memory
@@ -590,10 +591,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="say in comparison_to_paper.md why these runs cannot be compared (demo data, short training)",
     )
 
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace TABLES_DIR even if it is a file or a folder not written by `embedseg tables`",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
-    paper = load_paper(args.paper)
-    collection = collect(args.results, args.datasets, args.methods, args.seeds, args.metric)
-    write_tables(args.results, paper, args.out, collection, args.not_comparable, args.metric)
+    inputs = {"--paper": args.paper,
+              **{f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "models")}}
+    with replacing(args.out, TABLES, inputs, args.force) as staging:
+        paper = load_paper(args.paper)
+        collection = collect(args.results, args.datasets, args.methods, args.seeds, args.metric)
+        write_tables(args.results, paper, staging, collection, args.not_comparable, args.metric)
     print((args.out / "table1.md").read_text())
     return 0

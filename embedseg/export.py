@@ -40,6 +40,7 @@ from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY
 from .models.erfnet import BranchedERFNet
 from .predict import DEFAULT_OVERLAP, DEFAULT_TILE, NETWORK_MULTIPLE, network_input, segment
+from .train import BASE_LR, LR_HORIZON, LR_POWER
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,8 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
                 model_parameter_count=sum(p.numel() for p in model.parameters()),
                 training=v0_5.TrainingDetails(
                     training_epochs=train.get("epochs"), training_batch_size=train.get("batch_size"),
-                    initial_learning_rate=5e-4, learning_rate_schedule="poly (1 - epoch/200)^0.9",
+                    initial_learning_rate=BASE_LR,
+                    learning_rate_schedule=f"poly: (1 - epoch/{LR_HORIZON})^{LR_POWER}",
                     optimizer="Adam", loss_function="Lovász-hinge + seed + variance (EmbedSeg)",
                 ),
             ),
@@ -433,7 +435,8 @@ def script_model(model: BranchedERFNet, path: Path, sample: torch.Tensor, refere
 
 
 def validate_package(path: Path) -> None:
-    """bioimageio.core's model test (both weight formats against the test output), offline."""
+    """bioimageio.core's model test: both weight formats must reproduce the test output. The package
+    names no remote file, so the test needs no network."""
     from bioimageio.core import test_model
 
     summary = test_model(path)

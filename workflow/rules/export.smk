@@ -5,19 +5,7 @@
 EXPORT_CENTER = "medoid" if "medoid" in CENTERS else CENTERS[0]
 EXPORT_TTA = "tta" if "tta" in TTA else TTA[0]
 EXPORT_METHOD = f"embedseg-{EXPORT_CENTER}-{EXPORT_TTA}"
-
-
-def exported_packages() -> list[str]:
-    return [f"{RESULTS}/export/{ds}/{EXPORT_METHOD}.zip" for ds in DATASETS]
-
-
-def export_models(wildcards) -> list[str]:
-    return [model_marker(wildcards.ds, wildcards.center, seed) for seed in SEEDS]
-
-
-def export_scores(wildcards) -> list[str]:
-    method = f"embedseg-{wildcards.center}-{wildcards.tta}"
-    return [scores_file(wildcards.ds, method, seed) for seed in SEEDS]
+EXPORTED_PACKAGES = [f"{RESULTS}/export/{ds}/{EXPORT_METHOD}.zip" for ds in DATASETS]
 
 
 localrules:
@@ -26,18 +14,21 @@ localrules:
 
 rule export:
     input:
-        exported_packages(),
+        EXPORTED_PACKAGES,
 
 
 rule export_package:
     input:
-        models=export_models,
-        scores=export_scores,
+        # every seed's model and test scores, in the same order
+        models=lambda wildcards: [model_marker(wildcards.ds, wildcards.center, seed) for seed in SEEDS],
+        scores=lambda wildcards: [
+            scores_file(wildcards.ds, f"embedseg-{wildcards.center}-{wildcards.tta}", seed) for seed in SEEDS
+        ],
         data=f"{RESULTS}/data/{{ds}}",
     output:
         f"{RESULTS}/export/{{ds}}/embedseg-{{center}}-{{tta}}.zip",
     params:
-        # the model folders (best.pt) of the train.json markers, seeds in the order of the scores
+        # the model folders (best.pt) of the train.json markers
         models=lambda wildcards, input: " ".join(str(Path(marker).parent) for marker in input.models),
         options=predict_options,
     log:

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -425,8 +426,12 @@ def embedseg_config(model: BranchedERFNet, settings: DatasetSettings, options: P
 
 def script_model(model: BranchedERFNet, path: Path, sample: torch.Tensor, reference: torch.Tensor) -> float:
     """Save the TorchScript version of `model` and return its largest deviation from `reference`."""
-    torch.jit.script(model).save(str(path))
-    scripted = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        # Recent torch deprecates TorchScript in favour of torch.export, but bioimage.io's
+        # `torchscript` weights (what deepImageJ runs) are TorchScript.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        torch.jit.script(model).save(str(path))
+        scripted = torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
         deviation = float((scripted(sample) - reference).abs().max())
     if deviation > SCRIPT_TOLERANCE:

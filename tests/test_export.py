@@ -27,7 +27,9 @@ import yaml
 
 from discs import one_thread  # noqa: F401 (fixture)
 from embedseg import cli
-from embedseg.io import read_labels
+from embedseg.config import DatasetSettings
+from embedseg.io import read_labels, write_tiff
+from embedseg.models import BranchedERFNet, save_checkpoint
 
 pytest.importorskip("bioimageio.core", reason="pip install -e '.[export]'")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -203,3 +205,26 @@ def test_mistakes_are_reported_without_touching_files(run: Path, tmp_path: Path,
     assert cli.main(["predict", str(foreign), "--images", sample, "--out", str(tmp_path / "pred")]) == 2
     assert "embedseg export" in capsys.readouterr().err
     assert not (tmp_path / "new.zip").exists() and not (tmp_path / "pred").exists()
+
+
+@pytest.mark.parametrize("normalization, step", [("percentile", "scale_range"),
+                                                 ("mean-std", "zero_mean_unit_variance")])
+def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, tmp_path) -> None:
+    """bioimageio.core's test only passes if its preprocessing of the test input matches ours."""
+    torch.manual_seed(0)
+    model = BranchedERFNet()
+    settings = DatasetSettings(name="synthetic-nuclei", normalization=normalization,
+                               normalization_factor=None)
+    save_checkpoint(tmp_path / "untrained.pt", {"model_state_dict": model.state_dict(),
+                                                "model_config": model.config, "settings": settings.to_dict()})
+    image = np.random.default_rng(0).integers(0, 4000, (96, 80)).astype(np.uint16)
+    write_tiff(tmp_path / "sample.tif", image)
+    package = tmp_path / "untrained.zip"
+    assert cli.main(["export", str(tmp_path / "untrained.pt"), "--sample", str(tmp_path / "sample.tif"),
+                     "--out", str(package)]) == 0  # runs bioimageio.core's test_model
+    preprocessing = rdf(package)["inputs"][0]["preprocessing"]
+    assert [entry["id"] for entry in preprocessing] == ["ensure_dtype", step, "ensure_dtype"]
+    assert preprocessing[1]["kwargs"]["axes"] == ["y", "x"]  # per image and channel, as in training
+    if normalization == "percentile":
+        kwargs = preprocessing[1]["kwargs"]
+        assert (kwargs["min_percentile"], kwargs["max_percentile"]) == settings.percentiles

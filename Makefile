@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm]'
+	$(BIN)/pip install -q -e '.[workflow,test,slurm,export]'
 	touch $@
 
 venv: $(BIN)/.installed

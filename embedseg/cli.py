@@ -23,6 +23,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "crops": ("embedseg.crops", "cut object-centred training crops with medoid/centroid centre images"),
     "train": ("embedseg.train", "train a Branched ERF-Net on crops (EmbedSeg or Neven et al.)"),
     "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),
+    "export": ("embedseg.export", "package a model for the BioImage Model Zoo (bioimage.io) with its scores"),
     "evaluate": ("embedseg.evaluate", "score predicted label images against ground truth (AP_dsb per image and IoU threshold)"),
     "baseline": ("embedseg.baselines.cli", "train or run a baseline: 3class-unet, stardist, cellpose-trained, cellpose-public, maskrcnn"),
     "tables": ("embedseg.report.tables", "write Table 1, Table 2 and the comparison to the paper from per-image scores"),

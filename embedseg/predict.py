@@ -249,7 +249,8 @@ def segment(model: torch.nn.Module, image: np.ndarray, settings: DatasetSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL_PT", help="checkpoint written by `embedseg train` (best.pt)")
+    parser.add_argument("model", metavar="MODEL_PT",
+                        help="checkpoint written by `embedseg train` (best.pt) or package of `embedseg export`")
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
     parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,

@@ -52,6 +52,7 @@ PROVIDERS: dict[str, set[str]] = {
     "tensorflow": {"tensorflow", "tensorflow-cpu", "tensorflow-gpu"},
     "matplotlib": {"matplotlib", "matplotlib-base"},
     "seaborn": {"seaborn", "seaborn-base"},
+    "bioimageio": {"bioimageio.core", "bioimageio.spec"},
 }
 
 SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<version>.*)$")

@@ -228,13 +228,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE,
                         help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles")
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="run the network through torch.compile (falls back to eager with a warning)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .acceleration import inference_model
     from .models import load_checkpoint
     from .runtime import resolve_device
 
     model, settings = load_checkpoint(args.model, resolve_device(args.device))
+    model = inference_model(model, compile=args.compile, amp=args.amp)
     min_object_size = args.min_object_size
     if min_object_size is None and args.clustering == "current":
         min_object_size = settings.min_object_size

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .acceleration import Precision, maybe_compile
 from .config import DatasetSettings
 from .datasets import CropDataset, RandomCropSampler, collate_crops
 from .io import DataError, atomic_write, write_json
@@ -56,6 +57,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     resume: bool = True
+    compile: bool = False  # off: not shown faster yet (embedseg/acceleration.py)
+    amp: bool = False  # off in the paper configuration: reproduction first
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs) < 1:
@@ -73,20 +76,26 @@ def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: tor
                 drop_last: bool, device: torch.device) -> DataLoader:
     """DataLoader over `size` random (crop, transform) draws of `generator`."""
     sampler = RandomCropSampler(len(dataset), size, generator)
+    # Persistent workers start once per training, not twice per epoch. They draw their base seed
+    # from a generator of their own: from torch's global one (Dropout's), a resumed run would
+    # draw it at another point of that stream than an uninterrupted one.
+    worker_options = dict(persistent_workers=True, generator=torch.Generator().manual_seed(0)) if workers else {}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
+                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda",
+                      **worker_options)
 
 
-def run_batch(model: BranchedERFNet, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and object IoUs of one batch (see SpatialEmbLoss.forward)."""
-    prediction = model(batch["image"].to(device, non_blocking=True))
-    return criterion(prediction, batch["instances"].to(device, non_blocking=True),
+def run_batch(model: torch.nn.Module, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
+              device: torch.device, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and object IoUs of one batch (see SpatialEmbLoss.forward); the loss runs in float32."""
+    with precision.autocast():
+        prediction = model(batch["image"].to(device, non_blocking=True))
+    return criterion(prediction.float(), batch["instances"].to(device, non_blocking=True),
                      batch["center"].to(device, non_blocking=True))
 
 
-def train_epoch(model: BranchedERFNet, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
-                loader: DataLoader, virtual_batch: int, device: torch.device) -> float:
+def train_epoch(model: torch.nn.Module, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
+                loader: DataLoader, virtual_batch: int, device: torch.device, precision: Precision) -> float:
     """One pass over `loader`; the optimiser steps every `virtual_batch` mini-batches.
 
     Each mini-batch back-propagates loss/m, so a step sees the mean gradient of m mini-batches;
@@ -97,24 +106,24 @@ def train_epoch(model: BranchedERFNet, criterion: SpatialEmbLoss, optimizer: tor
     optimizer.zero_grad()
     losses = []
     for i, batch in enumerate(tqdm(loader, desc="train", leave=False)):
-        loss, _ = run_batch(model, criterion, batch, device)
-        (loss / virtual_batch).backward()
+        loss, _ = run_batch(model, criterion, batch, device, precision)
+        precision.backward(loss / virtual_batch)
         if (i + 1) % virtual_batch == 0:
-            optimizer.step()
+            precision.step(optimizer)
             optimizer.zero_grad()
         losses.append(loss.item())
     optimizer.zero_grad()
     return float(np.mean(losses))
 
 
-def validate(model: BranchedERFNet, criterion: SpatialEmbLoss, loader: DataLoader,
-             device: torch.device) -> tuple[float, float]:
+def validate(model: torch.nn.Module, criterion: SpatialEmbLoss, loader: DataLoader,
+             device: torch.device, precision: Precision) -> tuple[float, float]:
     """(mean loss over batches, mean IoU over every object of every sampled crop)."""
     model.eval()
     losses, ious = [], []
     with torch.no_grad():
         for batch in tqdm(loader, desc="val", leave=False):
-            loss, batch_ious = run_batch(model, criterion, batch, device)
+            loss, batch_ious = run_batch(model, criterion, batch, device, precision)
             losses.append(loss.item())
             ious.append(batch_ious.cpu())
     all_ious = torch.cat(ious)
@@ -196,6 +205,8 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
                                         "settings": settings.to_dict(), "model_config": model.config})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
+    precision = Precision(config.amp, device)
 
     train_loader = make_loader(train_set, config.train_size, config.batch_size, generators["train_sampler"],
                                config.workers, drop_last=True, device=device)
@@ -206,8 +217,8 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss = train_epoch(model, criterion, optimizer, train_loader, config.virtual_batch, device)
-        val_loss, val_iou = validate(model, criterion, val_loader, device)
+        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device, precision)
+        val_loss, val_iou = validate(forward, criterion, val_loader, device, precision)
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
                         "val_iou": val_iou, "seconds": time.perf_counter() - started})
         improved = val_iou > best_iou
@@ -246,6 +257,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=defaults.resume,
                         help="continue from OUT/last.pt if it exists")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile,
+                        help="run the network through torch.compile (falls back to eager with a warning)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
+                        help="mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU")
 
 
 def run(args: argparse.Namespace) -> int:

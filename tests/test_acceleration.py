@@ -132,8 +132,8 @@ print("equal", all(torch.equal(out, eager(x)) for out in outputs))
 def test_compile_falls_back_to_eager_with_one_warning(tmp_path) -> None:
     """A real missing C++ compiler (CXX points nowhere; a fresh inductor cache, so nothing
     compiled before is reused): one warning, then the eager model's exact outputs."""
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"),
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -157,13 +157,15 @@ def test_compiled_erfnet_training_step_and_inference_match_eager() -> None:
             torch.manual_seed(3)
             loss, _ = criterion(forward(image), instances, centres)
             loss.backward()
-            results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+            gradients = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+            results.append((loss.detach(), gradients))
     (eager_loss, eager_grads), (compiled_loss, compiled_grads) = results
     assert abs(float(eager_loss - compiled_loss)) < COMPILE_TOLERANCE * abs(float(eager_loss))
     assert_gradients_close(eager_grads, compiled_grads)
     picture = np.random.default_rng(0).random((64, 64), dtype=np.float32)
     expected = predict.predict_raw(model.eval(), picture, tta=True)
-    assert max_relative(expected, predict.predict_raw(inference_model(model, compile=True), picture)) < COMPILE_TOLERANCE
+    compiled = predict.predict_raw(inference_model(model, compile=True), picture)
+    assert max_relative(expected, compiled) < COMPILE_TOLERANCE
 
 
 def test_cpu_amp_training_loss_is_finite_and_close_to_float32() -> None:
@@ -191,14 +193,14 @@ def test_train_and_predict_cli_with_amp_and_compile_options(tmp_path) -> None:
     """--amp end to end on the CPU (train, then predict with it); --no-compile is recorded."""
     crops = write_crop_folder(tmp_path / "crops", n_train=2, n_val=1)
     out = tmp_path / "model"
-    assert cli.main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2", "--val-size", "1",
-                     "--virtual-batch", "1", "--device", "cpu", "--amp", "--no-compile"]) == 0
+    assert cli.main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2", "--val-size",
+                     "1", "--virtual-batch", "1", "--device", "cpu", "--amp", "--no-compile"]) == 0
     args = json.loads((out / "train.json").read_text())["args"]
     assert args["amp"] is True and args["compile"] is False
     assert np.isfinite(read_checkpoint(out / "last.pt")["history"][0]["train_loss"])
     images = tmp_path / "images"
     images.mkdir()
     tifffile.imwrite(images / "a.tif", np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8))
-    assert cli.main(["predict", str(out / "last.pt"), "--images", str(images), "--out", str(tmp_path / "pred"),
-                     "--device", "cpu", "--amp", "--no-tta"]) == 0
+    assert cli.main(["predict", str(out / "last.pt"), "--images", str(images), "--out",
+                     str(tmp_path / "pred"), "--device", "cpu", "--amp", "--no-tta"]) == 0
     assert tifffile.imread(tmp_path / "pred" / "a.tif").shape == (40, 40)

@@ -6,6 +6,7 @@ checks compile a two-layer network (seconds) and run the fallback with a real mi
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -147,24 +148,44 @@ def test_compile_falls_back_to_eager_with_one_warning(tmp_path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def probe_gradients(model: nn.Module, forward: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
+    """Gradients of a fixed random linear function of the output (smooth, unlike the loss, whose
+    Lovász hinge sorts pixel errors so that rounding-level changes reorder near-ties)."""
+    probe = torch.randn(image.shape[0], 5, *image.shape[-2:], generator=torch.Generator().manual_seed(5))
+    model.zero_grad()
+    (forward(image) * probe.to(image.dtype)).sum().backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def gradient_error(got: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    scale = max(float(g.abs().max()) for g in reference)
+    return max(float((a.double() - b.double()).abs().max()) for a, b in zip(got, reference)) / scale
+
+
 @pytest.mark.slow
 def test_compiled_erfnet_training_step_and_inference_match_eager() -> None:
+    """Eval-mode BatchNorm: compiled gradients equal eager ones to COMPILE_TOLERANCE. Train mode:
+    the loss agrees, but float32 gradients through batch-statistics BatchNorm are ill-conditioned
+    here (eager float32 is 1–3 % of the gradient scale away from float64), so the compiled ones
+    are held to the same accuracy against float64 rather than to eager's rounding."""
     model = trained_like(2)
-    image, instances, centres = two_object_batch()
+    image, instances, centres = two_object_batch(128)
+    compiled = CompiledModel(model)
     criterion = SpatialEmbLoss(variance_loss="fixed")
-    results = []
-    for forward in (model, CompiledModel(model)):
-        train_without_dropout(model).zero_grad()
-        loss, _ = criterion(forward(image), instances, centres)
-        loss.backward()
-        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (eager_loss, eager_grads), (compiled_loss, compiled_grads) = results
-    assert abs(float(eager_loss - compiled_loss)) < COMPILE_TOLERANCE * abs(float(eager_loss))
-    assert_gradients_close(eager_grads, compiled_grads)
-    picture = np.random.default_rng(0).random((64, 64), dtype=np.float32)
-    expected = predict.predict_raw(model.eval(), picture, tta=True)
-    compiled = predict.predict_raw(inference_model(model, compile=True), picture)
-    assert max_relative(expected, compiled) < COMPILE_TOLERANCE
+    losses = [criterion(forward(image), instances, centres)[0].item()
+              for forward in (train_without_dropout(model), compiled)]
+    assert losses[1] == pytest.approx(losses[0], rel=COMPILE_TOLERANCE)
+    double = train_without_dropout(copy.deepcopy(model).double())
+    reference = probe_gradients(double, double, image.double())
+    eager_error = gradient_error(probe_gradients(model, model, image), reference)
+    assert gradient_error(probe_gradients(model, compiled, image), reference) < 4 * eager_error
+
+    model.eval()
+    assert_gradients_close(probe_gradients(model, model, image), probe_gradients(model, compiled, image))
+    picture = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    expected = predict.predict_raw(model, picture, tta=True)
+    fast = predict.predict_raw(inference_model(model, compile=True), picture)
+    assert max_relative(expected, fast) < COMPILE_TOLERANCE
 
 
 def test_cpu_amp_training_loss_is_finite_and_close_to_float32() -> None:

@@ -113,7 +113,8 @@ def main() -> None:
         if not args.no_steps:
             line += f", training {statistics.median(rates['steps', workers]):5.2f} steps/s"
         print(line)
-    print(f"  per draw: reading the crop's TIFFs {read_ms:.2f} ms (before: every draw) + item {item_ms:.2f} ms")
+    print(f"  per draw: reading the crop's TIFFs {read_ms:.2f} ms (before: every draw) "
+          f"+ item {item_ms:.2f} ms")
 
 
 if __name__ == "__main__":

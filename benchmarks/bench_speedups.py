@@ -12,6 +12,8 @@ are those of the README's cases (one-channel image, batch-2 training crops of 20
   float16 + gradient scaling on CUDA); both losses.
 - compile: the same training step eager vs compiled; the first compiled call (the compilation)
   is reported apart, with the number of steps after which it has paid for itself.
+- compile_tta: the same for 8-fold TTA of a `--size`² image (folded model eager vs compiled):
+  compilation time and the number of images after which it has paid for itself.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def trained_model(device: torch.device) -> BranchedERFNet:
     return model.to(device).eval()
 
 
-def training_step(model: BranchedERFNet, forward: Callable, precision: Precision, batch) -> Callable[[], float]:
+def training_step(model: BranchedERFNet, forward: Callable, precision: Precision,
+                  batch: tuple[torch.Tensor, ...]) -> Callable[[], float]:
     criterion = SpatialEmbLoss(variance_loss="fixed", foreground_weight=10.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
     image, instances, centres = batch
@@ -121,11 +124,26 @@ def case_compile(args: argparse.Namespace, device: torch.device) -> None:
     eager_s, compiled_s, _, _ = alternate(eager, compiled, args.rounds, device)
     gain = eager_s - compiled_s
     pays_off = f"after {compile_s / gain:.0f} steps" if gain > 0 else "never (not faster)"
-    print(f"compile  training step 2 x 256^2: first compiled call {compile_s:.1f} s; then eager {eager_s:.3f} s, "
-          f"compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x; compilation pays off {pays_off}")
+    print(f"compile  training step 2 x 256^2: first compiled call {compile_s:.1f} s; then eager "
+          f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x; "
+          f"compilation pays off {pays_off}")
 
 
-CASES = {"fold": case_fold, "amp": case_amp, "compile": case_compile}
+def case_compile_tta(args: argparse.Namespace, device: torch.device) -> None:
+    model = trained_model(device)
+    eager, compiled = inference_model(model), inference_model(model, compile=True)
+    image = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
+    compile_s, _ = timed(lambda: predict_raw(compiled, image), device)
+    eager_s, compiled_s, a, b = alternate(lambda: predict_raw(eager, image),
+                                          lambda: predict_raw(compiled, image), args.rounds, device)
+    gain = eager_s - compiled_s
+    pays_off = f"after {compile_s / gain:.0f} images" if gain > 0 else "never (not faster)"
+    print(f"compile  TTA {args.size}^2 (folded): first compiled call {compile_s:.1f} s; then eager "
+          f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x, max |A-B| "
+          f"{float((a - b).abs().max()):.1e}; compilation pays off {pays_off} of this size")
+
+
+CASES = {"fold": case_fold, "amp": case_amp, "compile": case_compile, "compile_tta": case_compile_tta}
 
 
 def main() -> None:
@@ -138,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"device {device}, {args.threads} threads (CPU capability {torch.backends.cpu.get_cpu_capability()}), "
+    capability = torch.backends.cpu.get_cpu_capability()
+    print(f"device {device}, {args.threads} threads (CPU capability {capability}), "
           f"medians of {args.rounds} alternating rounds")
     for name in args.cases:
         CASES[name](args, device)

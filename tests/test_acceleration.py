@@ -213,8 +213,9 @@ def test_train_and_predict_cli_with_amp_and_compile_options(tmp_path) -> None:
     """--amp end to end on the CPU (train, then predict with it); --no-compile is recorded."""
     crops = write_crop_folder(tmp_path / "crops", n_train=2, n_val=1)
     out = tmp_path / "model"
-    assert cli.main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2", "--val-size",
-                     "1", "--virtual-batch", "1", "--device", "cpu", "--amp", "--no-compile"]) == 0
+    assert cli.main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2",
+                     "--val-size", "1", "--virtual-batch", "1", "--device", "cpu", "--amp",
+                     "--no-compile"]) == 0
     args = json.loads((out / "train.json").read_text())["args"]
     assert args["amp"] is True and args["compile"] is False
     assert np.isfinite(read_checkpoint(out / "last.pt")["history"][0]["train_loss"])

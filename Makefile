@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel; on a CUDA workstation use envs/embedseg.yaml (conda) or set TORCH_SPEC.
+# The CPU wheel; on a CUDA workstation use the conda route (docs/workflow.md) or set TORCH_SPEC.
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
 
@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm]'
+	$(BIN)/pip install -q -e '.[workflow,test,slurm,export]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -54,8 +54,9 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 # The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); ~15 min on 2 cores.
+# In this venv, not conda: --workflow-profile none skips workflow/profiles/default.
 demo: venv
-	$(BIN)/snakemake all --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake all --cores $(CORES) --workflow-profile none --configfile config/demo.yaml
 	@cat results/demo/tables/table1.md
 	@echo
 	@echo "Table 1:  results/demo/tables/table1.{md,csv,tex}"

@@ -11,10 +11,11 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from typing import Sequence
 
 from . import __version__
-from .io import DataError
+from .io import UserError
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
@@ -22,6 +23,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "crops": ("embedseg.crops", "cut object-centred training crops with medoid/centroid centre images"),
     "train": ("embedseg.train", "train a Branched ERF-Net on crops (EmbedSeg or Neven et al.)"),
     "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),
+    "export": ("embedseg.export", "package a model for the BioImage Model Zoo (bioimage.io) with its scores"),
     "evaluate": ("embedseg.evaluate", "score predicted label images against ground truth (AP_dsb per image and IoU threshold)"),
     "baseline": ("embedseg.baselines.cli", "train or run a baseline: 3class-unet, stardist, cellpose-trained, cellpose-public, maskrcnn"),
     "tables": ("embedseg.report.tables", "write Table 1, Table 2 and the comparison to the paper from per-image scores"),
@@ -41,7 +43,8 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages; show the traceback of errors")
     sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for name, (module_name, help_text) in STEPS.items():
         step_parser = sub.add_parser(
@@ -65,9 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         status = importlib.import_module(args._module).run(args)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except UserError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"embedseg {args.step}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:
+        # Outputs are built in a staging folder and swapped in only on success (embedseg.outputs),
+        # so an interrupted step leaves the previous output as it was.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"embedseg {args.step}: error: interrupted; the previous output (if any) is unchanged",
+              file=sys.stderr)
+        return 130
     return int(status or 0)
 
 

@@ -11,13 +11,18 @@ computed once per distinct visible part and reused across the crops of an image.
 Output (CROPS_DIR/{train,val}/{images,masks,centers}/<base>_<jjj>.tif): images in their stored
 dtype for `absolute` normalisation, else normalised over the whole image first (float32;
 ``prenormalized`` in the settings), masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
-images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center".
+images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center";
+CROPS_DIR/crops.json = the sha256 of every crop file and of dataset.json (:func:`crops_digest`),
+which `train` records to resume only on the same crops. CROPS_DIR follows the output policy of
+:mod:`embedseg.outputs`: built next to it and swapped in when complete.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -28,8 +33,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .centers import CENTER_FUNCTIONS, CENTER_TYPES
-from .config import DatasetSettings, normalize
-from .io import DataError, list_images, read_image, read_labels, write_labels, write_tiff
+from .config import DATASET_JSON, DatasetSettings, normalize
+from .data.splits import PAPER_SPLIT_SEED
+from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
+from .outputs import CROPS, replacing
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,8 @@ def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
         return [LabelledObject(k, np.argwhere(masks[k])) for k in range(len(masks)) if masks[k].any()]
     flat = masks.ravel()
     pixels = np.flatnonzero(flat)
+    if not len(pixels):  # np.split would make one empty "object" of an empty mask
+        return []
     # One stable sort groups pixels by id and keeps each group in row-major order.
     pixels = pixels[np.argsort(flat[pixels], kind="stable")]
     ids, starts = np.unique(flat[pixels], return_index=True)
@@ -143,8 +152,9 @@ def check_pair(image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: 
         raise DataError(f"{mask_path}: mask size {masks.shape[-2:]} differs from image {image_path} {image.shape[-2:]}")
 
 
-def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: DatasetSettings) -> int:
-    """Write the crops of one image into out_dir/{images,masks,centers}; returns their number."""
+def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: DatasetSettings) -> int | None:
+    """Write the crops of one image into out_dir/{images,masks,centers}; returns their number,
+    None when the image is smaller than the crop."""
     crop_size, kind, one_hot = settings.crop_size, settings.center, settings.one_hot
     image = read_image(image_path)
     if settings.prenormalized:
@@ -155,7 +165,7 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: Datase
     if height < crop_size or width < crop_size:
         log.warning("%s: %dx%d is smaller than the crop size %d; no crops (as in the paper code)",
                     image_path.name, height, width, crop_size)
-        return 0
+        return None
     if not one_hot:
         # A one-hot stack would be filled in 3-D by the official code, a no-op; filling a curled
         # worm's slice in 2-D would also swallow the background it encloses.
@@ -186,15 +196,29 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSet
     `settings` gives the crop size, centre type (``center``), one-hot layout and normalisation.
     """
     image_paths = list_images(data_dir / subset / "images")
+    if subset == "train" and not image_paths:
+        raise DataError(f"{data_dir / subset / 'images'}: no training images; "
+                        "run `embedseg prepare` to write them")
     mask_dir = data_dir / subset / "masks"
     for folder in CROP_FOLDERS:
         (out_dir / subset / folder).mkdir(parents=True, exist_ok=True)
-    n_crops = 0
+    counts = []
     for image_path in tqdm(image_paths, desc=f"crops {subset}", unit="image"):
         mask_path = mask_dir / image_path.name
         if not mask_path.exists():
             raise DataError(f"{mask_path}: mask missing for image {image_path}; every image needs a same-named mask")
-        n_crops += crop_pair(image_path, mask_path, out_dir / subset, settings)
+        counts.append(crop_pair(image_path, mask_path, out_dir / subset, settings))
+    n_crops = sum(count or 0 for count in counts)
+    if counts and not n_crops:
+        small = counts.count(None)
+        reasons = []
+        if small:
+            reasons.append(f"{small} smaller than the crop size {settings.crop_size} "
+                           "(pass a smaller --crop-size, a multiple of 8)")
+        if small < len(counts):
+            reasons.append(f"{len(counts) - small} with no objects in their masks (annotate them)")
+        raise DataError(f"{data_dir / subset / 'images'}: no crops from its {len(counts)} image(s): "
+                        + "; ".join(reasons))
     return n_crops
 
 
@@ -215,34 +239,52 @@ def hold_out_val_crops(crops_dir: Path, fraction: float, seed: int) -> list[str]
     return held_out
 
 
-def remove_old_crops(crops_dir: Path) -> None:
-    """Delete the crop TIFFs of an earlier run, which would otherwise mix with the new ones
-    (another crop size or centre type names other files; the val split moves files)."""
-    for subset in ("train", "val"):
-        for folder in CROP_FOLDERS:
-            if (crops_dir / subset / folder).is_dir():
-                for path in list_images(crops_dir / subset / folder):
-                    path.unlink()
+def crops_digest(crops_dir: str | os.PathLike) -> dict[str, str]:
+    """sha256 of dataset.json and of every crop TIFF, by path relative to `crops_dir`."""
+    crops_dir = Path(crops_dir)
+    paths = [crops_dir / DATASET_JSON] + [
+        path for subset in ("train", "val") for folder in CROP_FOLDERS
+        if (crops_dir / subset / folder).is_dir() for path in list_images(crops_dir / subset / folder)
+    ]
+    return {str(path.relative_to(crops_dir)): hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+
+
+def digest_sha256(digest: dict[str, str]) -> str:
+    """One sha256 for a :func:`crops_digest` (of its canonical JSON)."""
+    return hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
 
 
 def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center: str,
-               crop_size: int | None = None, seed: int = 1000) -> DatasetSettings:
-    """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings."""
+               crop_size: int | None = None, seed: int = PAPER_SPLIT_SEED, force: bool = False) -> DatasetSettings:
+    """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings.
+
+    CROPS_DIR is replaced only when complete, and only if it is empty, missing or an earlier
+    crops folder (else `force`); it must not overlap DATA_DIR (:mod:`embedseg.outputs`).
+    """
     data_dir, crops_dir = Path(data_dir), Path(crops_dir)
     if center not in CENTER_TYPES:
         raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
-    settings = DatasetSettings.load(data_dir)
-    settings = dataclasses.replace(
-        settings, center=center, prenormalized=settings.normalization != "absolute",
-        **({"crop_size": crop_size} if crop_size else {}),
-    )
-    remove_old_crops(crops_dir)
-    subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
-    for subset in subsets:
-        crop_subset(data_dir, subset, crops_dir, settings)
-    if settings.val_split == "crop":
-        hold_out_val_crops(crops_dir, settings.val_fraction, seed)
-    settings.save(crops_dir)
+    if crop_size is not None and (crop_size <= 0 or crop_size % 8):
+        raise DataError(f"--crop-size {crop_size}: must be a positive multiple of 8 "
+                        "(the network halves the crops three times)")
+    with replacing(crops_dir, CROPS, {"DATA_DIR": data_dir}, force) as staging:
+        settings = DatasetSettings.load(data_dir)
+        settings = dataclasses.replace(
+            settings, center=center, prenormalized=settings.normalization != "absolute",
+            **({"crop_size": crop_size} if crop_size else {}),
+        )
+        subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
+        for subset in subsets:
+            crop_subset(data_dir, subset, staging, settings)
+        if settings.val_split == "crop":
+            held_out = hold_out_val_crops(staging, settings.val_fraction, seed)
+            if not held_out:
+                raise DataError(f"{data_dir / 'train'}: too few crops to hold {settings.val_fraction:.0%} "
+                                "out for validation; add images or objects")
+        settings.save(staging)
+        digest = crops_digest(staging)
+        write_json(staging / CROPS.markers[0],
+                   {"data_dir": str(data_dir.resolve()), "sha256": digest_sha256(digest), "files": digest})
     return settings
 
 
@@ -252,12 +294,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--center", choices=CENTER_TYPES, default="medoid", help="centre marked in the centre images")
     parser.add_argument("--crop-size", type=int, default=None,
                         help="crop edge length in pixels (default: crop_size of dataset.json)")
-    parser.add_argument("--seed", type=int, default=1000,
+    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
                         help="NumPy legacy seed of the crop-level validation split (val_split 'crop')")
+    parser.add_argument("--force", action="store_true",
+                        help="replace CROPS_DIR even if it is a file or a folder not written by "
+                             "`embedseg crops` (never an input)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.crop_size is not None and args.crop_size <= 0:
-        raise DataError(f"--crop-size must be positive, got {args.crop_size}")
-    make_crops(args.data_dir, args.out, args.center, args.crop_size, args.seed)
+    make_crops(args.data_dir, args.out, args.center, args.crop_size, args.seed, args.force)
     return 0

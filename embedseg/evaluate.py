@@ -1,8 +1,11 @@
-"""`embedseg evaluate GT_DIR PRED_DIR --out scores.csv`: per-image AP_dsb at τ = 0.50 … 0.90.
+"""`embedseg evaluate GT_DIR PRED_DIR --out scores.csv`: every score per image and IoU threshold.
 
 Ground truth and predictions are label TIFFs with the same file names. The scores file has one
-row per image and threshold, columns ``image,tau,tp,fp,fn,ap``; the mean of `ap` over images at a
-τ is the number the paper reports.
+row per image and threshold τ = 0.10, 0.15, …, 0.90, columns :data:`COLUMNS` (embedseg.metrics
+defines each); the mean of `ap` over images at τ = 0.50 … 0.90 is the number the paper reports.
+``--objects`` also writes one row per GT object and per unmatched prediction at one τ, so that the
+failures can be found (:func:`object_rows`). ``--ignore-label`` and ``--exclude-border`` change
+which pixels and objects are scored (both off by default, as in the paper).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from .io import DataError, atomic_write, list_images, read_labels
-from .metrics import THRESHOLDS, MatchCounts, match_labels, match_one_hot
+from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
+from .outputs import check_output_file
 
-COLUMNS = ["image", "tau", "tp", "fp", "fn", "ap"]
+COLUMNS = [
+    "image", "tau", "tp", "fp", "fn", "ap",
+    "precision", "recall", "f1", "mean_matched_iou", "sq", "rq", "pq", "seg",
+]
+OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
 
 def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -37,8 +45,9 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
 
 
 def score_pair(gt_path: Path, pred_path: Path, one_hot: str = "auto",
-               thresholds: np.ndarray = THRESHOLDS) -> MatchCounts:
-    """Counts for one image. one_hot: auto (a (K, H, W) GT is a stack of overlapping objects),
+               thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
+               exclude_border: bool = False) -> MatchCounts:
+    """Matching of one image. one_hot: auto (a (K, H, W) GT is a stack of overlapping objects),
     yes (GT must be such a stack) or no (GT must be a label image (H, W))."""
     gt, pred = read_labels(gt_path), read_labels(pred_path)
     stacked = gt.ndim == 3
@@ -48,20 +57,57 @@ def score_pair(gt_path: Path, pred_path: Path, one_hot: str = "auto",
     if pred.ndim != 2 or pred.shape != gt.shape[-2:]:
         raise DataError(f"{pred_path}: prediction shape {pred.shape} does not match GT {gt_path} "
                         f"{gt.shape}; predictions must be (H, W) label images of the GT's size")
-    return match_one_hot(gt, pred, thresholds) if stacked else match_labels(gt, pred, thresholds)
+    if stacked and ignore_label is not None:
+        raise DataError(f"{gt_path}: --ignore-label needs GT label images (H, W); this GT is a one-hot stack "
+                        f"{gt.shape}, which has no label values to ignore")
+    if stacked:
+        return match_one_hot(gt, pred, thresholds, exclude_border=exclude_border)
+    return match_labels(gt, pred, thresholds, ignore_label=ignore_label, exclude_border=exclude_border)
+
+
+def object_rows(counts: MatchCounts, tau: float) -> pd.DataFrame:
+    """One row per GT object (status `matched` or `missed`) and per unmatched prediction (`false
+    positive`) at threshold `tau`: ids as in the label images, and the IoU of the matched pair;
+    for a missed GT object / false positive, the other id and the IoU are those of the object it
+    overlaps most (0 if none), the near miss to look at."""
+    t = int(np.flatnonzero(np.isclose(counts.thresholds, tau))[0])
+    n_true, n_pred = counts.iou.shape
+    # A zero row and column (id 0) so that every object has a "most overlapping" partner.
+    iou = np.pad(counts.iou, ((0, 1), (0, 1)))
+    true_ids, pred_ids = np.append(counts.true_ids, 0), np.append(counts.pred_ids, 0)
+    match = counts.match[t]
+    pred_col = np.where(match >= 0, match, iou[:n_true].argmax(axis=1))
+    gt_iou = iou[np.arange(n_true), pred_col]
+    gt_rows = pd.DataFrame({
+        "gt_id": true_ids[:n_true], "pred_id": np.where(gt_iou > 0, pred_ids[pred_col], 0),
+        "iou": gt_iou, "status": np.where(match >= 0, "matched", "missed"),
+    })
+    unmatched = np.flatnonzero(~counts.pred_matched[t])
+    true_row = iou[:, unmatched].argmax(axis=0)
+    fp_iou = iou[true_row, unmatched]
+    fp_rows = pd.DataFrame({
+        "gt_id": np.where(fp_iou > 0, true_ids[true_row], 0), "pred_id": pred_ids[unmatched],
+        "iou": fp_iou, "status": "false positive",
+    })
+    return pd.concat([gt_rows, fp_rows], ignore_index=True).assign(tau=counts.thresholds[t])
 
 
 def score_folders(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, one_hot: str = "auto",
-                  thresholds: np.ndarray = THRESHOLDS) -> pd.DataFrame:
-    """Scores table with COLUMNS, one row per image and threshold."""
-    tables = []
+                  thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
+                  exclude_border: bool = False,
+                  objects_tau: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores table with COLUMNS (one row per image and threshold) and the per-object table
+    with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`)."""
+    if not np.isclose(thresholds, objects_tau).any():
+        raise DataError(f"--objects-tau {objects_tau} is not one of the evaluated thresholds "
+                        f"{[round(float(t), 2) for t in thresholds]}")
+    tables, objects = [], []
     for gt_path, pred_path in tqdm(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
-        counts = score_pair(gt_path, pred_path, one_hot, thresholds)
-        tables.append(pd.DataFrame({
-            "image": gt_path.name, "tau": counts.thresholds, "tp": counts.tp,
-            "fp": counts.fp, "fn": counts.fn, "ap": counts.ap,
-        }))
-    return pd.concat(tables, ignore_index=True)[COLUMNS]
+        counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
+        tables.append(pd.DataFrame({"image": gt_path.name, "tau": counts.thresholds, **counts.scores()}))
+        objects.append(object_rows(counts, objects_tau).assign(image=gt_path.name))
+    scores, per_object = pd.concat(tables, ignore_index=True), pd.concat(objects, ignore_index=True)
+    return scores[COLUMNS], per_object[OBJECT_COLUMNS]
 
 
 def write_scores(path: str | os.PathLike, scores: pd.DataFrame) -> None:
@@ -69,20 +115,50 @@ def write_scores(path: str | os.PathLike, scores: pd.DataFrame) -> None:
         scores.to_csv(tmp, index=False)
 
 
+def is_scores_file(path: Path) -> bool:
+    """True for a CSV that `embedseg evaluate` wrote (its header starts with image,tau)."""
+    with open(path, "rb") as handle:
+        return handle.readline().startswith(b"image,tau,")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
-    parser.add_argument("--out", required=True, metavar="CSV", help="scores file (image,tau,tp,fp,fn,ap)")
+    parser.add_argument("--out", required=True, metavar="CSV", help=f"scores file ({','.join(COLUMNS)})")
     parser.add_argument("--one-hot", choices=("auto", "yes", "no"), default="auto",
                         help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape")
+    parser.add_argument("--objects", metavar="CSV",
+                        help="also write one row per GT object and unmatched prediction "
+                        f"({','.join(OBJECT_COLUMNS)})")
+    parser.add_argument("--objects-tau", type=float, default=0.5, metavar="TAU",
+                        help="IoU threshold of --objects")
+    parser.add_argument("--ignore-label", type=int, metavar="ID",
+                        help="GT label whose pixels are not scored (removed from GT and prediction); "
+                        "default: none")
+    parser.add_argument("--exclude-border", action="store_true",
+                        help="drop objects touching the image border from GT and prediction before matching")
+    parser.add_argument("--force", action="store_true",
+                        help="replace CSV even if it is a file not written by `embedseg evaluate` "
+                             "(never an input)")
 
 
 def run(args: argparse.Namespace) -> int:
-    scores = score_folders(args.gt_dir, args.pred_dir, args.one_hot)
+    check_output_file(args.out, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
+                      "embedseg evaluate", args.force)
+    if args.objects:
+        if Path(args.objects).resolve() == Path(args.out).resolve():
+            raise DataError(f"--objects {args.objects} is also --out: give the per-object table its own file")
+        check_output_file(args.objects, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
+                          "embedseg evaluate", args.force)
+    scores, objects = score_folders(args.gt_dir, args.pred_dir, args.one_hot, ignore_label=args.ignore_label,
+                                    exclude_border=args.exclude_border, objects_tau=args.objects_tau)
     write_scores(args.out, scores)
-    means = scores.groupby("tau")["ap"].mean()
+    if args.objects:
+        write_scores(args.objects, objects)
+    means = scores.groupby("tau")[["ap", "f1", "pq"]].mean()
     n_images = scores["image"].nunique()
-    print(f"mean AP_dsb over {n_images} images:")
-    for tau, ap in means.items():
-        print(f"  tau {tau:.2f}: {ap:.4f}")
+    seg = scores.groupby("image")["seg"].first().mean()
+    print(f"mean over {n_images} images (AP_dsb, F1, PQ); SEG {seg:.4f}:")
+    for tau, row in means.iterrows():
+        print(f"  tau {tau:.2f}: {row['ap']:.4f}  f1 {row['f1']:.4f}  pq {row['pq']:.4f}")
     return 0

@@ -19,7 +19,17 @@ import numpy as np
 IMAGE_SUFFIXES = (".tif", ".tiff")
 
 
-class DataError(ValueError):
+class UserError(Exception):
+    """A mistake the user can fix (bad option, unusable output folder, interrupted run).
+
+    The command line prints the message as one line, without a traceback (`-v` shows it), and
+    exits with `exit_code`; anything else that goes wrong is a bug and keeps its traceback.
+    """
+
+    exit_code = 2
+
+
+class DataError(UserError, ValueError):
     """Bad input data; the message names the file and what to do about it."""
 
 

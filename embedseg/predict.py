@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -26,7 +27,10 @@ from tqdm import tqdm
 from . import dihedral
 from .cluster import PRESETS, ClusterParams, cluster, preset
 from .config import DatasetSettings, normalize
+from .data.formats import IMAGE_FILE_SUFFIXES, reduce_rgb
+from .data.validate import check_image
 from .io import DataError, list_images, read_image, write_labels, write_tiff
+from .outputs import PREDICTIONS, replacing
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +196,15 @@ def predict_tiles(model: torch.nn.Module, padded: torch.Tensor, tta: bool, tile_
     return raw
 
 
-def network_input(image: np.ndarray, settings: DatasetSettings, path: str | Path = "image") -> np.ndarray:
-    """Normalised float32 (C, H, W) network input from a stored image (H, W) or (C, H, W)."""
+def network_input(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike = "image",
+                  rgb_to_grey: bool = False) -> np.ndarray:
+    """Normalised float32 (C, H, W) network input from a stored image (H, W) or (C, H, W).
+
+    RGB(A) pictures are treated as `prepare` treats them (:func:`embedseg.data.formats.reduce_rgb`);
+    the channels, finite values and the value range must fit what the model was trained on
+    (:func:`check_value_range`), else a DataError naming `path`.
+    """
+    image = reduce_rgb(image, path, rgb_to_grey)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3 or image.shape[0] != settings.in_channels:
@@ -201,18 +212,45 @@ def network_input(image: np.ndarray, settings: DatasetSettings, path: str | Path
             f"{path}: image shape {image.shape} does not fit the model's {settings.in_channels} input "
             "channel(s); store images as (H, W) or (C, H, W) with channels first"
         )
+    check_image(image, Path(path))
+    check_value_range(image, settings, path)
     return normalize(image, settings)
 
 
+def check_value_range(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike) -> None:
+    """For `absolute` normalisation the image must be of the training data's bit depth: values
+    above the factor (a 16-bit image into an 8-bit model), an integer type far below it (8-bit
+    into 16-bit) or a float image already scaled to [0, 1] would give the network inputs it
+    never saw and silently wrong labels."""
+    if settings.normalization != "absolute" or not image.size:
+        return
+    factor = float(settings.normalization_factor)
+    trained = {255.0: "8-bit (uint8)", 65535.0: "16-bit (uint16)"}.get(factor, f"values up to {factor:g}")
+    highest = float(image.max())
+    if np.issubdtype(image.dtype, np.integer):
+        mismatch = highest > factor or np.iinfo(image.dtype).max < factor / 2
+    else:
+        mismatch = highest > factor or (factor > 1 and highest <= 1)
+    if mismatch:
+        found = f"values up to {image.max()}"
+        raise DataError(
+            f"{path}: {image.dtype} image ({found}) does not fit the model, trained on {trained} images "
+            f"divided by {factor:g}; convert the image to that bit depth, or train a model on images like it"
+        )
+
+
 def segment(model: torch.nn.Module, image: np.ndarray, settings: DatasetSettings, tta: bool = True,
-            params: ClusterParams = ClusterParams(), **predict_options) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels (H, W) (uint16/uint32) and seed map (H, W) float32 of a stored image."""
-    raw = predict_raw(model, network_input(image, settings), tta, **predict_options)
+            params: ClusterParams = ClusterParams(), path: str | os.PathLike = "image",
+            rgb_to_grey: bool = False, **predict_options) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels (H, W) (uint16/uint32) and seed map (H, W) float32 of the stored image
+    read from `path` (named in errors; see :func:`network_input`)."""
+    raw = predict_raw(model, network_input(image, settings, path, rgb_to_grey), tta, **predict_options)
     return cluster(raw, params), torch.sigmoid(raw[4]).cpu().numpy()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL_PT", help="checkpoint written by `embedseg train` (best.pt)")
+    parser.add_argument("model", metavar="MODEL_PT",
+                        help="checkpoint written by `embedseg train` (best.pt) or package of `embedseg export`")
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
     parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
@@ -228,10 +266,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE,
                         help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles")
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
+    parser.add_argument("--rgb-to-grey", action="store_true",
+                        help="reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` "
+                             "(default: refuse them)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace PRED_DIR (and --seeds-out) even if it is a file or a folder not "
+                             "written by `embedseg predict` (never an input)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="run the network through torch.compile (falls back to eager with a warning)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
+                        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays "
+                             "float32)")
+
+def check_options(args: argparse.Namespace) -> None:
+    """Thresholds are probabilities, tiles positive multiples of 8, sizes non-negative."""
+    for option, value in (("--seed-thresh", args.seed_thresh), ("--fg-thresh", args.fg_thresh)):
+        if not 0.0 <= value <= 1.0:
+            raise DataError(f"{option} {value}: must lie in [0, 1] "
+                            "(it thresholds the seed score, a probability)")
+    if args.tile_size <= 0 or args.tile_size % NETWORK_MULTIPLE:
+        raise DataError(f"--tile-size {args.tile_size}: must be a positive multiple of {NETWORK_MULTIPLE}, "
+                        f"e.g. {DEFAULT_TILE}")
+    if args.min_object_size is not None and args.min_object_size < 0:
+        raise DataError(f"--min-object-size {args.min_object_size}: must be at least 0")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The TIFF images of `folder`; an error naming what is there instead when there are none."""
+    paths = list_images(folder)
+    if not paths:
+        others = [p.name for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
+        more = " …" if len(others) > 3 else ""
+        found = f"only {', '.join(others[:3])}{more}; convert them to TIFF" if others else "it is empty"
+        raise DataError(f"{folder}: no images to predict (.tif/.tiff): {found}")
+    return paths
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
     from .models import load_checkpoint
     from .runtime import resolve_device
 
+    check_options(args)
+    paths = image_files(args.images)
     model, settings = load_checkpoint(args.model, resolve_device(args.device))
     model = inference_model(model, compile=args.compile, amp=args.amp)
     min_object_size = args.min_object_size
@@ -246,10 +316,15 @@ def run(args: argparse.Namespace) -> int:
         min_object_size = settings.min_object_size
     params = preset(args.clustering, min_object_size, args.seed_thresh, args.fg_thresh)
     log.info("clustering %s: %s", args.clustering, params)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    for path in tqdm(list_images(args.images), desc="predict", unit="image"):
-        labels, seeds = segment(model, read_image(path), settings, args.tta, params, tile_size=args.tile_size)
-        write_labels(Path(args.out) / path.name, labels)
-        if args.seeds_out:
-            write_tiff(Path(args.seeds_out) / path.name, seeds)
+    inputs = {"MODEL_PT": args.model, "--images": args.images}
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(replacing(args.out, PREDICTIONS, inputs, args.force))
+        seeds_out = args.seeds_out and stack.enter_context(
+            replacing(args.seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": args.out}, args.force))
+        for path in tqdm(paths, desc="predict", unit="image"):
+            labels, seeds = segment(model, read_image(path), settings, args.tta, params, path,
+                                    args.rgb_to_grey, tile_size=args.tile_size)
+            write_labels(out / path.name, labels)
+            if seeds_out:
+                write_tiff(seeds_out / path.name, seeds)
     return 0

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .io import write_json
+from .io import UserError, write_json
 
 
 def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
-    """`auto` → CUDA if available, else CPU; anything else is passed to ``torch.device``.
+    """`auto` → CUDA if available, else CPU; `cpu`, `cuda`, `cuda:N` (or another torch device
+    name) must exist on this machine, else a :class:`UserError` naming the choices.
 
     The environment variable ``EMBEDSEG_DEVICE`` overrides `auto` (handy on shared clusters).
     """
@@ -25,9 +26,17 @@ def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
         name = os.environ.get("EMBEDSEG_DEVICE", "auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's parse error lists every backend it knows; users need four
+        raise UserError(f"--device {name!r} unknown; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine; "
+                            "use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                            f"numbered from 0; use --device cuda:0")
     return device
 
 

@@ -6,6 +6,13 @@ augmentation, random crops with replacement, validation after every epoch. Write
 (strictly higher validation IoU), last.pt (every epoch; the run resumes from it), log.csv,
 memory.json and train.json. With the same seed a resumed CPU run ends with bit-identical
 weights to an uninterrupted one: every random number generator is saved in last.pt.
+
+A run resumes only itself: last.pt and train.json keep the run's :func:`fingerprint` (crops
+folder and content, normalisation, centre type, batch sizes, loss, seed, code version), and a
+resume with another fingerprint is refused (`--no-resume` starts over). A new or empty OUT_DIR
+is trained in place, so a killed first run leaves last.pt to resume from; an earlier model
+folder that is not resumed is replaced only when the new training has finished
+(:mod:`embedseg.outputs`).
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import __version__
 from .acceleration import Precision, maybe_compile
 from .config import DatasetSettings
+from .crops import crops_digest, digest_sha256
 from .datasets import CropDataset, RandomCropSampler, collate_crops
-from .io import DataError, atomic_write, write_json
+from .io import DataError, UserError, atomic_write, write_json
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
+from .outputs import MODEL, OutputError, check_output, replacing
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,11 @@ WEIGHT_DECAY = 1e-4
 LR_HORIZON = 200  # the official schedule decays over 200 epochs whatever the number of epochs
 LR_POWER = 0.9
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
+# TrainConfig fields that make a run what it is; epochs (a resumed run may go further), device,
+# workers and resume do not change what is learned (compile and amp: only its rounding).
+FINGERPRINT_FIELDS = (
+    "batch_size", "virtual_batch", "train_size", "val_size", "val_batch_size", "variance_loss", "seed",
+)
 
 
 @dataclass
@@ -61,10 +76,18 @@ class TrainConfig:
     amp: bool = False  # off in the paper configuration: reproduction first
 
     def __post_init__(self) -> None:
-        if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs) < 1:
-            raise ValueError("epochs, batch sizes and virtual batch must be at least 1")
+        if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.workers + 1) < 1:
+            raise UserError("--epochs, --batch-size, --val-batch-size and --virtual-batch must be at "
+                            "least 1, --workers at least 0")
         if self.train_size < self.batch_size or self.val_size < 1:
-            raise ValueError(f"train size {self.train_size} must hold one batch of {self.batch_size}; val size must be ≥ 1")
+            raise UserError(f"--train-size {self.train_size} must hold one batch of {self.batch_size}; "
+                            "--val-size must be at least 1")
+
+
+class TrainingInterrupted(UserError):
+    """Ctrl-C during training; the message says what was kept and how to go on."""
+
+    exit_code = 130
 
 
 def learning_rate(epoch: int) -> float:
@@ -79,7 +102,9 @@ def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: tor
     # Persistent workers start once per training, not twice per epoch. They draw their base seed
     # from a generator of their own: from torch's global one (Dropout's), a resumed run would
     # draw it at another point of that stream than an uninterrupted one.
-    worker_options = dict(persistent_workers=True, generator=torch.Generator().manual_seed(0)) if workers else {}
+    worker_options = {}
+    if workers:
+        worker_options = {"persistent_workers": True, "generator": torch.Generator().manual_seed(0)}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
                       collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda",
                       **worker_options)
@@ -170,25 +195,85 @@ def sampler_generators(seed: int) -> dict[str, torch.Generator]:
             "val_sampler": torch.Generator().manual_seed(val_seed)}
 
 
-def resume(path: Path, model: BranchedERFNet, optimizer: torch.optim.Optimizer,
-           generators: dict[str, torch.Generator], device: torch.device) -> tuple[int, float, list[dict[str, float]]]:
-    """Load weights, optimiser and random states of `path`; returns (next epoch, best IoU, log rows)."""
-    checkpoint = read_checkpoint(path, device)
+def fingerprint(crops_dir: Path, settings: DatasetSettings, config: TrainConfig) -> dict[str, Any]:
+    """What makes two trainings the same run (stored in last.pt and train.json; plain values)."""
+    return {
+        "crops_dir": str(crops_dir.resolve()),
+        "crops_sha256": digest_sha256(crops_digest(crops_dir)),
+        "normalization": settings.normalization,
+        "normalization_factor": settings.normalization_factor,
+        "percentiles": list(settings.percentiles),
+        "center": settings.center,
+        "crop_size": settings.crop_size,
+        **{name: getattr(config, name) for name in FINGERPRINT_FIELDS},
+        "embedseg_version": __version__,
+    }
+
+
+def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], out_dir: Path) -> None:
+    """Refuse to resume `checkpoint` (last.pt of `out_dir`) unless it has the `current` fingerprint."""
+    saved = checkpoint.get("fingerprint")
+    if saved is None:
+        differences = "its last.pt was written by an older embedseg that did not record its inputs"
+    else:
+        differences = "; ".join(f"{key} {saved.get(key)!r} there, {value!r} now"
+                                for key, value in current.items() if saved.get(key) != value)
+    if differences:
+        raise OutputError(
+            f"--out {out_dir} holds another training run ({differences}); resuming would mix two runs. "
+            "Resume it with its original command, start over with --no-resume (the old model is replaced "
+            "when the new one is done; in the Snakemake workflow: delete the folder), or choose another --out"
+        )
+
+
+def resume(checkpoint: dict[str, Any], model: BranchedERFNet, optimizer: torch.optim.Optimizer,
+           generators: dict[str, torch.Generator]) -> tuple[int, float, list[dict[str, float]]]:
+    """Load weights, optimiser and random states of `checkpoint`; returns (next epoch, best IoU, log rows)."""
     model.load_state_dict(checkpoint["model_state_dict"])
     optimizer.load_state_dict(checkpoint["optim_state_dict"])
     restore_rng_state(checkpoint["rng_state"], generators)
-    log.info("resuming %s after epoch %d (best val IoU %.4f)", path, checkpoint["epoch"], checkpoint["best_iou"])
     return checkpoint["epoch"] + 1, checkpoint["best_iou"], checkpoint["history"]
 
 
-def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> list[dict[str, float]]:
+def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+          force: bool = False) -> list[dict[str, float]]:
     """Train on CROPS_DIR/{train,val}; write OUT_DIR/{best.pt,last.pt,log.csv,memory.json,train.json}.
 
-    Resumes from OUT_DIR/last.pt when `config.resume` and it exists. Returns the log rows.
+    Resumes from OUT_DIR/last.pt when `config.resume`, it exists and it is the same run
+    (:func:`fingerprint`); otherwise an existing model folder (any folder with `force`) is
+    replaced when training has finished. Returns the log rows.
     """
     crops_dir, out_dir = Path(crops_dir), Path(out_dir)
+    replace = check_output(out_dir, MODEL, {"CROPS_DIR": crops_dir}, force)
     settings = DatasetSettings.load(crops_dir)
     device = resolve_device(config.device)
+    run_fingerprint = fingerprint(crops_dir, settings, config)
+    last_path = out_dir / "last.pt"
+    try:
+        if config.resume and last_path.is_file():
+            checkpoint = read_checkpoint(last_path, device)
+            check_same_run(checkpoint, run_fingerprint, out_dir)
+            log.info("resuming %s after epoch %d (best val IoU %.4f)", last_path, checkpoint["epoch"],
+                     checkpoint["best_iou"])
+            return fit(crops_dir, out_dir, config, settings, device, run_fingerprint, checkpoint)
+        if not replace:
+            return fit(crops_dir, out_dir, config, settings, device, run_fingerprint)
+        with replacing(out_dir, MODEL, {"CROPS_DIR": crops_dir}, force) as staging:
+            return fit(crops_dir, staging, config, settings, device, run_fingerprint)
+    except KeyboardInterrupt:
+        if replace and not (config.resume and last_path.is_file()):
+            raise TrainingInterrupted(f"interrupted; nothing was kept and {out_dir} is as it was") from None
+        done = len(read_checkpoint(last_path)["history"]) if last_path.is_file() else 0
+        raise TrainingInterrupted(
+            f"interrupted after {done} of {config.epochs} epochs; {last_path} holds the last finished epoch: "
+            "run the same command again to resume" if done else
+            "interrupted before the first epoch finished; run the same command again to start"
+        ) from None
+
+
+def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSettings, device: torch.device,
+        run_fingerprint: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """The training loop of :func:`train`, writing into `out_dir`, continuing `checkpoint` if given."""
     seed_everything(config.seed)
     train_set = CropDataset(crops_dir / "train", settings)
     val_set = CropDataset(crops_dir / "val", settings)
@@ -197,12 +282,12 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
     criterion = SpatialEmbLoss(n_sigma=model.n_sigma, variance_loss=config.variance_loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
     generators = sampler_generators(config.seed)
-    last_path = out_dir / "last.pt"
     start_epoch, best_iou, history = 0, 0.0, []
-    if config.resume and last_path.is_file():
-        start_epoch, best_iou, history = resume(last_path, model, optimizer, generators, device)
+    if checkpoint is not None:
+        start_epoch, best_iou, history = resume(checkpoint, model, optimizer, generators)
     write_json(out_dir / "train.json", {"crops_dir": str(crops_dir), "args": dataclasses.asdict(config),
-                                        "settings": settings.to_dict(), "model_config": model.config})
+                                        "settings": settings.to_dict(), "model_config": model.config,
+                                        "fingerprint": run_fingerprint})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
@@ -217,20 +302,22 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig) -> li
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device, precision)
+        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device,
+                                 precision)
         val_loss, val_iou = validate(forward, criterion, val_loader, device, precision)
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
                         "val_iou": val_iou, "seconds": time.perf_counter() - started})
         improved = val_iou > best_iou
         best_iou = max(best_iou, val_iou)
-        checkpoint = {
+        state = {
             "model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict(),
             "epoch": epoch, "best_iou": best_iou, "optim_state_dict": optimizer.state_dict(),
             "rng_state": rng_state(generators), "train_args": dataclasses.asdict(config), "history": history,
+            "fingerprint": run_fingerprint,
         }
         if improved:
-            save_checkpoint(out_dir / "best.pt", checkpoint)
-        save_checkpoint(last_path, checkpoint)
+            save_checkpoint(out_dir / "best.pt", state)
+        save_checkpoint(out_dir / "last.pt", state)
         write_log(out_dir / "log.csv", history)
         write_memory_json(out_dir / "memory.json", device)
         log.info("epoch %d: lr %.3e train %.4f val %.4f val IoU %.4f%s", epoch, lr, train_loss, val_loss,
@@ -256,7 +343,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=defaults.resume,
-                        help="continue from OUT/last.pt if it exists")
+                        help="continue from OUT/last.pt if it exists and is the same run (same crops and "
+                             "settings); --no-resume starts over and replaces OUT when done")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT even if it is a file or a folder not written by `embedseg train` "
+                             "(never an input)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile,
                         help="run the network through torch.compile (falls back to eager with a warning)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
@@ -268,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
     if not (args.crops_dir / "train").is_dir():
         raise DataError(f"{args.crops_dir}: no train/ folder; run `embedseg crops DATA_DIR --out {args.crops_dir}` first")
-    history = train(args.crops_dir, args.out, config)
+    history = train(args.crops_dir, args.out, config, args.force)
     if history:
         best = max(history, key=lambda row: row["val_iou"])
         print(f"best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}; model in {args.out / 'best.pt'}")

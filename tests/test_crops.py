@@ -94,9 +94,14 @@ def test_cached_centres_equal_centres_computed_per_crop(kind):
 
 def test_images_smaller_than_the_crop_are_skipped(tmp_path):
     image, mask = three_objects()
-    data = write_dataset(tmp_path / "data", {"small": (image[:10], mask[:10])}, crop_size=16)
+    pairs = {"big": (image, mask), "small": (image[:10], mask[:10])}
+    data = write_dataset(tmp_path / "data", pairs, crop_size=16)
     crops.make_crops(data, tmp_path / "crops", "medoid")
-    assert not any((tmp_path / "crops" / "train" / "images").iterdir())
+    assert {p.name.split("_")[0] for p in (tmp_path / "crops" / "train" / "images").iterdir()} == {"big"}
+    (data / "train" / "images" / "big.tif").unlink()
+    (data / "train" / "masks" / "big.tif").unlink()
+    with pytest.raises(DataError, match="1 smaller than the crop size 16"):  # no crops at all: an error
+        crops.make_crops(data, tmp_path / "crops", "medoid")
 
 
 def test_label_holes_are_filled_per_object():

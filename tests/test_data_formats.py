@@ -33,7 +33,7 @@ def test_dsb_reader_paints_one_object_per_png(shared_data, tmp_path):
     for sample in source.pool:
         labels = sample.read_labels()
         pngs = [read_image(p) > 0 for p in sample.mask_paths]
-        assert labels.shape == sample.read_image().shape == pngs[0].shape
+        assert labels.shape == sample.read_image(rgb_to_grey=True).shape == pngs[0].shape  # colour ones too
         assert sorted(np.unique(labels[labels > 0])) == list(range(1, len(pngs) + 1))
         for k, png in enumerate(pngs, start=1):
             obj = labels == k
@@ -53,8 +53,10 @@ def test_dsb_grey_only_drops_colour_images(tmp_path):
     assert [s.name for s in read_source(tmp_path).pool] == ["aaa"]
     both = read_source(tmp_path, dsb_grey_only=False).pool
     assert [s.name for s in both] == ["aaa", "bbb"]
-    assert [s.read_image().shape for s in both] == [(16, 16), (16, 16)]
-    np.testing.assert_array_equal(both[0].read_image(), grey[..., 0])
+    assert [s.read_image(rgb_to_grey=True).shape for s in both] == [(16, 16), (16, 16)]
+    np.testing.assert_array_equal(both[0].read_image(), grey[..., 0])  # R = G = B: always one channel
+    with pytest.raises(DataError, match="--rgb-to-grey"):
+        both[1].read_image()  # colour: only with the option
 
 
 def test_dsb_reader_fills_holes(tmp_path):

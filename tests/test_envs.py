@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 PACKAGE = REPO / "embedseg"
-ENVS = REPO / "envs"
+ENVS = REPO / "workflow" / "envs"
 
 # Entry modules each environment runs; their in-package imports are followed.
 BASELINE_COMMON = ["embedseg/__main__.py", "embedseg/cli.py", "embedseg/baselines/cli.py", "embedseg/baselines/common.py"]
@@ -52,6 +52,7 @@ PROVIDERS: dict[str, set[str]] = {
     "tensorflow": {"tensorflow", "tensorflow-cpu", "tensorflow-gpu"},
     "matplotlib": {"matplotlib", "matplotlib-base"},
     "seaborn": {"seaborn", "seaborn-base"},
+    "bioimageio": {"bioimageio.core", "bioimageio.spec"},
 }
 
 SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<version>.*)$")
@@ -143,8 +144,8 @@ def load_env(name: str) -> dict:
 def test_env_file_is_valid_and_pinned(name: str) -> None:
     env = load_env(name)
     assert set(env) <= {"name", "channels", "dependencies"}, f"{name}: unexpected keys {set(env)}"
-    assert "conda-forge" in env["channels"], f"{name}: packages come from conda-forge"
-    assert all(ch in ("conda-forge", "pytorch", "nvidia", "nodefaults") for ch in env["channels"]), env["channels"]
+    # conda-forge only: `nodefaults` keeps Anaconda's channels out, whatever the user's .condarc says
+    assert env["channels"] == ["conda-forge", "nodefaults"], f"{name}: {env['channels']}"
     conda_specs = [dep for dep in env["dependencies"] if isinstance(dep, str)]
     assert any(package_name(spec) == "python" for spec in conda_specs), f"{name}: pin python"
     unpinned = [
@@ -158,6 +159,22 @@ def test_env_file_is_valid_and_pinned(name: str) -> None:
         assert "pip" in {package_name(spec) for spec in conda_specs}, f"{name}: a pip list needs `pip` itself"
 
 
+# The framework each env's GPU jobs run on; a solver on a GPU-less login node picks its CPU build
+# unless the spec asks for the CUDA one.
+GPU_FRAMEWORKS = {"embedseg.yaml": "pytorch", "maskrcnn.yaml": "pytorch", "cellpose.yaml": "pytorch",
+                  "stardist.yaml": "tensorflow"}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_FRAMEWORKS))
+def test_gpu_env_pins_the_cuda_build(name: str) -> None:
+    specs = env_packages(load_env(name))
+    framework = specs[GPU_FRAMEWORKS[name]]
+    assert re.fullmatch(rf"{GPU_FRAMEWORKS[name]}=\d+\.\d+\.\d+=cuda\*", framework), f"{name}: {framework}"
+    assert re.fullmatch(r"cuda-version=\d+\.\d+", specs.get("cuda-version", "")), f"{name}: pin cuda-version"
+    if "torchvision" in specs:
+        assert specs["torchvision"].endswith("=cuda*"), f"{name}: torchvision must match pytorch's CUDA build"
+
+
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
 def test_env_provides_every_third_party_import(name: str) -> None:
     entry_points = [entry for entry in ENTRY_POINTS[name] if (REPO / entry).is_file()]
@@ -169,7 +186,7 @@ def test_env_provides_every_third_party_import(name: str) -> None:
         for module, source in third_party_imports(entry_points).items()
         if not ({module.lower()} | PROVIDERS.get(module, set())) & packages and module not in UNREACHED.get(name, {})
     }
-    assert not missing, f"envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
+    assert not missing, f"workflow/envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
 
 
 def test_import_walk_sees_lazy_and_relative_imports() -> None:

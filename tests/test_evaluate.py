@@ -30,19 +30,113 @@ def folders(tmp_path):
     return tmp_path
 
 
-def test_cli_writes_scores_and_prints_means(folders, capsys):
-    out = folders / "scores" / "seed0.csv"
-    assert cli.main(["evaluate", str(folders / "gt"), str(folders / "pred"), "--out", str(out)]) == 0
+def test_cli_writes_scores_objects_and_prints_means(folders, capsys):
+    out, objects = folders / "scores" / "seed0.csv", folders / "objects.csv"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(folders / "gt"),
+                str(folders / "pred"),
+                "--out",
+                str(out),
+                "--objects",
+                str(objects),
+            ]
+        )
+        == 0
+    )
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["image", "tau", "tp", "fp", "fn", "ap"]
-    assert len(scores) == 2 * 9
+    assert list(scores.columns) == [
+        "image",
+        "tau",
+        "tp",
+        "fp",
+        "fn",
+        "ap",
+        "precision",
+        "recall",
+        "f1",
+        "mean_matched_iou",
+        "sq",
+        "rq",
+        "pq",
+        "seg",
+    ]
+    assert len(scores) == 2 * 17 and sorted(scores.tau.unique()) == pytest.approx(np.arange(0.1, 0.91, 0.05))
     a = scores[scores.image == "a.tif"]
-    assert (a.ap == 1).all() and (a.tp == 2).all()
+    assert (a.ap == 1).all() and (a.tp == 2).all() and (a.pq == 1).all() and (a.seg == 1).all()
     b = scores[scores.image == "b.tif"].set_index("tau")
     assert b.loc[0.5, "ap"] == pytest.approx(1 / 2) and b.loc[0.6, "tp"] == 1
     assert b.loc[0.65, "ap"] == 0 and b.loc[0.65, "fn"] == 2 and b.loc[0.65, "fp"] == 1
+    # b at τ = 0.5: one pair of IoU 0.6, one GT object missed: F1 = 2/3, SQ = 0.6, PQ = 0.4, SEG = 0.6/2
+    assert (b.loc[0.5, "precision"], b.loc[0.5, "recall"], b.loc[0.5, "f1"]) == pytest.approx((1, 0.5, 2 / 3))
+    assert (b.loc[0.5, "sq"], b.loc[0.5, "pq"], b.loc[0.5, "seg"]) == pytest.approx((0.6, 0.4, 0.3))
+    table = pd.read_csv(objects)
+    assert list(table.columns) == ["image", "tau", "gt_id", "pred_id", "iou", "status"]
+    b_objects = table[table.image == "b.tif"].set_index("gt_id")
+    assert b_objects.loc[1, "pred_id"] == 4 and b_objects.loc[1, "iou"] == pytest.approx(0.6)
+    assert b_objects.loc[2, "status"] == "missed" and b_objects.loc[2, "pred_id"] == 0
+    assert (table.tau == 0.5).all() and len(table) == 4
     printed = capsys.readouterr().out
-    assert "tau 0.50: 0.7500" in printed and "tau 0.90: 0.5000" in printed
+    assert "tau 0.50: 0.7500" in printed and "tau 0.90: 0.5000" in printed and "SEG 0.6500" in printed
+
+
+def test_objects_show_near_misses_and_false_positives(folders):
+    _, objects = evaluate.score_folders(folders / "gt", folders / "pred", objects_tau=0.7)
+    b = objects[objects.image == "b.tif"]
+    # At τ = 0.7 the IoU-0.6 pair is no match: the GT object is missed with its near miss named,
+    # and prediction 4 is a false positive pointing back at GT object 1.
+    assert b[b.status == "missed"][["gt_id", "pred_id"]].values.tolist() == [[1, 4], [2, 0]]
+    fp = b[b.status == "false positive"].iloc[0]
+    assert (fp.gt_id, fp.pred_id, fp.iou) == (1, 4, pytest.approx(0.6))
+    with pytest.raises(evaluate.DataError, match="objects-tau 0.33"):
+        evaluate.score_folders(folders / "gt", folders / "pred", objects_tau=0.33)
+
+
+def test_ignore_label_and_exclude_border_options(tmp_path):
+    gt = np.zeros((16, 16), dtype=np.uint16)
+    gt[0:4, 0:4] = 1  # touches the border
+    gt[6:10, 6:10] = 2
+    gt[12:16, 10:16] = 9  # unannotated region, also on the border
+    pred = np.zeros_like(gt)
+    pred[0:4, 0:4] = 5
+    pred[6:10, 6:9] = 6  # IoU 0.75 with object 2
+    pred[12:15, 12:15] = 7  # inside the unannotated region
+    write(tmp_path / "gt", "x.tif", gt)
+    write(tmp_path / "pred", "x.tif", pred)
+    out = tmp_path / "s.csv"
+
+    def at_050(*options: str) -> pd.Series:
+        assert (
+            cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out), *options])
+            == 0
+        )
+        return pd.read_csv(out).set_index("tau").loc[0.5]
+
+    plain = at_050()
+    assert (plain.tp, plain.fp, plain.fn) == (2, 1, 1)
+    ignored = at_050("--ignore-label", "9")
+    assert (ignored.tp, ignored.fp, ignored.fn) == (2, 0, 0)
+    inner = at_050("--ignore-label", "9", "--exclude-border")
+    assert (inner.tp, inner.fp, inner.fn, inner.sq) == (1, 0, 0, pytest.approx(0.75))
+
+
+def test_f1_and_pq_equal_stardist_on_random_label_images(tmp_path):
+    from test_metrics import random_pairs, stardist_reference
+
+    pairs = random_pairs(np.random.default_rng(3), 9)
+    for i, (true, pred) in enumerate(pairs):
+        write(tmp_path / "gt", f"im{i}.tif", true.astype(np.uint32))
+        write(tmp_path / "pred", f"im{i}.tif", pred.astype(np.uint32))
+    out = tmp_path / "s.csv"
+    assert cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out)]) == 0
+    scores = pd.read_csv(out)
+    reference = stardist_reference(pairs, metrics.EVALUATION_THRESHOLDS, tmp_path)
+    for i, theirs in enumerate(reference):
+        ours = scores[scores.image == f"im{i}.tif"].sort_values("tau")
+        for column in ("f1", "pq", "ap", "precision", "recall", "mean_matched_iou"):
+            np.testing.assert_allclose(ours[column], theirs[column], rtol=1e-6, atol=1e-9, err_msg=column)
 
 
 def test_missing_and_extra_files_are_named(folders):
@@ -68,8 +162,8 @@ def test_one_hot_ground_truth_is_detected(tmp_path):
     pred[2:4, :] = 1
     write(tmp_path / "gt", "w.tif", stack)
     write(tmp_path / "pred", "w.tif", pred)
-    scores = evaluate.score_folders(tmp_path / "gt", tmp_path / "pred")
-    expected = metrics.match_one_hot(stack, pred)
+    scores, _ = evaluate.score_folders(tmp_path / "gt", tmp_path / "pred")
+    expected = metrics.match_one_hot(stack, pred, metrics.EVALUATION_THRESHOLDS)
     np.testing.assert_allclose(scores.ap, expected.ap)
     assert (scores.tp == 1).all() and (scores.fn == 1).all()
     with pytest.raises(evaluate.DataError, match="one-hot"):
@@ -86,7 +180,8 @@ def test_real_masks_score_one_against_themselves_and_less_with_a_cell_missing(sh
     damaged = labels.copy()
     damaged[damaged == labels.max()] = 0
     write(tmp_path / "damaged", "set2.tif", damaged)
-    assert (evaluate.score_folders(tmp_path / "gt", tmp_path / "same").ap == 1).all()
-    scores = evaluate.score_folders(tmp_path / "gt", tmp_path / "damaged")
+    assert (evaluate.score_folders(tmp_path / "gt", tmp_path / "same")[0].ap == 1).all()
+    scores, objects = evaluate.score_folders(tmp_path / "gt", tmp_path / "damaged")
     np.testing.assert_allclose(scores.ap, (n_cells - 1) / n_cells)
     assert (scores.fn == 1).all() and (scores.fp == 0).all()
+    assert objects.set_index("gt_id").loc[int(labels.max()), "status"] == "missed"

@@ -1,4 +1,5 @@
-"""profiles/slurm and profiles/local: resource requests (dry runs) and real runs on a SLURM cluster.
+"""The profiles (profiles/slurm, workflow/profiles/default): resource requests, conda and account
+(dry runs) and real runs on a SLURM cluster.
 
 The `slurm`-marked tests start a real single-node cluster (tests/slurm/setup_cluster.sh: munge,
 slurmctld, slurmd from apt; needs root, skipped elsewhere) and run, at the same time:
@@ -9,6 +10,8 @@ slurmctld, slurmd from apt; needs root, skipped elsewhere) and run, at the same 
 
 The profile runs unchanged: the test cluster's partition comes from $EMBEDSEG_SLURM_PARTITION like
 any cluster's, and CLUSTER_OPTIONS only adapt the status queries to a cluster without accounting.
+Both profiles turn conda on, so every run here has the conda stub of tests/conda_stub.py on PATH
+(the SLURM jobs inherit it with the rest of the environment).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+import yte
+from conda_stub import install_conda_stub
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-LOCAL_PROFILE = REPO / "profiles" / "local"
 WORKFLOW = REPO / "workflow" / "Snakefile"
 FAILURES_WORKFLOW = REPO / "tests" / "slurm" / "Snakefile"
 CLUSTER_DIR = Path(os.environ.get("EMBEDSEG_SLURM_DIR", "/tmp/embedseg-slurm"))
@@ -58,15 +62,26 @@ def workflow_dir(path: Path) -> Path:
     return path
 
 
-def snakemake_command(workdir: Path, snakefile: Path, profile: Path, *args: str) -> list[str]:
+def snakemake_command(workdir: Path, snakefile: Path, profile: Path | None, *args: str) -> list[str]:
+    """Snakemake on `snakefile` in `workdir`; `profile` None: only the workflow's default profile."""
+    profile_args = ["--profile", str(profile)] if profile else []
     return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
-            "--profile", str(profile), *args]
+            *profile_args, *args]
 
 
-def cluster_env(**settings: str) -> dict[str, str]:
-    """This process's environment with exactly the given EMBEDSEG_SLURM_* profile settings."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("EMBEDSEG_SLURM_")}
+def cluster_env(stub_dir: Path, **settings: str) -> dict[str, str]:
+    """This process's environment with the conda stub (written to `stub_dir` if not there yet)
+    and exactly the given EMBEDSEG_SLURM_* profile settings."""
+    env = os.environ | {"PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}"}
+    if not (stub_dir / "conda").exists():
+        env = install_conda_stub(stub_dir)
+    env = {name: value for name, value in env.items() if not name.startswith("EMBEDSEG_SLURM_")}
     return env | {f"EMBEDSEG_SLURM_{name.upper()}": value for name, value in settings.items()}
+
+
+def local_jobs(output: str) -> list[str]:
+    """Rules of the jobs a run executed where Snakemake runs (`localrule X:` blocks)."""
+    return re.findall(r"^localrule (\w+):", output, re.MULTILINE)
 
 
 def job_resources(output: str) -> list[tuple[str, dict[str, str]]]:
@@ -95,7 +110,8 @@ def start_on_cluster(workdir: Path, snakefile: Path, *args: str) -> subprocess.P
     workdir/snakemake.out."""
     command = snakemake_command(workdir, snakefile, SLURM_PROFILE, *CLUSTER_OPTIONS, *args)
     with (workdir / "snakemake.out").open("w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=cluster_env(partition="debug"))
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                env=cluster_env(workdir / "conda-stub", partition="debug"))
 
 
 def finish(process: subprocess.Popen, workdir: Path) -> Run:
@@ -110,15 +126,35 @@ def finish(process: subprocess.Popen, workdir: Path) -> Run:
 # --- profile resources (dry runs, no cluster) ---------------------------------------------------
 
 
-def dry_run_jobs(workdir: Path, profile: Path, config: str, **settings: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, resources) of every job but `all` in a dry run of config/`config` under `profile`."""
-    command = snakemake_command(workflow_dir(workdir), WORKFLOW, profile, "--dry-run",
+def dry_run(workdir: Path, profile: Path | None, config: str, **settings: str) -> subprocess.CompletedProcess:
+    """A dry run of config/`config` under `profile` (None: the workflow's default profile only)."""
+    command = snakemake_command(workflow_dir(workdir), WORKFLOW, profile, "all", "--dry-run",
                                 "--configfile", str(REPO / "config" / config))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cluster_env(**settings))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env=cluster_env(workdir / "conda-stub", **settings))
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [(rule, resources) for rule, resources in job_resources(result.stdout) if rule != "all"]
+    return result
+
+
+def dry_run_jobs(workdir: Path, profile: Path | None, config: str, **settings: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job but `all` in a dry run of config/`config` under `profile`."""
+    jobs = [(rule, resources) for rule, resources in job_resources(dry_run(workdir, profile, config, **settings).stdout)
+            if rule != "all"]
     assert {rule for rule, _ in jobs} >= GPU_RULES
     return jobs
+
+
+def rendered_slurm_profile(**settings: str) -> dict:
+    """profiles/slurm/config.yaml as Snakemake reads it (YTE), under the given settings."""
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("EMBEDSEG_SLURM_")}
+    os.environ.update({f"EMBEDSEG_SLURM_{name.upper()}": value for name, value in settings.items()})
+    try:
+        with (SLURM_PROFILE / "config.yaml").open() as profile:
+            return yte.process_yaml(profile)
+    finally:
+        for name in [name for name in os.environ if name.startswith("EMBEDSEG_SLURM_")]:
+            del os.environ[name]
+        os.environ.update(saved)
 
 
 def test_slurm_profile_requests_gpus_for_gpu_rules_only(tmp_path: Path) -> None:
@@ -138,17 +174,35 @@ def test_slurm_profile_requests_gpus_for_gpu_rules_only(tmp_path: Path) -> None:
 
 def test_slurm_profile_leaves_unset_choices_to_slurm(tmp_path: Path) -> None:
     """Without EMBEDSEG_SLURM_* settings no partition, account or GPU model is asked for (the
-    cluster's defaults apply); the GPU rules get their GPU even where the config says gpu: false."""
-    for rule, resources in dry_run_jobs(tmp_path, SLURM_PROFILE, "test.yaml"):
+    cluster's defaults apply); the GPU rules get their GPU even where the config says gpu: false.
+    Conda is on."""
+    result = dry_run(tmp_path, SLURM_PROFILE, "test.yaml")
+    assert re.search(r"Conda environment \S+/envs/embedseg\.yaml will be created", result.stderr + result.stdout)
+    for rule, resources in job_resources(result.stdout):
         assert not {"slurm_partition", "slurm_account", "gpu_model"} & set(resources), rule
         assert resources.get("gpu") == ("1" if rule in GPU_RULES else None), rule
 
 
-def test_local_profile_counts_gpu_jobs_against_its_gpu_limit(tmp_path: Path) -> None:
-    """profiles/local offers `gpu` GPUs; with the paper's config exactly the GPU rules take one."""
-    assert yaml.safe_load((LOCAL_PROFILE / "config.yaml").read_text())["resources"]["gpu"] >= 1
-    for rule, resources in dry_run_jobs(tmp_path, LOCAL_PROFILE, "config.yaml"):
-        assert resources.get("gpu", "0") == ("1" if rule in GPU_RULES else "0"), rule
+def test_slurm_profile_passes_no_account_unless_given() -> None:
+    """No account set: the plugin is told to pass none (instead of guessing one from sacct)."""
+    unset = rendered_slurm_profile()
+    assert unset["software-deployment-method"] == "conda"
+    assert unset["slurm-no-account"] is True and "slurm_account" not in unset["default-resources"]
+    given = rendered_slurm_profile(account="lab")
+    assert "slurm-no-account" not in given and given["default-resources"]["slurm_account"] == "lab"
+
+
+def test_default_profile_runs_one_gpu_job_at_a_time_with_conda(tmp_path: Path) -> None:
+    """No --profile: workflow/profiles/default turns conda on and offers one GPU; with the paper's
+    config exactly the GPU rules take it."""
+    result = dry_run(tmp_path, None, "config.yaml")
+    output = result.stderr + result.stdout
+    assert "Using workflow specific profile" in output
+    assert "GPU jobs at once on this machine: 1 " in output
+    assert re.search(r"Conda environment \S+/envs/stardist\.yaml will be created", output)
+    for rule, resources in job_resources(result.stdout):
+        if rule != "all":
+            assert resources.get("gpu", "0") == ("1" if rule in GPU_RULES else "0"), rule
 
 
 # --- a real cluster ------------------------------------------------------------------------------
@@ -226,7 +280,8 @@ def test_every_pipeline_job_ran_as_a_slurm_job(cluster_runs: ClusterRuns, slurm_
     assert run.returncode == 0, run.output[-6000:]
     jobs = submitted_jobs(run.output)
     steps = re.findall(r"\d+ of (\d+) steps", run.output)[-1]  # the final count: checkpoints add jobs
-    assert len(jobs) == int(steps) - 1  # every job but the local `all`
+    assert set(local_jobs(run.output)) == {"prepare", "tables", "figures", "all"}
+    assert len(jobs) == int(steps) - len(local_jobs(run.output))  # every job but the local rules
     allocated = set(re.findall(r"sched: Allocate JobId=(\d+) ", (slurm_cluster / "slurmctld.log").read_text()))
     assert set(jobs) <= allocated
     for job_id, (rule, log) in jobs.items():
@@ -234,24 +289,25 @@ def test_every_pipeline_job_ran_as_a_slurm_job(cluster_runs: ClusterRuns, slurm_
         assert "JobState=COMPLETED" in shown, (rule, shown)
         assert ("TresPerJob=gres:gpu:1" in shown) == (rule in GPU_RULES), (rule, shown)
         assert log.is_file(), log
-    assert {rule for rule, _ in jobs.values()} >= GPU_RULES | {"prepare", "crops", "evaluate", "tables", "figures"}
+    assert {rule for rule, _ in jobs.values()} >= GPU_RULES | {"crops", "evaluate"}
 
 
 @pytest.mark.slurm
 def test_pipeline_outputs_are_complete(cluster_runs: ClusterRuns) -> None:
-    """Snakemake finds nothing left to do, and every method has scores at the nine thresholds."""
+    """Snakemake finds nothing left to do, and every method has scores at the 17 thresholds."""
     run = cluster_runs.pipeline
     again = subprocess.run(snakemake_command(run.workdir, WORKFLOW, SLURM_PROFILE, "--dry-run", "--configfile",
                                              str(run.workdir / "slurm-test.yaml")),
-                           capture_output=True, text=True, timeout=300, env=cluster_env(partition="debug"))
+                           capture_output=True, text=True, timeout=300,
+                           env=cluster_env(run.workdir / "conda-stub", partition="debug"))
     assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
     scores = sorted((run.workdir / "results" / "test" / "scores").glob("synthetic-nuclei/*/seed1.csv"))
     assert {path.parent.name for path in scores} == {"embedseg-medoid-tta", "embedseg-medoid-notta",
                                                      "embedseg-centroid-tta", "embedseg-centroid-notta", "3class-unet"}
     for path in scores:
         table = pd.read_csv(path)
-        assert list(table.columns) == ["image", "tau", "tp", "fp", "fn", "ap"]
-        assert table["tau"].nunique() == 9
+        assert list(table.columns[:6]) == ["image", "tau", "tp", "fp", "fn", "ap"] and "pq" in table.columns
+        assert table["tau"].nunique() == 17
     assert (run.workdir / "results" / "test" / "tables" / "table1.csv").is_file()
 
 

@@ -3,18 +3,22 @@ run of config/test.yaml end to end (every `embedseg` step, no conda), then its i
 behaviour: a second run does nothing, a deleted model re-runs only what depends on it.
 
 Snakemake runs as a subprocess in a temporary working directory that links the repository's
-config/, so nothing is written into the checkout.
+config/, so nothing is written into the checkout, with `--workflow-profile none`: the project
+venv runs every job (tests/test_conda_workflow.py covers the conda route).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -32,7 +36,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if not config_link.exists():
         config_link.symlink_to(REPO / "config")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args],
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+         "--workflow-profile", "none", *args],
         capture_output=True, text=True, timeout=600,
     )
     if check and result.returncode != 0:
@@ -104,6 +109,110 @@ def test_paper_config_plans_54_trainings_and_108_evaluations(tmp_path: Path) -> 
     assert counts["evaluate"] == 108
     assert counts["baseline_train"] == counts["baseline_predict"] == baseline_runs == 12
     assert counts["tables"] == counts["figures"] == counts["all"] == 1
+
+
+def write_own_dataset(folder: Path, n_images: int = 6) -> Path:
+    """A data set of one's own in the `folder` layout: images/ and masks/ matched by file stem."""
+    rng = np.random.default_rng(0)
+    for i in range(n_images):
+        labels = np.zeros((48, 48), np.uint16)
+        labels[8:20, 8:20], labels[28:40, 24:44] = 1, 2
+        image = (labels > 0) * 150 + rng.integers(0, 50, labels.shape)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / "images" / f"img{i}.tif", image.astype(np.uint8))
+        tifffile.imwrite(folder / "masks" / f"img{i}.tif", labels)
+    return folder
+
+
+def own_dataset_config(tmp_path: Path, source: str) -> Path:
+    """config/test.yaml with its data set replaced by `mydata`, read from `source`."""
+    config = load_config("test.yaml")
+    train = config["datasets"]["synthetic-nuclei"]["train"]
+    config["datasets"] = {
+        "mydata": {"source": source, "layout": "folder", "normalization": "percentile", "crop_size": 32,
+                   "test": 0.25, "train": train, "baselines": ["3class-unet"]},
+    }
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
+    """Any data set name with a source: prepared as the `folder` set with the configured options,
+    then cropped, trained, predicted and scored like the registry's."""
+    source = write_own_dataset(tmp_path / "my images")
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(own_dataset_config(tmp_path, str(source))))
+    counts = job_counts(result.stdout)
+    assert counts["prepare"] == 1 and counts["train"] == 2 and counts["predict"] == 4 and counts["evaluate"] == 4
+    assert counts["baseline_train"] == 1
+    prepare = re.search(r"^Shell command: (.* prepare .*)$", result.stdout, re.MULTILINE)[1]
+    assert "prepare folder --out results/test/data/mydata" in prepare
+    for option in (f"--source '{source}'", "--layout folder", "--normalization percentile", "--test-fraction 0.25"):
+        assert option in prepare
+
+
+def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
+    """The `test:` key's `embedseg prepare --test-fraction`: that share of the images is the test set."""
+    source = write_own_dataset(tmp_path / "mine", n_images=8)
+    subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source), "--test-fraction",
+                    "0.5", "--out", str(tmp_path / "data")], check=True, capture_output=True)
+    assert len(list((tmp_path / "data" / "test" / "images").glob("*.tif"))) == 4
+    bad = subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source),
+                          "--test-fraction", "1.5", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--test-fraction 1.5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("source", [None, "no/such/folder"])
+def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: Path, source) -> None:
+    result = snakemake(tmp_path, "-n", "--configfile", str(own_dataset_config(tmp_path, source)), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config datasets.mydata.source" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"), [("auto", "--device cuda"), ("cuda:1", "--device cuda:1"), ("cpu", None)]
+)
+def test_gpu_jobs_must_use_their_gpu(tmp_path: Path, device: str, expected: str | None) -> None:
+    """`gpu: true`: training and prediction get `--device cuda` (which fails without a GPU), not
+    `auto`'s silent CPU fallback; `device: cpu` beside it is a contradiction stopped at start-up."""
+    config = load_config("test.yaml") | {"gpu": True, "device": device}
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(tmp_path / "gpu.yaml"), check=False)
+    if expected is None:
+        assert result.returncode != 0 and "`gpu: true`" in result.stdout + result.stderr
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = re.compile(r"Shell command: run-embedseg (train|predict|baseline)")
+    lines = [line for line in result.stdout.splitlines() if job.match(line)]
+    assert len(lines) >= 4 and all(f"{expected} " in line for line in lines)  # train, predict x2, U-Net train
+
+
+def test_workflow_runs_as_a_module_of_another_workflow(tmp_path: Path) -> None:
+    """Loaded with `module` from a project elsewhere: the package, the conda files and the
+    paper's numbers come from this repository, results go to the project."""
+    (tmp_path / "Snakefile").write_text(
+        f'configfile: "{REPO / "config" / "test.yaml"}"\n\n\n'
+        f'module embedseg:\n    snakefile:\n        "{SNAKEFILE}"\n    config:\n        config\n\n\n'
+        "use rule * from embedseg as embedseg_*\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--workflow-profile", "none"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["embedseg_train"] == 2
+    assert f"--paper {REPO / 'config' / 'paper_results.yaml'}" in result.stdout
+    prepare = "Shell command: run-embedseg prepare synthetic-nuclei --out results/test/data/synthetic-nuclei"
+    assert prepare in result.stdout
+
+
+def test_workflow_knows_the_registry_data_sets() -> None:
+    """common.smk's REGISTRY_DATASETS (names `embedseg prepare` takes) = the package's registry."""
+    from embedseg.data.registry import REGISTRY
+
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    names = ast.literal_eval(re.search(r"^REGISTRY_DATASETS = (\{.*?\})$", text, re.MULTILINE | re.DOTALL)[1])
+    assert names == set(REGISTRY)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ..outputs import BASELINE_MODEL, PREDICTIONS, replacing
+
 # method -> (module, train function, predict function, one-line help)
 METHODS: dict[str, tuple[str, str, str, str]] = {
     "3class-unet": ("embedseg.baselines.unet3class", "train", "predict",
@@ -38,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
         train.add_argument("--seed", type=int, default=0, help="seed of every random choice")
         train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        train.add_argument("--force", action="store_true",
+                           help="replace MODEL_DIR even if not written by this command")
         TRAIN_OPTIONS[method](train)
         predict = actions.add_parser("predict", help="write one label TIFF per image",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,13 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         predict.add_argument("--images", required=True, help="folder of input images")
         predict.add_argument("--out", required=True, metavar="PRED_DIR", help="folder for label TIFFs")
         predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        predict.add_argument("--force", action="store_true",
+                             help="replace PRED_DIR even if not written by this command")
         PREDICT_OPTIONS.get(method, lambda p: None)(predict)
 
 
 def run(args: argparse.Namespace) -> int | None:
+    """Run the method's train or predict into a staging folder that replaces --out when done
+    (embedseg.outputs); the method sees the staging folder as args.out (a str, as argparse
+    gives it: some methods store their arguments in a weights-only checkpoint)."""
     module_name, train_name, predict_name, _ = METHODS[args.method]
-    module = importlib.import_module(module_name)
-    return getattr(module, train_name if args.action == "train" else predict_name)(args)
+    if args.action == "train":
+        kind, inputs = BASELINE_MODEL, {"DATA_DIR": args.data_dir}
+    else:
+        kind, inputs = PREDICTIONS, {"MODEL_DIR": args.model_dir, "--images": args.images}
+    with replacing(args.out, kind, inputs, args.force) as staging:
+        args.out = str(staging)
+        module = importlib.import_module(module_name)
+        return getattr(module, train_name if args.action == "train" else predict_name)(args)
 
 
 def _epochs(parser: argparse.ArgumentParser, default: int) -> None:

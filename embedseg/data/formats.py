@@ -49,12 +49,9 @@ class Sample:
     mask_paths: tuple[Path, ...]
     mask_kind: str = "label"
 
-    def read_image(self) -> np.ndarray:
-        """The image as stored: (H, W), or (C, H, W); RGB(A) PNGs are reduced to one channel."""
-        image = read_image(self.image_path)
-        if image.ndim == 3 and image.shape[-1] in (3, 4):  # (H, W, RGB[A]); (C, H, W) has W > 4
-            image = to_grey(image)
-        return image
+    def read_image(self, rgb_to_grey: bool = False) -> np.ndarray:
+        """The image as stored: (H, W), or (C, H, W); RGB(A) pictures as :func:`reduce_rgb` says."""
+        return reduce_rgb(read_image(self.image_path), self.image_path, rgb_to_grey)
 
     def read_labels(self) -> np.ndarray:
         """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative)."""
@@ -74,6 +71,21 @@ class Source:
     layout: str
     pool: list[Sample]
     test: list[Sample] = field(default_factory=list)
+
+
+def reduce_rgb(image: np.ndarray, path: str | os.PathLike, rgb_to_grey: bool = False) -> np.ndarray:
+    """An RGB(A) picture (H, W, 3|4) as one channel (H, W); other images unchanged.
+
+    R = G = B (greyscale saved as RGB, e.g. DSB's fluorescence PNGs) loses nothing and is always
+    reduced; a colour picture is reduced to luminance only with `rgb_to_grey`, else refused,
+    since its channels are not the (C, H, W) stack of a multi-channel microscope image.
+    """
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):  # (C, H, W) has W > 4
+        return image
+    if not rgb_to_grey and not np.all(image[..., :3] == image[..., :1]):
+        raise DataError(f"{path}: colour RGB(A) image of shape {image.shape}; pass --rgb-to-grey to reduce "
+                        "it to luminance, or store the channels as a (C, H, W) stack")
+    return to_grey(image)
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
@@ -138,13 +150,24 @@ def find_image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and not p.name.startswith("."))
 
 
+def by_stem(paths: list[Path]) -> dict[str, Path]:
+    """Files by stem, the name of their output; two files differing only in suffix are an error."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in found:
+            raise DataError(f"{path}: same name as {found[path.stem].name} up to the suffix; both would be "
+                            f"written as {path.stem}.tif — rename or remove one")
+        found[path.stem] = path
+    return found
+
+
 def pair_folder(images_dir: Path, masks_dir: Path) -> list[Sample]:
     """Samples of an ``images/`` + ``masks/`` folder pair, matched by file stem.
 
     An image without a mask (or a mask without an image) is an error naming the file.
     """
-    images = {p.stem: p for p in find_image_files(images_dir)}
-    masks = {p.stem: p for p in find_image_files(masks_dir)} if masks_dir.is_dir() else {}
+    images = by_stem(find_image_files(images_dir))
+    masks = by_stem(find_image_files(masks_dir)) if masks_dir.is_dir() else {}
     for stem, path in images.items():
         if stem not in masks:
             raise DataError(f"{path}: no mask {masks_dir / stem}.tif for this image; add it or remove the image")

@@ -1,33 +1,33 @@
 """`embedseg prepare`: from a data set name (and optionally a source) to train/val/test folders.
 
-    embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1000]
+    embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1234]
+        [--resplit-run K]
 
 writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
 uint16/uint32, one-hot (K, H, W) stacks for overlapping objects) and ``DIR/dataset.json``
 (:class:`embedseg.config.DatasetSettings`, with ``min_object_size`` = the smallest object in
-train + val). The folder is built next to ``DIR`` and renamed into place, so a failed run leaves
-an earlier result untouched, and the same arguments give byte-identical files.
+train + val, ``in_channels`` = C of (C, H, W) images). ``DIR`` follows the output policy of
+:mod:`embedseg.outputs`: it is built next to ``DIR`` and renamed into place, so a failed run
+leaves an earlier result untouched, and the same arguments give byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..config import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
+from ..outputs import DATA, replacing
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, read_source
-from .registry import PAPER_SPLIT_SEED, REGISTRY, DatasetSpec, get_spec
-from .splits import paper_split
+from .registry import REGISTRY, DatasetSpec, get_spec
+from .splits import CURRENT_CODE_SPLIT_SEED, PAPER_SPLIT_SEED, paper_split, validation_seed
 from .synthetic import SYNTHETIC_SETS, generate
 from .validate import check_pair
 
@@ -47,11 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
     parser.add_argument("--layout", choices=LAYOUTS, help="source layout (default: auto-detect)")
     parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
-    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED, help="split seed (1000 = the paper's splits)")
+    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
+                        help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
+                        f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)")
+    parser.add_argument("--resplit-run", type=int, metavar="K",
+                        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
+                        "split --seed (default: both use --seed, as in the paper)")
     parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
     parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
-    parser.add_argument("--all-dsb-images", action="store_true", help="DSB stage1: keep colour images too (default: greyscale fluorescence only)")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help="fraction of the images held out for testing when the source has no test part (default: the data set's)",
+    )
+    parser.add_argument("--all-dsb-images", action="store_true",
+                        help="DSB stage1: keep colour images too, reduced to luminance "
+                             "(default: greyscale fluorescence only)")
+    parser.add_argument("--rgb-to-grey", action="store_true",
+                        help="reduce colour RGB(A) images to luminance (default: refuse them; RGB images "
+                             "with R = G = B always become one channel)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even if it is a file or a folder not written by "
+                             "`embedseg prepare` (never an input)")
     parser.add_argument("--n-images", type=int, default=16, help="synthetic sets: number of images")
     parser.add_argument("--image-size", type=int, default=128, help="synthetic sets: image height and width")
     parser.add_argument("--data-seed", type=int, default=0, help="synthetic sets: generator seed (the split seed is --seed)")
@@ -59,11 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.dataset)
-    with building(args.out) as staging:
+    if args.test_fraction is not None:
+        if not 0 < args.test_fraction < 1:
+            raise DataError(f"--test-fraction {args.test_fraction}: give a fraction between 0 and 1")
+        spec = dataclasses.replace(spec, test_split=args.test_fraction)
+    check_options(args)
+    local_source = args.source if args.source and not is_url(args.source) else None
+    with replacing(args.out, DATA, {"--source": local_source, "--cache": Path(args.cache) / spec.name},
+                   args.force) as staging:
         source = resolve_source(spec, args, staging / ".source")
-        splits = split_samples(source, spec, args.seed, args.limit)
+        val_seed = validation_seed(args.seed, args.resplit_run)
+        splits = split_samples(source, spec, args.seed, args.limit, val_seed)
         settings = spec.dataset_settings(normalization=args.normalization, crop_size=crop_size(spec, args))
-        settings = write_splits(splits, staging, settings, spec)
+        settings = write_splits(splits, staging, settings, spec, args.rgb_to_grey or args.all_dsb_images,
+                                crop_size_given=args.crop_size is not None)
         settings.extra.update(source_info(spec, args, source, splits))
         shutil.rmtree(staging / ".source", ignore_errors=True)
         settings.save(staging)
@@ -75,30 +102,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Counts and sizes must make sense before anything is read or written."""
+    if args.crop_size is not None and (args.crop_size <= 0 or args.crop_size % 8):
+        raise DataError(f"--crop-size {args.crop_size}: must be a positive multiple of 8 (the network halves "
+                        f"the crops three times), e.g. --crop-size {max(8, args.crop_size // 8 * 8)}")
+    for option, value in (("--limit", args.limit), ("--n-images", args.n_images)):
+        if value is not None and value < 1:
+            raise DataError(f"{option} {value}: must be a positive number of images")
+    if args.image_size < 32:
+        raise DataError(f"--image-size {args.image_size}: synthetic images need at least 32 pixels")
+
+
 def crop_size(spec: DatasetSpec, args: argparse.Namespace) -> int | None:
     """--crop-size, else for synthetic sets the default shrunk to fit --image-size (multiple of 8)."""
     if args.crop_size is not None or spec.name not in SYNTHETIC_SETS:
         return args.crop_size
     return min(spec.settings["crop_size"], args.image_size // 8 * 8)
-
-
-@contextlib.contextmanager
-def building(out: Path) -> Iterator[Path]:
-    """Yield an empty staging folder next to `out`; on success it replaces `out` (old one deleted)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield staging
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve_source(spec: DatasetSpec, args: argparse.Namespace, scratch: Path) -> Source:
@@ -132,12 +152,16 @@ def write_synthetic(name: str, n_images: int, image_size: int, seed: int, folder
         write_labels(folder / "masks" / f"{stem}.tif", labels)
 
 
-def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None) -> dict[str, list[Sample]]:
-    """Train/val/test samples: the source's test set if it has one, else the paper's hold-out;
-    then val = ``val_fraction`` of the sorted remainder (none when validation uses crops)."""
+def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None,
+                  val_seed: int | None = None) -> dict[str, list[Sample]]:
+    """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
+    with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
+    (default: `seed`; none when validation uses crops)."""
     pool, test = source.pool[:limit], source.test[:limit]
-    if not pool:
-        raise DataError(f"data set {spec.name!r}: the source has no training images")
+    if len(pool) < 2:
+        raise DataError(f"data set {spec.name!r}: the source has {len(pool)} training image(s); at least 2 "
+                        "are needed (one to train on, one to validate)"
+                        + (f"; raise --limit {limit}" if limit else ""))
     if not test:
         # a test *count* (paper: 5 of 50, 50 of 497) cannot exceed a --limit-ed pool; cap it at half
         subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
@@ -146,38 +170,73 @@ def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | Non
     settings = spec.dataset_settings()
     if settings.val_split == "crop":
         return {"train": pool, "val": [], "test": test}
-    keep, held = paper_split(len(pool), settings.val_fraction, seed)
+    keep, held = paper_split(len(pool), settings.val_fraction, seed if val_seed is None else val_seed)
     return {"train": [pool[i] for i in sorted(keep)], "val": [pool[i] for i in sorted(held)], "test": test}
 
 
-def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSettings, spec: DatasetSpec) -> DatasetSettings:
+def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSettings, spec: DatasetSpec,
+                 rgb_to_grey: bool = False, crop_size_given: bool = False) -> DatasetSettings:
     """Validate and write every sample; return `settings` completed from the data
-    (min_object_size over train + val; for `folder`: one_hot and the normalisation factor)."""
+    (min_object_size over train + val, in_channels; for `folder`: one_hot, the normalisation
+    factor and a crop size that fits the images); see :func:`fitted_crop_size`."""
     from tqdm import tqdm
 
     smallest: list[int] = []
     dtypes: set[str] = set()
+    channels: dict[int, Path] = {}  # channel count -> first image with it
+    sizes: list[int] = []  # min(H, W) of every train image
     one_hot = None if spec.name == "folder" else settings.one_hot  # `folder`: as the first mask is
     for split in SPLITS:
         (out / split / "images").mkdir(parents=True, exist_ok=True)
         (out / split / "masks").mkdir(parents=True, exist_ok=True)
         for sample in tqdm(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
-            image, labels = sample.read_image(), sample.read_labels()
+            image, labels = sample.read_image(rgb_to_grey), sample.read_labels()
             check_pair(image, labels, sample.image_path, sample.mask_paths[0])
+            channels.setdefault(1 if image.ndim == 2 else image.shape[0], sample.image_path)
+            if len(channels) > 1:
+                (count, first), (other, path) = channels.items()
+                raise DataError(f"{path}: image has {other} channel(s) but {first} has {count}; every "
+                                "image of a data set needs the same number of channels ((H, W) or (C, H, W))")
             one_hot = labels.ndim == 3 if one_hot is None else one_hot
             labels = match_mask_kind(labels, one_hot, sample.mask_paths[0])
             dtypes.add(image.dtype.name)
             if split != "test" and labels.any():
                 smallest.append(min_object_size(labels))
+            if split == "train":
+                sizes.append(min(image.shape[-2:]))
             write_tiff(out / split / "images" / f"{sample.name}.tif", image)
             write_labels(out / split / "masks" / f"{sample.name}.tif", labels)
     settings.min_object_size = min(smallest, default=0)
     settings.one_hot = bool(one_hot)
+    settings.in_channels = next(iter(channels))
+    settings.crop_size = fitted_crop_size(settings.crop_size, sizes, crop_size_given,
+                                          fit=spec.name == "folder" and not crop_size_given)
     if spec.name == "folder" and settings.normalization == "absolute":
         settings.normalization_factor = absolute_factor(dtypes)
     elif spec.dtype != "any" and dtypes - {spec.dtype}:
         log.warning("%s: images are %s, expected %s; check the normalisation in dataset.json", spec.name, sorted(dtypes), spec.dtype)
     return settings
+
+
+def fitted_crop_size(crop_size: int, sizes: list[int], given: bool, fit: bool) -> int:
+    """`crop_size` checked against the training images' shorter sides `sizes` (crops skip images
+    smaller than the crop). `fit` (the default of user data, a guess) shrinks it to the smallest
+    image; a `given` --crop-size larger than every image is an error; otherwise (a paper data
+    set's own crop size) images too small only get a warning."""
+    if fit and crop_size > min(sizes):
+        fitted = max(8, min(sizes) // 8 * 8)
+        log.info("crop size %d shrunk to %d to fit the smallest training image (%d px)",
+                 crop_size, fitted, min(sizes))
+        return fitted
+    too_small = sum(size < crop_size for size in sizes)
+    if given and too_small == len(sizes):
+        raise DataError(f"--crop-size {crop_size} is larger than every training image (the largest has "
+                        f"{max(sizes)} px on its shorter side); "
+                        f"pass --crop-size {max(8, max(sizes) // 8 * 8)} or smaller")
+    if too_small:
+        log.warning("%d of %d training images are smaller than the crop size %d and give no crops; "
+                    "pass a smaller --crop-size to use them", too_small, len(sizes), crop_size)
+    return crop_size
 
 
 def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.ndarray:
@@ -221,6 +280,7 @@ def source_info(spec: DatasetSpec, args: argparse.Namespace, source: Source, spl
         "source": str(args.source or spec.url or "synthetic"),
         "layout": source.layout,
         "split_seed": args.seed,
+        "val_split_seed": validation_seed(args.seed, args.resplit_run),
         "counts": {name: len(samples) for name, samples in splits.items()},
     }
     if spec.name in SYNTHETIC_SETS:

@@ -19,7 +19,6 @@ from ..config import DatasetSettings
 from ..io import DataError
 
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"
-PAPER_SPLIT_SEED = 1000  # np.random.seed(1000) in EmbedSeg's split_train_test / split_train_val
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class DatasetSpec:
     dtype: str = "uint16"  # dtype of the stored images
     settings: dict[str, Any] = field(default_factory=dict)  # DatasetSettings fields
     citation: str = ""
+    doi: str = ""  # of the data's publication, for citations in exported models
     licence: str = ""
 
     def dataset_settings(self, **overrides: Any) -> DatasetSettings:
@@ -88,6 +88,7 @@ REGISTRY: dict[str, DatasetSpec] = {
                 "the Broad Bioimage Benchmark Collection: Ljosa, Sokolnicki, Carpenter, Nature Methods 9:637 "
                 "(2012); worm annotations: Wählby et al., Nature Methods 9:714-716 (2012)"
             ),
+            doi="10.1038/nmeth.2083",
             licence="BBBC terms of use (https://bbbc.broadinstitute.org/BBBC010)",
         ),
         DatasetSpec(
@@ -101,6 +102,7 @@ REGISTRY: dict[str, DatasetSpec] = {
                 "contrast microscopy enabled by machine learning, SoftwareX 9:230-237 (2019), "
                 "doi:10.1016/j.softx.2019.02.007"
             ),
+            doi="10.1016/j.softx.2019.02.007",
             licence="MIT (Okinawa Institute of Science and Technology, github.com/oist/Usiigaci)",
         ),
         DatasetSpec(
@@ -114,6 +116,7 @@ REGISTRY: dict[str, DatasetSpec] = {
                 "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science Bowl, "
                 "Nature Methods 16:1247-1253 (2019), BBBC038v1; subset: Schmidt et al., MICCAI 2018 (StarDist)"
             ),
+            doi="10.1038/s41592-019-0612-7",
             licence="CC0 1.0",
         ),
         synthetic_spec("synthetic-worms", {**_ABSOLUTE_16BIT, "crop_size": 96, "one_hot": True, "val_split": "crop"}),

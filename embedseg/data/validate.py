@@ -22,7 +22,7 @@ def check_image(image: np.ndarray, path: Path) -> None:
     if image.ndim not in (2, 3):
         raise DataError(f"{path}: image has shape {image.shape}; expected (H, W) or (C, H, W)")
     if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
-        raise DataError(f"{path}: image contains NaN or infinite pixels; replace them (e.g. by 0) before preparing")
+        raise DataError(f"{path}: image contains NaN or infinite pixels; replace them (e.g. by 0)")
 
 
 def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, mask_path: Path) -> None:

@@ -5,15 +5,22 @@ Our checkpoint is a ``torch.save`` dict with ``model_state_dict``, ``model_confi
 of the training crops, so prediction normalises exactly as training did), ``epoch``,
 ``best_iou``, ``optim_state_dict``, ``rng_state`` and ``train_args``. Only tensors and plain
 Python values are stored, so every checkpoint loads with ``weights_only=True``.
+
+A bioimage.io package written by `embedseg export` loads the same way (:func:`load_checkpoint`
+recognises it by its ``rdf.yaml``): its state-dict weights plus ``model_config`` and ``settings``
+from the package's ``config.embedseg``. Reading it needs only zipfile and yaml, not bioimageio.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import yaml
 
 from ..config import DatasetSettings
 from ..io import DataError, atomic_write
@@ -21,6 +28,8 @@ from ..runtime import resolve_device
 from .erfnet import BranchedERFNet
 
 REQUIRED_KEYS = ("model_state_dict", "model_config", "settings")
+PACKAGE_CONFIG_KEY = "embedseg"  # our section of a bioimage.io package's `config`
+PACKAGE_RDF = "rdf.yaml"
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> None:
@@ -47,10 +56,38 @@ def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return checkpoint
 
 
+def is_package(path: str | os.PathLike) -> bool:
+    """Whether `path` is a bioimage.io package (a zip with rdf.yaml; torch checkpoints are zips too)."""
+    with_rdf = False
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            with_rdf = PACKAGE_RDF in archive.namelist()
+    return with_rdf
+
+
+def read_package(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Checkpoint-like dict (model_state_dict, model_config, settings) of an `embedseg export` package."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            rdf = yaml.safe_load(archive.read(PACKAGE_RDF))
+            ours = (rdf.get("config") or {}).get(PACKAGE_CONFIG_KEY)
+            if not isinstance(ours, dict) or not {"model_config", "settings"} <= set(ours):
+                raise DataError(f"{path}: a bioimage.io package without config.{PACKAGE_CONFIG_KEY}; only "
+                                "packages of `embedseg export` work here (run others with bioimageio.core)")
+            weights = archive.read(rdf["weights"]["pytorch_state_dict"]["source"])
+    except (KeyError, TypeError, zipfile.BadZipFile, yaml.YAMLError) as exc:
+        raise DataError(f"{path}: broken bioimage.io package ({exc!r}); export it again") from exc
+    state_dict = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
+    return {"model_state_dict": state_dict, **{key: ours[key] for key in ("model_config", "settings")}}
+
+
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "auto") -> tuple[BranchedERFNet, DatasetSettings]:
-    """Network (eval mode, on `device`) and data-set settings of a checkpoint written by `embedseg train`."""
+    """Network (eval mode, on `device`) and data-set settings of a checkpoint written by `embedseg train`
+    or a package written by `embedseg export`."""
     device = resolve_device(device) if isinstance(device, str) else device
-    checkpoint = read_checkpoint(path, device)
+    package = Path(path).is_file() and is_package(path)
+    checkpoint = read_package(path, device) if package else read_checkpoint(path, device)
     model = BranchedERFNet(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model_state_dict"])
     settings = DatasetSettings.from_dict(checkpoint["settings"], source=f"{path} (settings)")

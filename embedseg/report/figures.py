@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write, list_images, read_image, read_labels
+from ..outputs import FIGURES, replacing
 from .results import (
     BASELINES,
     EMBEDSEG,
@@ -308,9 +309,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)")
     parser.add_argument("--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds; the first one's predictions are drawn in fig1")
+    parser.add_argument("--force", action="store_true",
+                        help="replace FIG_DIR even if it is a file or a folder not written by "
+                             "`embedseg figures`")
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in write_figures(args.results, args.out, args.datasets, args.methods, args.seeds):
-        print(path)
+    inputs = {f"RESULTS_DIR/{name}": args.results / name
+              for name in ("data", "scores", "predictions", "models")}
+    with replacing(args.out, FIGURES, inputs, args.force) as staging:
+        written = write_figures(args.results, staging, args.datasets, args.methods, args.seeds)
+    for path in written:
+        print(args.out / Path(path).relative_to(staging))
     return 0

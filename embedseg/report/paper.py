@@ -22,6 +22,7 @@ class PaperRow:
     label: str | None = None
     citation: str | None = None
     note: str | None = None  # e.g. the paper used a published model instead of training it
+    trained_here: bool = False  # the paper's number is a published model's; our row trains the method
 
 
 @dataclass
@@ -53,6 +54,12 @@ def load_paper(path: str | Path) -> Paper:
         raise DataError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict) or not {"taus", "table1", "table2"} <= set(data):
         raise DataError(f"{path}: expected keys taus, table1, table2 (see the file's header comment)")
+    if not isinstance(data.get("runs"), int) or data["runs"] < 1:
+        raise DataError(
+            f"{path}: `runs` (the number of runs each EmbedSeg/Neven et al. number averages, 9 in the "
+            f"paper) must be a positive integer, got {data.get('runs')!r}; the comparison's standard "
+            "error needs it"
+        )
     if not np.allclose(data["taus"], TAUS):
         raise DataError(f"{path}: taus {data['taus']} differ from the evaluated thresholds {list(TAUS)}")
     table1 = {
@@ -64,6 +71,7 @@ def load_paper(path: str | Path) -> Paper:
                 label=row.get("label"),
                 citation=row.get("citation"),
                 note=row.get("note"),
+                trained_here=bool(row.get("trained_here", False)),
             )
             for method, row in rows.items()
         }
@@ -73,4 +81,4 @@ def load_paper(path: str | Path) -> Paper:
         ds: {method: _values(row.get("delta_ap"), f"{path}: table2.{ds}.{method}.delta_ap") for method, row in rows.items()}
         for ds, rows in data["table2"].items()
     }
-    return Paper(source=str(data.get("source", path)), runs=int(data.get("runs", 0)), table1=table1, table2=table2)
+    return Paper(source=str(data.get("source", path)), runs=data["runs"], table1=table1, table2=table2)

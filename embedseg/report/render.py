@@ -14,13 +14,16 @@ BEST, SECOND = 1, 2
 
 @dataclass
 class Cell:
-    """One table cell: a mean (± sd) or a text; `rank` 1/2 marks best/second best."""
+    """One table cell: a mean (± sd, [confidence interval], p-value) or a text; `rank` 1/2
+    marks best/second best."""
 
     value: float | None = None
     sd: float | None = None
     text: str = ""
     rank: int = 0
     signed: bool = False  # show a + on positive values (ΔAP)
+    ci: tuple[float, float] | None = None  # 95 % confidence interval of the mean
+    p: float | None = None  # p-value of a test against zero (Table 2)
 
     def number(self) -> str:
         """The value with three decimals; ΔAP with a sign, except for a (rounded) zero."""
@@ -30,10 +33,20 @@ class Cell:
     def has_sd(self) -> bool:
         return self.sd is not None and not math.isnan(self.sd)
 
+    def extras(self) -> list[str]:
+        """The confidence interval and the p-value as printed, where known."""
+        shown = []
+        if self.ci is not None and not any(math.isnan(v) for v in self.ci):
+            shown.append(f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]".replace("-0.000", "0.000"))
+        if self.p is not None and not math.isnan(self.p):
+            shown.append(f"p = {self.p:.2g}")
+        return shown
+
     def plain(self) -> str:
         if not _is_number(self):
             return self.text
-        return f"{self.number()} ± {self.sd:.3f}" if self.has_sd() else self.number()
+        text = f"{self.number()} ± {self.sd:.3f}" if self.has_sd() else self.number()
+        return " ".join([text, *self.extras()])
 
 
 @dataclass
@@ -135,9 +148,12 @@ def _tex_cell(cell: Cell) -> str:
         number = f"\\mathbf{{{number}}}"  # \textbf does not reach into math mode
     elif cell.rank == SECOND:
         number = f"\\underline{{{number}}}"
-    if not cell.has_sd():
-        return f"${number}$"
-    return f"\\shortstack{{${number}$\\\\{{\\scriptsize $\\pm {cell.sd:.3f}$}}}}"
+    lines = [f"${number}$"]
+    if cell.has_sd():
+        lines.append(f"{{\\scriptsize $\\pm {cell.sd:.3f}$}}")
+    lines += [f"{{\\scriptsize ${extra}$}}" for extra in cell.extras()]
+    stacked = "\\\\".join(lines)
+    return lines[0] if len(lines) == 1 else f"\\shortstack{{{stacked}}}"
 
 
 _LATEX_SPECIAL = {

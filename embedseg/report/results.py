@@ -83,11 +83,12 @@ def not_run_reason(results: Path, dataset: str, method: str) -> str | None:
     return reason or "no reason given"
 
 
-def read_scores(path: Path) -> pd.DataFrame:
-    """Read and check one per-image scores CSV (`image,tau,tp,fp,fn,ap`).
+def read_scores(path: Path, metric: str = "ap") -> pd.DataFrame:
+    """Read and check one per-image scores CSV (`embedseg evaluate`'s columns), restricted to
+    the rows at τ ∈ :data:`TAUS`.
 
-    Every image must carry a finite ap at every τ in :data:`TAUS`; anything else is an error
-    naming the file, because a silently shorter mean would bias the table.
+    Every image must carry a finite `metric` at every τ in :data:`TAUS`; anything else is an
+    error naming the file, because a silently shorter mean would bias the table.
     """
     try:
         scores = pd.read_csv(path)
@@ -95,19 +96,23 @@ def read_scores(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: scores file not found; run `embedseg evaluate` for this run") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc}); re-run `embedseg evaluate`") from exc
-    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    required = [*SCORE_COLUMNS[:6], metric]  # today's columns; older files lack the others
+    missing = [c for c in dict.fromkeys(required) if c not in scores.columns]
     if missing or scores.empty:
         raise DataError(
-            f"{path}: expected columns {','.join(SCORE_COLUMNS)} and at least one row "
+            f"{path}: expected columns {','.join(dict.fromkeys(required))} and at least one row "
             f"(missing: {missing or 'rows'}); re-run `embedseg evaluate`"
         )
-    values = scores[["tau", "ap"]].apply(pd.to_numeric, errors="coerce")
+    values = scores[["tau", metric]].apply(pd.to_numeric, errors="coerce")
     if not np.isfinite(values.to_numpy(dtype=float)).all():
-        raise DataError(f"{path}: NaN or non-numeric tau/ap values; re-run `embedseg evaluate`")
+        raise DataError(f"{path}: NaN or non-numeric tau/{metric} values; re-run `embedseg evaluate`")
     scores["tau"] = values["tau"].round(2)
-    scores["ap"] = values["ap"]
+    scores[metric] = values[metric]
+    scores = scores[scores["tau"].isin(TAUS)]
     per_image = scores.groupby("image")["tau"].agg(frozenset)
     incomplete = per_image[per_image != frozenset(TAUS)]
+    if per_image.empty:
+        raise DataError(f"{path}: no rows at the thresholds {list(TAUS)}; re-run `embedseg evaluate`")
     if len(incomplete):
         raise DataError(
             f"{path}: image {incomplete.index[0]!r} has thresholds {sorted(incomplete.iloc[0])}, "
@@ -118,9 +123,10 @@ def read_scores(path: Path) -> pd.DataFrame:
     return scores
 
 
-def run_ap(scores: pd.DataFrame) -> pd.Series:
-    """AP_dsb of one run: per τ the mean over images of the per-image ap. Index: τ."""
-    return scores.groupby("tau")["ap"].mean()
+def run_ap(scores: pd.DataFrame, metric: str = "ap") -> pd.Series:
+    """A score of one run (AP_dsb by default): per τ the mean over images of the per-image
+    score. Index: τ."""
+    return scores.groupby("tau")[metric].mean()
 
 
 @dataclass
@@ -174,8 +180,10 @@ def collect(
     datasets: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
+    metric: str = "ap",
 ) -> Collection:
-    """Load every run's AP under `results`; what is not given is discovered from the folders.
+    """Load every run's AP (or another `metric` column of the scores) under `results`; what is
+    not given is discovered from the folders.
 
     Every (data set, method, seed) asked for — or, when seeds are not given, every method
     folder found — must have scores unless the method left a NOT_RUN.txt; otherwise a
@@ -205,7 +213,8 @@ def collect(
                     f"predictions/{dataset}/{method}/{NOT_RUN_FILE}; run `embedseg evaluate` for it"
                 )
             for seed in method_seeds:
-                rows[(dataset, method, seed)] = run_ap(read_scores(scores_path(results, dataset, method, seed)))
+                scores = read_scores(scores_path(results, dataset, method, seed), metric)
+                rows[(dataset, method, seed)] = run_ap(scores, metric)
     index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "method", "seed"])
     ap = pd.DataFrame(list(rows.values()), index=index, columns=list(TAUS)).sort_index()
     return Collection(ap=ap, not_run=not_run)

@@ -6,26 +6,26 @@
 
 rule baseline_train:
     input:
-        f"{RESULTS}/data/{{ds}}",
+        run_data,
     output:
         touch(baseline_flag("{ds}", "{baseline}", "{seed}", "trained")),
-    params:
-        device=config["device"],
-        model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
-        options=baseline_args("train"),
     log:
         f"{RESULTS}/logs/baseline_train/{{ds}}/{{baseline}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/baseline_train/{{ds}}/{{baseline}}/seed{{seed}}.tsv"
+    conda:
+        baseline_env
     threads: step_resources("baseline_train")["threads"]
     resources:
         mem_mb=step_resources("baseline_train")["mem_mb"],
         runtime=step_resources("baseline_train")["runtime"],
         gpu=GPUS,
-    conda:
-        baseline_env
+    params:
+        device=DEVICE,
+        model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
+        options=baseline_args("train"),
     shell:
-        "python -m embedseg baseline {wildcards.baseline} train {input} --out {params.model_dir}"
+        "run-embedseg baseline {wildcards.baseline} train {input} --out {params.model_dir}"
         " --seed {wildcards.seed} --device {params.device} {params.options} > {log} 2>&1"
 
 
@@ -35,22 +35,22 @@ checkpoint baseline_predict:
         data=f"{RESULTS}/data/{{ds}}",
     output:
         touch(baseline_flag("{ds}", "{baseline}", "{seed}", "predicted")),
-    params:
-        device=config["device"],
-        model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
-        predictions=f"{RESULTS}/predictions/{{ds}}/{{baseline}}/seed{{seed}}",
-        options=baseline_args("predict"),
     log:
         f"{RESULTS}/logs/baseline_predict/{{ds}}/{{baseline}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/baseline_predict/{{ds}}/{{baseline}}/seed{{seed}}.tsv"
+    conda:
+        baseline_env
     threads: step_resources("baseline_predict")["threads"]
     resources:
         mem_mb=step_resources("baseline_predict")["mem_mb"],
         runtime=step_resources("baseline_predict")["runtime"],
         gpu=GPUS,
-    conda:
-        baseline_env
+    params:
+        device=DEVICE,
+        model_dir=f"{RESULTS}/models/{{ds}}/{{baseline}}/seed{{seed}}",
+        predictions=f"{RESULTS}/predictions/{{ds}}/{{baseline}}/seed{{seed}}",
+        options=baseline_args("predict"),
     shell:
-        "python -m embedseg baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
+        "run-embedseg baseline {wildcards.baseline} predict {params.model_dir} --images {input.data}/test/images"
         " --out {params.predictions} --device {params.device} {params.options} > {log} 2>&1"

@@ -5,12 +5,26 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-REPO = Path(workflow.basedir).parent
+
+def checkout_root() -> Path:
+    """The repository this rule file belongs to (not the working directory, which differs under
+    --directory, snakedeploy or `module`): its `embedseg` package is what the jobs run."""
+    root = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+    if not (root / "embedseg" / "__init__.py").is_file():
+        raise WorkflowError(
+            f"the workflow runs the `embedseg` package of its own repository, but {root} is not a local "
+            "checkout of it: clone the repository and load the workflow (`snakefile:` of a module) from the clone"
+        )
+    return root
+
+
+REPO = checkout_root()
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
 SEEDS = config["seeds"]
@@ -20,21 +34,68 @@ TTA = ["tta" if on else "notta" for on in config["tta"]]
 EMBEDSEG_METHODS = [f"embedseg-{center}-{tta}" for center in CENTERS for tta in TTA]
 BASELINE_SEEDS = config["baselines"]["seeds"]
 BASELINE_ENVS = {
-    "3class-unet": "../../envs/embedseg.yaml",
-    "stardist": "../../envs/stardist.yaml",
-    "cellpose-trained": "../../envs/cellpose.yaml",
-    "cellpose-public": "../../envs/cellpose.yaml",
-    "maskrcnn": "../../envs/maskrcnn.yaml",
+    "3class-unet": "embedseg",
+    "stardist": "stardist",
+    "cellpose-trained": "cellpose",
+    "cellpose-public": "cellpose",
+    "maskrcnn": "maskrcnn",
 }
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+# The paper's numbers ship with the workflow, not with the working directory.
+PAPER_RESULTS = config["report"]["paper_results"] or str(REPO / "config" / "paper_results.yaml")
 GPUS = int(config["gpu"])  # resource gpu=1 makes cluster profiles request a GPU for the job
 
 
-# Jobs run `python -m embedseg` from this checkout: with --use-conda the rule's environment's
-# Python (conda puts it first on PATH), otherwise the Python running Snakemake (the project venv).
-os.environ.update(
-    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+# --- Software: conda environments and the package ---------------------------------------------
+
+# Conda environment name -> file (relative to this file). Snakemake builds an env from
+# `<name>.<platform>.pin.txt` beside the file when there is one (docs/cluster.md, lockfiles).
+CONDA_ENVS = {name: f"../envs/{name}.yaml" for name in ("embedseg", "stardist", "cellpose", "maskrcnn")}
+
+
+def conda_env(name: str) -> str:
+    """The `conda:` file of environment `name` (a key of CONDA_ENVS)."""
+    return CONDA_ENVS[name]
+
+
+# Every job runs `run-embedseg <step> …` (workflow/bin/run-embedseg): `python -m embedseg` with
+# this checkout first on the module path, set by the script itself because with conda Snakemake
+# removes PYTHONPATH from the job's environment, and the working directory (which `python -m`
+# searches) need not be the checkout. workflow/bin goes first on PATH, which conda activation
+# keeps (it puts the environment's bin/ before it; the environments lack `embedseg`). Not
+# `shell.prefix`: global to every workflow loaded with this one as a module, and it replaces
+# Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash ignores the
+# package's code, so the copy would go stale with every edit. Without conda, `python` is the
+# interpreter running Snakemake (the project venv).
+os.environ["PATH"] = os.pathsep.join(
+    [str(REPO / "workflow" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
+
+
+# --- Devices ----------------------------------------------------------------------------------
+
+
+def job_device() -> str:
+    """`--device` of training and prediction. `gpu: true` gives each such job a GPU, so it must use
+    it: `cuda`, which fails without one (CPU build of PyTorch, node without driver) instead of
+    silently training for days on the CPU as `auto` would."""
+    device = config["device"]
+    if not config["gpu"]:
+        return device
+    if device == "cpu":
+        raise WorkflowError(
+            "config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one"
+        )
+    return "cuda" if device == "auto" else device
+
+
+DEVICE = job_device()
+# Said at every start, dry runs included, because it decides whether jobs share a GPU.
+GPU_LIMIT = workflow.global_resources.get("gpu").value
+logger.info(
+    f"GPU jobs at once on this machine: {GPU_LIMIT} (resource gpu; --resources gpu=N changes it)"
+    if GPU_LIMIT is not None
+    else "GPU jobs at once on this machine: unlimited, they may share a GPU (set --resources gpu=N)"
 )
 
 
@@ -45,6 +106,61 @@ wildcard_constraints:
     seed=r"\d+",
     baseline="|".join(BASELINE_ENVS),
     method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS)),
+
+
+# --- Data sets ------------------------------------------------------------------------------
+
+# Data sets `embedseg prepare` knows by name (embedseg/data/registry.py; tests/test_workflow.py
+# keeps both lists equal). Any other name in `datasets:` is the user's own data, prepared as the
+# registry's `folder` set from its `source`.
+REGISTRY_DATASETS = {
+    "bbbc010-2012",
+    "usiigaci-2017",
+    "dsb-2018",
+    "synthetic-worms",
+    "synthetic-cells",
+    "synthetic-nuclei",
+    "folder",
+}
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_source(ds: str) -> Path | None:
+    """The data set's `source` when it is a local zip or folder (not a URL, not unset)."""
+    source = config["datasets"][ds].get("source")
+    return None if source is None or URL.match(source) else Path(source).expanduser()
+
+
+def check_sources() -> None:
+    """Stop at start-up, naming the config key, when a data set has no source it could be read
+    from, instead of failing later inside its `prepare` job."""
+    for ds, settings in config["datasets"].items():
+        key = f"datasets.{ds}.source"
+        if settings.get("source") is None and (ds not in REGISTRY_DATASETS or ds == "folder"):
+            raise WorkflowError(
+                f"config {key} is missing: {ds!r} is not a data set `embedseg prepare` can download or "
+                "synthesise, so give the zip file or folder (images/ and masks/) it is read from"
+            )
+        source = local_source(ds)
+        if source is not None and not source.exists():
+            raise WorkflowError(
+                f"config {key}: {source} does not exist (relative paths are read from the working "
+                f"directory {os.getcwd()}); fix the path or copy the data there"
+            )
+
+
+check_sources()
+
+
+def prepare_dataset(wildcards) -> str:
+    """The positional data set of `embedseg prepare`: its own name, or `folder` for own data."""
+    return wildcards.ds if wildcards.ds in REGISTRY_DATASETS else "folder"
+
+
+def source_input(wildcards) -> list[str]:
+    """A local source as the input of `prepare`, so that changing the data re-runs it."""
+    source = local_source(wildcards.ds)
+    return [] if source is None else [str(source)]
 
 
 def step_resources(step: str) -> dict:
@@ -66,14 +182,34 @@ def dataset_options(wildcards) -> str:
     """Options of `embedseg prepare` taken from config `datasets.<ds>` (unset keys: its defaults).
     The crop size goes into dataset.json, so crops and the U-Net baseline both use it."""
     settings = config["datasets"][wildcards.ds]
+    source = local_source(wildcards.ds)
     flags = {
-        "--source": settings.get("source"),
+        "--source": settings.get("source") if source is None else source,
+        "--layout": settings.get("layout"),
+        "--normalization": settings.get("normalization"),
+        "--test-fraction": settings.get("test"),
         "--limit": settings.get("limit"),
         "--crop-size": settings.get("crop_size"),
         "--n-images": settings.get("n_images"),
         "--image-size": settings.get("image_size"),
     }
     return " ".join(filter(None, (optional_flag(flag, value) for flag, value in flags.items())))
+
+
+def run_data(wildcards) -> str:
+    """Prepared data a run trains on: one folder per data set, or with `resplit: true` one per
+    run (rule prepare_resplit: validation split drawn with seed split_seed + run)."""
+    if config["resplit"]:
+        return f"{RESULTS}/data-resplit/{wildcards.ds}/seed{wildcards.seed}"
+    return f"{RESULTS}/data/{wildcards.ds}"
+
+
+def run_crops(wildcards) -> str:
+    """Crops a run trains on: one folder per data set and centre, or with `resplit: true` one
+    per run (rule crops_resplit)."""
+    if config["resplit"]:
+        return f"{RESULTS}/crops-resplit/{wildcards.ds}/{wildcards.center}/seed{wildcards.seed}"
+    return f"{RESULTS}/crops/{wildcards.ds}/{wildcards.center}"
 
 
 def train_options(wildcards) -> str:
@@ -119,7 +255,7 @@ def baseline_args(action: str):
 
 
 def baseline_env(wildcards) -> str:
-    return BASELINE_ENVS[wildcards.baseline]
+    return conda_env(BASELINE_ENVS[wildcards.baseline])
 
 
 def baseline_runs() -> list[tuple[str, str, int]]:
@@ -157,7 +293,30 @@ def prediction_input(wildcards) -> str:
     """What `evaluate` waits for: our predictions folder, or a baseline's 'predicted' flag."""
     if wildcards.method.startswith("embedseg-"):
         return f"{RESULTS}/predictions/{wildcards.ds}/{wildcards.method}/seed{wildcards.seed}"
-    return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
+    return checkpoints.baseline_predict.get(
+        ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed
+    ).output[0]
+
+
+def embedseg_predictions() -> list[str]:
+    """Prediction folders of every EmbedSeg/Neven model (figures draws them)."""
+    return [
+        f"{RESULTS}/predictions/{ds}/{method}/seed{seed}"
+        for ds in DATASETS
+        for method in EMBEDSEG_METHODS
+        for seed in SEEDS
+    ]
+
+
+def prepared_data() -> list[str]:
+    """The prepared folder of every data set (figures draws its test images and masks)."""
+    return [f"{RESULTS}/data/{ds}" for ds in DATASETS]
+
+
+def crops_output(path: str):
+    """crops/ of a data set: a temp() folder (deleted once its trainings are done, re-made when
+    needed) where config `temp_crops` asks for it; nothing else reads it."""
+    return temp(directory(path)) if config["temp_crops"] else directory(path)
 
 
 def embedseg_scores() -> list[str]:

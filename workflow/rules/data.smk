@@ -1,22 +1,25 @@
 rule prepare:
+    input:
+        source_input,
     output:
         directory(f"{RESULTS}/data/{{ds}}"),
-    params:
-        cache=config["cache"],
-        seed=config["split_seed"],
-        options=dataset_options,
     log:
         f"{RESULTS}/logs/prepare/{{ds}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare/{{ds}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("prepare")["threads"]
     resources:
         mem_mb=step_resources("prepare")["mem_mb"],
         runtime=step_resources("prepare")["runtime"],
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        cache=config["cache"],
+        seed=config["split_seed"],
+        dataset=prepare_dataset,
+        options=dataset_options,
     shell:
-        "python -m embedseg prepare {wildcards.ds} --out {output} --cache {params.cache}"
+        "run-embedseg prepare {params.dataset} --out {output} --cache {params.cache}"
         " --seed {params.seed} {params.options} > {log} 2>&1"
 
 
@@ -24,19 +27,49 @@ rule crops:
     input:
         f"{RESULTS}/data/{{ds}}",
     output:
-        directory(f"{RESULTS}/crops/{{ds}}/{{center}}"),
-    params:
-        seed=config["split_seed"],
+        crops_output(f"{RESULTS}/crops/{{ds}}/{{center}}"),
     log:
         f"{RESULTS}/logs/crops/{{ds}}/{{center}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("crops")["threads"]
     resources:
         mem_mb=step_resources("crops")["mem_mb"],
         runtime=step_resources("crops")["runtime"],
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        seed=config["split_seed"],
     shell:
-        "python -m embedseg crops {input} --out {output} --center {wildcards.center}"
+        "run-embedseg crops {input} --out {output} --center {wildcards.center}"
         " --seed {params.seed} > {log} 2>&1"
+
+
+# With `resplit: true` every run trains on its own train/val split: run k draws its validation
+# images (BBBC010: validation crops) with seed split_seed + k; the test split keeps split_seed,
+# so all runs are scored on the prepared data set's test images.
+use rule prepare as prepare_resplit with:
+    output:
+        directory(f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}"),
+    params:
+        cache=config["cache"],
+        seed=config["split_seed"],
+        dataset=prepare_dataset,
+        options=lambda wildcards: f"{dataset_options(wildcards)} --resplit-run {wildcards.seed}",
+    log:
+        f"{RESULTS}/logs/prepare/{{ds}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare/{{ds}}/seed{{seed}}.tsv"
+
+
+use rule crops as crops_resplit with:
+    input:
+        f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}",
+    output:
+        directory(f"{RESULTS}/crops-resplit/{{ds}}/{{center}}/seed{{seed}}"),
+    params:
+        seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),
+    log:
+        f"{RESULTS}/logs/crops/{{ds}}/{{center}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}/seed{{seed}}.tsv"

@@ -3,27 +3,27 @@
 
 rule train:
     input:
-        f"{RESULTS}/crops/{{ds}}/{{center}}",
+        run_crops,
     output:
         # train.json only: a preempted job must keep last.pt etc. to resume (see model_marker)
         model_marker("{ds}", "{center}", "{seed}"),
-    params:
-        device=config["device"],
-        model_dir=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}",
-        options=train_options,
     log:
         f"{RESULTS}/logs/train/{{ds}}/embedseg-{{center}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{ds}}/embedseg-{{center}}/seed{{seed}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("train")["threads"]
     resources:
         mem_mb=step_resources("train")["mem_mb"],
         runtime=step_resources("train")["runtime"],
         gpu=GPUS,
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        device=DEVICE,
+        model_dir=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}",
+        options=train_options,
     shell:
-        "python -m embedseg train {input} --out {params.model_dir} --seed {wildcards.seed}"
+        "run-embedseg train {input} --out {params.model_dir} --seed {wildcards.seed}"
         " --device {params.device} {params.options} --resume > {log} 2>&1"
 
 
@@ -33,21 +33,21 @@ rule predict:
         data=f"{RESULTS}/data/{{ds}}",
     output:
         directory(f"{RESULTS}/predictions/{{ds}}/embedseg-{{center}}-{{tta}}/seed{{seed}}"),
-    params:
-        device=config["device"],
-        checkpoint=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}/best.pt",
-        options=predict_options,
     log:
         f"{RESULTS}/logs/predict/{{ds}}/embedseg-{{center}}-{{tta}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/predict/{{ds}}/embedseg-{{center}}-{{tta}}/seed{{seed}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("predict")["threads"]
     resources:
         mem_mb=step_resources("predict")["mem_mb"],
         runtime=step_resources("predict")["runtime"],
         gpu=GPUS,
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        device=DEVICE,
+        checkpoint=f"{RESULTS}/models/{{ds}}/embedseg-{{center}}/seed{{seed}}/best.pt",
+        options=predict_options,
     shell:
-        "python -m embedseg predict {params.checkpoint} --images {input.data}/test/images --out {output}"
+        "run-embedseg predict {params.checkpoint} --images {input.data}/test/images --out {output}"
         " --device {params.device} {params.options} > {log} 2>&1"

@@ -4,17 +4,17 @@ rule evaluate:
         predictions=prediction_input,
     output:
         scores_file("{ds}", "{method}", "{seed}"),
-    params:
-        predictions=f"{RESULTS}/predictions/{{ds}}/{{method}}/seed{{seed}}",
     log:
         f"{RESULTS}/logs/evaluate/{{ds}}/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{ds}}/{{method}}/seed{{seed}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("evaluate")["threads"]
     resources:
         mem_mb=step_resources("evaluate")["mem_mb"],
         runtime=step_resources("evaluate")["runtime"],
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        predictions=f"{RESULTS}/predictions/{{ds}}/{{method}}/seed{{seed}}",
     shell:
-        "python -m embedseg evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"
+        "run-embedseg evaluate {input.data}/test/masks {params.predictions} --out {output} > {log} 2>&1"

@@ -1,9 +1,13 @@
+# Each rule declares all it reads, so that --summary and --report are complete: train.json stands
+# for its model folder (memory.json, log.csv: see model_marker), a baseline's flags for its
+# model and predictions.
 rule tables:
     input:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
-        paper=config["report"]["paper_results"],
+        trained_models(),
+        paper=PAPER_RESULTS,
     output:
         report(
             multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex"),
@@ -20,23 +24,23 @@ rule tables:
             caption="../report/comparison.rst",
             category="Tables",
         ),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables.tsv"
+    conda:
+        conda_env("embedseg")
+    threads: step_resources("report")["threads"]
+    resources:
+        mem_mb=step_resources("report")["mem_mb"],
+        runtime=step_resources("report")["runtime"],
     params:
         results=lambda wildcards, output: Path(output[0]).parent.parent,
         out_dir=lambda wildcards, output: Path(output[0]).parent,
         selection=selection_options(),
         not_comparable=optional_flag("--not-comparable", config["report"]["not_comparable"]),
-    log:
-        f"{RESULTS}/logs/tables.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables.tsv"
-    threads: step_resources("report")["threads"]
-    resources:
-        mem_mb=step_resources("report")["mem_mb"],
-        runtime=step_resources("report")["runtime"],
-    conda:
-        "../../envs/embedseg.yaml"
     shell:
-        "python -m embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
+        "run-embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
         " {params.selection} {params.not_comparable} > {log} 2>&1"
 
 
@@ -46,6 +50,8 @@ rule figures:
         baseline_flags(),
         baseline_results,
         trained_models(),
+        data=prepared_data(),
+        predictions=embedseg_predictions(),
     output:
         report(
             expand(f"{RESULTS}/figures/fig1_{{ds}}.png", ds=DATASETS),
@@ -58,20 +64,23 @@ rule figures:
             caption="../report/training_curves.rst",
             category="Figures",
         ),
-        expand(f"{RESULTS}/figures/{{name}}.pdf", name=[f"fig1_{ds}" for ds in DATASETS] + ["ap_curves", "training_curves"]),
-    params:
-        results=lambda wildcards, output: Path(output[0]).parent.parent,
-        out_dir=lambda wildcards, output: Path(output[0]).parent,
-        selection=selection_options(),
+        expand(
+            f"{RESULTS}/figures/{{name}}.pdf",
+            name=[f"fig1_{ds}" for ds in DATASETS] + ["ap_curves", "training_curves"],
+        ),
     log:
         f"{RESULTS}/logs/figures.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("report")["threads"]
     resources:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
-    conda:
-        "../../envs/embedseg.yaml"
+    params:
+        results=lambda wildcards, output: Path(output[0]).parent.parent,
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
+        selection=selection_options(),
     shell:
-        "python -m embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"
+        "run-embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"

@@ -292,6 +292,8 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
         torch.cuda.reset_peak_memory_stats(device)
     forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
     precision = Precision(config.amp, device)
+    if checkpoint is not None and checkpoint.get("scaler_state_dict"):  # empty: saved without CUDA AMP
+        precision.scaler.load_state_dict(checkpoint["scaler_state_dict"])
 
     train_loader = make_loader(train_set, config.train_size, config.batch_size, generators["train_sampler"],
                                config.workers, drop_last=True, device=device)
@@ -313,7 +315,7 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
             "model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict(),
             "epoch": epoch, "best_iou": best_iou, "optim_state_dict": optimizer.state_dict(),
             "rng_state": rng_state(generators), "train_args": dataclasses.asdict(config), "history": history,
-            "fingerprint": run_fingerprint,
+            "fingerprint": run_fingerprint, "scaler_state_dict": precision.scaler.state_dict(),
         }
         if improved:
             save_checkpoint(out_dir / "best.pt", state)

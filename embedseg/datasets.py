@@ -5,6 +5,12 @@ file names. Each epoch draws `size` crops uniformly **with replacement** and one
 dihedral transforms per draw; the draws come from a seeded ``torch.Generator`` inside
 :class:`RandomCropSampler`, so the dataset itself is deterministic and the whole sequence of an
 epoch is reproducible from the generator state (also with worker processes).
+
+The crops are read once, when the dataset is made, and held in memory in their stored dtypes
+(masks relabelled to the smallest unsigned type, centres as pixel indices), about the size of the
+crops folder on disk: a training draws each crop dozens of times, and decoding its three TIFFs
+again each time cost more than the rest of the data pipeline. Worker processes share these
+arrays (fork, copy-on-write). Normalisation and the dihedral transform run per draw.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from torch.utils.data import Dataset, Sampler
 from . import dihedral
 from .config import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels
-
 
 
 def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
@@ -55,25 +60,33 @@ class CropDataset(Dataset):
     def __init__(self, folder: str | os.PathLike, settings: DatasetSettings) -> None:
         self.files = crop_files(folder)
         self.settings = settings
+        self.crops = [self.read_crop(index) for index in range(len(self.files))]
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, transform = key
+    def read_crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stored image (C, H, W), relabelled masks, flat indices of the centre pixels) of a crop."""
         image_path, mask_path, center_path = self.files[index]
         image = read_image(image_path)
-        image = image.astype(np.float32) if self.settings.prenormalized else normalize(image, self.settings)
         image = image[None] if image.ndim == 2 else image
         masks = read_labels(mask_path)
         masks = (masks > 0).astype(np.uint8) if self.settings.one_hot else relabel_sequential(masks)
         center = read_image(center_path) > 0
         self.check_shapes(index, image, masks, center)
+        return image, masks.astype(np.min_scalar_type(int(masks.max(initial=0)))), np.flatnonzero(center)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, transform = key
+        image, masks, center_indices = self.crops[index]
+        image = image.astype(np.float32) if self.settings.prenormalized else normalize(image, self.settings)
+        center = torch.zeros(masks.shape[-2:], dtype=torch.bool)
+        center.view(-1)[torch.from_numpy(center_indices)] = True
+        # torch.long / uint8 conversions copy, so no item shares memory with the held crops.
+        masks = torch.from_numpy(masks).to(torch.uint8 if self.settings.one_hot else torch.long, copy=True)
         k, flip = dihedral.TRANSFORMS[transform]
-        return {
-            name: torch.from_numpy(np.ascontiguousarray(dihedral.forward(array, k, flip)))
-            for name, array in (("image", image), ("instances", masks), ("center", center))
-        }
+        return {name: dihedral.forward(tensor, k, flip).contiguous()
+                for name, tensor in (("image", torch.from_numpy(image)), ("instances", masks), ("center", center))}
 
     def check_shapes(self, index: int, image: np.ndarray, masks: np.ndarray, center: np.ndarray) -> None:
         image_path, mask_path, center_path = self.files[index]

@@ -272,7 +272,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace PRED_DIR (and --seeds-out) even if it is a file or a folder not "
                              "written by `embedseg predict` (never an input)")
-
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="run the network through torch.compile (falls back to eager with a warning)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays "
+                             "float32)")
 
 def check_options(args: argparse.Namespace) -> None:
     """Thresholds are probabilities, tiles positive multiples of 8, sizes non-negative."""
@@ -299,12 +303,14 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .acceleration import inference_model
     from .models import load_checkpoint
     from .runtime import resolve_device
 
     check_options(args)
     paths = image_files(args.images)
     model, settings = load_checkpoint(args.model, resolve_device(args.device))
+    model = inference_model(model, compile=args.compile, amp=args.amp)
     min_object_size = args.min_object_size
     if min_object_size is None and args.clustering == "current":
         min_object_size = settings.min_object_size

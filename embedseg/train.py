@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
+from .acceleration import Precision, maybe_compile
 from .config import DatasetSettings
 from .crops import crops_digest, digest_sha256
 from .datasets import CropDataset, RandomCropSampler, collate_crops
@@ -50,7 +51,7 @@ LR_HORIZON = 200  # the official schedule decays over 200 epochs whatever the nu
 LR_POWER = 0.9
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
 # TrainConfig fields that make a run what it is; epochs (a resumed run may go further), device,
-# workers and resume do not change what is learned.
+# workers and resume do not change what is learned (compile and amp: only its rounding).
 FINGERPRINT_FIELDS = (
     "batch_size", "virtual_batch", "train_size", "val_size", "val_batch_size", "variance_loss", "seed",
 )
@@ -71,6 +72,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     resume: bool = True
+    compile: bool = False  # off: not shown faster yet (embedseg/acceleration.py)
+    amp: bool = False  # off in the paper configuration: reproduction first
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.workers + 1) < 1:
@@ -96,20 +99,28 @@ def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: tor
                 drop_last: bool, device: torch.device) -> DataLoader:
     """DataLoader over `size` random (crop, transform) draws of `generator`."""
     sampler = RandomCropSampler(len(dataset), size, generator)
+    # Persistent workers start once per training, not twice per epoch. They draw their base seed
+    # from a generator of their own: from torch's global one (Dropout's), a resumed run would
+    # draw it at another point of that stream than an uninterrupted one.
+    worker_options = {}
+    if workers:
+        worker_options = {"persistent_workers": True, "generator": torch.Generator().manual_seed(0)}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
+                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda",
+                      **worker_options)
 
 
-def run_batch(model: BranchedERFNet, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and object IoUs of one batch (see SpatialEmbLoss.forward)."""
-    prediction = model(batch["image"].to(device, non_blocking=True))
-    return criterion(prediction, batch["instances"].to(device, non_blocking=True),
+def run_batch(model: torch.nn.Module, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
+              device: torch.device, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and object IoUs of one batch (see SpatialEmbLoss.forward); the loss runs in float32."""
+    with precision.autocast():
+        prediction = model(batch["image"].to(device, non_blocking=True))
+    return criterion(prediction.float(), batch["instances"].to(device, non_blocking=True),
                      batch["center"].to(device, non_blocking=True))
 
 
-def train_epoch(model: BranchedERFNet, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
-                loader: DataLoader, virtual_batch: int, device: torch.device) -> float:
+def train_epoch(model: torch.nn.Module, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
+                loader: DataLoader, virtual_batch: int, device: torch.device, precision: Precision) -> float:
     """One pass over `loader`; the optimiser steps every `virtual_batch` mini-batches.
 
     Each mini-batch back-propagates loss/m, so a step sees the mean gradient of m mini-batches;
@@ -120,24 +131,24 @@ def train_epoch(model: BranchedERFNet, criterion: SpatialEmbLoss, optimizer: tor
     optimizer.zero_grad()
     losses = []
     for i, batch in enumerate(tqdm(loader, desc="train", leave=False)):
-        loss, _ = run_batch(model, criterion, batch, device)
-        (loss / virtual_batch).backward()
+        loss, _ = run_batch(model, criterion, batch, device, precision)
+        precision.backward(loss / virtual_batch)
         if (i + 1) % virtual_batch == 0:
-            optimizer.step()
+            precision.step(optimizer)
             optimizer.zero_grad()
         losses.append(loss.item())
     optimizer.zero_grad()
     return float(np.mean(losses))
 
 
-def validate(model: BranchedERFNet, criterion: SpatialEmbLoss, loader: DataLoader,
-             device: torch.device) -> tuple[float, float]:
+def validate(model: torch.nn.Module, criterion: SpatialEmbLoss, loader: DataLoader,
+             device: torch.device, precision: Precision) -> tuple[float, float]:
     """(mean loss over batches, mean IoU over every object of every sampled crop)."""
     model.eval()
     losses, ious = [], []
     with torch.no_grad():
         for batch in tqdm(loader, desc="val", leave=False):
-            loss, batch_ious = run_batch(model, criterion, batch, device)
+            loss, batch_ious = run_batch(model, criterion, batch, device, precision)
             losses.append(loss.item())
             ious.append(batch_ious.cpu())
     all_ious = torch.cat(ious)
@@ -279,6 +290,10 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
                                         "fingerprint": run_fingerprint})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
+    precision = Precision(config.amp, device)
+    if checkpoint is not None and checkpoint.get("scaler_state_dict"):  # empty: saved without CUDA AMP
+        precision.scaler.load_state_dict(checkpoint["scaler_state_dict"])
 
     train_loader = make_loader(train_set, config.train_size, config.batch_size, generators["train_sampler"],
                                config.workers, drop_last=True, device=device)
@@ -289,8 +304,9 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss = train_epoch(model, criterion, optimizer, train_loader, config.virtual_batch, device)
-        val_loss, val_iou = validate(model, criterion, val_loader, device)
+        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device,
+                                 precision)
+        val_loss, val_iou = validate(forward, criterion, val_loader, device, precision)
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
                         "val_iou": val_iou, "seconds": time.perf_counter() - started})
         improved = val_iou > best_iou
@@ -299,7 +315,7 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
             "model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict(),
             "epoch": epoch, "best_iou": best_iou, "optim_state_dict": optimizer.state_dict(),
             "rng_state": rng_state(generators), "train_args": dataclasses.asdict(config), "history": history,
-            "fingerprint": run_fingerprint,
+            "fingerprint": run_fingerprint, "scaler_state_dict": precision.scaler.state_dict(),
         }
         if improved:
             save_checkpoint(out_dir / "best.pt", state)
@@ -334,6 +350,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace OUT even if it is a file or a folder not written by `embedseg train` "
                              "(never an input)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile,
+                        help="run the network through torch.compile (falls back to eager with a warning)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
+                        help="mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -173,6 +173,11 @@ def optional_flag(flag: str, value) -> str:
     return "" if value is None else f"{flag} {shlex.quote(str(value))}"
 
 
+def switch_flag(name: str, on: bool) -> str:
+    """`--name` or `--no-name` for a boolean option of a step."""
+    return f"--{name}" if on else f"--no-{name}"
+
+
 def dataset_options(wildcards) -> str:
     """Options of `embedseg prepare` taken from config `datasets.<ds>` (unset keys: its defaults).
     The crop size goes into dataset.json, so crops and the U-Net baseline both use it."""
@@ -220,7 +225,8 @@ def train_options(wildcards) -> str:
         "--variance-loss": config["train"]["variance_loss"],
         "--workers": config["train"]["workers"],
     }
-    return " ".join(f"{flag} {value}" for flag, value in flags.items())
+    switches = [switch_flag(key, config["train"][key]) for key in ("compile", "amp")]
+    return " ".join([f"{flag} {value}" for flag, value in flags.items()] + switches)
 
 
 def predict_options(wildcards) -> str:
@@ -233,6 +239,8 @@ def predict_options(wildcards) -> str:
             f"--seed-thresh {predict['seed_thresh']}",
             f"--fg-thresh {predict['fg_thresh']}",
             optional_flag("--min-object-size", predict["min_object_size"]),
+            switch_flag("compile", predict["compile"]),
+            switch_flag("amp", predict["amp"]),
         ]
     )
 

@@ -1,0 +1,142 @@
+"""Optional speed-ups around the network: torch.compile with an eager fallback, mixed precision,
+and the one inference copy of a trained model (BatchNorm folded, channels_last).
+
+Both options are off by default and in the paper configuration: reproduction comes first, and
+neither has been shown faster on the machines this was written on (see benchmarks/README.md).
+
+- ``compile``: :class:`CompiledModel` runs the network through ``torch.compile`` (inductor). If
+  compilation is unavailable (no C++ compiler, unsupported Python) or fails, it logs one warning
+  and runs eagerly from then on. Compiled and eager outputs agree to float rounding
+  (:data:`COMPILE_TOLERANCE`); compiled training draws Dropout masks from inductor's own random
+  stream, so a compiled run is not bit-identical to an eager one of the same seed.
+- ``amp``: autocast of the network's forward — float16 with gradient scaling on CUDA, bfloat16
+  on the CPU — while the loss and the clustering stay in float32 (:class:`Precision`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ContextManager
+
+import torch
+from torch import nn
+
+from .models.erfnet import BranchedERFNet
+from .models.fold import fold_batchnorm
+
+log = logging.getLogger(__name__)
+
+# Bound on |compiled − eager| relative to the output's scale that tests/test_acceleration.py
+# holds compiled outputs to (seen: ~1e-7): inductor fuses and reorders float32 sums, so outputs
+# agree to rounding, not bit for bit.
+COMPILE_TOLERANCE = 1e-4
+
+
+def compile_unavailable() -> str | None:
+    """Why ``torch.compile`` cannot run here (e.g. an unsupported Python), or None."""
+    try:
+        torch._dynamo.eval_frame.check_if_dynamo_supported()
+    except Exception as exc:  # the check raises RuntimeError with the reason
+        return str(exc)
+    return None
+
+
+class CompiledModel(nn.Module):
+    """`model` called through ``torch.compile``, falling back to the eager model, with one
+    warning, the first time compilation fails (also when a later mode or shape recompiles).
+
+    The wrapped model keeps its parameters and state dict: optimisers and checkpoints use
+    `model` itself; only calls go through this wrapper. The first compilation also lowers the
+    backward graph (inductor otherwise compiles it lazily inside ``loss.backward()``, outside
+    the fallback).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        reason = compile_unavailable()
+        if reason:
+            log.warning("torch.compile is unavailable (%s); running the model eagerly (without --compile, "
+                        "nothing is attempted)", reason)
+        # Kept out of the module registry: torch.compile returns a module that wraps `model`,
+        # and registering it would list every parameter twice in the state dict.
+        self.__dict__["compiled"] = None if reason else torch.compile(model)
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        compiled = self.__dict__["compiled"]
+        if compiled is None:
+            return self.model(*args)
+        try:
+            with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                return compiled(*args)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("torch.compile failed (%s); running the model eagerly (without --compile, "
+                        "nothing is attempted)", first_line)
+            self.__dict__["compiled"] = None
+            return self.model(*args)
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """`model` itself, or a :class:`CompiledModel` of it when `enabled`."""
+    return CompiledModel(model) if enabled else model
+
+
+@dataclass
+class Precision:
+    """Mixed precision of one device: what autocasts the forward and scales the gradients.
+
+    float16 on CUDA needs gradient scaling (small gradients underflow); bfloat16 on the CPU has
+    float32's exponent range and needs none. Disabled, every method is a no-op.
+    """
+
+    enabled: bool
+    device: torch.device
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.device.type == "cuda")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+
+    def autocast(self) -> ContextManager:
+        """Context for the network's forward pass (not the loss)."""
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optimiser step with unscaled gradients (skipped by the scaler on inf/NaN gradients)."""
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
+class AutocastModel(nn.Module):
+    """`model` run under autocast of `device`, its output returned in float32."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.model = model
+        self.precision = Precision(True, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(x).float()
+
+
+def inference_model(model: BranchedERFNet, compile: bool = False, amp: bool = False) -> nn.Module:
+    """The model every prediction runs: an eval-mode copy with BatchNorm folded into the
+    convolutions, in channels_last (the fastest CPU layout, see ``predict.channels_last``),
+    optionally under autocast (`amp`) and compiled (`compile`). `model` is left unchanged."""
+    folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    device = next(folded.parameters()).device
+    wrapped: nn.Module = AutocastModel(folded, device) if amp else folded
+    return maybe_compile(wrapped, compile).eval()

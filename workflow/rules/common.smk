@@ -229,8 +229,9 @@ def train_options(wildcards) -> str:
     return " ".join([f"{flag} {value}" for flag, value in flags.items()] + switches)
 
 
-def predict_options(wildcards) -> str:
-    """`embedseg predict` options: TTA from the method name, clustering from config `predict`."""
+def clustering_options(wildcards) -> str:
+    """TTA from the method name and clustering from config `predict`: what turns the network's
+    output into labels, shared by `embedseg predict` and `embedseg export` (the package's card)."""
     predict = config["predict"]
     return " ".join(
         [
@@ -239,6 +240,16 @@ def predict_options(wildcards) -> str:
             f"--seed-thresh {predict['seed_thresh']}",
             f"--fg-thresh {predict['fg_thresh']}",
             optional_flag("--min-object-size", predict["min_object_size"]),
+        ]
+    )
+
+
+def predict_options(wildcards) -> str:
+    """`embedseg predict` options: the clustering options plus compile/AMP from config `predict`."""
+    predict = config["predict"]
+    return " ".join(
+        [
+            clustering_options(wildcards),
             switch_flag("compile", predict["compile"]),
             switch_flag("amp", predict["amp"]),
         ]

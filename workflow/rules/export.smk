@@ -30,7 +30,7 @@ rule export_package:
     params:
         # the model folders (best.pt) of the train.json markers
         models=lambda wildcards, input: " ".join(str(Path(marker).parent) for marker in input.models),
-        options=predict_options,
+        options=clustering_options,
     log:
         f"{RESULTS}/logs/export/{{ds}}/embedseg-{{center}}-{{tta}}.log",
     benchmark:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from embedseg import centers, cluster, crops, predict
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.embedding import GRID_SPACING
 from embedseg.io import read_image
 

@@ -65,7 +65,7 @@ def split_dataset(name: str, folder: Path, n_train: int, n_test: int, seed: int)
 def make_crops(name: str, data_dir: Path, crops_dir: Path, crop_size: int) -> int:
     """Medoid crops of the training images (our crop step); the first 4 double as `val` (ours
     needs one; model selection is not used: both peers are evaluated at their last step)."""
-    from embedseg.config import DatasetSettings
+    from embedseg.dataset_settings import DatasetSettings
     from embedseg.crops import crop_subset
 
     settings = DatasetSettings(name=name, normalization="absolute", normalization_factor=DATASETS[name][2],

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .centers import CENTER_FUNCTIONS, CENTER_TYPES
-from .config import DatasetSettings, normalize
+from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_labels, write_tiff
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import dihedral
 from .cluster import PRESETS, ClusterParams, cluster, preset
-from .config import DatasetSettings, normalize
+from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, write_labels, write_tiff
 
 log = logging.getLogger(__name__)

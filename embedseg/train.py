@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import DatasetSettings
-from .datasets import CropDataset, RandomCropSampler, collate_crops
+from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
+from .dataset_settings import DatasetSettings
 from .io import DataError, atomic_write, write_json
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint

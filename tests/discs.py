@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 
 Disc = tuple[int, int, int]  # (centre y, centre x, radius)

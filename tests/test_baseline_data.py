@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import read_labels, write_labels, write_tiff
 
 REPO = Path(__file__).resolve().parents[1]

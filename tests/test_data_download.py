@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.data.download import fetch, unpack_zip
 from embedseg.io import DataError
 

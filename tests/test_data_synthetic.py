@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.data.synthetic import SYNTHETIC_SETS, generate
 
 

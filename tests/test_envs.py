@@ -175,5 +175,5 @@ def test_env_provides_every_third_party_import(name: str) -> None:
 def test_import_walk_sees_lazy_and_relative_imports() -> None:
     """The walker must find imports inside functions and follow `from ..x import y`."""
     assert {"numpy", "torch"} <= set(third_party_imports(["embedseg/runtime.py"]))  # torch: in functions
-    external, internal = imports(REPO / "embedseg/config.py")
+    external, internal = imports(REPO / "embedseg/dataset_settings.py")
     assert "embedseg.io" in internal and "numpy" in external

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from discs import one_thread  # noqa: F401 (fixture)
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError
 from embedseg.models import (BranchedERFNet, load_checkpoint, load_official_checkpoint, save_checkpoint,
                              strip_dataparallel_prefix)

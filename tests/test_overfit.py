@@ -12,7 +12,7 @@ import pytest
 
 from discs import disc_centers, disc_image, disc_labels, one_thread  # noqa: F401 (fixture)
 from embedseg.cluster import ClusterParams
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 from embedseg.metrics import match_labels
 from embedseg.models import load_checkpoint

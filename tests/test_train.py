@@ -13,8 +13,8 @@ import torch
 from discs import one_thread, write_crop_folder  # noqa: F401 (one_thread is a fixture)
 from embedseg import dihedral
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
-from embedseg.datasets import CropDataset, RandomCropSampler, collate_crops
+from embedseg.crop_dataset import CropDataset, RandomCropSampler, collate_crops
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError, read_labels, write_labels
 from embedseg.models import read_checkpoint
 from embedseg.train import LOG_COLUMNS, TrainConfig, learning_rate, train

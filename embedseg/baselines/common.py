@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import dihedral
-from ..config import DATASET_JSON, DatasetSettings, normalize
+from ..dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
 
 NOT_RUN = "NOT_RUN.txt"

@@ -4,7 +4,7 @@
 
 writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
 uint16/uint32, one-hot (K, H, W) stacks for overlapping objects) and ``DIR/dataset.json``
-(:class:`embedseg.config.DatasetSettings`, with ``min_object_size`` = the smallest object in
+(:class:`embedseg.dataset_settings.DatasetSettings`, with ``min_object_size`` = the smallest object in
 train + val). The folder is built next to ``DIR`` and renamed into place, so a failed run leaves
 an earlier result untouched, and the same arguments give byte-identical files.
 """
@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..config import NORMALIZATIONS, DatasetSettings
+from ..dataset_settings import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, read_source

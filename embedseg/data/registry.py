@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DatasetSettings
+from ..dataset_settings import DatasetSettings
 from ..io import DataError
 
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"

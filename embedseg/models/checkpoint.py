@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import DatasetSettings
+from ..dataset_settings import DatasetSettings
 from ..io import DataError, atomic_write
 from ..runtime import resolve_device
 from .erfnet import BranchedERFNet

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from . import dihedral
-from .config import DatasetSettings, normalize
+from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels
 
 

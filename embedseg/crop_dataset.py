@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from . import dihedral
 from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels
-
+from .labels import relabel_sequential
 
 
 def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
@@ -35,13 +35,6 @@ def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
         raise DataError(f"{missing[0]}: missing ({len(missing)} mask/centre files in all); "
                         "every crop needs images/, masks/ and centers/ files of the same name — re-run `embedseg crops`")
     return triples
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Instance ids mapped to 1..K in ascending order (0 stays background), as int64."""
-    from skimage.segmentation import relabel_sequential as relabel
-
-    return relabel(labels)[0].astype(np.int64)
 
 
 class CropDataset(Dataset):

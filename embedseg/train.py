@@ -28,17 +28,13 @@ from tqdm import tqdm
 from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .dataset_settings import DatasetSettings
 from .io import DataError, atomic_write, write_json
+from .layout import LOG_COLUMNS
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
+from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
-
-BASE_LR = 5e-4
-WEIGHT_DECAY = 1e-4
-LR_HORIZON = 200  # the official schedule decays over 200 epochs whatever the number of epochs
-LR_POWER = 0.9
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
 
 
 @dataclass
@@ -62,11 +58,6 @@ class TrainConfig:
             raise ValueError("epochs, batch sizes and virtual batch must be at least 1")
         if self.train_size < self.batch_size or self.val_size < 1:
             raise ValueError(f"train size {self.train_size} must hold one batch of {self.batch_size}; val size must be ≥ 1")
-
-
-def learning_rate(epoch: int) -> float:
-    """Poly schedule of the official code: 5e-4·(1 − epoch/200)^0.9, 0 from epoch 200 on."""
-    return BASE_LR * max(0.0, 1.0 - epoch / LR_HORIZON) ** LR_POWER
 
 
 def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: torch.Generator, workers: int,

@@ -1,4 +1,4 @@
-"""Greedy seed clustering of the network output into instances (spec §6.5, "cluster_fast").
+"""Greedy seed clustering of the network output into instances (docs/method.md §8, the paper code's "cluster_fast").
 
 Semantics kept from the paper code: foreground = seed > fg_thresh; clustering only starts with
 more than `min_mask_sum` foreground pixels and runs while more than `min_unclustered_sum` of them
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

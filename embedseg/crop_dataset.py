@@ -1,4 +1,4 @@
-"""Training and validation crops as the network sees them (spec §5).
+"""Training and validation crops as the network sees them (docs/method.md §6.2).
 
 A crops folder (written by `embedseg crops`) holds ``{images,masks,centers}/*.tif`` with the same
 file names. Each epoch draws `size` crops uniformly **with replacement** and one of the 8
@@ -10,8 +10,8 @@ epoch is reproducible from the generator state (also with worker processes).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

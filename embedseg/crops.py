@@ -1,4 +1,4 @@
-"""Object-centred training crops with centre images (spec §4; `embedseg crops`).
+"""Object-centred training crops with centre images (docs/method.md §5; `embedseg crops`).
 
 For every object of a training image (ascending id order; index j names the files
 ``<base>_<jjj>.tif``) a crop_size × crop_size window is centred on the object's centroid and

@@ -14,7 +14,7 @@ import numpy as np
 from .io import write_json
 
 
-def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+def resolve_device(name: str = "auto") -> torch.device:  # noqa: F821
     """`auto` → CUDA if available, else CPU; anything else is passed to ``torch.device``.
 
     The environment variable ``EMBEDSEG_DEVICE`` overrides `auto` (handy on shared clusters).
@@ -52,7 +52,7 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def peak_memory(device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+def peak_memory(device: torch.device | None = None) -> dict[str, Any]:  # noqa: F821
     """Peak memory of this process: CUDA max allocated on a CUDA device, else peak RSS.
 
     Returns ``{"peak_bytes": int, "kind": "cuda_max_allocated" | "cpu_peak_rss", "device": str}``.
@@ -71,7 +71,7 @@ def peak_memory(device: "torch.device | None" = None) -> dict[str, Any]:  # noqa
     return {"peak_bytes": int(peak), "kind": "cpu_peak_rss", "device": str(device or "cpu")}
 
 
-def write_memory_json(path: str | os.PathLike, device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+def write_memory_json(path: str | os.PathLike, device: torch.device | None = None) -> dict[str, Any]:  # noqa: F821
     """Record :func:`peak_memory` to `path` (the `memory.json` every training step writes)."""
     record = peak_memory(device)
     write_json(Path(path), record)

@@ -1,4 +1,4 @@
-"""`embedseg train`: fit a Branched ERF-Net on object-centred crops (spec §5).
+"""`embedseg train`: fit a Branched ERF-Net on object-centred crops (docs/method.md §6).
 
 Adam (5e-4, weight decay 1e-4) with lr = 5e-4·(1 − epoch/200)^0.9 set once per epoch, optional
 virtual batches (gradients of m mini-batches summed before a step), 8-fold dihedral

@@ -14,8 +14,8 @@ import pytest
 import tifffile
 
 from embedseg.cli import main
-from embedseg.dataset_settings import DatasetSettings
 from embedseg.data.download import fetch, unpack_zip
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..io import read_json, write_json
-from ..layout import not_run_beside
+from ..layout import LOG_CSV, MEMORY_JSON, not_run_beside
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from .common import Split, load_settings, mean_ap50, predict_folder, start_training, write_log, write_not_run
 from .configs import CellposePublicConfig, CellposeTrainConfig, PredictConfig
@@ -79,11 +79,11 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Cellp
         **channels,
     )
     # Cellpose evaluates the validation loss only at epoch 5 and every 10th epoch.
-    write_log(model_dir / "log.csv", [
+    write_log(model_dir / LOG_CSV, [
         {"epoch": epoch, "train_loss": float(loss), "val_loss": float(val) if val else None}
         for epoch, (loss, val) in enumerate(zip(train_losses, val_losses))
     ])
-    write_memory_json(model_dir / "memory.json", device)
+    write_memory_json(model_dir / MEMORY_JSON, device)
     trained = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=str(weights))
     thresholds = tune_thresholds(trained, val_split, config.flow_thresholds, config.cellprob_thresholds, channels)
     write_json(model_dir / SETTINGS_JSON, {"pretrained_model": str(Path(weights).relative_to(model_dir)),
@@ -109,7 +109,7 @@ def choose_public(data_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
         "model_type": public_model_type(config.model_type, settings.name), "diameter": diameter,
         "flow_threshold": 0.4, "cellprob_threshold": 0.0, **eval_kwargs(n_channels(train_split)),
     })
-    write_memory_json(model_dir / "memory.json")
+    write_memory_json(model_dir / MEMORY_JSON)
     return 0
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..io import DataError, atomic_write
+from ..layout import LOG_CSV, MEMORY_JSON
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from ..schedule import learning_rate
 from .common import load_settings, mean_ap50, predict_folder, random_patches, start_training, write_log
@@ -130,8 +131,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskR
             optimizer.step()
             train_loss += loss.item() / config.steps_per_epoch
         log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": time.perf_counter() - start})
-        write_log(model_dir / "log.csv", log)
-    write_memory_json(model_dir / "memory.json", device)
+        write_log(model_dir / LOG_CSV, log)
+    write_memory_json(model_dir / MEMORY_JSON, device)
     detections = [detect(model, image, device) for image in tqdm(val_split.images, desc="validate", unit="image")]
     thresholds = config.score_thresholds
     scores = [mean_ap50(val_split.labels, [paint(d, threshold) for d in detections]) for threshold in thresholds]

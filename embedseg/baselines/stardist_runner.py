@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dihedral
 from ..io import DataError, write_json
+from ..layout import LOG_CSV, MEMORY_JSON
 from ..runtime import peak_memory
 from .common import Split, load_settings, predict_folder, start_training, write_log
 from .configs import StarDistPredictConfig, StarDistTrainConfig
@@ -120,7 +121,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: StarD
     )
     model = StarDist2D(stardist_config, name=MODEL_NAME, basedir=str(model_dir))
     model.prepare_for_training()
-    model.callbacks.append(epoch_logger(model_dir / "log.csv"))
+    model.callbacks.append(epoch_logger(model_dir / LOG_CSV))
     images = [channels_last(image) for image in train_split.images]
     labels = [fill_label_holes(mask) for mask in train_split.labels]
     val_images = [channels_last(image) for image in val_split.images]
@@ -128,7 +129,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: StarD
     model.train(images, labels, validation_data=(val_images, val_labels), augmenter=dihedral_augmenter(config.seed),
                 epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
     model.optimize_thresholds(val_images, val_labels)
-    write_json(model_dir / "memory.json", tensorflow_peak_memory())
+    write_json(model_dir / MEMORY_JSON, tensorflow_peak_memory())
     return 0
 
 

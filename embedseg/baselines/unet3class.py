@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
-from ..layout import VAL_PIXEL_MIOU
+from ..layout import LOG_CSV, MEMORY_JSON, VAL_PIXEL_MIOU
 from ..runtime import resolve_device, seed_everything, write_memory_json
 from ..schedule import WEIGHT_DECAY, learning_rate
 from .common import Split, load_settings, predict_folder, random_patches, start_training, write_log
@@ -174,8 +174,8 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetT
             save_model(model_dir / "model.pt", model, epoch, val_miou, config)
         log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
                     VAL_PIXEL_MIOU: val_miou, "seconds": time.perf_counter() - start})
-        write_log(model_dir / "log.csv", log)
-    write_memory_json(model_dir / "memory.json", device)
+        write_log(model_dir / LOG_CSV, log)
+    write_memory_json(model_dir / MEMORY_JSON, device)
     return 0
 
 

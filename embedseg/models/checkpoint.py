@@ -10,8 +10,9 @@ Python values are stored, so every checkpoint loads with ``weights_only=True``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

@@ -22,7 +22,7 @@ from embedseg.io import DataError
 class CountingHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         CountingHandler.requests.append(self.path)
         super().do_GET()
 

@@ -83,3 +83,16 @@ def test_train_predict_evaluate(nuclei_split, embedseg_cli, main_python, ap50, t
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
     ap = ap50(data / "test" / "masks", pred_dir, tmp_path / "scores.csv")
     assert ap >= AP50_FLOOR, f"AP@0.5 {ap:.3f} below the measured floor {AP50_FLOOR}"
+
+
+def test_train_and_predict_are_plain_python_functions(nuclei_split, one_thread, tmp_path):
+    """No command line needed: a config dataclass and folders (as from a notebook)."""
+    from embedseg.baselines import unet3class
+    from embedseg.baselines.configs import UNetPredictConfig, UNetTrainConfig
+
+    data = nuclei_split(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
+    config = UNetTrainConfig(epochs=1, train_size=4, batch_size=2, depth=2, filters=4, device="cpu")
+    assert unet3class.train(data, tmp_path / "model", config) == 0
+    assert unet3class.predict(tmp_path / "model", data / "test" / "images", tmp_path / "pred",
+                              UNetPredictConfig(device="cpu")) == 0
+    assert read_labels(tmp_path / "pred" / "img0.tif").shape == (64, 64)

@@ -2,17 +2,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel; on a CUDA workstation use the conda route (docs/workflow.md) or set TORCH_SPEC.
+# torch for the venvs. On an ordinary Linux machine pip resolves `torch==2.13.0` to the CUDA build
+# (several GB); for the CPU build pass PyTorch's CPU wheel index, e.g.
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Left empty (the default), pip uses its configured index: here that index holds the CPU wheel.
+# On a CUDA workstation use workflow/envs/embedseg.yaml (conda) or set TORCH_SPEC.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 CORES ?= 2
 
-.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn test test-fast demo lint bench clean-results
+.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn test test-fast demo lint clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm,export]'
+	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -24,10 +30,12 @@ venv-official:
 
 # Baseline venvs: the tests run `embedseg baseline …` with these interpreters (docs/baselines.md).
 # The package goes in without its dependencies (no torch for StarDist) plus the light ones it needs.
+# $(3): a torch spec installed first, from TORCH_INDEX_URL when given.
 BASELINE_DEPS := numpy scipy scikit-image tifffile imageio tqdm pyyaml
 define baseline_venv
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/pip install -q --upgrade pip
+	$(if $(3),$(1)/bin/pip install -q $(TORCH_INDEX) $(3))
 	$(1)/bin/pip install -q $(2) $(BASELINE_DEPS)
 	$(1)/bin/pip install -q --no-deps -e .
 	touch $(1)/.installed
@@ -37,7 +45,7 @@ endef
 	$(call baseline_venv,.venv-stardist,"tensorflow-cpu==2.21.*" "stardist==0.9.2")
 
 .venv-cellpose/.installed: pyproject.toml
-	$(call baseline_venv,.venv-cellpose,"$(TORCH_SPEC)" "cellpose==3.1.1.3")
+	$(call baseline_venv,.venv-cellpose,"cellpose==3.1.1.3","$(TORCH_SPEC)")
 
 # torchvision does not import beside torch 2.13; this pair is a 5.5 GB CUDA build (runs on CPU).
 .venv-maskrcnn/.installed: pyproject.toml
@@ -64,7 +72,11 @@ demo: venv
 	@echo "vs paper: results/demo/tables/comparison_to_paper.md"
 	@echo "Figures:  results/demo/figures/ (fig1_*, ap_curves, training_curves; .png and .pdf)"
 
+# Style and static checks (pyproject.toml: [tool.ruff], [tool.snakefmt]); CI runs it before the tests.
 lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check workflow
 	cd workflow && ../$(BIN)/snakemake --lint --configfile ../config/config.yaml -n
 
 clean-results:

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from compare_official import OFFICIAL_PYTHON, blob_labels, random_labels, worker_env
 
 THRESHOLDS = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2).tolist())

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 from torch import nn
@@ -104,7 +105,7 @@ class Precision:
     def dtype(self) -> torch.dtype:
         return torch.float16 if self.device.type == "cuda" else torch.bfloat16
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         """Context for the network's forward pass (not the loss)."""
         if not self.enabled:
             return contextlib.nullcontext()

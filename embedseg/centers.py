@@ -1,4 +1,4 @@
-"""Object centres for the centre images of the training crops (spec §4.1): medoid, approximate
+"""Object centres for the centre images of the training crops (docs/method.md §5): medoid, approximate
 medoid and centroid.
 
 :func:`medoid`, :func:`approximate_medoid` and :func:`centroid` take one object either as a
@@ -19,7 +19,7 @@ pick the same pixel as the official code.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -12,10 +12,11 @@ import importlib
 import logging
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from .io import UserError
+from .methods import BASELINES
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
@@ -25,7 +26,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),
     "export": ("embedseg.export", "package a model for the BioImage Model Zoo (bioimage.io) with its scores"),
     "evaluate": ("embedseg.evaluate", "score predicted label images against ground truth (AP_dsb per image and IoU threshold)"),
-    "baseline": ("embedseg.baselines.cli", "train or run a baseline: 3class-unet, stardist, cellpose-trained, cellpose-public, maskrcnn"),
+    "baseline": ("embedseg.baselines.cli", "train or run a baseline: " + ", ".join(BASELINES)),
     "tables": ("embedseg.report.tables", "write Table 1, Table 2 and the comparison to the paper from per-image scores"),
     "figures": ("embedseg.report.figures", "draw the qualitative panels, AP-vs-threshold curves and training curves"),
 }

@@ -1,4 +1,4 @@
-"""Greedy seed clustering of the network output into instances (spec §6.5, "cluster_fast").
+"""Greedy seed clustering of the network output into instances (docs/method.md §8, the paper code's "cluster_fast").
 
 Semantics kept from the paper code: foreground = seed > fg_thresh; clustering only starts with
 more than `min_mask_sum` foreground pixels and runs while more than `min_unclustered_sum` of them
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from .embedding import GRID_SPACING, SIGMA_SCALE, spatial_embedding_at
+from .embedding import GRID_SPACING, SIGMA_SCALE, bandwidth, gaussian_score, spatial_embedding_at
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
@@ -153,9 +153,8 @@ def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: tor
             unclustered[seed] = False
             n_unclustered -= 1
             near = cells.pixels_in_box(embeddings_np[:, seed].tolist(), _box_radii(sigma_np[:, seed].tolist()))
-            s = torch.exp(SIGMA_SCALE * sigma_raw[:, seed:seed + 1])
             near_t = torch.from_numpy(near).to(seeds.device)
-            phi = torch.exp(-torch.sum((embeddings[:, near_t] - embeddings[:, seed:seed + 1]) ** 2 * s, dim=0))
+            phi = gaussian_score(embeddings[:, near_t], embeddings[:, seed], bandwidth(sigma_raw[:, seed]))
             proposal = near[(phi > 0.5).cpu().numpy()]
             n_free = int(np.count_nonzero(unclustered[proposal]))
             # n_free / |proposal| > 0.5, in integers

@@ -1,4 +1,4 @@
-"""Object-centred training crops with centre images (spec §4; `embedseg crops`).
+"""Object-centred training crops with centre images (docs/method.md §5; `embedseg crops`).
 
 For every object of a training image (ascending id order; index j names the files
 ``<base>_<jjj>.tif``) a crop_size × crop_size window is centred on the object's centroid and
@@ -33,9 +33,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .centers import CENTER_FUNCTIONS, CENTER_TYPES
-from .config import DATASET_JSON, DatasetSettings, normalize
 from .data.splits import PAPER_SPLIT_SEED
+from .dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
+from .labels import fill_label_holes
 from .outputs import CROPS, replacing
 
 log = logging.getLogger(__name__)
@@ -58,26 +59,6 @@ class LabelledObject:
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounding box: (y, x) of the first pixel and one past the last."""
         return self.coords.min(axis=0), self.coords.max(axis=0) + 1
-
-
-def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Fill holes of every object of a label image (H, W), each in its own bounding box.
-
-    Objects are painted in ascending id order into a fresh image, as StarDist's
-    ``fill_label_holes`` that the official crop code uses (a hole holding a smaller id is
-    overwritten by the enclosing object).
-    """
-    from scipy.ndimage import binary_fill_holes, find_objects
-
-    filled = np.zeros_like(labels)
-    for label_id, box in enumerate(find_objects(labels), start=1):
-        if box is None:
-            continue
-        # Grow the box by one pixel (where the image allows) so holes touching it stay holes.
-        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        region = binary_fill_holes(labels[grown] == label_id)
-        filled[grown][region] = label_id
-    return filled
 
 
 def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:

@@ -3,7 +3,7 @@
 Channel order of the network output (2-D): ``[o_x, o_y, σ_x, σ_y, seed]``; x = column axis.
 A pixel (i, j) is embedded at ``e = tanh(o) + (x_j, y_i)`` with grid coordinates
 ``x_j = j·δ``, ``y_i = i·δ`` and δ = pixel / (grid − 1) = 1/1023 (EmbedSeg's 1024-grid, pixel 1),
-the same at training and test time (spec §2). The bandwidth of object k is
+the same at training and test time (docs/method.md §3). The bandwidth of object k is
 ``s = exp(10·σ̄_raw)`` and its score is ``φ(e) = exp(−Σ_d s_d (e_d − C_d)²)``.
 """
 

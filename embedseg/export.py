@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,14 @@ import torch
 
 from . import __version__
 from .cluster import PRESETS, ClusterParams, preset
-from .config import DatasetSettings
+from .dataset_settings import DatasetSettings
 from .embedding import GRID_SPACING, SIGMA_SCALE
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY
 from .models.erfnet import BranchedERFNet
 from .predict import DEFAULT_OVERLAP, DEFAULT_TILE, NETWORK_MULTIPLE, network_input, segment
-from .train import BASE_LR, LR_HORIZON, LR_POWER
+from .schedule import BASE_LR, LR_HORIZON, LR_POWER
 
 log = logging.getLogger(__name__)
 

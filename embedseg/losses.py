@@ -1,4 +1,4 @@
-"""Spatial-embedding loss of Neven et al. 2019 as used by EmbedSeg (spec §3), vectorised over objects.
+"""Spatial-embedding loss of Neven et al. 2019 as used by EmbedSeg (docs/method.md §4), vectorised over objects.
 
 Per image: every object k pulls the embeddings of its pixels towards its centre C_k through a
 Gaussian score φ_k with the object's mean bandwidth (Lovász hinge on 2φ_k − 1 against the object
@@ -99,7 +99,7 @@ def iou_rows(predicted: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 class SpatialEmbLoss(nn.Module):
-    """w_inst·Lovász + w_var·variance + w_seed·seed loss, averaged over the batch (spec §3).
+    """w_inst·Lovász + w_var·variance + w_seed·seed loss, averaged over the batch (docs/method.md §4).
 
     variance_loss: ``paper`` reproduces the broadcast of the paper code (every σ channel is
     pulled towards every channel's object mean: mean over D×D×N); ``fixed`` is EmbedSeg ≥ 0.2's

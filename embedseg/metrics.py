@@ -1,4 +1,4 @@
-"""Instance matching and every score `embedseg evaluate` reports (spec §7).
+"""Instance matching and every score `embedseg evaluate` reports (docs/method.md §9).
 
 Per image and IoU threshold τ: ground-truth and predicted objects are matched one-to-one by the
 Hungarian algorithm with cost −[IoU ≥ τ] − IoU/(2·n_matched) (StarDist's `matching`): as many

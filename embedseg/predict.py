@@ -1,11 +1,11 @@
-"""Inference (spec §6; `embedseg predict`): normalise, pad, tile, 8-fold TTA, cluster.
+"""Inference (docs/method.md §7; `embedseg predict`): normalise, pad, tile, 8-fold TTA, cluster.
 
 Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit] are what gets padded away,
 stitched and averaged; tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up
 to the network's receptive field: an offset is relative to its own pixel, so a tile's raw
 output does not depend on where the tile sits (for shifts by multiples of the network's stride 8).
 
-TTA (spec §6.3): the network sees the 8 dihedral transforms of the image (batched by shape) and
+TTA (docs/method.md §7.3): the network sees the 8 dihedral transforms of the image (batched by shape) and
 each output is mapped back — spatially, then its vector components: a Y flip negates o_y, a
 rotation by k·90° rotates (o_x, o_y) back and, for odd k, swaps σ_x and σ_y. The 8 back-mapped raw
 maps are averaged.
@@ -17,8 +17,8 @@ import argparse
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from tqdm import tqdm
 
 from . import dihedral
 from .cluster import PRESETS, ClusterParams, cluster, preset
-from .config import DatasetSettings, normalize
 from .data.formats import IMAGE_FILE_SUFFIXES, reduce_rgb
 from .data.validate import check_image
+from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, write_labels, write_tiff
 from .outputs import PREDICTIONS, replacing
 
@@ -81,7 +81,7 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
 
 def invert_components(output: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     """Map the channels of a spatially back-transformed output (..., 5, H, W) of the transform
-    (k, flip) back to the original frame (spec §6.3). Works on raw values (tanh is odd)."""
+    (k, flip) back to the original frame (docs/method.md §7.3). Works on raw values (tanh is odd)."""
     o_x, o_y, s_x, s_y, seed = output.unbind(-3)
     if flip:
         o_y = -o_y

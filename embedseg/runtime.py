@@ -7,14 +7,17 @@ import random
 import resource
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .io import UserError, write_json
 
+if TYPE_CHECKING:  # torch is imported inside the functions: the StarDist env has none
+    import torch
 
-def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+
+def resolve_device(name: str = "auto") -> torch.device:
     """`auto` → CUDA if available, else CPU; `cpu`, `cuda`, `cuda:N` (or another torch device
     name) must exist on this machine, else a :class:`UserError` naming the choices.
 
@@ -61,7 +64,7 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def peak_memory(device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+def peak_memory(device: torch.device | None = None) -> dict[str, Any]:
     """Peak memory of this process: CUDA max allocated on a CUDA device, else peak RSS.
 
     Returns ``{"peak_bytes": int, "kind": "cuda_max_allocated" | "cpu_peak_rss", "device": str}``.
@@ -80,7 +83,7 @@ def peak_memory(device: "torch.device | None" = None) -> dict[str, Any]:  # noqa
     return {"peak_bytes": int(peak), "kind": "cpu_peak_rss", "device": str(device or "cpu")}
 
 
-def write_memory_json(path: str | os.PathLike, device: "torch.device | None" = None) -> dict[str, Any]:  # noqa: F821
+def write_memory_json(path: str | os.PathLike, device: torch.device | None = None) -> dict[str, Any]:
     """Record :func:`peak_memory` to `path` (the `memory.json` every training step writes)."""
     record = peak_memory(device)
     write_json(Path(path), record)

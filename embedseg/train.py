@@ -1,4 +1,4 @@
-"""`embedseg train`: fit a Branched ERF-Net on object-centred crops (spec §5).
+"""`embedseg train`: fit a Branched ERF-Net on object-centred crops (docs/method.md §6).
 
 Adam (5e-4, weight decay 1e-4) with lr = 5e-4·(1 − epoch/200)^0.9 set once per epoch, optional
 virtual batches (gradients of m mini-batches summed before a step), 8-fold dihedral
@@ -34,22 +34,19 @@ from tqdm import tqdm
 
 from . import __version__
 from .acceleration import Precision, maybe_compile
-from .config import DatasetSettings
+from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
-from .datasets import CropDataset, RandomCropSampler, collate_crops
+from .dataset_settings import DatasetSettings
 from .io import DataError, UserError, atomic_write, write_json
+from .layout import LOG_COLUMNS
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .outputs import MODEL, OutputError, check_output, replacing
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
+from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
 
-BASE_LR = 5e-4
-WEIGHT_DECAY = 1e-4
-LR_HORIZON = 200  # the official schedule decays over 200 epochs whatever the number of epochs
-LR_POWER = 0.9
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
 # TrainConfig fields that make a run what it is; epochs (a resumed run may go further), device,
 # workers and resume do not change what is learned (compile and amp: only its rounding).
 FINGERPRINT_FIELDS = (
@@ -88,11 +85,6 @@ class TrainingInterrupted(UserError):
     """Ctrl-C during training; the message says what was kept and how to go on."""
 
     exit_code = 130
-
-
-def learning_rate(epoch: int) -> float:
-    """Poly schedule of the official code: 5e-4·(1 − epoch/200)^0.9, 0 from epoch 200 on."""
-    return BASE_LR * max(0.0, 1.0 - epoch / LR_HORIZON) ** LR_POWER
 
 
 def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: torch.Generator, workers: int,

@@ -1,11 +1,20 @@
-"""Shared fixtures: where the real data lives, and small helpers used across test files."""
+"""Shared fixtures: where the real data lives, the tiny prepared data set of the baseline tests,
+running `embedseg` by subprocess (main or baseline venv), scoring, and single-threaded torch."""
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from embedseg.dataset_settings import DatasetSettings
+from embedseg.io import write_labels, write_tiff
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -22,3 +31,111 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set EMBEDSEG_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors gain little from threads, and on a busy machine OpenMP threads spin-wait
+    (2 threads ran 10-20x slower than 1 while other jobs shared the 2 cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def nuclei_image(rng: np.random.Generator, size: int, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bright discs (radius 5–8 px, some touching) on a dark noisy background: uint8 image, uint16 labels."""
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.uint16)
+    for object_id in range(1, n_objects + 1):
+        radius = rng.uniform(5, 8)
+        cy, cx = rng.uniform(radius, size - radius, 2)
+        labels[((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2) & (labels == 0)] = object_id
+    image = 30 + 150 * (labels > 0) + rng.normal(0, 10, labels.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def make_nuclei_split(root: Path, size: int = 64, counts: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """Write a prepared split (`{train,val,test}/{images,masks}` + dataset.json) of synthetic nuclei."""
+    rng = np.random.default_rng(seed)
+    for subset, count in (counts or {"train": 4, "val": 2, "test": 2}).items():
+        for index in range(count):
+            image, labels = nuclei_image(rng, size, n_objects=6)
+            write_tiff(root / subset / "images" / f"img{index}.tif", image)
+            write_labels(root / subset / "masks" / f"img{index}.tif", labels)
+    DatasetSettings(name="tiny-nuclei", crop_size=size, min_object_size=37).save(root)
+    return root
+
+
+def run_embedseg(python: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `embedseg …` with the given interpreter (main venv or a baseline venv); fail loudly."""
+    env = dict(os.environ, EMBEDSEG_DEVICE="cpu")
+    result = subprocess.run([str(python), "-m", "embedseg", *map(str, args)], capture_output=True, text=True,
+                            timeout=timeout, env=env, cwd=REPO)
+    assert result.returncode == 0, f"embedseg {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def baseline_python(venv: str, modules: str, make_target: str) -> Path:
+    """Interpreter of a baseline venv that can import `modules`; skip the test (with the reason) otherwise."""
+    python = REPO / venv / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"{python} missing: build it with `make {make_target}`")
+    probe = subprocess.run([str(python), "-c", f"import {modules}, embedseg.baselines.common"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"{modules} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}")
+    return python
+
+
+def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> float:
+    """Score predictions with `embedseg evaluate` (in this process); mean AP_dsb at IoU 0.5.
+
+    Every image must have one row per threshold τ = 0.10 … 0.90.
+    """
+    from embedseg.cli import main
+    from embedseg.metrics import EVALUATION_THRESHOLDS
+
+    assert main(["evaluate", str(gt_dir), str(pred_dir), "--out", str(out_csv)]) == 0
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(EVALUATION_THRESHOLDS) * len(list(gt_dir.iterdir()))
+    return float(np.mean([float(row["ap"]) for row in rows if round(float(row["tau"]), 2) == 0.5]))
+
+
+@pytest.fixture(scope="session")
+def nuclei() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """:func:`nuclei_image`: one synthetic nuclei image and its labels."""
+    return nuclei_image
+
+
+@pytest.fixture(scope="session")
+def nuclei_split() -> Callable[..., Path]:
+    """:func:`make_nuclei_split`: write a tiny prepared data set."""
+    return make_nuclei_split
+
+
+@pytest.fixture(scope="session")
+def embedseg_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """:func:`run_embedseg`: `python -m embedseg …` by subprocess with a chosen interpreter."""
+    return run_embedseg
+
+
+@pytest.fixture(scope="session")
+def main_python() -> Path:
+    """The interpreter running the tests (the project venv)."""
+    return Path(sys.executable)
+
+
+@pytest.fixture(scope="session")
+def baseline_venv() -> Callable[[str, str, str], Path]:
+    """:func:`baseline_python`: a baseline venv's interpreter, or a skip naming the make target."""
+    return baseline_python
+
+
+@pytest.fixture(scope="session")
+def ap50() -> Callable[[Path, Path, Path], float]:
+    """:func:`score_predictions`: evaluate a prediction folder, return its mean AP@0.5."""
+    return score_predictions

@@ -1,14 +1,12 @@
-"""Tiny synthetic instance images (discs), crop folders and a one-thread fixture for the nn-core tests."""
+"""Tiny synthetic instance images (discs) and crop folders for the nn-core tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 
 Disc = tuple[int, int, int]  # (centre y, centre x, radius)
@@ -62,13 +60,3 @@ def write_crop_folder(root: Path, n_train: int = 4, n_val: int = 2, size: int = 
             write_tiff(root / subset / "centers" / f"crop_{i:03d}.tif", disc_centers((size, size), discs))
     DatasetSettings(name="discs", crop_size=size, one_hot=one_hot, center="centroid").save(root)
     return root
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Small tensors gain little from threads, and on a busy machine OpenMP threads spin-wait
-    (2 threads ran 10-20x slower than 1 while other jobs shared the 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

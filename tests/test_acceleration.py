@@ -18,12 +18,13 @@ import tifffile
 import torch
 from torch import nn
 
-from discs import one_thread, write_crop_folder  # noqa: F401 (fixture)
 from embedseg import cli, predict
 from embedseg.acceleration import COMPILE_TOLERANCE, CompiledModel, Precision, inference_model
 from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet, read_checkpoint
 from embedseg.models.fold import fold_batchnorm
+
+from discs import write_crop_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from test_baseline_data import run_embedseg
-
-PYTHON = Path(sys.executable)
 TRAIN_SIZE = 32  # patches (crops) per epoch, both methods
 PATCH = 128
 N_TEST = 6
+AP50_FLOOR = 0.5
 
 
 def first_test_images(data: Path, out: Path, count: int) -> Path:
@@ -34,19 +31,19 @@ def first_test_images(data: Path, out: Path, count: int) -> Path:
     return out
 
 
-def ap50(scores_csv: Path) -> float:
+def mean_ap50(scores_csv: Path) -> float:
     scores = pd.read_csv(scores_csv)
     return float(scores.loc[scores["tau"].round(2) == 0.5, "ap"].mean())
 
 
 @pytest.mark.slow
-def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, tmp_path):
+def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, embedseg_cli, main_python, tmp_path):
     budget = float(os.environ.get("EMBEDSEG_SLOW_BUDGET_S", 300))
     data, crops = tmp_path / "data", tmp_path / "crops"
-    run_embedseg(PYTHON, "prepare", "dsb-2018", "--source", shared_data / "dsb2018-stage1", "--out", data,
+    embedseg_cli(main_python, "prepare", "dsb-2018", "--source", shared_data / "dsb2018-stage1", "--out", data,
                  "--limit", "24")
     test = first_test_images(data, tmp_path / "test", N_TEST)
-    run_embedseg(PYTHON, "crops", data, "--out", crops, "--center", "medoid", "--crop-size", str(PATCH))
+    embedseg_cli(main_python, "crops", data, "--out", crops, "--center", "medoid", "--crop-size", str(PATCH))
 
     # One epoch to time it (log.csv has the epoch's own seconds; the rest of the first run is the
     # process start, paid again by the resumed run), then as many epochs as fit in 60 % of the
@@ -54,29 +51,34 @@ def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, tmp_p
     train_embedseg = ("train", crops, "--out", tmp_path / "embedseg", "--batch-size", "2", "--virtual-batch", "1",
                       "--train-size", str(TRAIN_SIZE), "--val-size", "8", "--epochs")
     start = time.perf_counter()
-    run_embedseg(PYTHON, *train_embedseg, "1")
+    embedseg_cli(main_python, *train_embedseg, "1")
     first_run = time.perf_counter() - start
     epoch_seconds = float(pd.read_csv(tmp_path / "embedseg" / "log.csv")["seconds"].iloc[0])
     remaining = 0.6 * budget - first_run - (first_run - epoch_seconds)
     epochs = 1 + max(0, int(remaining / epoch_seconds))
     if epochs > 1:
-        run_embedseg(PYTHON, *train_embedseg, str(epochs))
+        embedseg_cli(main_python, *train_embedseg, str(epochs))
     embedseg_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    run_embedseg(PYTHON, "baseline", "3class-unet", "train", data, "--out", tmp_path / "unet", "--epochs", str(epochs),
+    embedseg_cli(main_python, "baseline", "3class-unet", "train", data, "--out", tmp_path / "unet", "--epochs", str(epochs),
                  "--train-size", str(TRAIN_SIZE), "--batch-size", "2", "--patch-size", str(PATCH),
                  "--depth", "3", "--filters", "16")
     unet_seconds = time.perf_counter() - start
 
-    run_embedseg(PYTHON, "predict", tmp_path / "embedseg" / "best.pt", "--images", test / "images",
+    embedseg_cli(main_python, "predict", tmp_path / "embedseg" / "best.pt", "--images", test / "images",
                  "--out", tmp_path / "pred-embedseg", "--no-tta")
-    run_embedseg(PYTHON, "baseline", "3class-unet", "predict", tmp_path / "unet", "--images", test / "images",
+    embedseg_cli(main_python, "baseline", "3class-unet", "predict", tmp_path / "unet", "--images", test / "images",
                  "--out", tmp_path / "pred-unet")
     results = {}
     for method in ("embedseg", "unet"):
-        run_embedseg(PYTHON, "evaluate", test / "masks", tmp_path / f"pred-{method}", "--out", tmp_path / f"{method}.csv")
-        results[method] = ap50(tmp_path / f"{method}.csv")
+        embedseg_cli(main_python, "evaluate", test / "masks", tmp_path / f"pred-{method}", "--out", tmp_path / f"{method}.csv")
+        results[method] = mean_ap50(tmp_path / f"{method}.csv")
     print(f"\nDSB greyscale, {epochs} epoch(s) x {TRAIN_SIZE} patches of {PATCH}^2, {N_TEST} test images: "
           f"EmbedSeg AP@0.5 {results['embedseg']:.3f} (train {embedseg_seconds:.0f} s), "
           f"3-class U-Net AP@0.5 {results['unet']:.3f} (train {unet_seconds:.0f} s)")
-    assert all(0.0 <= value <= 1.0 for value in results.values())
+    # Measured 2026-11-29 with the 300-s budget on an idle 2-core machine: 95 epochs, EmbedSeg 0.768,
+    # U-Net 0.788 (docs/baselines.md); 8 epochs of 16 crops left EmbedSeg's seeds below the 0.9
+    # threshold (AP 0). The floor leaves margin for a busier machine that fits fewer epochs (raise
+    # EMBEDSEG_SLOW_BUDGET_S there) and fails for predictions that miss the nuclei.
+    for method, value in results.items():
+        assert value >= AP50_FLOOR, f"{method}: AP@0.5 {value:.3f} < {AP50_FLOOR} after {epochs} epochs"

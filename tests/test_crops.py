@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from embedseg import centers, cli, crops
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError
 
 
@@ -181,8 +181,8 @@ def test_rerun_replaces_the_crops_of_an_earlier_run(tmp_path):
 @pytest.mark.parametrize("normalization", ["absolute", "percentile"])
 def test_crop_images_follow_whole_image_normalisation(tmp_path, normalization):
     """`absolute` crops keep the stored dtype; `percentile` crops use the whole image's percentiles."""
-    from embedseg.config import normalize
-    from embedseg.datasets import CropDataset
+    from embedseg.crop_dataset import CropDataset
+    from embedseg.dataset_settings import normalize
 
     image, mask = three_objects()
     image = image + np.arange(image.size, dtype=np.uint16).reshape(image.shape)  # a spread of values

@@ -14,15 +14,15 @@ import pytest
 import tifffile
 
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
 from embedseg.data.download import fetch, unpack_zip
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError
 
 
 class CountingHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         CountingHandler.requests.append(self.path)
         super().do_GET()
 

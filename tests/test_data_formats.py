@@ -151,7 +151,7 @@ def test_per_object_masks_of_different_shape_are_an_error(tmp_path):
 
 def test_prepare_bbbc010_from_broad_files(tmp_path):
     from embedseg.cli import main
-    from embedseg.config import DatasetSettings
+    from embedseg.dataset_settings import DatasetSettings
 
     make_bbbc010(tmp_path / "broad")
     out = tmp_path / "out"

@@ -7,12 +7,13 @@ import shutil
 import numpy as np
 import torch
 
-from discs import write_crop_folder
 from embedseg import dihedral
-from embedseg.config import DatasetSettings, normalize
-from embedseg.datasets import CropDataset, relabel_sequential
+from embedseg.crop_dataset import CropDataset, relabel_sequential
+from embedseg.dataset_settings import DatasetSettings, normalize
 from embedseg.io import read_image, read_labels
 from embedseg.train import make_loader
+
+from discs import write_crop_folder
 
 
 def test_crops_are_read_once_and_items_equal_the_files(tmp_path) -> None:

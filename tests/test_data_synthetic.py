@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
 from embedseg.data.synthetic import SYNTHETIC_SETS, generate
+from embedseg.dataset_settings import DatasetSettings
 
 
 @pytest.mark.parametrize("name", SYNTHETIC_SETS)

@@ -16,23 +16,30 @@ from pathlib import Path
 import pytest
 import yaml
 
+from embedseg import methods
+
 REPO = Path(__file__).resolve().parents[1]
 
 PACKAGE = REPO / "embedseg"
 ENVS = REPO / "workflow" / "envs"
 
-# Entry modules each environment runs; their in-package imports are followed.
+# Entry modules each environment runs (environments and runners from the method registry);
+# their in-package imports are followed.
 BASELINE_COMMON = ["embedseg/__main__.py", "embedseg/cli.py", "embedseg/baselines/cli.py", "embedseg/baselines/common.py"]
+RUNNERS = {method.env: [] for method in methods.BASELINES.values()}
+for method in methods.BASELINES.values():
+    RUNNERS[method.env].append(method.runner.replace(".", "/") + ".py")
+# The main environment runs every step (prepare … figures) and its own baselines' runners.
+OTHER_RUNNERS = {runner for env, runners in RUNNERS.items() if env != methods.EMBEDSEG_ENV for runner in runners}
 ENTRY_POINTS: dict[str, list[str]] = {
-    # prepare, crops, train, predict, evaluate, tables, figures and the 3-class U-Net
-    "embedseg.yaml": [
-        str(path.relative_to(REPO))
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if path.parent.name != "baselines" or path.stem in ("cli", "common", "unet3class")
+    f"{methods.EMBEDSEG_ENV}.yaml": [
+        str(path.relative_to(REPO)) for path in sorted(PACKAGE.rglob("*.py")) if str(path.relative_to(REPO)) not in OTHER_RUNNERS
     ],
-    "stardist.yaml": [*BASELINE_COMMON, "embedseg/baselines/stardist_runner.py"],
-    "cellpose.yaml": [*BASELINE_COMMON, "embedseg/baselines/cellpose_runner.py"],
-    "maskrcnn.yaml": [*BASELINE_COMMON, "embedseg/baselines/maskrcnn.py"],
+    **{
+        f"{env}.yaml": [*BASELINE_COMMON, *sorted(set(runners))]
+        for env, runners in RUNNERS.items()
+        if env != methods.EMBEDSEG_ENV
+    },
 }
 
 # Imports the walk finds that an environment never executes, with the reason.
@@ -192,5 +199,5 @@ def test_env_provides_every_third_party_import(name: str) -> None:
 def test_import_walk_sees_lazy_and_relative_imports() -> None:
     """The walker must find imports inside functions and follow `from ..x import y`."""
     assert {"numpy", "torch"} <= set(third_party_imports(["embedseg/runtime.py"]))  # torch: in functions
-    external, internal = imports(REPO / "embedseg/config.py")
+    external, internal = imports(REPO / "embedseg/dataset_settings.py")
     assert "embedseg.io" in internal and "numpy" in external

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-import compare_official  # noqa: E402
+from benchmarks import compare_official
 
 pytestmark = pytest.mark.skipif(
     not compare_official.OFFICIAL_PYTHON.exists(),

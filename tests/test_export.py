@@ -25,7 +25,6 @@ import pytest
 import torch
 import yaml
 
-from discs import one_thread  # noqa: F401 (fixture)
 from embedseg import cli
 from embedseg.config import DatasetSettings
 from embedseg.io import read_labels, write_tiff

@@ -11,8 +11,10 @@ import pytest
 from embedseg.cli import main
 from embedseg.data.synthetic import make_cells, make_worms
 from embedseg.io import read_image, write_labels, write_tiff
-from embedseg.report.figures import colour_labels, flatten_labels, instance_lut, match_to_gt, method_colours
-from embedseg.report.results import TAUS
+from embedseg.labels import flatten_labels
+from embedseg.layout import VAL_OBJECT_IOU, VAL_PIXEL_MIOU
+from embedseg.report.figures import colour_labels, instance_lut, match_to_gt, method_colours, training_curves
+from embedseg.report.results import TAUS, training_logs
 
 DS = "synthetic-cells"
 
@@ -23,11 +25,12 @@ def write_scores(path: Path, names: list[str], ap_at_050: float) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def write_log(path: Path, epochs: int, start: float) -> None:
+def write_log(path: Path, epochs: int, start: float, metric: str = VAL_OBJECT_IOU) -> None:
+    """A log.csv as the methods write it: EmbedSeg logs the object IoU, the U-Net the pixel mIoU."""
     epoch = np.arange(epochs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(dict(epoch=epoch, lr=5e-4, train_loss=start / (1 + epoch), val_loss=start / (1 + 0.8 * epoch),
-                      val_iou=1 - 0.6 / (1 + epoch), seconds=1.0)).to_csv(path, index=False)
+    pd.DataFrame({"epoch": epoch, "lr": 5e-4, "train_loss": start / (1 + epoch), "val_loss": start / (1 + 0.8 * epoch),
+                  metric: 1 - 0.6 / (1 + epoch), "seconds": 1.0}).to_csv(path, index=False)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_log(run / "models" / DS / "embedseg-medoid" / f"seed{seed}" / "log.csv", 5, 3.0 + seed)
     write_scores(run / "scores" / DS / "3class-unet" / "seed0.csv", names, 0.5)
     write_scores(run / "scores" / DS / "embedseg-centroid-notta" / "seed0.csv", names, 0.65)
-    write_log(run / "models" / DS / "3class-unet" / "seed0" / "log.csv", 4, 1.0)
+    write_log(run / "models" / DS / "3class-unet" / "seed0" / "log.csv", 4, 1.0, VAL_PIXEL_MIOU)
     marker = run / "predictions" / DS / "stardist" / "NOT_RUN.txt"
     marker.parent.mkdir(parents=True)
     marker.write_text("stardist is not installed")
@@ -96,6 +99,21 @@ def test_cli_draws_every_figure(results: Path, tmp_path: Path) -> None:
     assert panel.shape[1] > 1000 and panel.shape[0] > 300  # 7 in wide at 200 dpi, two rows
     curves = read_image(out / "ap_curves.png")
     assert np.unique(curves.reshape(-1, curves.shape[-1]), axis=0).shape[0] > 50  # lines and bands, not blank
+
+
+def test_object_iou_and_pixel_miou_have_their_own_axes(results: Path) -> None:
+    """EmbedSeg's object IoU and the U-Net's pixel mIoU are different quantities: one panel each."""
+    import matplotlib.pyplot as plt
+
+    logs = training_logs(results)
+    fig = training_curves(logs)
+    try:
+        loss, object_iou, pixel_miou = fig.axes
+        assert "object IoU" in object_iou.get_title() and "pixel mIoU" in pixel_miou.get_title()
+        assert len(object_iou.lines) == 2 and len(pixel_miou.lines) == 1  # two EmbedSeg seeds, one U-Net run
+        assert len(loss.lines) == 2 * 3  # train and val loss of every run
+    finally:
+        plt.close(fig)
 
 
 def test_missing_prediction_is_an_error_naming_the_file(results: Path, tmp_path: Path, capsys) -> None:

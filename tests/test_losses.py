@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from discs import disc_centers, disc_labels, disc_stack
 from embedseg import losses
 from embedseg.embedding import coordinate_grid
 from embedseg.losses import SpatialEmbLoss, object_centers, object_pixels
+
+from discs import disc_centers, disc_labels, disc_stack
 
 SIZE = 48
 # Disc 2 has no stored centre and disc 3 holds two (its own and a stray one) → centroid fallback.
@@ -34,7 +35,7 @@ def reference_lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.
 
 def reference_loss(prediction: torch.Tensor, masks_per_image: list[list[torch.Tensor]],
                    center_images: torch.Tensor, variance_loss: str) -> tuple[torch.Tensor, list[float]]:
-    """Loss of spec §3 with one Python iteration per object (boolean masks (H, W) per object)."""
+    """Loss of docs/method.md §4 with one Python iteration per object (boolean masks (H, W) per object)."""
     total, ious = 0.0, []
     for pred, masks, center_image in zip(prediction, masks_per_image, center_images):
         _, height, width = pred.shape

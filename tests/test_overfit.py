@@ -10,14 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from discs import disc_centers, disc_image, disc_labels, one_thread  # noqa: F401 (fixture)
 from embedseg.cluster import ClusterParams
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 from embedseg.metrics import match_labels
 from embedseg.models import load_checkpoint
 from embedseg.predict import segment
 from embedseg.train import TrainConfig, train
+
+from discs import disc_centers, disc_image, disc_labels
 
 SIZE = 128
 DISCS = [(30, 34, 14), (36, 92, 12), (90, 40, 16), (94, 96, 11)]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from embedseg import cli, predict
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.embedding import GRID_SPACING
 
 

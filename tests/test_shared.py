@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from embedseg import dihedral, embedding
-from embedseg.config import DatasetSettings, normalize
+from embedseg.dataset_settings import DatasetSettings, normalize
 from embedseg.io import DataError, atomic_write, check_labels, read_labels, write_labels
 
 

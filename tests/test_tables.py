@@ -285,7 +285,7 @@ def test_paper_results_are_complete() -> None:
         )
         assert all(row.citation for row in rows.values() if row.reported)
         assert all(np.isfinite(row.ap).all() for row in rows.values() if not row.reported)
-    for dataset, rows in paper.table2.items():
+    for rows in paper.table2.values():
         assert set(rows) == {"embedseg-centroid-tta", "embedseg-medoid-notta", "embedseg-centroid-notta"}
     # BBBC010's "both" row is exactly Neven et al. − EmbedSeg of Table 1: a check on the transcription.
     bbbc = paper.table1["bbbc010-2012"]

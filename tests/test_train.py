@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from discs import one_thread, write_crop_folder  # noqa: F401 (one_thread is a fixture)
 from embedseg import dihedral
 from embedseg.cli import main
-from embedseg.config import DatasetSettings
-from embedseg.datasets import CropDataset, RandomCropSampler, collate_crops
+from embedseg.crop_dataset import CropDataset, RandomCropSampler, collate_crops
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError, read_labels, write_labels
 from embedseg.models import read_checkpoint
 from embedseg.train import LOG_COLUMNS, TrainConfig, learning_rate, train
+
+from discs import write_crop_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(batch_size=2, virtual_batch=1, train_size=2, val_size=3, val_batch_size=2, device="cpu")

@@ -9,18 +9,16 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import dihedral
-from ..config import DATASET_JSON, DatasetSettings, normalize
+from .. import dihedral, layout
+from ..dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
-
-NOT_RUN = "NOT_RUN.txt"
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")  # as embedseg.train's log.csv
+from ..labels import flatten_labels
 
 
 @dataclass
@@ -37,17 +35,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.names)
-
-
-def flatten_labels(labels: np.ndarray) -> np.ndarray:
-    """(K, H, W) one-hot stack → (H, W) label image with ids 1..K; (H, W) is returned unchanged.
-
-    The baselines predict one flat label map, so where objects overlap the later slice wins.
-    """
-    if labels.ndim == 2:
-        return labels
-    ids = np.arange(1, labels.shape[0] + 1, dtype=np.uint32)[:, None, None]
-    return (labels.astype(bool) * ids).max(axis=0)
 
 
 def load_split(data_dir: str | os.PathLike, subset: str, settings: DatasetSettings) -> Split:
@@ -141,19 +128,12 @@ def predict_folder(
 
 
 def write_log(path: str | os.PathLike, rows: Sequence[dict]) -> None:
-    """Per-epoch `log.csv` in EmbedSeg's columns; a value a method does not have stays empty.
-
-    (Not `embedseg.train.write_log`: that module needs torch, which the StarDist env lacks.)
-    """
+    """Per-epoch `log.csv` in the columns of :data:`embedseg.layout.LOG_COLUMNS`; a value a
+    method does not have stays empty."""
     with atomic_write(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=layout.LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def not_run_path(pred_dir: str | os.PathLike) -> Path:
-    """`predictions/{ds}/{method}/NOT_RUN.txt` for a prediction folder `…/{method}/seed{seed}`."""
-    return Path(pred_dir).resolve().parent / NOT_RUN
 
 
 def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
@@ -163,7 +143,6 @@ def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
         tmp.write_text(reason.rstrip() + "\n")
     print(f"baseline not run: {reason} (recorded in {marker})", file=sys.stderr)
     return marker
-
 
 
 def random_patches(

@@ -13,8 +13,9 @@ Model folder: ``model.pt``, ``log.csv``, ``memory.json``, ``dataset.json``.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 
@@ -22,9 +23,11 @@ import numpy as np
 import torch
 
 from ..io import DataError, atomic_write
+from ..layout import LOG_CSV, MEMORY_JSON
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from ..train import BASE_LR, learning_rate
+from ..schedule import learning_rate
 from .common import load_settings, mean_ap50, predict_folder, random_patches, start_training, write_log
+from .configs import MaskRCNNTrainConfig, PredictConfig
 
 MAX_DETECTIONS = 500  # dense DSB/Usiigaci images hold a few hundred objects (torchvision default: 100)
 MASK_THRESHOLD = 0.5
@@ -90,34 +93,35 @@ def paint(detections: dict[str, np.ndarray], score_threshold: float) -> np.ndarr
     return labels
 
 
-def train(args: argparse.Namespace) -> int:
+def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskRCNNTrainConfig) -> int:
+    """Train on `data_dir`/{train,val}, choose the score threshold on validation; write `out_dir`."""
     from tqdm import tqdm
 
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
-    model_dir = Path(args.out)
-    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model_dir = Path(out_dir)
+    settings, train_split, val_split = start_training(data_dir, model_dir, config.seed)
     try:
-        model = build_model(args.pretrained_backbone).to(device)
+        model = build_model(config.pretrained_backbone).to(device)
     except OSError as exc:  # URLError and friends: the ImageNet weights could not be fetched
         raise DataError(f"torchvision could not fetch the ImageNet ResNet-50 weights ({exc}); "
                         "connect once to cache them, or train from scratch with --no-pretrained-backbone") from exc
     images = [as_rgb(image).numpy() for image in train_split.images]
-    patch = min(args.patch_size, *(min(labels.shape) for labels in train_split.labels))
+    patch = min(config.patch_size, *(min(labels.shape) for labels in train_split.labels))
     keep_scale(model, patch, patch)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
-    rng = np.random.default_rng(args.seed)
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=1e-4)
+    rng = np.random.default_rng(config.seed)
     log = []
-    for epoch in range(args.epochs):
+    for epoch in range(config.epochs):
         start = time.perf_counter()
-        lr = args.lr * learning_rate(epoch) / BASE_LR
+        lr = learning_rate(epoch, base=config.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
         train_loss = 0.0
-        for _ in tqdm(range(args.steps_per_epoch), desc=f"epoch {epoch}", unit="batch", leave=False):
-            x, y = random_patches(images, train_split.labels, patch, args.batch_size, rng)
+        for _ in tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch}", unit="batch", leave=False):
+            x, y = random_patches(images, train_split.labels, patch, config.batch_size, rng)
             targets = [{key: value.to(device) for key, value in detection_target(labels).items()} for labels in y]
             loss = sum(model(list(torch.from_numpy(x).to(device)), targets).values())
             if not math.isfinite(loss.item()):
@@ -125,34 +129,38 @@ def train(args: argparse.Namespace) -> int:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            train_loss += loss.item() / args.steps_per_epoch
+            train_loss += loss.item() / config.steps_per_epoch
         log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": time.perf_counter() - start})
-        write_log(model_dir / "log.csv", log)
-    write_memory_json(model_dir / "memory.json", device)
+        write_log(model_dir / LOG_CSV, log)
+    write_memory_json(model_dir / MEMORY_JSON, device)
     detections = [detect(model, image, device) for image in tqdm(val_split.images, desc="validate", unit="image")]
-    scores = [mean_ap50(val_split.labels, [paint(d, threshold) for d in detections]) for threshold in args.score_thresholds]
+    thresholds = config.score_thresholds
+    scores = [mean_ap50(val_split.labels, [paint(d, threshold) for d in detections]) for threshold in thresholds]
     checkpoint = {
         "model_state_dict": model.state_dict(),
-        "score_threshold": args.score_thresholds[int(np.argmax(scores))],
+        "score_threshold": thresholds[int(np.argmax(scores))],
         "val_ap50": max(scores),
-        "train_args": {key: value for key, value in vars(args).items() if not key.startswith("_")},
+        "train_args": dataclasses.asdict(config),
     }
     with atomic_write(model_dir / "model.pt") as tmp:
         torch.save(checkpoint, tmp)
     return 0
 
 
-def predict(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    settings = load_settings(args.model_dir)
-    checkpoint = torch.load(Path(args.model_dir) / "model.pt", map_location=device, weights_only=True)
+def predict(
+    model_dir: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike, config: PredictConfig
+) -> int:
+    """Write one label TIFF per image of `image_dir` into `out_dir`."""
+    device = resolve_device(config.device)
+    settings = load_settings(model_dir)
+    checkpoint = torch.load(Path(model_dir) / "model.pt", map_location=device, weights_only=True)
     # Built without downloading: a pretrained backbone's frozen batch norms load into plain
     # ones, which compute the same in eval mode and only add `num_batches_tracked` buffers.
     model = build_model(pretrained_backbone=False).to(device)
     missing, unexpected = model.load_state_dict(checkpoint["model_state_dict"], strict=False)
     if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
-        raise DataError(f"{args.model_dir}/model.pt does not fit Mask R-CNN ResNet-50-FPN "
+        raise DataError(f"{model_dir}/model.pt does not fit Mask R-CNN ResNet-50-FPN "
                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain it")
     threshold = checkpoint["score_threshold"]
-    predict_folder(args.images, args.out, settings, lambda image: paint(detect(model, image, device), threshold))
+    predict_folder(image_dir, out_dir, settings, lambda image: paint(detect(model, image, device), threshold))
     return 0

@@ -12,7 +12,6 @@ Model folder: ``stardist/`` (StarDist's config.json, weights_best.h5, thresholds
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -21,8 +20,10 @@ import numpy as np
 
 from .. import dihedral
 from ..io import DataError, write_json
+from ..layout import LOG_CSV, MEMORY_JSON
 from ..runtime import peak_memory
 from .common import Split, load_settings, predict_folder, start_training, write_log
+from .configs import StarDistPredictConfig, StarDistTrainConfig
 
 MODEL_NAME = "stardist"
 
@@ -76,11 +77,12 @@ def epoch_logger(log_path: Path):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs=None) -> None:
+            # StarDist's own IoU metric (of its distance maps) is neither an object IoU nor a
+            # pixel mIoU, so it stays out of log.csv (embedseg.layout.VAL_METRICS).
             logs = logs or {}
-            iou = next((value for key, value in logs.items() if key.startswith("val_") and "iou" in key), None)
             self.rows.append({
                 "epoch": epoch, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                "train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"), "val_iou": iou,
+                "train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
                 "seconds": time.perf_counter() - self.start,
             })
             write_log(log_path, self.rows)
@@ -98,50 +100,55 @@ def tensorflow_peak_memory() -> dict:
     return peak_memory(None)
 
 
-def train(args: argparse.Namespace) -> int:
-    configure_tensorflow(args.device)
-    model_dir = Path(args.out)
-    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
+def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: StarDistTrainConfig) -> int:
+    """Train on `data_dir`/{train,val}, optimise the thresholds on validation; write `out_dir`."""
+    configure_tensorflow(config.device)
+    model_dir = Path(out_dir)
+    settings, train_split, val_split = start_training(data_dir, model_dir, config.seed)
     import keras
     from stardist import fill_label_holes
     from stardist.models import Config2D, StarDist2D
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(config.seed)
     n_channels = train_split.images[0].shape[0] if train_split.images[0].ndim == 3 else 1
     # StarDist's U-Net (depth 3) needs patches divisible by 2**3 · grid.
-    patch = patch_side(args.patch_size, train_split, 8 * args.grid)
-    config = Config2D(
-        n_rays=args.rays, grid=(args.grid, args.grid), n_channel_in=n_channels,
-        train_patch_size=(patch, patch), train_batch_size=args.batch_size,
-        train_epochs=args.epochs, train_steps_per_epoch=args.steps_per_epoch,
+    patch = patch_side(config.patch_size, train_split, 8 * config.grid)
+    stardist_config = Config2D(
+        n_rays=config.rays, grid=(config.grid, config.grid), n_channel_in=n_channels,
+        train_patch_size=(patch, patch), train_batch_size=config.batch_size,
+        train_epochs=config.epochs, train_steps_per_epoch=config.steps_per_epoch,
         train_tensorboard=False,  # tensorflow-cpu ships without TensorBoard (crash at epoch end)
     )
-    model = StarDist2D(config, name=MODEL_NAME, basedir=str(model_dir))
+    model = StarDist2D(stardist_config, name=MODEL_NAME, basedir=str(model_dir))
     model.prepare_for_training()
-    model.callbacks.append(epoch_logger(model_dir / "log.csv"))
+    model.callbacks.append(epoch_logger(model_dir / LOG_CSV))
     images = [channels_last(image) for image in train_split.images]
     labels = [fill_label_holes(mask) for mask in train_split.labels]
     val_images = [channels_last(image) for image in val_split.images]
     val_labels = [fill_label_holes(mask) for mask in val_split.labels]
-    model.train(images, labels, validation_data=(val_images, val_labels), augmenter=dihedral_augmenter(args.seed),
-                epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed)
+    model.train(images, labels, validation_data=(val_images, val_labels), augmenter=dihedral_augmenter(config.seed),
+                epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
     model.optimize_thresholds(val_images, val_labels)
-    write_json(model_dir / "memory.json", tensorflow_peak_memory())
+    write_json(model_dir / MEMORY_JSON, tensorflow_peak_memory())
     return 0
 
 
-def predict(args: argparse.Namespace) -> int:
-    configure_tensorflow(args.device)
-    settings = load_settings(args.model_dir)
+def predict(
+    model_dir: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike,
+    config: StarDistPredictConfig,
+) -> int:
+    """Write one label TIFF per image of `image_dir` into `out_dir`."""
+    configure_tensorflow(config.device)
+    settings = load_settings(model_dir)
     from stardist.models import StarDist2D
 
-    model = StarDist2D(None, name=MODEL_NAME, basedir=str(args.model_dir))
+    model = StarDist2D(None, name=MODEL_NAME, basedir=str(model_dir))
 
     def segment(image: np.ndarray) -> np.ndarray:
         x = channels_last(image)
-        n_tiles = args.n_tiles + [1] * (x.ndim - 2) if args.n_tiles else model._guess_n_tiles(x)
+        n_tiles = [*config.n_tiles] + [1] * (x.ndim - 2) if config.n_tiles else model._guess_n_tiles(x)
         labels, _ = model.predict_instances(x, n_tiles=n_tiles, show_tile_progress=False)
         return labels
 
-    predict_folder(args.images, args.out, settings, segment)
+    predict_folder(image_dir, out_dir, settings, segment)
     return 0

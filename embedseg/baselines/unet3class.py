@@ -12,8 +12,9 @@ Model folder: ``model.pt`` (best validation epoch), ``log.csv``, ``memory.json``
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 
@@ -22,9 +23,11 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
+from ..layout import LOG_CSV, MEMORY_JSON, VAL_PIXEL_MIOU
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from ..train import WEIGHT_DECAY, learning_rate
+from ..schedule import WEIGHT_DECAY, learning_rate
 from .common import Split, load_settings, predict_folder, random_patches, start_training, write_log
+from .configs import UNetPredictConfig, UNetTrainConfig
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 IGNORE = -1  # target value of padding outside the image; excluded from the loss
@@ -128,28 +131,29 @@ def validate(model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.M
     return float(np.mean(losses)), float(np.mean(intersection / np.maximum(union, 1)))
 
 
-def train(args: argparse.Namespace) -> int:
+def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetTrainConfig) -> int:
+    """Train on `data_dir`/{train,val}; write the model folder `out_dir` (best epoch by pixel mIoU)."""
     from tqdm import tqdm
 
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
-    model_dir = Path(args.out)
-    settings, train_split, val_split = start_training(args.data_dir, model_dir, args.seed)
-    patch = args.patch_size or settings.crop_size
-    multiple = 2 ** args.depth
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model_dir = Path(out_dir)
+    settings, train_split, val_split = start_training(data_dir, model_dir, config.seed)
+    patch = config.patch_size or settings.crop_size
+    multiple = 2**config.depth
     patch = max(multiple, patch // multiple * multiple)
 
     images = [as_chw(image) for image in train_split.images]
     targets = [three_class_target(labels) for labels in train_split.labels]
     val_targets = [three_class_target(labels) for labels in val_split.labels]
-    model = UNet(images[0].shape[0], args.depth, args.filters).to(device)
+    model = UNet(images[0].shape[0], config.depth, config.filters).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(0), weight_decay=WEIGHT_DECAY)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(args.class_weights, dtype=torch.float32, device=device),
-                                  ignore_index=IGNORE)
-    rng = np.random.default_rng(args.seed)
-    steps = max(1, math.ceil(args.train_size / args.batch_size))
-    log, best_iou = [], -1.0
-    for epoch in range(args.epochs):
+    weights = torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
+    rng = np.random.default_rng(config.seed)
+    steps = max(1, math.ceil(config.train_size / config.batch_size))
+    log, best_miou = [], -1.0
+    for epoch in range(config.epochs):
         start = time.perf_counter()
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:
@@ -157,31 +161,32 @@ def train(args: argparse.Namespace) -> int:
         model.train()
         train_loss = 0.0
         for _ in tqdm(range(steps), desc=f"epoch {epoch}", unit="batch", leave=False):
-            x, y = (torch.from_numpy(a).to(device) for a in random_patches(images, targets, patch, args.batch_size, rng, IGNORE))
+            batch = random_patches(images, targets, patch, config.batch_size, rng, IGNORE)
+            x, y = (torch.from_numpy(a).to(device) for a in batch)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             train_loss += loss.item() / steps
-        val_loss, val_iou = validate(model, val_split, val_targets, loss_fn, device)
-        if val_iou > best_iou:
-            best_iou = val_iou
-            save_model(model_dir / "model.pt", model, epoch, val_iou, args)
+        val_loss, val_miou = validate(model, val_split, val_targets, loss_fn, device)
+        if val_miou > best_miou:
+            best_miou = val_miou
+            save_model(model_dir / "model.pt", model, epoch, val_miou, config)
         log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
-                    "val_iou": val_iou, "seconds": time.perf_counter() - start})
-        write_log(model_dir / "log.csv", log)
-    write_memory_json(model_dir / "memory.json", device)
+                    VAL_PIXEL_MIOU: val_miou, "seconds": time.perf_counter() - start})
+        write_log(model_dir / LOG_CSV, log)
+    write_memory_json(model_dir / MEMORY_JSON, device)
     return 0
 
 
-def save_model(path: Path, model: UNet, epoch: int, val_iou: float, args: argparse.Namespace) -> None:
+def save_model(path: Path, model: UNet, epoch: int, val_miou: float, config: UNetTrainConfig) -> None:
     first = model.down[0][0]
     checkpoint = {
         "model_state_dict": model.state_dict(),
         "model_config": {"in_channels": first.in_channels, "depth": len(model.down) - 1, "filters": first.out_channels},
         "epoch": epoch,
-        "val_iou": val_iou,
-        "train_args": {key: value for key, value in vars(args).items() if not key.startswith("_")},
+        VAL_PIXEL_MIOU: val_miou,
+        "train_args": dataclasses.asdict(config),
     }
     with atomic_write(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -194,14 +199,17 @@ def load_model(model_dir: str | Path, device: torch.device) -> UNet:
     return model.eval()
 
 
-def predict(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    settings = load_settings(args.model_dir)
-    model = load_model(args.model_dir, device)
+def predict(
+    model_dir: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetPredictConfig
+) -> int:
+    """Write one label TIFF per image of `image_dir` into `out_dir`."""
+    device = resolve_device(config.device)
+    settings = load_settings(model_dir)
+    model = load_model(model_dir, device)
 
     def segment(image: np.ndarray) -> np.ndarray:
         probs = torch.softmax(predict_logits(model, image, device), dim=0).cpu().numpy()
-        return probabilities_to_instances(probs, args.min_size)
+        return probabilities_to_instances(probs, config.min_size)
 
-    predict_folder(args.images, args.out, settings, segment)
+    predict_folder(image_dir, out_dir, settings, segment)
     return 0

@@ -20,14 +20,15 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..io import DataError, check_labels, label_dtype, read_image, read_labels
+from ..labels import fill_label_holes  # StarDist's hole filling, as the crop step uses it
 
 LAYOUTS = ("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010")
 IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
@@ -59,8 +60,6 @@ class Sample:
             return read_labels(self.mask_paths[0])
         if self.mask_kind == "stack":
             return np.stack(list(read_object_masks(self.mask_paths))).astype(np.uint16)
-        from ..crops import fill_label_holes  # StarDist's hole filling, as the crop step uses it
-
         return fill_label_holes(paint_objects(self.mask_paths))
 
 

@@ -5,7 +5,7 @@
 
 writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
 uint16/uint32, one-hot (K, H, W) stacks for overlapping objects) and ``DIR/dataset.json``
-(:class:`embedseg.config.DatasetSettings`, with ``min_object_size`` = the smallest object in
+(:class:`embedseg.dataset_settings.DatasetSettings`, with ``min_object_size`` = the smallest object in
 train + val, ``in_channels`` = C of (C, H, W) images). ``DIR`` follows the output policy of
 :mod:`embedseg.outputs`: it is built next to ``DIR`` and renamed into place, so a failed run
 leaves an earlier result untouched, and the same arguments give byte-identical files.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import NORMALIZATIONS, DatasetSettings
+from ..dataset_settings import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
 from ..outputs import DATA, replacing
 from .download import fetch, is_url, unpack_zip

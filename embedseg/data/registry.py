@@ -1,7 +1,7 @@
 """The data sets `embedseg prepare` knows: where they come from, how they are laid out and split,
 and the settings (normalisation, crop size, one-hot masks) the paper used for them.
 
-The three paper data sets are the zip assets of EmbedSeg's GitHub release v0.1.0 (spec §8);
+The three paper data sets are the zip assets of EmbedSeg's GitHub release v0.1.0 (docs/method.md §10);
 their sha256 sums are not known here (the files could not be downloaded while this was
 written), so they are ``None``: the first download is then trusted, its sha256 is printed and
 recorded next to it, and later runs verify the cached file against that record (see
@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import DatasetSettings
+from ..dataset_settings import DatasetSettings
 from ..io import DataError
 
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"
@@ -49,7 +49,7 @@ class DatasetSpec:
             values["normalization_factor"] = None  # only meaningful for `absolute`
         return DatasetSettings.from_dict(values, source=f"data set {self.name!r}")
 
-    def with_source(self, url: str | None, sha256: str | None) -> "DatasetSpec":
+    def with_source(self, url: str | None, sha256: str | None) -> DatasetSpec:
         """Copy pointing at another URL; the registry hash only holds for the registry URL."""
         if url == self.url:
             return dataclasses.replace(self, sha256=sha256 or self.sha256)

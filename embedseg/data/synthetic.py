@@ -16,7 +16,7 @@ and its first images do not change when more are requested.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

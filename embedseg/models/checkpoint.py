@@ -16,13 +16,14 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
 
-from ..config import DatasetSettings
+from ..dataset_settings import DatasetSettings
 from ..io import DataError, atomic_write
 from ..runtime import resolve_device
 from .erfnet import BranchedERFNet

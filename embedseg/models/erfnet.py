@@ -1,4 +1,4 @@
-"""Branched ERF-Net (Romera et al. 2018) as used by Neven et al. 2019 and EmbedSeg (spec §1).
+"""Branched ERF-Net (Romera et al. 2018) as used by Neven et al. 2019 and EmbedSeg (docs/method.md §2).
 
 One shared encoder (1/8 resolution) and two decoders: branch 0 predicts the offsets and
 bandwidths ``[o_x, o_y, σ_x, σ_y]``, branch 1 the seed logit. Module and attribute names follow

@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write, list_images, read_image, read_labels
+from ..labels import flatten_labels
+from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
+from ..methods import BASELINES, EMBEDSEG, NEVEN
+from ..methods import label as method_label
 from ..outputs import FIGURES, replacing
-from .results import (
-    BASELINES,
-    EMBEDSEG,
-    NEVEN,
-    TAUS,
-    Collection,
-    collect,
-    method_label,
-    read_scores,
-    scores_path,
-    training_logs,
-)
+from .results import TAUS, Collection, collect, read_scores, training_logs
+
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +56,6 @@ def instance_lut(n: int = N_COLOURS, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     hsv = np.stack([rng.uniform(0, 1, n), rng.uniform(0.5, 1, n), rng.uniform(0.7, 1, n)], axis=1)
     return matplotlib.colors.hsv_to_rgb(hsv)
-
-
-def flatten_labels(labels: np.ndarray) -> np.ndarray:
-    """(H, W) label image from an (H, W) image or a (K, H, W) one-object-per-slice stack
-    (overlaps show the higher slice)."""
-    if labels.ndim == 2:
-        return labels
-    ids = np.arange(1, labels.shape[0] + 1, dtype=np.uint32)[:, None, None]
-    return np.max((labels > 0) * ids, axis=0)
 
 
 def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
@@ -129,7 +117,7 @@ def zoom_window(gt: np.ndarray, fraction: float = 0.35) -> tuple[slice, slice]:
 def representative_image(results: Path, dataset: str, seed: int, names: list[str]) -> str:
     """The test image whose EmbedSeg AP at τ = 0.50 is closest to the median (first image if
     EmbedSeg has no scores for that seed)."""
-    path = scores_path(results, dataset, EMBEDSEG, seed)
+    path = scores_file(results, dataset, EMBEDSEG, seed)
     if not path.is_file():
         return names[0]
     at_050 = read_scores(path).query("tau == 0.5").set_index("image")["ap"]
@@ -148,7 +136,7 @@ def competitor(collection: Collection, dataset: str) -> str | None:
     return max(candidates, key=lambda m: collection.runs(dataset, m)[TAUS[0]].mean())
 
 
-def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:  # noqa: F821
+def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
     """Write `fig` as PNG (200 dpi) and PDF, each atomically."""
     paths = []
     for suffix in (".png", ".pdf"):
@@ -159,13 +147,13 @@ def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:  
     return paths
 
 
-def qualitative_panel(results: Path, collection: Collection, dataset: str, seed: int | None = None) -> "matplotlib.figure.Figure":  # noqa: F821
+def qualitative_panel(results: Path, collection: Collection, dataset: str, seed: int | None = None) -> matplotlib.figure.Figure:
     """Fig. 1 style: columns input, GT, 3-Class U-Net, best other method, EmbedSeg; top row the
     whole test image (zoom window outlined), bottom row the zoom window."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    data = Path(results) / "data" / dataset / "test"
+    data = data_dir(results, dataset) / "test"
     names = [p.name for p in list_images(data / "images")]
     if not names:
         raise DataError(f"{data / 'images'}: no test images; run `embedseg prepare` for {dataset}")
@@ -190,7 +178,7 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
             continue
         # The same seed as EmbedSeg's panel where the method has it (cellpose-public may have one seed only).
         method_seed = seed if seed in runs.index else int(runs.index.min())
-        pred = flatten_labels(read_labels(Path(results) / "predictions" / dataset / method / f"seed{method_seed}" / name))
+        pred = flatten_labels(read_labels(predictions_dir(results, dataset, method, method_seed) / name))
         colours = {pred_id: gt_colours[gt_id] for pred_id, gt_id in match_to_gt(gt, pred).items()}
         panels.append((label, colour_labels(pred, colours, len(gt_ids), lut)))
     fig, axes = plt.subplots(2, len(panels), figsize=(PAPER_WIDTH, PAPER_WIDTH / len(panels) * 2 + 0.4), squeeze=False)
@@ -210,7 +198,7 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
     return fig
 
 
-def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F821
+def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
     """One axis per data set: mean AP_dsb over runs vs τ per method, band = ± 1 sd (≥ 2 runs)."""
     import matplotlib.pyplot as plt
 
@@ -251,30 +239,41 @@ def ap_curves(collection: Collection) -> "matplotlib.figure.Figure":  # noqa: F8
     return fig
 
 
-def training_curves(logs: pd.DataFrame) -> "matplotlib.figure.Figure":  # noqa: F821
-    """Rows = data sets; left: train (solid) and val (dashed) loss, right: validation IoU;
-    one colour per model, one thin line per run (seed)."""
+def training_curves(logs: pd.DataFrame) -> matplotlib.figure.Figure:
+    """Rows = data sets; first column: train (solid) and val (dashed) loss, then one column per
+    validation metric that some run logged (object IoU of EmbedSeg, pixel mIoU of the U-Net:
+    different quantities, so never on one axis); one colour per model, one thin line per run."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     datasets = sorted(logs["dataset"].unique())
-    fig, axes = plt.subplots(max(1, len(datasets)), 2, figsize=(PAPER_WIDTH, 2.2 * max(1, len(datasets)) + 0.4), squeeze=False)
+    metrics = [m for m in VAL_METRICS if m in logs.columns and logs[m].notna().any()]
+    n_rows = max(1, len(datasets))
+    fig, axes = plt.subplots(
+        n_rows, 1 + len(metrics), figsize=(PAPER_WIDTH, 2.2 * n_rows + 0.4), squeeze=False
+    )
     if not datasets:
-        axes[0, 0].text(0.5, 0.5, "no training logs (models/*/*/seed*/log.csv)", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].text(0.5, 0.5, "no training logs (models/*/*/seed*/log.csv)", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
     models = sorted(logs["model"].unique())
     colours = method_colours(models)
-    for (loss_ax, iou_ax), dataset in zip(axes, datasets):
+    for row, dataset in zip(axes, datasets):
+        loss_ax, metric_axes = row[0], dict(zip(metrics, row[1:]))
         for model, model_runs in logs[logs["dataset"] == dataset].sort_values("epoch").groupby("model"):
             n_runs = model_runs["seed"].nunique()
             for index, (_, run) in enumerate(model_runs.groupby("seed")):
-                label = f"{model} ({n_runs} run{'s' if n_runs > 1 else ''})" if index == 0 else "_nolegend_"  # one entry per model
+                # one legend entry per model
+                label = f"{model} ({n_runs} run{'s' if n_runs > 1 else ''})" if index == 0 else "_nolegend_"
                 loss_ax.plot(run["epoch"], run["train_loss"], color=colours[model], linewidth=0.9, label=label)
                 loss_ax.plot(run["epoch"], run["val_loss"], color=colours[model], linewidth=0.9, linestyle="--")
-                iou_ax.plot(run["epoch"], run["val_iou"], color=colours[model], linewidth=0.9)
+                for metric, ax in metric_axes.items():
+                    if run[metric].notna().any():
+                        ax.plot(run["epoch"], run[metric], color=colours[model], linewidth=0.9)
         loss_ax.set_title(f"{dataset}: loss (train solid, val dashed)", fontsize=8)
-        iou_ax.set_title(f"{dataset}: validation IoU", fontsize=8)
-        iou_ax.set_ylim(0, 1)
-        for ax in (loss_ax, iou_ax):
+        for metric, ax in metric_axes.items():
+            ax.set_title(f"{dataset}: {VAL_METRICS[metric]}", fontsize=8)
+            ax.set_ylim(0, 1)
+        for ax in row:
             ax.set_xlabel("epoch", fontsize=8)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)

@@ -1,82 +1,35 @@
 """Collect what the tables and figures need from one workflow run folder (``results/{run}``).
 
-Layout (docs/interfaces.md): per-image scores in ``scores/{ds}/{method}/seed{s}.csv``, training
-memory and logs in ``models/{ds}/{model}/seed{s}/``, predictions in
-``predictions/{ds}/{method}/seed{s}/`` and, for a baseline that could not run,
-``predictions/{ds}/{method}/NOT_RUN.txt`` with the reason.
+The folders and files are those of :mod:`embedseg.layout` (per-image scores, training logs and
+memory, predictions, and the ``NOT_RUN.txt`` of a method that could not run); display names and
+order come from the method registry (:mod:`embedseg.methods`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from .. import layout
 from ..evaluate import COLUMNS as SCORE_COLUMNS
 from ..io import DataError, read_json
+from ..layout import LOG_COLUMNS, LOG_CSV, LOG_REQUIRED, MEMORY_JSON, NOT_RUN, SEED_DIR, model_dir, scores_file
+from ..methods import order as method_order
 from ..metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)
 
 TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds, as `evaluate` writes them
-LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_iou", "seconds")
-NOT_RUN_FILE = "NOT_RUN.txt"
-EMBEDSEG = "embedseg-medoid-tta"
-NEVEN = "embedseg-centroid-notta"
-BASELINES = ("3class-unet", "stardist", "maskrcnn", "cellpose-trained", "cellpose-public")
-BASELINE_LABELS = {
-    "3class-unet": "3-Class U-Net",
-    "stardist": "StarDist",
-    "maskrcnn": "Mask R-CNN",
-    "cellpose-trained": "Cellpose (trained)",
-    "cellpose-public": "Cellpose (public)",
-}
-_OURS = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")
-_SEED_DIR = re.compile(r"seed(\d+)")
-
-
-def method_label(method: str) -> str:
-    """Display name of a method folder: the paper's names for EmbedSeg, Neven et al. and baselines."""
-    if method == EMBEDSEG:
-        return "EmbedSeg"
-    if method == NEVEN:
-        return "Neven et al."
-    ours = _OURS.fullmatch(method)
-    if ours:
-        return f"EmbedSeg ({ours['center']}, {'TTA' if ours['tta'] == 'tta' else 'no TTA'})"
-    return BASELINE_LABELS.get(method, method)
-
-
-def method_order(method: str) -> tuple[int, str]:
-    """Sort key: baselines first (paper order), other methods, Neven et al., EmbedSeg last."""
-    if method in BASELINES:
-        return (0, f"{BASELINES.index(method)}")
-    if method == NEVEN:
-        return (3, method)
-    if method == EMBEDSEG:
-        return (4, method)
-    return (2 if _OURS.fullmatch(method) else 1, method)
-
-
-def model_dir(results: Path, dataset: str, method: str, seed: int) -> Path:
-    """Training folder of a method's run: our TTA/no-TTA variants share `embedseg-{center}`."""
-    ours = _OURS.fullmatch(method)
-    model = f"embedseg-{ours['center']}" if ours else method
-    return Path(results) / "models" / dataset / model / f"seed{seed}"
-
-
-def scores_path(results: Path, dataset: str, method: str, seed: int) -> Path:
-    return Path(results) / "scores" / dataset / method / f"seed{seed}.csv"
 
 
 def not_run_reason(results: Path, dataset: str, method: str) -> str | None:
     """The reason in ``predictions/{ds}/{method}/NOT_RUN.txt``, or None if there is no marker."""
-    marker = Path(results) / "predictions" / dataset / method / NOT_RUN_FILE
+    marker = layout.not_run_file(results, dataset, method)
     if not marker.is_file():
         return None
     reason = " ".join(marker.read_text().split())
@@ -165,7 +118,7 @@ def _subfolders(folder: Path) -> list[str]:
 
 def _seeds_found(folder: Path) -> list[int]:
     """Seeds of the `seed{N}.csv` files in a method's scores folder."""
-    matches = [_SEED_DIR.fullmatch(p.stem) for p in folder.glob("seed*.csv")]
+    matches = [SEED_DIR.fullmatch(p.stem) for p in folder.glob("seed*.csv")]
     return sorted(int(m[1]) for m in matches if m)
 
 
@@ -203,17 +156,17 @@ def collect(
         for method in list(methods) if methods else _methods_found(results, dataset):
             method_seeds = list(seeds) if seeds else _seeds_found(results / "scores" / dataset / method)
             reason = not_run_reason(results, dataset, method)
-            present = [s for s in method_seeds if scores_path(results, dataset, method, s).is_file()]
+            present = [s for s in method_seeds if scores_file(results, dataset, method, s).is_file()]
             if reason and not present:
                 not_run[(dataset, method)] = reason
                 continue
             if not method_seeds:
                 raise DataError(
                     f"{results / 'scores' / dataset / method}: no seed*.csv scores and no "
-                    f"predictions/{dataset}/{method}/{NOT_RUN_FILE}; run `embedseg evaluate` for it"
+                    f"predictions/{dataset}/{method}/{NOT_RUN}; run `embedseg evaluate` for it"
                 )
             for seed in method_seeds:
-                scores = read_scores(scores_path(results, dataset, method, seed), metric)
+                scores = read_scores(scores_file(results, dataset, method, seed), metric)
                 rows[(dataset, method, seed)] = run_ap(scores, metric)
     index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "method", "seed"])
     ap = pd.DataFrame(list(rows.values()), index=index, columns=list(TAUS)).sort_index()
@@ -238,7 +191,7 @@ def read_memory(path: Path) -> tuple[int, str] | None:
 
 def training_memory(results: Path, dataset: str, method: str, seeds: Sequence[int]) -> tuple[int, str] | None:
     """Largest training peak over a method's runs and its kind (``mixed`` if runs differ)."""
-    records = [read_memory(model_dir(results, dataset, method, s) / "memory.json") for s in seeds]
+    records = [read_memory(model_dir(results, dataset, method, s) / MEMORY_JSON) for s in seeds]
     found = [r for r in records if r is not None]
     if len(found) < len(records):
         log.warning("%s/%s: %d of %d runs have no memory.json", dataset, method, len(records) - len(found), len(records))
@@ -249,23 +202,24 @@ def training_memory(results: Path, dataset: str, method: str, seeds: Sequence[in
 
 
 def read_log(path: Path) -> pd.DataFrame:
-    """One run's training log (`epoch,lr,train_loss,val_loss,val_iou,seconds`)."""
+    """One run's training log in :data:`embedseg.layout.LOG_COLUMNS`; a validation metric the
+    run did not log (each method has at most one) is added as an empty column."""
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc}); the training run wrote a broken log") from exc
-    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    missing = [c for c in LOG_REQUIRED if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: columns {missing} missing; expected {','.join(LOG_COLUMNS)}")
-    return frame
+    return frame.reindex(columns=[*LOG_COLUMNS, *(c for c in frame.columns if c not in LOG_COLUMNS)])
 
 
 def training_logs(results: str | Path, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """All ``models/{ds}/{model}/seed{s}/log.csv`` stacked, with dataset, model and seed columns."""
     frames = []
-    for path in sorted(Path(results).glob("models/*/*/seed*/log.csv")):
+    for path in sorted(Path(results).glob(f"models/*/*/seed*/{LOG_CSV}")):
         dataset, model, seed_dir = path.parts[-4:-1]
-        seed = _SEED_DIR.fullmatch(seed_dir)
+        seed = SEED_DIR.fullmatch(seed_dir)
         if seed is None or (datasets and dataset not in datasets) or (seeds and int(seed[1]) not in seeds):
             continue
         frames.append(read_log(path).assign(dataset=dataset, model=model, seed=int(seed[1])))

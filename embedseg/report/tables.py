@@ -26,10 +26,13 @@ import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write
+from ..methods import EMBEDSEG
+from ..methods import label as method_label
+from ..methods import order as method_order
 from ..outputs import TABLES, replacing
 from .paper import Paper, PaperRow, load_paper
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
-from .results import EMBEDSEG, TAUS, Collection, collect, method_label, method_order, training_memory
+from .results import TAUS, Collection, collect, training_memory
 
 log = logging.getLogger(__name__)
 

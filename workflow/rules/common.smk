@@ -25,21 +25,23 @@ def checkout_root() -> Path:
 
 
 REPO = checkout_root()
+sys.path.insert(0, str(REPO))  # result layout and method registry of this checkout (standard library only)
+from embedseg import layout, methods
+
+methods.check_baselines(
+    [name for ds in config["datasets"].values() for name in ds.get("baselines", [])]
+    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"]],
+    "config keys datasets.*.baselines, baselines.train_args and baselines.predict_args",
+)
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
 SEEDS = config["seeds"]
 CENTERS = config["centers"]
 TTA = ["tta" if on else "notta" for on in config["tta"]]
 # EmbedSeg = embedseg-medoid-tta, Neven et al. = embedseg-centroid-notta (docs/interfaces.md).
-EMBEDSEG_METHODS = [f"embedseg-{center}-{tta}" for center in CENTERS for tta in TTA]
+EMBEDSEG_METHODS = [methods.embedseg_name(center, tta) for center in CENTERS for tta in TTA]
 BASELINE_SEEDS = config["baselines"]["seeds"]
-BASELINE_ENVS = {
-    "3class-unet": "embedseg",
-    "stardist": "stardist",
-    "cellpose-trained": "cellpose",
-    "cellpose-public": "cellpose",
-    "maskrcnn": "maskrcnn",
-}
+BASELINE_ENVS = {name: method.env for name, method in methods.BASELINES.items()}  # conda env names
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
 # The paper's numbers ship with the workflow, not with the working directory.
 PAPER_RESULTS = config["report"]["paper_results"] or str(REPO / "config" / "paper_results.yaml")
@@ -284,7 +286,7 @@ def model_marker(ds: str, center: str, seed) -> str:
     a failed job's outputs, so best.pt, last.pt, log.csv and memory.json, which a preempted job
     needs to resume, must not be declared; train.json is rewritten whenever training (re)starts,
     so even a resumed job with no epochs left produces it."""
-    return f"{RESULTS}/models/{ds}/embedseg-{center}/seed{seed}/train.json"
+    return str(layout.model_dir(RESULTS, ds, layout.embedseg_model(center), seed) / layout.TRAIN_JSON)
 
 
 def trained_models() -> list[str]:
@@ -293,26 +295,24 @@ def trained_models() -> list[str]:
 
 
 def scores_file(ds: str, method: str, seed) -> str:
-    return f"{RESULTS}/scores/{ds}/{method}/seed{seed}.csv"
+    return str(layout.scores_file(RESULTS, ds, method, seed))
 
 
 def not_run_file(ds: str, method: str) -> str:
-    return f"{RESULTS}/predictions/{ds}/{method}/NOT_RUN.txt"
+    return str(layout.not_run_file(RESULTS, ds, method))
 
 
 def prediction_input(wildcards) -> str:
     """What `evaluate` waits for: our predictions folder, or a baseline's 'predicted' flag."""
-    if wildcards.method.startswith("embedseg-"):
-        return f"{RESULTS}/predictions/{wildcards.ds}/{wildcards.method}/seed{wildcards.seed}"
-    return checkpoints.baseline_predict.get(
-        ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed
-    ).output[0]
+    if methods.embedseg_variant(wildcards.method):
+        return str(layout.predictions_dir(RESULTS, wildcards.ds, wildcards.method, wildcards.seed))
+    return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
 
 
 def embedseg_predictions() -> list[str]:
     """Prediction folders of every EmbedSeg/Neven model (figures draws them)."""
     return [
-        f"{RESULTS}/predictions/{ds}/{method}/seed{seed}"
+        str(layout.predictions_dir(RESULTS, ds, method, seed))
         for ds in DATASETS
         for method in EMBEDSEG_METHODS
         for seed in SEEDS
@@ -336,7 +336,7 @@ def embedseg_scores() -> list[str]:
 
 def baseline_flag(ds: str, method: str, seed, step: str) -> str:
     """Empty file marking that a baseline's `step` (trained | predicted) has finished."""
-    return f"{RESULTS}/status/{ds}/{method}/seed{seed}.{step}"
+    return str(layout.status_flag(RESULTS, ds, method, seed, step))
 
 
 def baseline_flags() -> list[str]:

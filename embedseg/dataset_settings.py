@@ -55,7 +55,7 @@ class DatasetSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "settings") -> "DatasetSettings":
+    def from_dict(cls, data: dict[str, Any], source: str = "settings") -> DatasetSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -68,7 +68,7 @@ class DatasetSettings:
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "DatasetSettings":
+    def load(cls, directory: str | os.PathLike) -> DatasetSettings:
         path = Path(directory) / DATASET_JSON
         return cls.from_dict(read_json(path), source=str(path))
 

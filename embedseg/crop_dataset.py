@@ -1,4 +1,4 @@
-"""Training and validation crops as the network sees them (spec §5).
+"""Training and validation crops as the network sees them (docs/method.md §6.2).
 
 A crops folder (written by `embedseg crops`) holds ``{images,masks,centers}/*.tif`` with the same
 file names. Each epoch draws `size` crops uniformly **with replacement** and one of the 8
@@ -16,16 +16,17 @@ arrays (fork, copy-on-write). Normalisation and the dihedral transform run per d
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from . import dihedral
-from .config import DatasetSettings, normalize
+from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels
+from .labels import relabel_sequential
 
 
 def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
@@ -40,13 +41,6 @@ def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
         raise DataError(f"{missing[0]}: missing ({len(missing)} mask/centre files in all); "
                         "every crop needs images/, masks/ and centers/ files of the same name — re-run `embedseg crops`")
     return triples
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Instance ids mapped to 1..K in ascending order (0 stays background), as int64."""
-    from skimage.segmentation import relabel_sequential as relabel
-
-    return relabel(labels)[0].astype(np.int64)
 
 
 class CropDataset(Dataset):

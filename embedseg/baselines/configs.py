@@ -1,0 +1,139 @@
+"""Options of every baseline as dataclasses: the fields are the options, with default and help.
+
+`embedseg baseline METHOD train|predict` builds its command line from these fields
+(``--field-name``), and Python code calls a runner directly, e.g.
+``unet3class.train(data_dir, out_dir, UNetTrainConfig(epochs=5))``. Standard library only, so
+the help of every baseline works in every environment without importing torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
+
+
+def option(default: Any, help_text: str, **argparse_kwargs: Any) -> Any:
+    """A config field that is also a command-line option; `argparse_kwargs` go to add_argument."""
+    return field(default=default, metadata={"help": help_text, **argparse_kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """Options every baseline's training takes."""
+
+    seed: int = option(0, "seed of every random choice")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+
+
+@dataclass
+class PredictConfig:
+    """Options every baseline's prediction takes."""
+
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+
+
+@dataclass
+class StepBudget(TrainConfig):
+    """Epochs × steps of batches of square patches (StarDist, Mask R-CNN)."""
+
+    epochs: int = option(100, "training epochs")
+    steps_per_epoch: int = option(100, "optimiser steps per epoch")
+    batch_size: int = option(2, "patches per step")
+    patch_size: int = option(512, "square patch side (reduced to fit small images)")
+
+
+@dataclass
+class UNetTrainConfig(TrainConfig):
+    epochs: int = option(200, "training epochs")
+    train_size: int = option(3000, "random patches per epoch (EmbedSeg: crops per epoch)")
+    batch_size: int = option(8, "patches per step")
+    patch_size: int | None = option(None, "square patch side; default: the data set's crop size", type=int)
+    depth: int = option(4, "U-Net levels (poolings)")
+    filters: int = option(32, "feature maps at the first level (doubling per level)")
+    class_weights: tuple[float, float, float] = option(
+        (1.0, 1.0, 10.0), "cross-entropy class weights", nargs=3, metavar=("BG", "INTERIOR", "BOUNDARY")
+    )
+
+
+@dataclass
+class UNetPredictConfig(PredictConfig):
+    min_size: int = option(37, "drop objects with fewer pixels")
+
+
+@dataclass
+class StarDistTrainConfig(StepBudget):
+    epochs: int = option(400, "training epochs")
+    batch_size: int = option(4, "patches per step")
+    patch_size: int = option(256, "square patch side (reduced to fit small images)")
+    rays: int = option(32, "star-convex polygon rays")
+    grid: int = option(2, "subsampling factor of the prediction grid (both axes)")
+
+
+@dataclass
+class StarDistPredictConfig(PredictConfig):
+    n_tiles: tuple[int, int] | None = option(
+        None, "tile large images (default: StarDist's guess from the image size)", type=int, nargs=2, metavar=("TY", "TX")
+    )
+
+
+@dataclass
+class CellposeTrainConfig(TrainConfig):
+    epochs: int = option(500, "training epochs")
+    batch_size: int = option(8, "images per step")
+    lr: float = option(0.005, "learning rate (Cellpose 3 AdamW default)")
+    weight_decay: float = option(1e-5, "AdamW weight decay")
+    flow_thresholds: tuple[float, ...] = option(
+        (0.0, 0.4, 0.8), "flow-error thresholds tried on validation (0 disables the check)"
+    )
+    cellprob_thresholds: tuple[float, ...] = option((-2.0, 0.0, 2.0), "cell-probability thresholds tried on validation")
+
+
+@dataclass
+class CellposePublicConfig(TrainConfig):
+    model_type: str = option(
+        "auto", "Cellpose model name (cyto3, cyto2, cyto, nuclei); auto: nuclei for nuclei data sets, else cyto3"
+    )
+    diameter: float | None = option(
+        None, "object diameter in pixels; default: median diameter of the training masks", type=float
+    )
+
+
+@dataclass
+class MaskRCNNTrainConfig(StepBudget):
+    lr: float = option(0.005, "SGD learning rate (momentum 0.9, weight decay 1e-4), scaled by EmbedSeg's poly decay")
+    pretrained_backbone: bool = option(
+        True, "start from torchvision's ImageNet ResNet-50 (downloaded by torchvision) or from scratch"
+    )
+    score_thresholds: tuple[float, ...] = option((0.3, 0.5, 0.7, 0.9), "detection score thresholds tried on validation")
+
+
+def add_options(parser: argparse.ArgumentParser, config: type) -> None:
+    """One ``--field-name`` option per field of the dataclass `config`, with its default and help.
+
+    The type comes from the field's ``type`` metadata or its default; tuples take several values
+    (``nargs="+"`` unless the field says otherwise) and booleans get ``--no-…`` as well.
+    """
+    for f in dataclasses.fields(config):
+        kwargs = dict(f.metadata)
+        default = f.default
+        if isinstance(default, bool):
+            kwargs.setdefault("action", argparse.BooleanOptionalAction)
+        elif isinstance(default, tuple):
+            kwargs.setdefault("nargs", "+")
+            kwargs.setdefault("type", type(default[0]))
+        elif default is not None:
+            kwargs.setdefault("type", type(default))
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=default, **kwargs)
+
+
+def from_args(config: type[Config], args: argparse.Namespace) -> Config:
+    """The dataclass `config` filled from the parsed options (multi-value options as tuples)."""
+    values = {}
+    for f in dataclasses.fields(config):
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return config(**values)

@@ -73,8 +73,17 @@ def evaluate(peer: str, truths: list[np.ndarray], predictions: list[np.ndarray])
         return [float(s.accuracy) for s in stats]
     from EmbedSeg.utils.metrics import matching_dataset
 
-    return [float(np.mean([matching_dataset([t], [p], thresh=tau, show_progress=False).accuracy
-                           for t, p in zip(truths, predictions)])) for tau in THRESHOLDS]
+    return [
+        float(
+            np.mean(
+                [
+                    matching_dataset([t], [p], thresh=tau, show_progress=False).accuracy
+                    for t, p in zip(truths, predictions)
+                ]
+            )
+        )
+        for tau in THRESHOLDS
+    ]
 
 
 def run_worker(peer: str, pairs: Path, repeats: int, out: Path) -> None:
@@ -95,8 +104,16 @@ def run_worker(peer: str, pairs: Path, repeats: int, out: Path) -> None:
 def run_peer(peer: str, pairs: Path, repeats: int, official_python: Path) -> dict:
     python = sys.executable if peer == "ours" else str(official_python)
     out = pairs.with_name(f"ap-{peer}.json")
-    command = [python, str(Path(__file__).resolve()), "--worker", peer, "--pairs-file", str(pairs),
-               "--repeats", str(repeats)]
+    command = [
+        python,
+        str(Path(__file__).resolve()),
+        "--worker",
+        peer,
+        "--pairs-file",
+        str(pairs),
+        "--repeats",
+        str(repeats),
+    ]
     done = subprocess.run(command, env=worker_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{peer} worker failed:\n{done.stderr[-4000:]}")
@@ -123,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ap-speed-") as scratch:
         pairs = Path(scratch) / "pairs.npz"
         write_pairs(pairs, args.pairs, args.size, args.objects)
-        print(f"{args.pairs} pairs of {args.size}^2, ~{args.objects} objects each, {len(THRESHOLDS)} thresholds; "
-              f"load before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+        print(
+            f"{args.pairs} pairs of {args.size}^2, ~{args.objects} objects each, {len(THRESHOLDS)} thresholds; "
+            f"load before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
+        )
         results: dict[str, dict] = {}
         for _ in range(args.rounds):
             for peer in PEERS:
@@ -137,13 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     ours = statistics.median(results["ours"]["seconds"])
     print(f"| {'peer':<44} | {'seconds':>8} | {'peer/ours':>9} | {'warm-up s':>9} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 11}|{'-' * 11}|")
-    labels = {"ours": "ours (embedseg.metrics), all tau at once",
-              "stardist": "stardist matching_dataset, all tau at once",
-              "official": "official EmbedSeg, one call per image and tau"}
+    labels = {
+        "ours": "ours (embedseg.metrics), all tau at once",
+        "stardist": "stardist matching_dataset, all tau at once",
+        "official": "official EmbedSeg, one call per image and tau",
+    }
     for peer in PEERS:
         median = statistics.median(results[peer]["seconds"])
-        print(f"| {labels[peer]:<44} | {median:>8.3f} | {median / ours:>9.1f} | "
-              f"{statistics.median(results[peer]['warm_up']):>9.2f} |")
+        print(
+            f"| {labels[peer]:<44} | {median:>8.3f} | {median / ours:>9.1f} | "
+            f"{statistics.median(results[peer]['warm_up']):>9.2f} |"
+        )
     target = statistics.median(results["stardist"]["seconds"]) / ours
     print(f"\ntarget stardist/ours >= 5: {'ok' if target >= 5 else 'MISS'} ({target:.1f})")
     print("AP_dsb per tau:", " ".join(f"{v:.6f}" for v in results["ours"]["ap"]))
@@ -152,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     # The official loop averages the same per-image values in another order: last-bit differences.
     close = np.allclose(results["official"]["ap"], ours_ap, rtol=1e-12, atol=0)
     print(f"{'PASS' if identical else 'FAIL'}  ours == stardist, bit for bit, at all 9 thresholds")
-    print(f"{'PASS' if close else 'FAIL'}  ours == official EmbedSeg within 1e-12 relative "
-          f"(max difference {np.abs(np.array(results['official']['ap']) - ours_ap).max():.1e})")
+    print(
+        f"{'PASS' if close else 'FAIL'}  ours == official EmbedSeg within 1e-12 relative "
+        f"(max difference {np.abs(np.array(results['official']['ap']) - ours_ap).max():.1e})"
+    )
     identical = identical and close
     return 0 if identical else 1
 

@@ -94,6 +94,7 @@ def bench_medoid(repeats: int) -> list[tuple[str, int, float, int]]:
     for name, mask in shapes.items():
         coords = np.argwhere(mask)
         centers.medoid(coords)  # imports scipy.signal once
+
         def run(coords: np.ndarray = coords) -> np.ndarray:  # bound now, not at the loop's end
             return centers.medoid(coords)
 
@@ -110,7 +111,7 @@ def bench_crops(repeats: int, crop_size: int) -> tuple[float, str, int]:
         labels = np.zeros((1022, 1024), dtype=np.uint16)
         for i in range(80):
             y, x = rng.integers(0, 980, size=2)
-            labels[y:y + rng.integers(20, 60), x:x + rng.integers(20, 60)] = i + 1
+            labels[y : y + rng.integers(20, 60), x : x + rng.integers(20, 60)] = i + 1
         image = rng.integers(0, 65535, labels.shape, dtype=np.uint16)
         source = "synthetic 1022×1024"
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,31 +131,46 @@ def bench_crops(repeats: int, crop_size: int) -> tuple[float, str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8],
-                        help="TTA transforms per forward pass (1 = eight separate passes, as the official code)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        help="TTA transforms per forward pass (1 = eight separate passes, as the official code)",
+    )
     parser.add_argument("--tta-size", type=int, default=1024, help="edge length of the TTA test image")
     parser.add_argument("--crop-size", type=int, default=512, help="crop size (paper Usiigaci: 512)")
     parser.add_argument("--skip-tta", action="store_true", help="skip the (slow on CPU) TTA benchmark")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice; 1 is steadier on a busy machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; 1 is steadier on a busy machine)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     seconds, n_objects = bench_cluster(args.repeats)
-    print(f"clustering 1024² with {n_objects} objects: {seconds:.3f} s "
-          f"(official {OFFICIAL['cluster']} s, {OFFICIAL['cluster'] / seconds:.0f}× faster)")
+    print(
+        f"clustering 1024² with {n_objects} objects: {seconds:.3f} s "
+        f"(official {OFFICIAL['cluster']} s, {OFFICIAL['cluster'] / seconds:.0f}× faster)"
+    )
     for name, n_pixels, seconds, peak in bench_medoid(args.repeats):
-        print(f"exact medoid, {name} of {n_pixels} px: {seconds:.3f} s, peak {peak / 2**20:.0f} MiB "
-              f"(official {OFFICIAL['medoid']} s / 3.05 GB, {OFFICIAL['medoid'] / seconds:.0f}× faster)")
+        print(
+            f"exact medoid, {name} of {n_pixels} px: {seconds:.3f} s, peak {peak / 2**20:.0f} MiB "
+            f"(official {OFFICIAL['medoid']} s / 3.05 GB, {OFFICIAL['medoid'] / seconds:.0f}× faster)"
+        )
     seconds, source, n_objects = bench_crops(1, args.crop_size)
     print(f"medoid crops ({args.crop_size}²) of {source} ({n_objects} objects): {seconds:.2f} s")
     if not args.skip_tta:
         for batch_size in args.batch_sizes:
             seconds = bench_tta(max(1, args.repeats // 2), batch_size, args.tta_size)
-            print(f"8-fold TTA inference {args.tta_size}² (batch {batch_size}): {seconds:.2f} s "
-                  f"(official 1024²: {OFFICIAL['tta']} s)")
+            print(
+                f"8-fold TTA inference {args.tta_size}² (batch {batch_size}): {seconds:.2f} s "
+                f"(official 1024²: {OFFICIAL['tta']} s)"
+            )
 
 
 if __name__ == "__main__":

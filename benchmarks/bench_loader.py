@@ -69,8 +69,18 @@ def main() -> None:
         model = BranchedERFNet().train()
         criterion = SpatialEmbLoss(variance_loss="fixed")
         optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-        loaders = {w: make_loader(dataset, args.batches * 2, 2, torch.Generator().manual_seed(w), w,
-                                  drop_last=True, device=torch.device("cpu")) for w in args.workers}
+        loaders = {
+            w: make_loader(
+                dataset,
+                args.batches * 2,
+                2,
+                torch.Generator().manual_seed(w),
+                w,
+                drop_last=True,
+                device=torch.device("cpu"),
+            )
+            for w in args.workers
+        }
         for loader in loaders.values():  # start the persistent workers
             for _ in loader:
                 pass
@@ -106,15 +116,16 @@ def main() -> None:
             dataset[int(i), n % 8]
         item_ms = (time.perf_counter() - start) / len(index) * 1e3
 
-    print(f"{args.crops} crops of {args.size}^2 held in memory in {load_s:.1f} s; {args.threads} threads; "
-          f"medians of {args.rounds} alternating rounds of {args.batches} batches of 2")
+    print(
+        f"{args.crops} crops of {args.size}^2 held in memory in {load_s:.1f} s; {args.threads} threads; "
+        f"medians of {args.rounds} alternating rounds of {args.batches} batches of 2"
+    )
     for workers in args.workers:
         line = f"  workers {workers}: loader {statistics.median(rates['loader', workers]):7.1f} batches/s"
         if not args.no_steps:
             line += f", training {statistics.median(rates['steps', workers]):5.2f} steps/s"
         print(line)
-    print(f"  per draw: reading the crop's TIFFs {read_ms:.2f} ms (before: every draw) "
-          f"+ item {item_ms:.2f} ms")
+    print(f"  per draw: reading the crop's TIFFs {read_ms:.2f} ms (before: every draw) + item {item_ms:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object
     return time.perf_counter() - start, result
 
 
-def alternate(a: Callable[[], object], b: Callable[[], object], rounds: int,
-              device: torch.device) -> tuple[float, float, object, object]:
+def alternate(
+    a: Callable[[], object], b: Callable[[], object], rounds: int, device: torch.device
+) -> tuple[float, float, object, object]:
     """Medians of A and B over `rounds` alternating calls after one warm-up call each; last results."""
     a(), b()
     seconds: dict[str, list[float]] = {"a": [], "b": []}
@@ -72,8 +73,9 @@ def trained_model(device: torch.device) -> BranchedERFNet:
     return model.to(device).eval()
 
 
-def training_step(model: BranchedERFNet, forward: Callable, precision: Precision,
-                  batch: tuple[torch.Tensor, ...]) -> Callable[[], float]:
+def training_step(
+    model: BranchedERFNet, forward: Callable, precision: Precision, batch: tuple[torch.Tensor, ...]
+) -> Callable[[], float]:
     criterion = SpatialEmbLoss(variance_loss="fixed", foreground_weight=10.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
     image, instances, centres = batch
@@ -86,6 +88,7 @@ def training_step(model: BranchedERFNet, forward: Callable, precision: Precision
         precision.backward(loss)
         precision.step(optimizer)
         return loss.item()
+
     return step
 
 
@@ -93,10 +96,13 @@ def case_fold(args: argparse.Namespace, device: torch.device) -> None:
     model = trained_model(device)
     folded = inference_model(model)
     image = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
-    plain_s, folded_s, a, b = alternate(lambda: predict_raw(model, image), lambda: predict_raw(folded, image),
-                                        args.rounds, device)
-    print(f"fold     TTA {args.size}^2: plain {plain_s:.3f} s, folded {folded_s:.3f} s, "
-          f"speed-up {plain_s / folded_s:.2f}x, max |A-B| {float((a - b).abs().max()):.1e}")
+    plain_s, folded_s, a, b = alternate(
+        lambda: predict_raw(model, image), lambda: predict_raw(folded, image), args.rounds, device
+    )
+    print(
+        f"fold     TTA {args.size}^2: plain {plain_s:.3f} s, folded {folded_s:.3f} s, "
+        f"speed-up {plain_s / folded_s:.2f}x, max |A-B| {float((a - b).abs().max()):.1e}"
+    )
 
 
 def case_amp(args: argparse.Namespace, device: torch.device) -> None:
@@ -107,8 +113,10 @@ def case_amp(args: argparse.Namespace, device: torch.device) -> None:
         model = BranchedERFNet().to(device).train()
         steps.append(training_step(model, model, Precision(enabled, device), batch))
     fp32_s, amp_s, loss_a, loss_b = alternate(*steps, args.rounds, device)
-    print(f"amp      training step 2 x 256^2: float32 {fp32_s:.3f} s, autocast {amp_s:.3f} s, "
-          f"speed-up {fp32_s / amp_s:.2f}x, last losses {loss_a:.5f} / {loss_b:.5f}")
+    print(
+        f"amp      training step 2 x 256^2: float32 {fp32_s:.3f} s, autocast {amp_s:.3f} s, "
+        f"speed-up {fp32_s / amp_s:.2f}x, last losses {loss_a:.5f} / {loss_b:.5f}"
+    )
 
 
 def case_compile(args: argparse.Namespace, device: torch.device) -> None:
@@ -124,9 +132,11 @@ def case_compile(args: argparse.Namespace, device: torch.device) -> None:
     eager_s, compiled_s, _, _ = alternate(eager, compiled, args.rounds, device)
     gain = eager_s - compiled_s
     pays_off = f"after {compile_s / gain:.0f} steps" if gain > 0 else "never (not faster)"
-    print(f"compile  training step 2 x 256^2: first compiled call {compile_s:.1f} s; then eager "
-          f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x; "
-          f"compilation pays off {pays_off}")
+    print(
+        f"compile  training step 2 x 256^2: first compiled call {compile_s:.1f} s; then eager "
+        f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x; "
+        f"compilation pays off {pays_off}"
+    )
 
 
 def case_compile_tta(args: argparse.Namespace, device: torch.device) -> None:
@@ -134,13 +144,16 @@ def case_compile_tta(args: argparse.Namespace, device: torch.device) -> None:
     eager, compiled = inference_model(model), inference_model(model, compile=True)
     image = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
     compile_s, _ = timed(lambda: predict_raw(compiled, image), device)
-    eager_s, compiled_s, a, b = alternate(lambda: predict_raw(eager, image),
-                                          lambda: predict_raw(compiled, image), args.rounds, device)
+    eager_s, compiled_s, a, b = alternate(
+        lambda: predict_raw(eager, image), lambda: predict_raw(compiled, image), args.rounds, device
+    )
     gain = eager_s - compiled_s
     pays_off = f"after {compile_s / gain:.0f} images" if gain > 0 else "never (not faster)"
-    print(f"compile  TTA {args.size}^2 (folded): first compiled call {compile_s:.1f} s; then eager "
-          f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x, max |A-B| "
-          f"{float((a - b).abs().max()):.1e}; compilation pays off {pays_off} of this size")
+    print(
+        f"compile  TTA {args.size}^2 (folded): first compiled call {compile_s:.1f} s; then eager "
+        f"{eager_s:.3f} s, compiled {compiled_s:.3f} s, speed-up {eager_s / compiled_s:.2f}x, max |A-B| "
+        f"{float((a - b).abs().max()):.1e}; compilation pays off {pays_off} of this size"
+    )
 
 
 CASES = {"fold": case_fold, "amp": case_amp, "compile": case_compile, "compile_tta": case_compile_tta}
@@ -157,8 +170,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     capability = torch.backends.cpu.get_cpu_capability()
-    print(f"device {device}, {args.threads} threads (CPU capability {capability}), "
-          f"medians of {args.rounds} alternating rounds")
+    print(
+        f"device {device}, {args.threads} threads (CPU capability {capability}), "
+        f"medians of {args.rounds} alternating rounds"
+    )
     for name in args.cases:
         CASES[name](args, device)
 

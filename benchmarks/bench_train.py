@@ -112,13 +112,17 @@ def main() -> None:
 
     phases = time_steps(model, criterion, optimizer, batch, args.steps, device)
     loss_seconds = time_loss(criterion, batch, args.steps, device)
-    print(f"device {device}, {args.threads} CPU threads, batch 2 x {args.size}^2, {n_objects} objects, "
-          f"median of {args.steps} steps")
+    print(
+        f"device {device}, {args.threads} CPU threads, batch 2 x {args.size}^2, {n_objects} objects, "
+        f"median of {args.steps} steps"
+    )
     print("  " + "  ".join(f"{name} {seconds:.3f} s" for name, seconds in phases.items()))
     print(f"  loss alone (forward + backward): {loss_seconds:.3f} s")
     if device.type == "cpu" and args.size == 256:
-        print(f"  official EmbedSeg 0.2.5: {OFFICIAL_SECONDS_PER_STEP:.2f} s/step -> speed-up "
-              f"{OFFICIAL_SECONDS_PER_STEP / phases['step']:.2f}x")
+        print(
+            f"  official EmbedSeg 0.2.5: {OFFICIAL_SECONDS_PER_STEP:.2f} s/step -> speed-up "
+            f"{OFFICIAL_SECONDS_PER_STEP / phases['step']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

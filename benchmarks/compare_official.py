@@ -75,8 +75,9 @@ def blob_labels(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray) 
     return np.where(distance < radii[nearest], nearest + 1, 0).reshape(shape).astype(np.uint16)
 
 
-def random_labels(shape: tuple[int, int], n_objects: int, radius: tuple[float, float],
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_labels(
+    shape: tuple[int, int], n_objects: int, radius: tuple[float, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`blob_labels` at random centres with radii uniform in `radius`; also the centres."""
     centres = rng.uniform((0, 0), shape, size=(n_objects, 2))
     return blob_labels(shape, centres, rng.uniform(*radius, size=n_objects)), centres
@@ -132,8 +133,14 @@ def blob_mask(area: int, rng: np.random.Generator) -> np.ndarray:
     return ellipse | lobe
 
 
-def write_inputs(folder: Path, seed: int = 0, size: int = 1024, crop: int = 256,
-                 n_objects: int = 100, medoid_areas: tuple[int, ...] = MEDOID_AREAS) -> None:
+def write_inputs(
+    folder: Path,
+    seed: int = 0,
+    size: int = 1024,
+    crop: int = 256,
+    n_objects: int = 100,
+    medoid_areas: tuple[int, ...] = MEDOID_AREAS,
+) -> None:
     """All inputs of every case as ``inputs.npz`` in `folder` (the same bytes for A and B)."""
     rng = np.random.default_rng(seed)
     crops = [random_labels((crop, crop), max(n_objects // 5, 2), (8, 20), rng) for _ in range(2)]
@@ -175,7 +182,8 @@ class Official:
 
         criterion = SpatialEmbLoss(grid_y=1024, grid_x=1024, pixel_y=1, pixel_x=1, n_sigma=2, foreground_weight=10)
         return lambda prediction, instances, centres: criterion(
-            prediction, instances, instances > 0, centres, w_inst=1, w_var=10, w_seed=1).mean()
+            prediction, instances, instances > 0, centres, w_inst=1, w_var=10, w_seed=1
+        ).mean()
 
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         from EmbedSeg.utils.test_time_augmentation import apply_tta_2d
@@ -188,8 +196,14 @@ class Official:
         from EmbedSeg.utils.utils import Cluster
 
         labels = Cluster(1024, 1024, 1, 1, "cpu").cluster(
-            prediction, n_sigma=2, seed_thresh=0.9, fg_thresh=0.5, min_mask_sum=0, min_unclustered_sum=0,
-            min_object_size=36)
+            prediction,
+            n_sigma=2,
+            seed_thresh=0.9,
+            fg_thresh=0.5,
+            min_mask_sum=0,
+            min_unclustered_sum=0,
+            min_object_size=36,
+        )
         return labels.numpy()
 
     def medoid(self, mask: np.ndarray) -> tuple[int, int]:
@@ -225,8 +239,10 @@ class Ours:
     def cluster(self, prediction: torch.Tensor) -> np.ndarray:
         from embedseg.cluster import ClusterParams, cluster
 
-        return cluster(prediction, ClusterParams(seed_thresh=0.9, fg_thresh=0.5, min_mask_sum=0,
-                                                 min_unclustered_sum=0, min_object_size=36))
+        return cluster(
+            prediction,
+            ClusterParams(seed_thresh=0.9, fg_thresh=0.5, min_mask_sum=0, min_unclustered_sum=0, min_object_size=36),
+        )
 
     def medoid(self, mask: np.ndarray) -> tuple[int, int]:
         from embedseg.centers import medoid
@@ -246,8 +262,9 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
         model = peer.model(folder).train()
         loss_fn = peer.loss()
         optimiser = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
-        image, instances, centres = (torch.from_numpy(inputs[k]) for k in
-                                     ("train_image", "train_instances", "train_centres"))
+        image, instances, centres = (
+            torch.from_numpy(inputs[k]) for k in ("train_image", "train_instances", "train_centres")
+        )
         torch.manual_seed(1)  # the same Dropout2d masks in A and B (same layer order)
         parameters = [p for _, p in sorted(model.named_parameters(), key=lambda item: item[0])]
 
@@ -259,6 +276,7 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
             norms = [0.0 if p.grad is None else float(p.grad.norm()) for p in parameters]
             optimiser.step()
             return np.array([loss.item(), *norms])
+
         return step
     if case in ("forward", "tta"):
         model = peer.model(folder).eval()
@@ -298,8 +316,13 @@ def run_worker(peer_name: str, cases: list[str], folder: Path, repeats: int) -> 
             run()
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu_start)
-        record = {"peer": peer_name, "case": case, "seconds": seconds, "cpu_seconds": cpu_seconds,
-                  "peak_rss": peak_rss_bytes()}
+        record = {
+            "peer": peer_name,
+            "case": case,
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
+            "peak_rss": peak_rss_bytes(),
+        }
         (folder / f"result-{peer_name}-{case}.json").write_text(json.dumps(record))
 
 
@@ -316,16 +339,27 @@ def worker_env() -> dict[str, str]:
 
 def run_peer(python: Path, peer: str, cases: list[str], folder: Path, repeats: int) -> list[dict[str, Any]]:
     """Run one worker process; its results (one dict per case)."""
-    command = [str(python), str(Path(__file__).resolve()), "--worker", peer, "--folder", str(folder),
-               "--repeats", str(repeats), "--cases", *cases]
+    command = [
+        str(python),
+        str(Path(__file__).resolve()),
+        "--worker",
+        peer,
+        "--folder",
+        str(folder),
+        "--repeats",
+        str(repeats),
+        "--cases",
+        *cases,
+    ]
     done = subprocess.run(command, env=worker_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{peer} worker failed on {cases}:\n{done.stderr[-4000:]}")
     return [json.loads((folder / f"result-{peer}-{case}.json").read_text()) for case in cases]
 
 
-def benchmark(cases: list[str], folder: Path, rounds: int, repeats: int,
-              official_python: Path) -> dict[tuple[str, str], dict[str, Any]]:
+def benchmark(
+    cases: list[str], folder: Path, rounds: int, repeats: int, official_python: Path
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Alternate A and B per case and round; per (peer, case): all wall and CPU timings, peak RSS."""
     from tqdm import tqdm
 
@@ -358,10 +392,13 @@ def equivalence(folder: Path, cases: list[str]) -> list[tuple[str, bool, str]]:
         if case == "train_step":
             loss_error = abs(a[0] - b[0]) / abs(a[0])
             gradient_error = float(np.max(np.abs(a[1:] - b[1:]) / np.maximum(np.abs(a[1:]), 1e-12)))
-            detail = (f"loss A {a[0]:.6f} B {b[0]:.6f}; gradient norms of {np.count_nonzero(a[1:])} parameter "
-                      f"tensors: max relative difference {gradient_error:.1e}")
-            checks.append(("train_step: first step's loss and gradients", loss_error < 1e-5 and gradient_error < 1e-4,
-                           detail))
+            detail = (
+                f"loss A {a[0]:.6f} B {b[0]:.6f}; gradient norms of {np.count_nonzero(a[1:])} parameter "
+                f"tensors: max relative difference {gradient_error:.1e}"
+            )
+            checks.append(
+                ("train_step: first step's loss and gradients", loss_error < 1e-5 and gradient_error < 1e-4, detail)
+            )
         elif case in ("forward", "tta"):
             error = float(np.abs(a - b).max())
             checks.append((f"{case}: raw output, same weights", error < 1e-4, f"max |A-B| = {error:.2e}"))
@@ -392,8 +429,10 @@ def format_table(pooled: dict[tuple[str, str], dict[str, Any]], cases: list[str]
         ma, mb = a["peak_rss"] / 2**20, b["peak_rss"] / 2**20
         case = by_name[name]
         verdict = "ok" if ta / tb >= case.target else "MISS"
-        rows.append(f"| {case.label} | {ta:.3f} | {tb:.3f} | {ta / tb:.1f} | {case.target:g} {verdict} | "
-                    f"{cpu_ratio:.1f} | {ma:.0f} | {mb:.0f} | {ma / mb:.2f} |")
+        rows.append(
+            f"| {case.label} | {ta:.3f} | {tb:.3f} | {ta / tb:.1f} | {case.target:g} {verdict} | "
+            f"{cpu_ratio:.1f} | {ma:.0f} | {mb:.0f} | {ma / mb:.2f} |"
+        )
     return "\n".join(rows)
 
 

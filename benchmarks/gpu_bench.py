@@ -62,8 +62,18 @@ def config_shapes(config_path: Path) -> list[Shape]:
         crop = settings.get("crop_size") or get_spec(name).settings["crop_size"]
         steps = train["train_size"] // train["batch_size"]
         val_batches = math.ceil(train["val_size"] / train["val_batch_size"])
-        shapes.append(Shape(name, int(crop), train["batch_size"], train["val_batch_size"], steps, val_batches,
-                            train["epochs"], trainings))
+        shapes.append(
+            Shape(
+                name,
+                int(crop),
+                train["batch_size"],
+                train["val_batch_size"],
+                steps,
+                val_batches,
+                train["epochs"],
+                trainings,
+            )
+        )
     return shapes
 
 
@@ -95,8 +105,9 @@ def official_step(device, crop: int):
     model = BranchedERFNet(num_classes=[4, 1], input_channels=1)
     model.init_output(n_sigma=2)
     grid = max(1024, crop)
-    criterion = SpatialEmbLoss(grid_y=grid, grid_x=grid, pixel_y=1, pixel_x=1, n_sigma=2,
-                               foreground_weight=10).to(device)
+    criterion = SpatialEmbLoss(grid_y=grid, grid_x=grid, pixel_y=1, pixel_x=1, n_sigma=2, foreground_weight=10).to(
+        device
+    )
 
     def loss(prediction, instances, centres):
         return criterion(prediction, instances, instances > 0, centres, w_inst=1, w_var=10, w_seed=1).mean()
@@ -116,6 +127,7 @@ def ours_step(device, amp: bool, compile: bool):
 
     model = BranchedERFNet().to(device)
     criterion = SpatialEmbLoss(variance_loss="fixed", foreground_weight=10.0)
+
     def loss(prediction, instances, centres):
         return criterion(prediction.float(), instances, centres)[0]
 
@@ -176,8 +188,14 @@ def run_worker(variant: str, crop: int, batch: int, val_batch: int, steps: int, 
             seconds.append(sync() - start)
         timings[f"{name}_step_s"] = statistics.median(seconds)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    return {"variant": variant, "crop": crop, "batch": batch, "val_batch": val_batch, **timings,
-            "peak_gpu_mb": peak / 2**20}
+    return {
+        "variant": variant,
+        "crop": crop,
+        "batch": batch,
+        "val_batch": val_batch,
+        **timings,
+        "peak_gpu_mb": peak / 2**20,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,9 +210,22 @@ def plan(shapes: list[Shape]) -> list[tuple[int, int, int]]:
 def measure(variant: str, key: tuple[int, int, int], steps: int, device: str, official_python: Path) -> dict:
     python = official_python if variant == "official" else Path(sys.executable)
     crop, batch, val_batch = key
-    command = [str(python), str(Path(__file__).resolve()), "--worker", variant, "--crop", str(crop),
-               "--batch", str(batch), "--val-batch", str(val_batch), "--steps", str(steps),
-               "--device", device]
+    command = [
+        str(python),
+        str(Path(__file__).resolve()),
+        "--worker",
+        variant,
+        "--crop",
+        str(crop),
+        "--batch",
+        str(batch),
+        "--val-batch",
+        str(val_batch),
+        "--steps",
+        str(steps),
+        "--device",
+        device,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         last_line = done.stderr.strip().splitlines()[-1:]
@@ -204,8 +235,7 @@ def measure(variant: str, key: tuple[int, int, int], steps: int, device: str, of
 
 def gpu_hours(shape: Shape, record: dict) -> float:
     """GPU-hours of all trainings of one data set at the measured step times."""
-    per_epoch = (shape.steps_per_epoch * record["train_step_s"]
-                 + shape.val_batches_per_epoch * record["val_step_s"])
+    per_epoch = shape.steps_per_epoch * record["train_step_s"] + shape.val_batches_per_epoch * record["val_step_s"]
     compiled = "--compile" in record["variant"]
     compile_once = record["train_first_s"] + record["val_first_s"] if compiled else 0.0
     return shape.trainings * (shape.epochs * per_epoch + compile_once) / 3600
@@ -219,9 +249,11 @@ def report(shapes: list[Shape], records: list[dict]) -> None:
         if "error" in r:
             print(f"| {r['variant']} | {r['crop']}^2 | {r['batch']} | failed: {' '.join(r['error'])} | | | |")
             continue
-        print(f"| {r['variant']} | {r['crop']}^2 | {r['batch']} | {1 / r['train_step_s']:.2f} "
-              f"| {r['val_step_s']:.3f} | {r['peak_gpu_mb']:.0f} "
-              f"| {r['train_first_s']:.1f} + {r['val_first_s']:.1f} |")
+        print(
+            f"| {r['variant']} | {r['crop']}^2 | {r['batch']} | {1 / r['train_step_s']:.2f} "
+            f"| {r['val_step_s']:.3f} | {r['peak_gpu_mb']:.0f} "
+            f"| {r['train_first_s']:.1f} + {r['val_first_s']:.1f} |"
+        )
     print()
     print("Projected GPU-hours of the config (trainings x epochs x (train steps + val batches)):")
     for variant in VARIANTS:
@@ -240,27 +272,43 @@ def cuda_problem(device: str) -> str | None:
     import torch
 
     if not torch.cuda.is_available():
-        return (f"no CUDA device visible to {sys.executable} (torch {torch.__version__}, "
-                "torch.cuda.is_available() is False); run this on a GPU machine, "
-                "or use --dry-run to see the plan")
+        return (
+            f"no CUDA device visible to {sys.executable} (torch {torch.__version__}, "
+            "torch.cuda.is_available() is False); run this on a GPU machine, "
+            "or use --dry-run to see the plan"
+        )
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gpu_bench.sh", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml",
-                        help="workflow config whose data sets and budget are measured and projected")
-    parser.add_argument("--steps", type=int, default=20,
-                        help="timed steps per (shape, variant), after one warm-up")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
-                        help=f"subset of: {', '.join(repr(v) for v in VARIANTS)}")
-    parser.add_argument("--official-python", type=Path, default=OFFICIAL_PYTHON,
-                        help="Python of the official EmbedSeg 0.2.5 environment (benchmarks/official_env.sh)")
-    parser.add_argument("--device", default="cuda",
-                        help="cuda or cuda:N; cpu only to check this script (no GPU figures)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print what would be measured, measure nothing")
+    parser = argparse.ArgumentParser(
+        prog="gpu_bench.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "config" / "config.yaml",
+        help="workflow config whose data sets and budget are measured and projected",
+    )
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per (shape, variant), after one warm-up")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        metavar="VARIANT",
+        help=f"subset of: {', '.join(repr(v) for v in VARIANTS)}",
+    )
+    parser.add_argument(
+        "--official-python",
+        type=Path,
+        default=OFFICIAL_PYTHON,
+        help="Python of the official EmbedSeg 0.2.5 environment (benchmarks/official_env.sh)",
+    )
+    parser.add_argument(
+        "--device", default="cuda", help="cuda or cuda:N; cpu only to check this script (no GPU figures)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what would be measured, measure nothing")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--crop", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -282,20 +330,24 @@ def main(argv: list[str] | None = None) -> int:
     keys = plan(shapes)
     variants = [v for v in args.variants if v != "official" or args.official_python.is_file()]
     if "official" in args.variants and "official" not in variants:
-        print(f"note: {args.official_python} missing (bash benchmarks/official_env.sh); official is skipped",
-              file=sys.stderr)
+        print(
+            f"note: {args.official_python} missing (bash benchmarks/official_env.sh); official is skipped",
+            file=sys.stderr,
+        )
     for s in shapes:
-        print(f"{s.dataset}: crop {s.crop}^2, batch {s.batch}, val batch {s.val_batch}, {s.epochs} epochs x "
-              f"({s.steps_per_epoch} steps + {s.val_batches_per_epoch} val batches), {s.trainings} trainings")
-    print(f"{len(keys)} shapes x {len(variants)} variants, {args.steps} timed steps each, "
-          f"device {args.device}")
+        print(
+            f"{s.dataset}: crop {s.crop}^2, batch {s.batch}, val batch {s.val_batch}, {s.epochs} epochs x "
+            f"({s.steps_per_epoch} steps + {s.val_batches_per_epoch} val batches), {s.trainings} trainings"
+        )
+    print(f"{len(keys)} shapes x {len(variants)} variants, {args.steps} timed steps each, device {args.device}")
     if args.dry_run:
         for key in keys:
             for variant in variants:
                 print(f"  would measure {variant} at crop {key[0]}^2, batch {key[1]}, val batch {key[2]}")
         return 0
-    records = [measure(variant, key, args.steps, args.device, args.official_python)
-               for key in keys for variant in variants]
+    records = [
+        measure(variant, key, args.steps, args.device, args.official_python) for key in keys for variant in variants
+    ]
     report(shapes, records)
     return 0
 

@@ -55,7 +55,7 @@ def split_dataset(name: str, folder: Path, n_train: int, n_test: int, seed: int)
     if len(samples) < n_train + n_test:
         raise SystemExit(f"{name}: {len(samples)} images, fewer than {n_train} + {n_test}")
     order = np.random.default_rng(seed).permutation(len(samples))
-    for subset, picks in (("train", order[:n_train]), ("test", order[n_train:n_train + n_test])):
+    for subset, picks in (("train", order[:n_train]), ("test", order[n_train : n_train + n_test])):
         for sample in (samples[i] for i in picks):
             write_tiff(folder / subset / "images" / f"{sample.name}.tif", sample.read_image())
             write_labels(folder / subset / "masks" / f"{sample.name}.tif", sample.read_labels())
@@ -67,8 +67,14 @@ def make_crops(name: str, data_dir: Path, crops_dir: Path, crop_size: int) -> in
     from embedseg.crops import crop_subset
     from embedseg.dataset_settings import DatasetSettings
 
-    settings = DatasetSettings(name=name, normalization="absolute", normalization_factor=DATASETS[name][2],
-                               crop_size=crop_size, min_object_size=smallest_object(data_dir), center="medoid")
+    settings = DatasetSettings(
+        name=name,
+        normalization="absolute",
+        normalization_factor=DATASETS[name][2],
+        crop_size=crop_size,
+        min_object_size=smallest_object(data_dir),
+        center="medoid",
+    )
     n_crops = crop_subset(data_dir, "train", crops_dir, settings)
     for folder in ("images", "masks", "centers"):
         (crops_dir / "val" / folder).mkdir(parents=True, exist_ok=True)
@@ -148,8 +154,15 @@ def official_train_and_predict(packed: Path, out: Path, steps: int, min_object_s
             # grid of the image's size with the pixel size scaled by size / 1024.
             size = max(1024, *padded.shape)
             cluster = Cluster(size, size, size / 1024, size / 1024, "cpu")
-            instance = cluster.cluster(raw, n_sigma=2, seed_thresh=0.9, fg_thresh=0.5, min_mask_sum=0,
-                                       min_unclustered_sum=0, min_object_size=min_object_size)
+            instance = cluster.cluster(
+                raw,
+                n_sigma=2,
+                seed_thresh=0.9,
+                fg_thresh=0.5,
+                min_mask_sum=0,
+                min_unclustered_sum=0,
+                min_object_size=min_object_size,
+            )
             labels[str(name)] = instance.numpy()[window].astype(np.int32)
     np.savez(out, **labels)
 
@@ -172,18 +185,62 @@ def reflect_pad_8(image: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
 # Driver
 
 
-def run_ours(crops_dir: Path, data_dir: Path, model_dir: Path, pred_dir: Path, steps: int,
-             min_object_size: int, seed: int) -> None:
+def run_ours(
+    crops_dir: Path, data_dir: Path, model_dir: Path, pred_dir: Path, steps: int, min_object_size: int, seed: int
+) -> None:
     """`embedseg train` then `embedseg predict` (CLI, as a user runs them)."""
     embedseg = [sys.executable, "-m", "embedseg"]
     env = worker_env()
-    subprocess.run([*embedseg, "train", str(crops_dir), "--out", str(model_dir), "--epochs", "1",
-                    "--train-size", str(2 * steps), "--batch-size", "2", "--virtual-batch", "1",
-                    "--val-size", "4", "--val-batch-size", "2", "--variance-loss", "fixed",
-                    "--seed", str(seed), "--device", "cpu", "--no-resume"], check=True, env=env)
-    subprocess.run([*embedseg, "predict", str(model_dir / "last.pt"), "--images", str(data_dir / "test" / "images"),
-                    "--out", str(pred_dir), "--tta", "--clustering", "current",
-                    "--min-object-size", str(min_object_size), "--device", "cpu"], check=True, env=env)
+    subprocess.run(
+        [
+            *embedseg,
+            "train",
+            str(crops_dir),
+            "--out",
+            str(model_dir),
+            "--epochs",
+            "1",
+            "--train-size",
+            str(2 * steps),
+            "--batch-size",
+            "2",
+            "--virtual-batch",
+            "1",
+            "--val-size",
+            "4",
+            "--val-batch-size",
+            "2",
+            "--variance-loss",
+            "fixed",
+            "--seed",
+            str(seed),
+            "--device",
+            "cpu",
+            "--no-resume",
+        ],
+        check=True,
+        env=env,
+    )
+    subprocess.run(
+        [
+            *embedseg,
+            "predict",
+            str(model_dir / "last.pt"),
+            "--images",
+            str(data_dir / "test" / "images"),
+            "--out",
+            str(pred_dir),
+            "--tta",
+            "--clustering",
+            "current",
+            "--min-object-size",
+            str(min_object_size),
+            "--device",
+            "cpu",
+        ],
+        check=True,
+        env=env,
+    )
 
 
 def scores(data_dir: Path, predictions: dict[str, np.ndarray]) -> np.ndarray:
@@ -191,8 +248,9 @@ def scores(data_dir: Path, predictions: dict[str, np.ndarray]) -> np.ndarray:
     from embedseg.io import list_images, read_labels
     from embedseg.metrics import match_labels
 
-    return np.mean([match_labels(read_labels(p), predictions[p.name]).ap
-                    for p in list_images(data_dir / "test" / "masks")], axis=0)
+    return np.mean(
+        [match_labels(read_labels(p), predictions[p.name]).ap for p in list_images(data_dir / "test" / "masks")], axis=0
+    )
 
 
 def compare(name: str, work: Path, args: argparse.Namespace) -> dict[str, tuple[np.ndarray, float]]:
@@ -204,8 +262,11 @@ def compare(name: str, work: Path, args: argparse.Namespace) -> dict[str, tuple[
     split_dataset(name, data_dir, n_train, n_test, args.seed)
     n_crops = make_crops(name, data_dir, crops_dir, args.crop_size)
     min_size = smallest_object(data_dir)
-    print(f"{name}: {n_train} train / {n_test} test images, {n_crops} crops of {args.crop_size}^2, "
-          f"min object {min_size} px", flush=True)
+    print(
+        f"{name}: {n_train} train / {n_test} test images, {n_crops} crops of {args.crop_size}^2, "
+        f"min object {min_size} px",
+        flush=True,
+    )
     pack_for_official(name, data_dir, crops_dir, work / "official-input.npz")
 
     start = time.perf_counter()
@@ -214,9 +275,22 @@ def compare(name: str, work: Path, args: argparse.Namespace) -> dict[str, tuple[
     ours = {p.name: read_labels(p) for p in list_images(work / "pred-ours")}
 
     start = time.perf_counter()
-    subprocess.run([str(args.official_python), str(Path(__file__).resolve()), "--worker", str(work),
-                    "--steps", str(args.steps), "--min-object-size", str(min_size), "--seed", str(args.seed)],
-                   check=True, env=worker_env())
+    subprocess.run(
+        [
+            str(args.official_python),
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(work),
+            "--steps",
+            str(args.steps),
+            "--min-object-size",
+            str(min_size),
+            "--seed",
+            str(args.seed),
+        ],
+        check=True,
+        env=worker_env(),
+    )
     official_seconds = time.perf_counter() - start
     official = dict(np.load(work / "official-labels.npz"))
     return {"official": (scores(data_dir, official), official_seconds), "ours": (scores(data_dir, ours), ours_seconds)}
@@ -236,8 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker:
-        official_train_and_predict(args.worker / "official-input.npz", args.worker / "official-labels.npz",
-                                   args.steps, args.min_object_size, args.seed)
+        official_train_and_predict(
+            args.worker / "official-input.npz",
+            args.worker / "official-labels.npz",
+            args.steps,
+            args.min_object_size,
+            args.seed,
+        )
         return 0
     if not args.official_python.exists():
         parser.error(f"{args.official_python} not found: run `bash benchmarks/official_env.sh` first")
@@ -251,10 +330,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((name, peer, ap, seconds))
     taus = np.round(np.arange(0.5, 0.901, 0.05), 2)
     columns = [int(np.argmin(np.abs(taus - t))) for t in REPORTED_TAUS]
-    print("\n| data set | peer | " + " | ".join(f"AP@{t:.2f}" for t in REPORTED_TAUS) + " | mean AP 0.5:0.9 | seconds |")
+    print(
+        "\n| data set | peer | " + " | ".join(f"AP@{t:.2f}" for t in REPORTED_TAUS) + " | mean AP 0.5:0.9 | seconds |"
+    )
     print("|---|---|" + "---|" * (len(REPORTED_TAUS) + 2))
     for name, peer, ap, seconds in rows:
-        print(f"| {name} | {peer} | " + " | ".join(f"{ap[c]:.3f}" for c in columns) + f" | {ap.mean():.3f} | {seconds:.0f} |")
+        print(
+            f"| {name} | {peer} | "
+            + " | ".join(f"{ap[c]:.3f}" for c in columns)
+            + f" | {ap.mean():.3f} | {seconds:.0f} |"
+        )
     return 0
 
 

@@ -59,8 +59,11 @@ class CompiledModel(nn.Module):
         self.model = model
         reason = compile_unavailable()
         if reason:
-            log.warning("torch.compile is unavailable (%s); running the model eagerly (without --compile, "
-                        "nothing is attempted)", reason)
+            log.warning(
+                "torch.compile is unavailable (%s); running the model eagerly (without --compile, "
+                "nothing is attempted)",
+                reason,
+            )
         # Kept out of the module registry: torch.compile returns a module that wraps `model`,
         # and registering it would list every parameter twice in the state dict.
         self.__dict__["compiled"] = None if reason else torch.compile(model)
@@ -74,8 +77,10 @@ class CompiledModel(nn.Module):
                 return compiled(*args)
         except torch._dynamo.exc.TorchDynamoException as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("torch.compile failed (%s); running the model eagerly (without --compile, "
-                        "nothing is attempted)", first_line)
+            log.warning(
+                "torch.compile failed (%s); running the model eagerly (without --compile, nothing is attempted)",
+                first_line,
+            )
             self.__dict__["compiled"] = None
             return self.model(*args)
 

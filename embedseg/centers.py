@@ -35,8 +35,9 @@ FFT_CANDIDATE_RTOL = 1e-7
 BLOCK_ELEMENTS = 2**22  # distance-matrix entries per block (32 MiB of float64)
 
 
-def distance_sums(coords: np.ndarray, columns: np.ndarray | None = None,
-                  block_elements: int = BLOCK_ELEMENTS) -> np.ndarray:
+def distance_sums(
+    coords: np.ndarray, columns: np.ndarray | None = None, block_elements: int = BLOCK_ELEMENTS
+) -> np.ndarray:
     """Exact sums of Euclidean distances from every pixel to the pixels `columns`.
 
     coords: (N, 2) integer (y, x). columns: indices into coords (default: all), shape (M,).
@@ -50,7 +51,7 @@ def distance_sums(coords: np.ndarray, columns: np.ndarray | None = None,
     block = max(1, block_elements // max(1, len(ys)))
     sums = np.empty(len(columns), dtype=np.float64)
     for start in range(0, len(columns), block):
-        target = columns[start:start + block]
+        target = columns[start : start + block]
         dy = ys[:, None] - ys[None, target]
         dx = xs[:, None] - xs[None, target]
         squared = dy * dy
@@ -61,10 +62,10 @@ def distance_sums(coords: np.ndarray, columns: np.ndarray | None = None,
             # Reducing axis 0 of a C-ordered (N, M ≥ 2) array adds whole rows one after another
             # (the inner loop runs along the columns): per column, sequential in row order, the
             # official order. With a single column numpy would sum it pairwise instead.
-            sums[start:start + block] = distances.sum(axis=0)
+            sums[start : start + block] = distances.sum(axis=0)
         else:
             # A running sum is sequential by definition, whatever the memory layout.
-            sums[start:start + block] = np.add.accumulate(distances, axis=0)[-1]
+            sums[start : start + block] = np.add.accumulate(distances, axis=0)[-1]
     return sums
 
 

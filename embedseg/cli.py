@@ -20,14 +20,23 @@ from .methods import BASELINES
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
-    "prepare": ("embedseg.data.prepare", "download or synthesise a data set, validate it and split it into train/val/test"),
+    "prepare": (
+        "embedseg.data.prepare",
+        "download or synthesise a data set, validate it and split it into train/val/test",
+    ),
     "crops": ("embedseg.crops", "cut object-centred training crops with medoid/centroid centre images"),
     "train": ("embedseg.train", "train a Branched ERF-Net on crops (EmbedSeg or Neven et al.)"),
     "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),
     "export": ("embedseg.export", "package a model for the BioImage Model Zoo (bioimage.io) with its scores"),
-    "evaluate": ("embedseg.evaluate", "score predicted label images against ground truth (AP_dsb per image and IoU threshold)"),
+    "evaluate": (
+        "embedseg.evaluate",
+        "score predicted label images against ground truth (AP_dsb per image and IoU threshold)",
+    ),
     "baseline": ("embedseg.baselines.cli", "train or run a baseline: " + ", ".join(BASELINES)),
-    "tables": ("embedseg.report.tables", "write Table 1, Table 2 and the comparison to the paper from per-image scores"),
+    "tables": (
+        "embedseg.report.tables",
+        "write Table 1, Table 2 and the comparison to the paper from per-image scores",
+    ),
     "figures": ("embedseg.report.figures", "draw the qualitative panels, AP-vs-threshold curves and training curves"),
 }
 
@@ -44,12 +53,13 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log debug messages; show the traceback of errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages; show the traceback of errors")
     sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)
     for name, (module_name, help_text) in STEPS.items():
         step_parser = sub.add_parser(
-            name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         step_parser.set_defaults(_module=module_name)
@@ -79,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # so an interrupted step leaves the previous output as it was.
         if args.verbose:
             traceback.print_exc()
-        print(f"embedseg {args.step}: error: interrupted; the previous output (if any) is unchanged",
-              file=sys.stderr)
+        print(f"embedseg {args.step}: error: interrupted; the previous output (if any) is unchanged", file=sys.stderr)
         return 130
     return int(status or 0)
 

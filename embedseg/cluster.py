@@ -46,8 +46,9 @@ class ClusterParams:
     min_object_size: int = 36
 
 
-def preset(name: str, min_object_size: int | None = None, seed_thresh: float = 0.9,
-           fg_thresh: float = 0.5) -> ClusterParams:
+def preset(
+    name: str, min_object_size: int | None = None, seed_thresh: float = 0.9, fg_thresh: float = 0.5
+) -> ClusterParams:
     """`paper`: 128 / 128 / 36 (v0.1 code); `current`: 0 / 0 / `min_object_size` (EmbedSeg HEAD,
     where it is the smallest training object). An explicit `min_object_size` overrides both."""
     if name == "paper":
@@ -57,8 +58,9 @@ def preset(name: str, min_object_size: int | None = None, seed_thresh: float = 0
     raise ValueError(f"unknown clustering preset {name!r}; choose one of {PRESETS}")
 
 
-def seed_batches(seeds: np.ndarray, unclustered: np.ndarray, seed_thresh: float,
-                 batch_size: int = 4096) -> Iterator[np.ndarray]:
+def seed_batches(
+    seeds: np.ndarray, unclustered: np.ndarray, seed_thresh: float, batch_size: int = 4096
+) -> Iterator[np.ndarray]:
     """Seed candidates (seed ≥ seed_thresh) in the order argmax(seed·unclustered) visits them:
     descending seed, ascending index on ties — produced lazily, `batch_size` at a time.
 
@@ -121,8 +123,9 @@ class EmbeddingCells:
         return self.order[positions]
 
 
-def greedy_cluster(embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: torch.Tensor,
-                   params: ClusterParams) -> np.ndarray:
+def greedy_cluster(
+    embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: torch.Tensor, params: ClusterParams
+) -> np.ndarray:
     """Labels (K,) int64 (0 = unassigned) of K foreground pixels.
 
     embeddings: (2, K) grid coordinates (x, y); sigma_raw: (2, K); seeds: (K,) in [0, 1], all on
@@ -180,7 +183,7 @@ def _box_radii(sigma_raw: list[float]) -> tuple[float, ...]:
 def _next_unclustered(unclustered: np.ndarray, order: np.ndarray, start: int, chunk: int = 256) -> int | None:
     """First position ≥ start in `order` whose pixel is unclustered, or None."""
     for lo in range(start, len(order), chunk):
-        free = np.flatnonzero(unclustered[order[lo:lo + chunk]])
+        free = np.flatnonzero(unclustered[order[lo : lo + chunk]])
         if len(free):
             return lo + int(free[0])
     return None
@@ -220,8 +223,7 @@ def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torc
 
 
 @single_torch_thread()
-def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(),
-            spacing: float = GRID_SPACING) -> np.ndarray:
+def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(), spacing: float = GRID_SPACING) -> np.ndarray:
     """Instance labels (H, W) (uint16, or uint32 above 65535 objects) from raw outputs.
 
     raw: (5, H, W) float tensor [o_x, o_y, σ_x, σ_y, seed logit] — averaged raw values (TTA);

@@ -38,8 +38,10 @@ def crop_files(folder: str | os.PathLike) -> list[tuple[Path, Path, Path]]:
     triples = [(image, folder / "masks" / image.name, folder / "centers" / image.name) for image in images]
     missing = [str(path) for triple in triples for path in triple[1:] if not path.is_file()]
     if missing:
-        raise DataError(f"{missing[0]}: missing ({len(missing)} mask/centre files in all); "
-                        "every crop needs images/, masks/ and centers/ files of the same name — re-run `embedseg crops`")
+        raise DataError(
+            f"{missing[0]}: missing ({len(missing)} mask/centre files in all); "
+            "every crop needs images/, masks/ and centers/ files of the same name — re-run `embedseg crops`"
+        )
     return triples
 
 
@@ -79,18 +81,24 @@ class CropDataset(Dataset):
         # torch.long / uint8 conversions copy, so no item shares memory with the held crops.
         masks = torch.from_numpy(masks).to(torch.uint8 if self.settings.one_hot else torch.long, copy=True)
         k, flip = dihedral.TRANSFORMS[transform]
-        return {name: dihedral.forward(tensor, k, flip).contiguous()
-                for name, tensor in (("image", torch.from_numpy(image)), ("instances", masks), ("center", center))}
+        return {
+            name: dihedral.forward(tensor, k, flip).contiguous()
+            for name, tensor in (("image", torch.from_numpy(image)), ("instances", masks), ("center", center))
+        }
 
     def check_shapes(self, index: int, image: np.ndarray, masks: np.ndarray, center: np.ndarray) -> None:
         image_path, mask_path, center_path = self.files[index]
         if image.ndim != 3 or image.shape[0] != self.settings.in_channels:
-            raise DataError(f"{image_path}: image of shape {image.shape}, expected (H, W) or "
-                            f"({self.settings.in_channels}, H, W) as dataset.json's in_channels says")
+            raise DataError(
+                f"{image_path}: image of shape {image.shape}, expected (H, W) or "
+                f"({self.settings.in_channels}, H, W) as dataset.json's in_channels says"
+            )
         expected_mask_ndim = 3 if self.settings.one_hot else 2
         if masks.ndim != expected_mask_ndim or masks.shape[-2:] != image.shape[-2:]:
-            raise DataError(f"{mask_path}: mask of shape {masks.shape} does not fit image {image.shape[-2:]} "
-                            f"(one_hot={self.settings.one_hot} expects {'(K, H, W)' if self.settings.one_hot else '(H, W)'})")
+            raise DataError(
+                f"{mask_path}: mask of shape {masks.shape} does not fit image {image.shape[-2:]} "
+                f"(one_hot={self.settings.one_hot} expects {'(K, H, W)' if self.settings.one_hot else '(H, W)'})"
+            )
         if center.shape != image.shape[-2:]:
             raise DataError(f"{center_path}: centre image of shape {center.shape}, expected {image.shape[-2:]}")
 

@@ -76,22 +76,22 @@ def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
     pixels = pixels[np.argsort(flat[pixels], kind="stable")]
     ids, starts = np.unique(flat[pixels], return_index=True)
     groups = np.split(pixels, starts[1:])
-    return [
-        LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1))
-        for j, group in enumerate(groups)
-    ]
+    return [LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1)) for j, group in enumerate(groups)]
 
 
 def crop_origin(centroid: np.ndarray, crop_size: int, shape: tuple[int, int]) -> tuple[int, int]:
     """Top-left (y0, x0) of the window centred on `centroid`, clipped into an image of `shape`."""
-    top, left = (
-        int(np.clip(c - crop_size / 2, 0, size - crop_size)) for c, size in zip(centroid, shape)
-    )
+    top, left = (int(np.clip(c - crop_size / 2, 0, size - crop_size)) for c, size in zip(centroid, shape))
     return top, left
 
 
-def center_image(objects: list[LabelledObject], origin: tuple[int, int], crop_size: int, kind: str,
-                 cache: dict[tuple, tuple[int, int] | None]) -> np.ndarray:
+def center_image(
+    objects: list[LabelledObject],
+    origin: tuple[int, int],
+    crop_size: int,
+    kind: str,
+    cache: dict[tuple, tuple[int, int] | None],
+) -> np.ndarray:
     """Centre image (crop_size, crop_size) uint8 for the window at `origin`.
 
     Each object with pixels in the window gets one centre from its visible pixels. The visible
@@ -144,8 +144,13 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: Datase
     check_pair(image, masks, one_hot, image_path, mask_path)
     height, width = masks.shape[-2:]
     if height < crop_size or width < crop_size:
-        log.warning("%s: %dx%d is smaller than the crop size %d; no crops (as in the paper code)",
-                    image_path.name, height, width, crop_size)
+        log.warning(
+            "%s: %dx%d is smaller than the crop size %d; no crops (as in the paper code)",
+            image_path.name,
+            height,
+            width,
+            crop_size,
+        )
         return None
     if not one_hot:
         # A one-hot stack would be filled in 3-D by the official code, a no-op; filling a curled
@@ -165,8 +170,7 @@ def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: Datase
         name = f"{image_path.stem}_{obj.index:03d}.tif"
         write_tiff(out_dir / "images" / name, image[(Ellipsis, *window)])
         write_labels(out_dir / "masks" / name, mask_crop)
-        write_tiff(out_dir / "centers" / name,
-                   center_image(objects, (top, left), crop_size, kind, center_cache))
+        write_tiff(out_dir / "centers" / name, center_image(objects, (top, left), crop_size, kind, center_cache))
         n_written += 1
     return n_written
 
@@ -178,8 +182,7 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSet
     """
     image_paths = list_images(data_dir / subset / "images")
     if subset == "train" and not image_paths:
-        raise DataError(f"{data_dir / subset / 'images'}: no training images; "
-                        "run `embedseg prepare` to write them")
+        raise DataError(f"{data_dir / subset / 'images'}: no training images; run `embedseg prepare` to write them")
     mask_dir = data_dir / subset / "masks"
     for folder in CROP_FOLDERS:
         (out_dir / subset / folder).mkdir(parents=True, exist_ok=True)
@@ -194,12 +197,14 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSet
         small = counts.count(None)
         reasons = []
         if small:
-            reasons.append(f"{small} smaller than the crop size {settings.crop_size} "
-                           "(pass a smaller --crop-size, a multiple of 8)")
+            reasons.append(
+                f"{small} smaller than the crop size {settings.crop_size} (pass a smaller --crop-size, a multiple of 8)"
+            )
         if small < len(counts):
             reasons.append(f"{len(counts) - small} with no objects in their masks (annotate them)")
-        raise DataError(f"{data_dir / subset / 'images'}: no crops from its {len(counts)} image(s): "
-                        + "; ".join(reasons))
+        raise DataError(
+            f"{data_dir / subset / 'images'}: no crops from its {len(counts)} image(s): " + "; ".join(reasons)
+        )
     return n_crops
 
 
@@ -224,8 +229,11 @@ def crops_digest(crops_dir: str | os.PathLike) -> dict[str, str]:
     """sha256 of dataset.json and of every crop TIFF, by path relative to `crops_dir`."""
     crops_dir = Path(crops_dir)
     paths = [crops_dir / DATASET_JSON] + [
-        path for subset in ("train", "val") for folder in CROP_FOLDERS
-        if (crops_dir / subset / folder).is_dir() for path in list_images(crops_dir / subset / folder)
+        path
+        for subset in ("train", "val")
+        for folder in CROP_FOLDERS
+        if (crops_dir / subset / folder).is_dir()
+        for path in list_images(crops_dir / subset / folder)
     ]
     return {str(path.relative_to(crops_dir)): hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
 
@@ -235,8 +243,14 @@ def digest_sha256(digest: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
 
 
-def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center: str,
-               crop_size: int | None = None, seed: int = PAPER_SPLIT_SEED, force: bool = False) -> DatasetSettings:
+def make_crops(
+    data_dir: str | os.PathLike,
+    crops_dir: str | os.PathLike,
+    center: str,
+    crop_size: int | None = None,
+    seed: int = PAPER_SPLIT_SEED,
+    force: bool = False,
+) -> DatasetSettings:
     """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings.
 
     CROPS_DIR is replaced only when complete, and only if it is empty, missing or an earlier
@@ -246,12 +260,15 @@ def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center
     if center not in CENTER_TYPES:
         raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
     if crop_size is not None and (crop_size <= 0 or crop_size % 8):
-        raise DataError(f"--crop-size {crop_size}: must be a positive multiple of 8 "
-                        "(the network halves the crops three times)")
+        raise DataError(
+            f"--crop-size {crop_size}: must be a positive multiple of 8 (the network halves the crops three times)"
+        )
     with replacing(crops_dir, CROPS, {"DATA_DIR": data_dir}, force) as staging:
         settings = DatasetSettings.load(data_dir)
         settings = dataclasses.replace(
-            settings, center=center, prenormalized=settings.normalization != "absolute",
+            settings,
+            center=center,
+            prenormalized=settings.normalization != "absolute",
             **({"crop_size": crop_size} if crop_size else {}),
         )
         subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
@@ -260,12 +277,16 @@ def make_crops(data_dir: str | os.PathLike, crops_dir: str | os.PathLike, center
         if settings.val_split == "crop":
             held_out = hold_out_val_crops(staging, settings.val_fraction, seed)
             if not held_out:
-                raise DataError(f"{data_dir / 'train'}: too few crops to hold {settings.val_fraction:.0%} "
-                                "out for validation; add images or objects")
+                raise DataError(
+                    f"{data_dir / 'train'}: too few crops to hold {settings.val_fraction:.0%} "
+                    "out for validation; add images or objects"
+                )
         settings.save(staging)
         digest = crops_digest(staging)
-        write_json(staging / CROPS.markers[0],
-                   {"data_dir": str(data_dir.resolve()), "sha256": digest_sha256(digest), "files": digest})
+        write_json(
+            staging / CROPS.markers[0],
+            {"data_dir": str(data_dir.resolve()), "sha256": digest_sha256(digest), "files": digest},
+        )
     return settings
 
 
@@ -273,13 +294,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", metavar="DATA_DIR", help="prepared data set (dataset.json, train/, val/)")
     parser.add_argument("--out", required=True, metavar="CROPS_DIR", help="output folder for the crops")
     parser.add_argument("--center", choices=CENTER_TYPES, default="medoid", help="centre marked in the centre images")
-    parser.add_argument("--crop-size", type=int, default=None,
-                        help="crop edge length in pixels (default: crop_size of dataset.json)")
-    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
-                        help="NumPy legacy seed of the crop-level validation split (val_split 'crop')")
-    parser.add_argument("--force", action="store_true",
-                        help="replace CROPS_DIR even if it is a file or a folder not written by "
-                             "`embedseg crops` (never an input)")
+    parser.add_argument(
+        "--crop-size", type=int, default=None, help="crop edge length in pixels (default: crop_size of dataset.json)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=PAPER_SPLIT_SEED,
+        help="NumPy legacy seed of the crop-level validation split (val_split 'crop')",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace CROPS_DIR even if it is a file or a folder not written by `embedseg crops` (never an input)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

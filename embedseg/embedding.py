@@ -18,14 +18,17 @@ SIGMA_SCALE = 10.0  # s = exp(SIGMA_SCALE · σ_raw)
 N_SIGMA = 2
 
 
-def coordinate_grid(height: int, width: int, spacing: float = GRID_SPACING,
-                    device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def coordinate_grid(
+    height: int,
+    width: int,
+    spacing: float = GRID_SPACING,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Grid coordinates of an H×W window starting at 0, shape (2, H, W): channel 0 = x, 1 = y."""
     ys = torch.arange(height, device=device, dtype=dtype) * spacing
     xs = torch.arange(width, device=device, dtype=dtype) * spacing
-    return torch.stack(
-        (xs.view(1, -1).expand(height, width), ys.view(-1, 1).expand(height, width)), dim=0
-    )
+    return torch.stack((xs.view(1, -1).expand(height, width), ys.view(-1, 1).expand(height, width)), dim=0)
 
 
 def spatial_embedding(offsets_raw: torch.Tensor, spacing: float = GRID_SPACING) -> torch.Tensor:
@@ -35,7 +38,9 @@ def spatial_embedding(offsets_raw: torch.Tensor, spacing: float = GRID_SPACING) 
     return torch.tanh(offsets_raw) + grid
 
 
-def spatial_embedding_at(offsets_raw: torch.Tensor, pixels: torch.Tensor, spacing: float = GRID_SPACING) -> torch.Tensor:
+def spatial_embedding_at(
+    offsets_raw: torch.Tensor, pixels: torch.Tensor, spacing: float = GRID_SPACING
+) -> torch.Tensor:
     """Embeddings (2, K) of the pixels with row-major indices `pixels` (K,) of raw offsets
     (2, H, W): the same values as ``spatial_embedding(offsets_raw).flatten(1)[:, pixels]``,
     computed for those pixels only."""
@@ -57,6 +62,7 @@ def gaussian_score(embeddings: torch.Tensor, center: torch.Tensor, s: torch.Tens
     Returns the broadcast shape without the leading D. Scores are floored at e times the dtype's
     smallest normal number (3e-38 in float32) instead of becoming subnormal or 0.
     """
+
     def padded(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(t.shape + (1,) * (embeddings.dim() - t.dim()))
 

@@ -23,8 +23,20 @@ from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one
 from .outputs import check_output_file
 
 COLUMNS = [
-    "image", "tau", "tp", "fp", "fn", "ap",
-    "precision", "recall", "f1", "mean_matched_iou", "sq", "rq", "pq", "seg",
+    "image",
+    "tau",
+    "tp",
+    "fp",
+    "fn",
+    "ap",
+    "precision",
+    "recall",
+    "f1",
+    "mean_matched_iou",
+    "sq",
+    "rq",
+    "pq",
+    "seg",
 ]
 OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
@@ -44,22 +56,33 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
     return [(gt[name], pred[name]) for name in sorted(gt)]
 
 
-def score_pair(gt_path: Path, pred_path: Path, one_hot: str = "auto",
-               thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
-               exclude_border: bool = False) -> MatchCounts:
+def score_pair(
+    gt_path: Path,
+    pred_path: Path,
+    one_hot: str = "auto",
+    thresholds: np.ndarray = EVALUATION_THRESHOLDS,
+    ignore_label: int | None = None,
+    exclude_border: bool = False,
+) -> MatchCounts:
     """Matching of one image. one_hot: auto (a (K, H, W) GT is a stack of overlapping objects),
     yes (GT must be such a stack) or no (GT must be a label image (H, W))."""
     gt, pred = read_labels(gt_path), read_labels(pred_path)
     stacked = gt.ndim == 3
     if (one_hot == "yes" and not stacked) or (one_hot == "no" and stacked) or gt.ndim not in (2, 3):
-        raise DataError(f"{gt_path}: GT shape {gt.shape} does not fit --one-hot {one_hot}; "
-                        "one-hot GT is (K, H, W), label images are (H, W)")
+        raise DataError(
+            f"{gt_path}: GT shape {gt.shape} does not fit --one-hot {one_hot}; "
+            "one-hot GT is (K, H, W), label images are (H, W)"
+        )
     if pred.ndim != 2 or pred.shape != gt.shape[-2:]:
-        raise DataError(f"{pred_path}: prediction shape {pred.shape} does not match GT {gt_path} "
-                        f"{gt.shape}; predictions must be (H, W) label images of the GT's size")
+        raise DataError(
+            f"{pred_path}: prediction shape {pred.shape} does not match GT {gt_path} "
+            f"{gt.shape}; predictions must be (H, W) label images of the GT's size"
+        )
     if stacked and ignore_label is not None:
-        raise DataError(f"{gt_path}: --ignore-label needs GT label images (H, W); this GT is a one-hot stack "
-                        f"{gt.shape}, which has no label values to ignore")
+        raise DataError(
+            f"{gt_path}: --ignore-label needs GT label images (H, W); this GT is a one-hot stack "
+            f"{gt.shape}, which has no label values to ignore"
+        )
     if stacked:
         return match_one_hot(gt, pred, thresholds, exclude_border=exclude_border)
     return match_labels(gt, pred, thresholds, ignore_label=ignore_label, exclude_border=exclude_border)
@@ -78,29 +101,44 @@ def object_rows(counts: MatchCounts, tau: float) -> pd.DataFrame:
     match = counts.match[t]
     pred_col = np.where(match >= 0, match, iou[:n_true].argmax(axis=1))
     gt_iou = iou[np.arange(n_true), pred_col]
-    gt_rows = pd.DataFrame({
-        "gt_id": true_ids[:n_true], "pred_id": np.where(gt_iou > 0, pred_ids[pred_col], 0),
-        "iou": gt_iou, "status": np.where(match >= 0, "matched", "missed"),
-    })
+    gt_rows = pd.DataFrame(
+        {
+            "gt_id": true_ids[:n_true],
+            "pred_id": np.where(gt_iou > 0, pred_ids[pred_col], 0),
+            "iou": gt_iou,
+            "status": np.where(match >= 0, "matched", "missed"),
+        }
+    )
     unmatched = np.flatnonzero(~counts.pred_matched[t])
     true_row = iou[:, unmatched].argmax(axis=0)
     fp_iou = iou[true_row, unmatched]
-    fp_rows = pd.DataFrame({
-        "gt_id": np.where(fp_iou > 0, true_ids[true_row], 0), "pred_id": pred_ids[unmatched],
-        "iou": fp_iou, "status": "false positive",
-    })
+    fp_rows = pd.DataFrame(
+        {
+            "gt_id": np.where(fp_iou > 0, true_ids[true_row], 0),
+            "pred_id": pred_ids[unmatched],
+            "iou": fp_iou,
+            "status": "false positive",
+        }
+    )
     return pd.concat([gt_rows, fp_rows], ignore_index=True).assign(tau=counts.thresholds[t])
 
 
-def score_folders(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, one_hot: str = "auto",
-                  thresholds: np.ndarray = EVALUATION_THRESHOLDS, ignore_label: int | None = None,
-                  exclude_border: bool = False,
-                  objects_tau: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_folders(
+    gt_dir: str | os.PathLike,
+    pred_dir: str | os.PathLike,
+    one_hot: str = "auto",
+    thresholds: np.ndarray = EVALUATION_THRESHOLDS,
+    ignore_label: int | None = None,
+    exclude_border: bool = False,
+    objects_tau: float = 0.5,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores table with COLUMNS (one row per image and threshold) and the per-object table
     with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`)."""
     if not np.isclose(thresholds, objects_tau).any():
-        raise DataError(f"--objects-tau {objects_tau} is not one of the evaluated thresholds "
-                        f"{[round(float(t), 2) for t in thresholds]}")
+        raise DataError(
+            f"--objects-tau {objects_tau} is not one of the evaluated thresholds "
+            f"{[round(float(t), 2) for t in thresholds]}"
+        )
     tables, objects = [], []
     for gt_path, pred_path in tqdm(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
         counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
@@ -125,33 +163,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
     parser.add_argument("--out", required=True, metavar="CSV", help=f"scores file ({','.join(COLUMNS)})")
-    parser.add_argument("--one-hot", choices=("auto", "yes", "no"), default="auto",
-                        help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape")
-    parser.add_argument("--objects", metavar="CSV",
-                        help="also write one row per GT object and unmatched prediction "
-                        f"({','.join(OBJECT_COLUMNS)})")
-    parser.add_argument("--objects-tau", type=float, default=0.5, metavar="TAU",
-                        help="IoU threshold of --objects")
-    parser.add_argument("--ignore-label", type=int, metavar="ID",
-                        help="GT label whose pixels are not scored (removed from GT and prediction); "
-                        "default: none")
-    parser.add_argument("--exclude-border", action="store_true",
-                        help="drop objects touching the image border from GT and prediction before matching")
-    parser.add_argument("--force", action="store_true",
-                        help="replace CSV even if it is a file not written by `embedseg evaluate` "
-                             "(never an input)")
+    parser.add_argument(
+        "--one-hot",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape",
+    )
+    parser.add_argument(
+        "--objects",
+        metavar="CSV",
+        help=f"also write one row per GT object and unmatched prediction ({','.join(OBJECT_COLUMNS)})",
+    )
+    parser.add_argument("--objects-tau", type=float, default=0.5, metavar="TAU", help="IoU threshold of --objects")
+    parser.add_argument(
+        "--ignore-label",
+        type=int,
+        metavar="ID",
+        help="GT label whose pixels are not scored (removed from GT and prediction); default: none",
+    )
+    parser.add_argument(
+        "--exclude-border",
+        action="store_true",
+        help="drop objects touching the image border from GT and prediction before matching",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace CSV even if it is a file not written by `embedseg evaluate` (never an input)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_file(args.out, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
-                      "embedseg evaluate", args.force)
+    check_output_file(
+        args.out, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file, "embedseg evaluate", args.force
+    )
     if args.objects:
         if Path(args.objects).resolve() == Path(args.out).resolve():
             raise DataError(f"--objects {args.objects} is also --out: give the per-object table its own file")
-        check_output_file(args.objects, {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir}, is_scores_file,
-                          "embedseg evaluate", args.force)
-    scores, objects = score_folders(args.gt_dir, args.pred_dir, args.one_hot, ignore_label=args.ignore_label,
-                                    exclude_border=args.exclude_border, objects_tau=args.objects_tau)
+        check_output_file(
+            args.objects,
+            {"GT_DIR": args.gt_dir, "PRED_DIR": args.pred_dir},
+            is_scores_file,
+            "embedseg evaluate",
+            args.force,
+        )
+    scores, objects = score_folders(
+        args.gt_dir,
+        args.pred_dir,
+        args.one_hot,
+        ignore_label=args.ignore_label,
+        exclude_border=args.exclude_border,
+        objects_tau=args.objects_tau,
+    )
     write_scores(args.out, scores)
     if args.objects:
         write_scores(args.objects, objects)

@@ -55,14 +55,25 @@ SCRIPT_TOLERANCE = 1e-4
 # bioimage.io allows eps in (0, 0.1]; ours is 1e-20, a difference far below the test tolerance.
 BIOIMAGEIO_EPS = 1e-6
 METHOD_CITATIONS = (
-    ("Lalit, Tomancak, Jug: Embedding-based Instance Segmentation in Microscopy, MIDL 2021 (EmbedSeg)",
-     "10.48550/arXiv.2101.10033"),
-    ("Lalit, Tomancak, Jug: EmbedSeg: Embedding-based Instance Segmentation for Biomedical Microscopy Data, "
-     "Medical Image Analysis 81:102523 (2022)", "10.1016/j.media.2022.102523"),
-    ("Neven, De Brabandere, Proesmans, Van Gool: Instance Segmentation by Jointly Optimizing Spatial "
-     "Embeddings and Clustering Bandwidth, CVPR 2019", "10.1109/CVPR.2019.00904"),
-    ("Romera, Álvarez, Bergasa, Arroyo: ERFNet: Efficient Residual Factorized ConvNet for Real-Time "
-     "Semantic Segmentation, IEEE T-ITS 19:263-272 (2018)", "10.1109/TITS.2017.2750080"),
+    (
+        "Lalit, Tomancak, Jug: Embedding-based Instance Segmentation in Microscopy, MIDL 2021 (EmbedSeg)",
+        "10.48550/arXiv.2101.10033",
+    ),
+    (
+        "Lalit, Tomancak, Jug: EmbedSeg: Embedding-based Instance Segmentation for Biomedical Microscopy Data, "
+        "Medical Image Analysis 81:102523 (2022)",
+        "10.1016/j.media.2022.102523",
+    ),
+    (
+        "Neven, De Brabandere, Proesmans, Van Gool: Instance Segmentation by Jointly Optimizing Spatial "
+        "Embeddings and Clustering Bandwidth, CVPR 2019",
+        "10.1109/CVPR.2019.00904",
+    ),
+    (
+        "Romera, Álvarez, Bergasa, Arroyo: ERFNet: Efficient Residual Factorized ConvNet for Real-Time "
+        "Semantic Segmentation, IEEE T-ITS 19:263-272 (2018)",
+        "10.1109/TITS.2017.2750080",
+    ),
 )
 
 
@@ -126,8 +137,13 @@ def code_version() -> str:
     """Package version plus `git describe` of the checkout it runs from, when it is one."""
     root = Path(__file__).resolve().parent.parent
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        described = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                                   capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+        described = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
         if described:
             return f"{__version__} (git {described})"
     return __version__
@@ -153,9 +169,11 @@ def score_summary(runs: Sequence[Run], chosen: Run) -> dict[str, Any] | None:
 def predict_command(package: str, options: PackageOptions) -> str:
     """The `embedseg predict` call that reproduces the labels behind the card's scores."""
     params = options.params
-    return (f"embedseg predict {package} --images DIR --out PRED_DIR --clustering {options.clustering} "
-            f"--min-object-size {params.min_object_size} --seed-thresh {params.seed_thresh:g} "
-            f"--fg-thresh {params.fg_thresh:g} {'--tta' if options.tta else '--no-tta'}")
+    return (
+        f"embedseg predict {package} --images DIR --out PRED_DIR --clustering {options.clustering} "
+        f"--min-object-size {params.min_object_size} --seed-thresh {params.seed_thresh:g} "
+        f"--fg-thresh {params.fg_thresh:g} {'--tta' if options.tta else '--no-tta'}"
+    )
 
 
 def preprocessing(settings: DatasetSettings) -> list:
@@ -168,8 +186,11 @@ def preprocessing(settings: DatasetSettings) -> list:
         return [v0_5.ScaleLinearDescr(kwargs=v0_5.ScaleLinearKwargs(gain=gain))]
     if settings.normalization == "percentile":
         low, high = settings.percentiles
-        return [v0_5.ScaleRangeDescr(kwargs=v0_5.ScaleRangeKwargs(
-            axes=axes, min_percentile=low, max_percentile=high, eps=BIOIMAGEIO_EPS))]
+        return [
+            v0_5.ScaleRangeDescr(
+                kwargs=v0_5.ScaleRangeKwargs(axes=axes, min_percentile=low, max_percentile=high, eps=BIOIMAGEIO_EPS)
+            )
+        ]
     kwargs = v0_5.ZeroMeanUnitVarianceKwargs(axes=axes, eps=BIOIMAGEIO_EPS)
     return [v0_5.ZeroMeanUnitVarianceDescr(kwargs=kwargs)]
 
@@ -234,29 +255,41 @@ def model_card(card: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        _table(["", ""], [
-            ["data set", settings["name"]],
-            ["source", extra.get("source", "not recorded")],
-            ["split", f"{split} images (split seed {extra.get('split_seed', 'not recorded')})"],
-            ["citation", data["citation"]],
-            ["licence of the data", data["licence"]],
-            ["normalisation", _normalisation_text(settings)],
-        ]),
+        _table(
+            ["", ""],
+            [
+                ["data set", settings["name"]],
+                ["source", extra.get("source", "not recorded")],
+                ["split", f"{split} images (split seed {extra.get('split_seed', 'not recorded')})"],
+                ["citation", data["citation"]],
+                ["licence of the data", data["licence"]],
+                ["normalisation", _normalisation_text(settings)],
+            ],
+        ),
         "",
         "## Training",
         "",
-        _table(["", ""], [
-            ["seed", train.get("seed")],
-            ["epochs", f"{train.get('epochs')} (best validation IoU {card['best_iou']:.4f} after epoch "
-                       f"{card['epoch'] + 1})"],
-            ["selection", selection],
-            ["crops", f"{settings['crop_size']} px, centre: {settings.get('center')}"],
-            ["batch", f"{train.get('batch_size')} (virtual batch {train.get('virtual_batch')}), "
-                      f"{train.get('train_size')} crops per epoch, {train.get('val_size')} validation crops"],
-            ["loss", f"Lovász-hinge + seed + variance ({train.get('variance_loss')} variance term)"],
-            ["code version", card["code_version"]],
-            ["PyTorch", torch.__version__],
-        ]),
+        _table(
+            ["", ""],
+            [
+                ["seed", train.get("seed")],
+                [
+                    "epochs",
+                    f"{train.get('epochs')} (best validation IoU {card['best_iou']:.4f} after epoch "
+                    f"{card['epoch'] + 1})",
+                ],
+                ["selection", selection],
+                ["crops", f"{settings['crop_size']} px, centre: {settings.get('center')}"],
+                [
+                    "batch",
+                    f"{train.get('batch_size')} (virtual batch {train.get('virtual_batch')}), "
+                    f"{train.get('train_size')} crops per epoch, {train.get('val_size')} validation crops",
+                ],
+                ["loss", f"Lovász-hinge + seed + variance ({train.get('variance_loss')} variance term)"],
+                ["code version", card["code_version"]],
+                ["PyTorch", torch.__version__],
+            ],
+        ),
         "",
         "## Validation",
         "",
@@ -267,9 +300,11 @@ def model_card(card: dict[str, Any]) -> str:
     else:
         spread = scores["sd"] is not None
         header = ["τ", "AP_dsb (this model)"] + ([f"mean ± sd over {scores['runs']} runs"] if spread else [])
-        rows = [[f"{tau:.2f}", f"{scores['model'][i]:.3f}"]
-                + ([f"{scores['mean'][i]:.3f} ± {scores['sd'][i]:.3f}"] if spread else [])
-                for i, tau in enumerate(scores["taus"])]
+        rows = [
+            [f"{tau:.2f}", f"{scores['model'][i]:.3f}"]
+            + ([f"{scores['mean'][i]:.3f} ± {scores['sd'][i]:.3f}"] if spread else [])
+            for i, tau in enumerate(scores["taus"])
+        ]
         lines += [
             f"AP_dsb = TP / (TP + FP + FN) per test image, averaged over the {settings['name']} test images, "
             f"at IoU thresholds τ; TTA {'on' if card['tta'] else 'off'}, clustering as below.",
@@ -314,8 +349,15 @@ def _normalisation_text(settings: dict[str, Any]) -> str:
     return "zero mean, unit variance per image"
 
 
-def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSettings, card: dict[str, Any],
-                      sample: np.ndarray, raw: np.ndarray, options: PackageOptions) -> Any:
+def build_description(
+    workdir: Path,
+    model: BranchedERFNet,
+    settings: DatasetSettings,
+    card: dict[str, Any],
+    sample: np.ndarray,
+    raw: np.ndarray,
+    options: PackageOptions,
+) -> Any:
     """The bioimage.io ModelDescr (validated on construction) of files written into `workdir`."""
     from bioimageio.spec.model import v0_5
 
@@ -333,9 +375,14 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[f"channel{i}" for i in range(settings.in_channels)]),
-            *[v0_5.SpaceInputAxis(id=v0_5.AxisId(axis), description=f"{axis}: {spatial}",
-                                  size=v0_5.ParameterizedSize(min=MIN_INPUT, step=NETWORK_MULTIPLE))
-              for axis in ("y", "x")],
+            *[
+                v0_5.SpaceInputAxis(
+                    id=v0_5.AxisId(axis),
+                    description=f"{axis}: {spatial}",
+                    size=v0_5.ParameterizedSize(min=MIN_INPUT, step=NETWORK_MULTIPLE),
+                )
+                for axis in ("y", "x")
+            ],
         ],
         test_tensor=v0_5.FileDescr(source=workdir / "test_input.npy"),
         sample_tensor=v0_5.FileDescr(source=workdir / "sample_input.tif"),
@@ -349,8 +396,13 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=card["channels"]),
-            *[v0_5.SpaceOutputAxis(id=v0_5.AxisId(axis), size=v0_5.SizeReference(
-                tensor_id=v0_5.TensorId(INPUT_ID), axis_id=v0_5.AxisId(axis))) for axis in ("y", "x")],
+            *[
+                v0_5.SpaceOutputAxis(
+                    id=v0_5.AxisId(axis),
+                    size=v0_5.SizeReference(tensor_id=v0_5.TensorId(INPUT_ID), axis_id=v0_5.AxisId(axis)),
+                )
+                for axis in ("y", "x")
+            ],
         ],
         test_tensor=v0_5.FileDescr(source=workdir / "test_output.npy"),
         sample_tensor=v0_5.FileDescr(source=workdir / "sample_output.tif"),
@@ -361,12 +413,15 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
         pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
             source=workdir / "weights.pt",
             architecture=v0_5.ArchitectureFromFileDescr(
-                source=workdir / "erfnet.py", callable=v0_5.Identifier("BranchedERFNet"), kwargs=model.config,
+                source=workdir / "erfnet.py",
+                callable=v0_5.Identifier("BranchedERFNet"),
+                kwargs=model.config,
             ),
             pytorch_version=pytorch_version,
         ),
         torchscript=v0_5.TorchscriptWeightsDescr(
-            source=workdir / "weights_torchscript.pt", pytorch_version=pytorch_version,
+            source=workdir / "weights_torchscript.pt",
+            pytorch_version=pytorch_version,
             parent="pytorch_state_dict",  # converted from the state dict
         ),
     )
@@ -377,8 +432,10 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
     train = card["train_args"]
     return v0_5.ModelDescr(
         name=card["name"],
-        description=(f"EmbedSeg (Branched ERF-Net) instance segmentation trained on {settings.name}; raw "
-                     "embeddings, bandwidths and seeds, to be clustered as config.embedseg describes."),
+        description=(
+            f"EmbedSeg (Branched ERF-Net) instance segmentation trained on {settings.name}; raw "
+            "embeddings, bandwidths and seeds, to be clustered as config.embedseg describes."
+        ),
         authors=[v0_5.Author(name=name) for name in options.authors],
         cite=cite,
         license=v0_5.LicenseId(options.license),
@@ -394,10 +451,12 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
                 task="instance segmentation",
                 model_parameter_count=sum(p.numel() for p in model.parameters()),
                 training=v0_5.TrainingDetails(
-                    training_epochs=train.get("epochs"), training_batch_size=train.get("batch_size"),
+                    training_epochs=train.get("epochs"),
+                    training_batch_size=train.get("batch_size"),
                     initial_learning_rate=BASE_LR,
                     learning_rate_schedule=f"poly: (1 - epoch/{LR_HORIZON})^{LR_POWER}",
-                    optimizer="Adam", loss_function="Lovász-hinge + seed + variance (EmbedSeg)",
+                    optimizer="Adam",
+                    loss_function="Lovász-hinge + seed + variance (EmbedSeg)",
                 ),
             ),
             **{PACKAGE_CONFIG_KEY: card["config"]},
@@ -405,22 +464,30 @@ def build_description(workdir: Path, model: BranchedERFNet, settings: DatasetSet
     )
 
 
-def embedseg_config(model: BranchedERFNet, settings: DatasetSettings, options: PackageOptions,
-                    card: dict[str, Any]) -> dict[str, Any]:
+def embedseg_config(
+    model: BranchedERFNet, settings: DatasetSettings, options: PackageOptions, card: dict[str, Any]
+) -> dict[str, Any]:
     """config.embedseg: everything between the raw output and labels, plus provenance."""
     return {
         "code_version": card["code_version"],
         "model_config": model.config,
         "settings": settings.to_dict(),
         "output_channels": card["channels"],
-        "embedding": {"grid_spacing": GRID_SPACING, "sigma_scale": SIGMA_SCALE,
-                      "formula": "e = tanh(offset) + grid_spacing*(x, y); s = exp(sigma_scale*sigma)"},
+        "embedding": {
+            "grid_spacing": GRID_SPACING,
+            "sigma_scale": SIGMA_SCALE,
+            "formula": "e = tanh(offset) + grid_spacing*(x, y); s = exp(sigma_scale*sigma)",
+        },
         "clustering": card["clustering"],
         "tta": options.tta,
         "predict_command": predict_command(card["file_name"], options),
         "tiling": {"tile_size": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "multiple": NETWORK_MULTIPLE},
-        "training": {"seed": card["train_args"].get("seed"), "best_val_iou": card["best_iou"],
-                     "best_epoch": card["epoch"], "args": card["train_args"]},
+        "training": {
+            "seed": card["train_args"].get("seed"),
+            "best_val_iou": card["best_iou"],
+            "best_epoch": card["epoch"],
+            "args": card["train_args"],
+        },
         "scores": card["scores"],
     }
 
@@ -447,8 +514,11 @@ def validate_package(path: Path) -> None:
 
     summary = test_model(path)
     if summary.status != "passed":
-        failed = [f"{d.name}: {d.errors[0].msg.splitlines()[-1] if d.errors else d.status}"
-                  for d in summary.details if d.status == "failed"]
+        failed = [
+            f"{d.name}: {d.errors[0].msg.splitlines()[-1] if d.errors else d.status}"
+            for d in summary.details
+            if d.status == "failed"
+        ]
         details = " | ".join(failed[:3]) or summary.status
         raise DataError(f"{path}: bioimageio.core's model test failed: {details}")
     log.info("bioimageio.core test_model: %s", summary.status)
@@ -457,8 +527,10 @@ def validate_package(path: Path) -> None:
 def load_runs(models: Sequence[str | os.PathLike], scores: Sequence[str | os.PathLike] | None) -> list[Run]:
     """Runs of the given model folders/checkpoints, paired in order with their score files."""
     if scores and len(scores) != len(models):
-        raise DataError(f"--scores names {len(scores)} file(s) for {len(models)} model(s); give one scores "
-                        "CSV per model, in the same order")
+        raise DataError(
+            f"--scores names {len(scores)} file(s) for {len(models)} model(s); give one scores "
+            "CSV per model, in the same order"
+        )
     runs = []
     for i, model in enumerate(models):
         path = checkpoint_path(model)
@@ -469,8 +541,13 @@ def load_runs(models: Sequence[str | os.PathLike], scores: Sequence[str | os.Pat
     return runs
 
 
-def export(runs: Sequence[Run], out: str | os.PathLike, sample: str | os.PathLike,
-           options: PackageOptions = PackageOptions(), check: bool = True) -> Path:
+def export(
+    runs: Sequence[Run],
+    out: str | os.PathLike,
+    sample: str | os.PathLike,
+    options: PackageOptions = PackageOptions(),
+    check: bool = True,
+) -> Path:
     """Write the package of the best of `runs` (validation IoU) to `out` (.zip); returns `out`.
 
     With `check`, bioimageio.core's model test must pass before `out` is written.
@@ -522,35 +599,55 @@ def export(runs: Sequence[Run], out: str | os.PathLike, sample: str | os.PathLik
             validate_package(package)
         with atomic_write(out) as tmp_out:
             shutil.copyfile(package, tmp_out)
-    log.info("exported %s (seed %s, validation IoU %.4f) to %s", chosen.checkpoint, chosen.seed,
-             chosen.best_iou, out)
+    log.info("exported %s (seed %s, validation IoU %.4f) to %s", chosen.checkpoint, chosen.seed, chosen.best_iou, out)
     return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="model folder of `embedseg train` (its best.pt) or a checkpoint; several (the "
-                             "seeds of one method): the one with the best validation IoU is exported")
+    parser.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="model folder of `embedseg train` (its best.pt) or a checkpoint; several (the "
+        "seeds of one method): the one with the best validation IoU is exported",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="NAME.zip", help="package to write")
-    parser.add_argument("--sample", required=True, metavar="IMAGE_OR_DIR",
-                        help="image of the data set (or a folder: its first image) for the test input and "
-                             f"cover; its centre, at most {SAMPLE_SIZE} px a side, is used")
-    parser.add_argument("--scores", nargs="+", metavar="CSV", default=None,
-                        help="test scores (`embedseg evaluate`) of each MODEL, in the same order: the card "
-                             "reports the exported model's AP_dsb and the mean ± sd over all")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                        help="the scores were predicted with test-time augmentation (recorded for consumers)")
-    parser.add_argument("--clustering", choices=PRESETS, default="paper",
-                        help="clustering preset, as for predict")
+    parser.add_argument(
+        "--sample",
+        required=True,
+        metavar="IMAGE_OR_DIR",
+        help="image of the data set (or a folder: its first image) for the test input and "
+        f"cover; its centre, at most {SAMPLE_SIZE} px a side, is used",
+    )
+    parser.add_argument(
+        "--scores",
+        nargs="+",
+        metavar="CSV",
+        default=None,
+        help="test scores (`embedseg evaluate`) of each MODEL, in the same order: the card "
+        "reports the exported model's AP_dsb and the mean ± sd over all",
+    )
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the scores were predicted with test-time augmentation (recorded for consumers)",
+    )
+    parser.add_argument("--clustering", choices=PRESETS, default="paper", help="clustering preset, as for predict")
     parser.add_argument("--min-object-size", type=int, default=None, help="as for predict")
     parser.add_argument("--seed-thresh", type=float, default=0.9, help="as for predict")
     parser.add_argument("--fg-thresh", type=float, default=0.5, help="as for predict")
     parser.add_argument("--name", default=None, help="model name (default: EmbedSeg DATASET seed N)")
-    parser.add_argument("--author", action="append", default=[], dest="authors",
-                        help="author of the package (repeat for several)")
+    parser.add_argument(
+        "--author", action="append", default=[], dest="authors", help="author of the package (repeat for several)"
+    )
     parser.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights")
-    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                        help="run bioimageio.core's model test (offline) before writing the package")
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run bioimageio.core's model test (offline) before writing the package",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing package at --out")
 
 

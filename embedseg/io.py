@@ -66,9 +66,7 @@ def list_images(directory: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: folder not found")
-    return sorted(
-        p for p in directory.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")
-    )
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith("."))
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -98,7 +96,11 @@ def check_labels(labels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if labels.dtype == bool:
         return labels.astype(np.uint8)
     if not np.issubdtype(labels.dtype, np.integer):
-        if np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        if (
+            np.issubdtype(labels.dtype, np.floating)
+            and np.all(np.isfinite(labels))
+            and np.all(labels == np.round(labels))
+        ):
             labels = labels.astype(np.int64)
         else:
             raise DataError(

@@ -42,8 +42,13 @@ def segment_sum(values: torch.Tensor, segment: torch.Tensor, n_segments: int) ->
     return out.index_add(0, segment, values)
 
 
-def object_centers(grid: torch.Tensor, center_image: torch.Tensor, object_index: torch.Tensor,
-                   pixel_index: torch.Tensor, n_objects: int) -> torch.Tensor:
+def object_centers(
+    grid: torch.Tensor,
+    center_image: torch.Tensor,
+    object_index: torch.Tensor,
+    pixel_index: torch.Tensor,
+    n_objects: int,
+) -> torch.Tensor:
     """Centre of each object in grid coordinates, (K, 2) as (x, y).
 
     grid: (2, P); center_image: (P,) bool. The stored centre pixel when exactly one lies inside
@@ -106,17 +111,25 @@ class SpatialEmbLoss(nn.Module):
     per-channel variance (mean over D×N).
     """
 
-    def __init__(self, n_sigma: int = 2, w_inst: float = 1.0, w_var: float = 10.0, w_seed: float = 1.0,
-                 foreground_weight: float = 10.0, variance_loss: str = "paper",
-                 grid_spacing: float = GRID_SPACING) -> None:
+    def __init__(
+        self,
+        n_sigma: int = 2,
+        w_inst: float = 1.0,
+        w_var: float = 10.0,
+        w_seed: float = 1.0,
+        foreground_weight: float = 10.0,
+        variance_loss: str = "paper",
+        grid_spacing: float = GRID_SPACING,
+    ) -> None:
         super().__init__()
         if variance_loss not in VARIANCE_LOSSES:
             raise ValueError(f"variance_loss {variance_loss!r} unknown; choose one of {VARIANCE_LOSSES}")
         self.n_sigma, self.variance_loss, self.grid_spacing = n_sigma, variance_loss, grid_spacing
         self.w_inst, self.w_var, self.w_seed, self.foreground_weight = w_inst, w_var, w_seed, foreground_weight
 
-    def forward(self, prediction: torch.Tensor, instances: torch.Tensor,
-                center_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, prediction: torch.Tensor, instances: torch.Tensor, center_images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss of a batch and the validation IoU of every object.
 
         prediction: (B, 2 + n_sigma + 1, H, W) raw network output; instances: (B, H, W) ids or
@@ -127,8 +140,9 @@ class SpatialEmbLoss(nn.Module):
         losses, ious = zip(*(self.image_loss(p, i, c) for p, i, c in zip(prediction, instances, center_images)))
         return torch.stack(losses).mean(), torch.cat(ious)
 
-    def image_loss(self, prediction: torch.Tensor, instances: torch.Tensor,
-                   center_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def image_loss(
+        self, prediction: torch.Tensor, instances: torch.Tensor, center_image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and object IoUs of one image: prediction (C, H, W), instances (H, W) or (K, H, W)."""
         _, height, width = prediction.shape
         n_pixels = height * width
@@ -149,8 +163,9 @@ class SpatialEmbLoss(nn.Module):
         variance = self.variance_per_object(sigma_pixels, sigma_mean.detach(), object_index, n_object_pixels)
 
         grid = coordinate_grid(height, width, self.grid_spacing, prediction.device, prediction.dtype)
-        centers = object_centers(grid.reshape(2, n_pixels), center_image.reshape(n_pixels).bool(),
-                                 object_index, pixel_index, n_objects)
+        centers = object_centers(
+            grid.reshape(2, n_pixels), center_image.reshape(n_pixels).bool(), object_index, pixel_index, n_objects
+        )
         masks = torch.zeros((n_objects, n_pixels), dtype=torch.bool, device=prediction.device)
         masks[object_index, pixel_index] = True
         rows = rows_per_block(n_objects, n_pixels, prediction.device)
@@ -161,13 +176,20 @@ class SpatialEmbLoss(nn.Module):
         phi = torch.cat(phi_blocks)
         instance_loss = torch.cat(hinges).mean()
         # Overlapping one-hot objects give a pixel one seed target per object, as the official loop does.
-        seed_loss = seed_loss + self.foreground_weight * (
-            seed[pixel_index] - phi[object_index, pixel_index].detach()).pow(2).sum()
+        seed_loss = (
+            seed_loss
+            + self.foreground_weight * (seed[pixel_index] - phi[object_index, pixel_index].detach()).pow(2).sum()
+        )
         loss = self.w_inst * instance_loss + self.w_var * variance.mean() + self.w_seed * seed_loss / n_pixels
         return loss, iou_rows(phi.detach() > 0.5, masks)
 
-    def variance_per_object(self, sigma_pixels: torch.Tensor, sigma_mean: torch.Tensor,
-                            object_index: torch.Tensor, n_object_pixels: torch.Tensor) -> torch.Tensor:
+    def variance_per_object(
+        self,
+        sigma_pixels: torch.Tensor,
+        sigma_mean: torch.Tensor,
+        object_index: torch.Tensor,
+        n_object_pixels: torch.Tensor,
+    ) -> torch.Tensor:
         """Per-object smoothness of raw σ, (K,): sigma_pixels (M, D), sigma_mean (K, D) detached."""
         means = sigma_mean[object_index]
         if self.variance_loss == "paper":

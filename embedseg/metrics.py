@@ -199,13 +199,7 @@ def overlap_with_ids(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np
     kept); ids keep their order, so this is the table of the relabelled images, entry for entry.
     """
     true, pred = np.asarray(true), np.asarray(pred)
-    if (
-        true.dtype.kind in "iu"
-        and pred.dtype.kind in "iu"
-        and true.size
-        and true.min() >= 0
-        and pred.min() >= 0
-    ):
+    if true.dtype.kind in "iu" and pred.dtype.kind in "iu" and true.size and true.min() >= 0 and pred.min() >= 0:
         rows, cols = int(true.max()) + 1, int(pred.max()) + 1
         if rows * cols <= MAX_IDS_PER_PIXEL * true.size:
             pair_index = true.ravel().astype(np.intp)
@@ -225,9 +219,7 @@ def overlap_table(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return overlap_with_ids(true, pred)[0]
 
 
-def iou_from_intersection(
-    intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray
-) -> np.ndarray:
+def iou_from_intersection(intersection: np.ndarray, true_sizes: np.ndarray, pred_sizes: np.ndarray) -> np.ndarray:
     """IoU (n_true, n_pred) from intersections (n_true, n_pred) and object sizes (n_true,), (n_pred,)."""
     union = true_sizes[:, None] + pred_sizes[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros(intersection.shape), where=union > 0)
@@ -362,9 +354,7 @@ def match_labels(
     return _result(thresholds, *objects)
 
 
-def one_hot_overlap(
-    true_stack: np.ndarray, pred: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def one_hot_overlap(true_stack: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Overlap of the non-empty slices of a GT stack (K, H, W) with the objects of a sequential
     label image (H, W): intersection (k, n_pred), slice sizes (k,), prediction sizes (n_pred,),
     and the slices' numbers (index + 1) (k,)."""
@@ -373,9 +363,9 @@ def one_hot_overlap(
     true_stack = true_stack[slice_ids - 1]
     n_true, n_pred = len(true_stack), int(pred.max(initial=0))
     slice_index, ys, xs = np.nonzero(true_stack)
-    intersection = np.bincount(
-        slice_index * (n_pred + 1) + pred[ys, xs], minlength=n_true * (n_pred + 1)
-    ).reshape(n_true, n_pred + 1)[:, 1:]
+    intersection = np.bincount(slice_index * (n_pred + 1) + pred[ys, xs], minlength=n_true * (n_pred + 1)).reshape(
+        n_true, n_pred + 1
+    )[:, 1:]
     true_sizes = np.bincount(slice_index, minlength=n_true)
     pred_sizes = np.bincount(pred.ravel(), minlength=n_pred + 1)[1:]
     return intersection, true_sizes, pred_sizes, slice_ids

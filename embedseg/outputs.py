@@ -83,9 +83,7 @@ def check_not_input(out: PathLike, inputs: Mapping[str, PathLike | None]) -> Non
         )
 
 
-def check_output(
-    out: PathLike, kind: OutputKind, inputs: Mapping[str, PathLike | None], force: bool = False
-) -> bool:
+def check_output(out: PathLike, kind: OutputKind, inputs: Mapping[str, PathLike | None], force: bool = False) -> bool:
     """Raise :class:`OutputError` unless the folder `out` may be written by a `kind` command.
 
     Returns True when `out` holds something to replace (an earlier output of the same kind, or
@@ -96,9 +94,7 @@ def check_output(
     target = out.resolve()
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
-        raise OutputError(
-            f"--out {out} is the current folder or contains it; name a new folder for the {kind.name}"
-        )
+        raise OutputError(f"--out {out} is the current folder or contains it; name a new folder for the {kind.name}")
     if not target.exists():
         return False
     if target.is_dir():
@@ -107,9 +103,7 @@ def check_output(
         found = kind_of(target)
         if found == kind or force:
             return True
-        holds = (
-            f"a {found.name} written by `{found.command}`" if found else "files that `embedseg` did not write"
-        )
+        holds = f"a {found.name} written by `{found.command}`" if found else "files that `embedseg` did not write"
         raise OutputError(
             f"--out {out} holds {holds}, not a {kind.name}; choose another --out, or pass --force to replace "
             "the whole folder"
@@ -170,9 +164,7 @@ def replacing(
                     "kind": kind.name,
                     "command": kind.command,
                     "embedseg_version": __version__,
-                    "inputs": {
-                        name: str(Path(path).resolve()) for name, path in inputs.items() if path is not None
-                    },
+                    "inputs": {name: str(Path(path).resolve()) for name, path in inputs.items() if path is not None},
                 },
             )
         swap_in(staging, target)

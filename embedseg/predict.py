@@ -93,11 +93,12 @@ def invert_components(output: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def predict_tile(model: torch.nn.Module, tile: torch.Tensor, tta: bool = True,
-                 batch_size: int | None = None) -> torch.Tensor:
+def predict_tile(
+    model: torch.nn.Module, tile: torch.Tensor, tta: bool = True, batch_size: int | None = None
+) -> torch.Tensor:
     """Raw output (5, h, w) of one input (C, h, w) (h, w multiples of 8), TTA-averaged if `tta`;
     `batch_size` transforms per forward pass (default: :func:`default_batch_size`).
 
@@ -146,8 +147,14 @@ def channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.to(memory_format=torch.contiguous_format)
 
 
-def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, tile_size: int = DEFAULT_TILE,
-                overlap: int = DEFAULT_OVERLAP, batch_size: int | None = None) -> torch.Tensor:
+def predict_raw(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tta: bool = True,
+    tile_size: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int | None = None,
+) -> torch.Tensor:
     """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W);
     `model` maps (B, C, h, w) to (B, 5, h, w) and is expected in eval mode.
 
@@ -162,8 +169,9 @@ def predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool = True, til
         return _predict_raw(model, image, tta, tile_size, overlap, batch_size)
 
 
-def _predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool, tile_size: int, overlap: int,
-                 batch_size: int | None) -> torch.Tensor:
+def _predict_raw(
+    model: torch.nn.Module, image: np.ndarray, tta: bool, tile_size: int, overlap: int, batch_size: int | None
+) -> torch.Tensor:
     if tile_size % NETWORK_MULTIPLE:
         raise ValueError(f"tile_size must be a multiple of {NETWORK_MULTIPLE}, got {tile_size}")
     image = np.asarray(image, dtype=np.float32)
@@ -183,21 +191,23 @@ def _predict_raw(model: torch.nn.Module, image: np.ndarray, tta: bool, tile_size
             torch.cuda.empty_cache()
 
 
-def predict_tiles(model: torch.nn.Module, padded: torch.Tensor, tta: bool, tile_size: int, overlap: int,
-                  batch_size: int | None) -> torch.Tensor:
+def predict_tiles(
+    model: torch.nn.Module, padded: torch.Tensor, tta: bool, tile_size: int, overlap: int, batch_size: int | None
+) -> torch.Tensor:
     """Raw output (5, H, W) of a padded input (C, H, W), stitched from overlapping tiles."""
     height, width = padded.shape[-2:]
     raw = torch.empty((5, height, width), device=padded.device)
     for y0, y_lo, y_hi in tile_spans(height, tile_size, overlap):
         for x0, x_lo, x_hi in tile_spans(width, tile_size, overlap):
-            tile = padded[:, y0:y0 + min(tile_size, height), x0:x0 + min(tile_size, width)]
+            tile = padded[:, y0 : y0 + min(tile_size, height), x0 : x0 + min(tile_size, width)]
             out = predict_tile(model, tile, tta, batch_size)
-            raw[:, y_lo:y_hi, x_lo:x_hi] = out[:, y_lo - y0:y_hi - y0, x_lo - x0:x_hi - x0]
+            raw[:, y_lo:y_hi, x_lo:x_hi] = out[:, y_lo - y0 : y_hi - y0, x_lo - x0 : x_hi - x0]
     return raw
 
 
-def network_input(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike = "image",
-                  rgb_to_grey: bool = False) -> np.ndarray:
+def network_input(
+    image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike = "image", rgb_to_grey: bool = False
+) -> np.ndarray:
     """Normalised float32 (C, H, W) network input from a stored image (H, W) or (C, H, W).
 
     RGB(A) pictures are treated as `prepare` treats them (:func:`embedseg.data.formats.reduce_rgb`);
@@ -239,9 +249,16 @@ def check_value_range(image: np.ndarray, settings: DatasetSettings, path: str | 
         )
 
 
-def segment(model: torch.nn.Module, image: np.ndarray, settings: DatasetSettings, tta: bool = True,
-            params: ClusterParams = ClusterParams(), path: str | os.PathLike = "image",
-            rgb_to_grey: bool = False, **predict_options) -> tuple[np.ndarray, np.ndarray]:
+def segment(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    settings: DatasetSettings,
+    tta: bool = True,
+    params: ClusterParams = ClusterParams(),
+    path: str | os.PathLike = "image",
+    rgb_to_grey: bool = False,
+    **predict_options,
+) -> tuple[np.ndarray, np.ndarray]:
     """Instance labels (H, W) (uint16/uint32) and seed map (H, W) float32 of the stored image
     read from `path` (named in errors; see :func:`network_input`)."""
     raw = predict_raw(model, network_input(image, settings, path, rgb_to_grey), tta, **predict_options)
@@ -249,44 +266,76 @@ def segment(model: torch.nn.Module, image: np.ndarray, settings: DatasetSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL_PT",
-                        help="checkpoint written by `embedseg train` (best.pt) or package of `embedseg export`")
+    parser.add_argument(
+        "model",
+        metavar="MODEL_PT",
+        help="checkpoint written by `embedseg train` (best.pt) or package of `embedseg export`",
+    )
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
     parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                        help="average the raw outputs of the 8 rotations/flips")
-    parser.add_argument("--clustering", choices=PRESETS, default="paper",
-                        help="paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size")
-    parser.add_argument("--min-object-size", type=int, default=None,
-                        help="proposals need more pixels than this (default: 36 for paper, the data set's "
-                             "smallest training object for current)")
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="average the raw outputs of the 8 rotations/flips",
+    )
+    parser.add_argument(
+        "--clustering",
+        choices=PRESETS,
+        default="paper",
+        help="paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size",
+    )
+    parser.add_argument(
+        "--min-object-size",
+        type=int,
+        default=None,
+        help="proposals need more pixels than this (default: 36 for paper, the data set's "
+        "smallest training object for current)",
+    )
     parser.add_argument("--seed-thresh", type=float, default=0.9, help="stop when the best seed score is below")
     parser.add_argument("--fg-thresh", type=float, default=0.5, help="foreground = seed score above")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE,
-                        help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=DEFAULT_TILE,
+        help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles",
+    )
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
-    parser.add_argument("--rgb-to-grey", action="store_true",
-                        help="reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` "
-                             "(default: refuse them)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace PRED_DIR (and --seeds-out) even if it is a file or a folder not "
-                             "written by `embedseg predict` (never an input)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                        help="run the network through torch.compile (falls back to eager with a warning)")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays "
-                             "float32)")
+    parser.add_argument(
+        "--rgb-to-grey",
+        action="store_true",
+        help="reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` (default: refuse them)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace PRED_DIR (and --seeds-out) even if it is a file or a folder not "
+        "written by `embedseg predict` (never an input)",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the network through torch.compile (falls back to eager with a warning)",
+    )
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)",
+    )
+
 
 def check_options(args: argparse.Namespace) -> None:
     """Thresholds are probabilities, tiles positive multiples of 8, sizes non-negative."""
     for option, value in (("--seed-thresh", args.seed_thresh), ("--fg-thresh", args.fg_thresh)):
         if not 0.0 <= value <= 1.0:
-            raise DataError(f"{option} {value}: must lie in [0, 1] "
-                            "(it thresholds the seed score, a probability)")
+            raise DataError(f"{option} {value}: must lie in [0, 1] (it thresholds the seed score, a probability)")
     if args.tile_size <= 0 or args.tile_size % NETWORK_MULTIPLE:
-        raise DataError(f"--tile-size {args.tile_size}: must be a positive multiple of {NETWORK_MULTIPLE}, "
-                        f"e.g. {DEFAULT_TILE}")
+        raise DataError(
+            f"--tile-size {args.tile_size}: must be a positive multiple of {NETWORK_MULTIPLE}, e.g. {DEFAULT_TILE}"
+        )
     if args.min_object_size is not None and args.min_object_size < 0:
         raise DataError(f"--min-object-size {args.min_object_size}: must be at least 0")
 
@@ -320,10 +369,12 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(replacing(args.out, PREDICTIONS, inputs, args.force))
         seeds_out = args.seeds_out and stack.enter_context(
-            replacing(args.seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": args.out}, args.force))
+            replacing(args.seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": args.out}, args.force)
+        )
         for path in tqdm(paths, desc="predict", unit="image"):
-            labels, seeds = segment(model, read_image(path), settings, args.tta, params, path,
-                                    args.rgb_to_grey, tile_size=args.tile_size)
+            labels, seeds = segment(
+                model, read_image(path), settings, args.tta, params, path, args.rgb_to_grey, tile_size=args.tile_size
+            )
             write_labels(out / path.name, labels)
             if seeds_out:
                 write_tiff(seeds_out / path.name, seeds)

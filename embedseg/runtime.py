@@ -35,11 +35,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UserError(f"--device {name!r} unknown; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine; "
-                            "use --device cpu or auto")
+            raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                            f"numbered from 0; use --device cuda:0")
+            raise UserError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0; use --device cuda:0"
+            )
     return device
 
 

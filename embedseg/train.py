@@ -50,7 +50,13 @@ log = logging.getLogger(__name__)
 # TrainConfig fields that make a run what it is; epochs (a resumed run may go further), device,
 # workers and resume do not change what is learned (compile and amp: only its rounding).
 FINGERPRINT_FIELDS = (
-    "batch_size", "virtual_batch", "train_size", "val_size", "val_batch_size", "variance_loss", "seed",
+    "batch_size",
+    "virtual_batch",
+    "train_size",
+    "val_size",
+    "val_batch_size",
+    "variance_loss",
+    "seed",
 )
 
 
@@ -74,11 +80,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.workers + 1) < 1:
-            raise UserError("--epochs, --batch-size, --val-batch-size and --virtual-batch must be at "
-                            "least 1, --workers at least 0")
+            raise UserError(
+                "--epochs, --batch-size, --val-batch-size and --virtual-batch must be at least 1, --workers at least 0"
+            )
         if self.train_size < self.batch_size or self.val_size < 1:
-            raise UserError(f"--train-size {self.train_size} must hold one batch of {self.batch_size}; "
-                            "--val-size must be at least 1")
+            raise UserError(
+                f"--train-size {self.train_size} must hold one batch of {self.batch_size}; "
+                "--val-size must be at least 1"
+            )
 
 
 class TrainingInterrupted(UserError):
@@ -87,8 +96,15 @@ class TrainingInterrupted(UserError):
     exit_code = 130
 
 
-def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: torch.Generator, workers: int,
-                drop_last: bool, device: torch.device) -> DataLoader:
+def make_loader(
+    dataset: CropDataset,
+    size: int,
+    batch_size: int,
+    generator: torch.Generator,
+    workers: int,
+    drop_last: bool,
+    device: torch.device,
+) -> DataLoader:
     """DataLoader over `size` random (crop, transform) draws of `generator`."""
     sampler = RandomCropSampler(len(dataset), size, generator)
     # Persistent workers start once per training, not twice per epoch. They draw their base seed
@@ -97,22 +113,45 @@ def make_loader(dataset: CropDataset, size: int, batch_size: int, generator: tor
     worker_options = {}
     if workers:
         worker_options = {"persistent_workers": True, "generator": torch.Generator().manual_seed(0)}
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                      collate_fn=collate_crops, worker_init_fn=seed_worker, pin_memory=device.type == "cuda",
-                      **worker_options)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=workers,
+        collate_fn=collate_crops,
+        worker_init_fn=seed_worker,
+        pin_memory=device.type == "cuda",
+        **worker_options,
+    )
 
 
-def run_batch(model: torch.nn.Module, criterion: SpatialEmbLoss, batch: dict[str, torch.Tensor],
-              device: torch.device, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
+def run_batch(
+    model: torch.nn.Module,
+    criterion: SpatialEmbLoss,
+    batch: dict[str, torch.Tensor],
+    device: torch.device,
+    precision: Precision,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and object IoUs of one batch (see SpatialEmbLoss.forward); the loss runs in float32."""
     with precision.autocast():
         prediction = model(batch["image"].to(device, non_blocking=True))
-    return criterion(prediction.float(), batch["instances"].to(device, non_blocking=True),
-                     batch["center"].to(device, non_blocking=True))
+    return criterion(
+        prediction.float(),
+        batch["instances"].to(device, non_blocking=True),
+        batch["center"].to(device, non_blocking=True),
+    )
 
 
-def train_epoch(model: torch.nn.Module, criterion: SpatialEmbLoss, optimizer: torch.optim.Optimizer,
-                loader: DataLoader, virtual_batch: int, device: torch.device, precision: Precision) -> float:
+def train_epoch(
+    model: torch.nn.Module,
+    criterion: SpatialEmbLoss,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    virtual_batch: int,
+    device: torch.device,
+    precision: Precision,
+) -> float:
     """One pass over `loader`; the optimiser steps every `virtual_batch` mini-batches.
 
     Each mini-batch back-propagates loss/m, so a step sees the mean gradient of m mini-batches;
@@ -133,8 +172,9 @@ def train_epoch(model: torch.nn.Module, criterion: SpatialEmbLoss, optimizer: to
     return float(np.mean(losses))
 
 
-def validate(model: torch.nn.Module, criterion: SpatialEmbLoss, loader: DataLoader,
-             device: torch.device, precision: Precision) -> tuple[float, float]:
+def validate(
+    model: torch.nn.Module, criterion: SpatialEmbLoss, loader: DataLoader, device: torch.device, precision: Precision
+) -> tuple[float, float]:
     """(mean loss over batches, mean IoU over every object of every sampled crop)."""
     model.eval()
     losses, ious = [], []
@@ -183,8 +223,10 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
 def sampler_generators(seed: int) -> dict[str, torch.Generator]:
     """Independent train/val draw streams derived from `seed`."""
     train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-    return {"train_sampler": torch.Generator().manual_seed(train_seed),
-            "val_sampler": torch.Generator().manual_seed(val_seed)}
+    return {
+        "train_sampler": torch.Generator().manual_seed(train_seed),
+        "val_sampler": torch.Generator().manual_seed(val_seed),
+    }
 
 
 def fingerprint(crops_dir: Path, settings: DatasetSettings, config: TrainConfig) -> dict[str, Any]:
@@ -208,8 +250,11 @@ def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], out_dir:
     if saved is None:
         differences = "its last.pt was written by an older embedseg that did not record its inputs"
     else:
-        differences = "; ".join(f"{key} {saved.get(key)!r} there, {value!r} now"
-                                for key, value in current.items() if saved.get(key) != value)
+        differences = "; ".join(
+            f"{key} {saved.get(key)!r} there, {value!r} now"
+            for key, value in current.items()
+            if saved.get(key) != value
+        )
     if differences:
         raise OutputError(
             f"--out {out_dir} holds another training run ({differences}); resuming would mix two runs. "
@@ -218,8 +263,12 @@ def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], out_dir:
         )
 
 
-def resume(checkpoint: dict[str, Any], model: BranchedERFNet, optimizer: torch.optim.Optimizer,
-           generators: dict[str, torch.Generator]) -> tuple[int, float, list[dict[str, float]]]:
+def resume(
+    checkpoint: dict[str, Any],
+    model: BranchedERFNet,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+) -> tuple[int, float, list[dict[str, float]]]:
     """Load weights, optimiser and random states of `checkpoint`; returns (next epoch, best IoU, log rows)."""
     model.load_state_dict(checkpoint["model_state_dict"])
     optimizer.load_state_dict(checkpoint["optim_state_dict"])
@@ -227,8 +276,9 @@ def resume(checkpoint: dict[str, Any], model: BranchedERFNet, optimizer: torch.o
     return checkpoint["epoch"] + 1, checkpoint["best_iou"], checkpoint["history"]
 
 
-def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-          force: bool = False) -> list[dict[str, float]]:
+def train(
+    crops_dir: str | Path, out_dir: str | Path, config: TrainConfig, force: bool = False
+) -> list[dict[str, float]]:
     """Train on CROPS_DIR/{train,val}; write OUT_DIR/{best.pt,last.pt,log.csv,memory.json,train.json}.
 
     Resumes from OUT_DIR/last.pt when `config.resume`, it exists and it is the same run
@@ -245,8 +295,9 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         if config.resume and last_path.is_file():
             checkpoint = read_checkpoint(last_path, device)
             check_same_run(checkpoint, run_fingerprint, out_dir)
-            log.info("resuming %s after epoch %d (best val IoU %.4f)", last_path, checkpoint["epoch"],
-                     checkpoint["best_iou"])
+            log.info(
+                "resuming %s after epoch %d (best val IoU %.4f)", last_path, checkpoint["epoch"], checkpoint["best_iou"]
+            )
             return fit(crops_dir, out_dir, config, settings, device, run_fingerprint, checkpoint)
         if not replace:
             return fit(crops_dir, out_dir, config, settings, device, run_fingerprint)
@@ -258,13 +309,21 @@ def train(crops_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         done = len(read_checkpoint(last_path)["history"]) if last_path.is_file() else 0
         raise TrainingInterrupted(
             f"interrupted after {done} of {config.epochs} epochs; {last_path} holds the last finished epoch: "
-            "run the same command again to resume" if done else
-            "interrupted before the first epoch finished; run the same command again to start"
+            "run the same command again to resume"
+            if done
+            else "interrupted before the first epoch finished; run the same command again to start"
         ) from None
 
 
-def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSettings, device: torch.device,
-        run_fingerprint: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> list[dict[str, float]]:
+def fit(
+    crops_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    settings: DatasetSettings,
+    device: torch.device,
+    run_fingerprint: dict[str, Any],
+    checkpoint: dict[str, Any] | None = None,
+) -> list[dict[str, float]]:
     """The training loop of :func:`train`, writing into `out_dir`, continuing `checkpoint` if given."""
     seed_everything(config.seed)
     train_set = CropDataset(crops_dir / "train", settings)
@@ -277,9 +336,16 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
     start_epoch, best_iou, history = 0, 0.0, []
     if checkpoint is not None:
         start_epoch, best_iou, history = resume(checkpoint, model, optimizer, generators)
-    write_json(out_dir / "train.json", {"crops_dir": str(crops_dir), "args": dataclasses.asdict(config),
-                                        "settings": settings.to_dict(), "model_config": model.config,
-                                        "fingerprint": run_fingerprint})
+    write_json(
+        out_dir / "train.json",
+        {
+            "crops_dir": str(crops_dir),
+            "args": dataclasses.asdict(config),
+            "settings": settings.to_dict(),
+            "model_config": model.config,
+            "fingerprint": run_fingerprint,
+        },
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
@@ -287,72 +353,143 @@ def fit(crops_dir: Path, out_dir: Path, config: TrainConfig, settings: DatasetSe
     if checkpoint is not None and checkpoint.get("scaler_state_dict"):  # empty: saved without CUDA AMP
         precision.scaler.load_state_dict(checkpoint["scaler_state_dict"])
 
-    train_loader = make_loader(train_set, config.train_size, config.batch_size, generators["train_sampler"],
-                               config.workers, drop_last=True, device=device)
-    val_loader = make_loader(val_set, config.val_size, config.val_batch_size, generators["val_sampler"],
-                             config.workers, drop_last=False, device=device)
+    train_loader = make_loader(
+        train_set,
+        config.train_size,
+        config.batch_size,
+        generators["train_sampler"],
+        config.workers,
+        drop_last=True,
+        device=device,
+    )
+    val_loader = make_loader(
+        val_set,
+        config.val_size,
+        config.val_batch_size,
+        generators["val_sampler"],
+        config.workers,
+        drop_last=False,
+        device=device,
+    )
     for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
         started = time.perf_counter()
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device,
-                                 precision)
+        train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device, precision)
         val_loss, val_iou = validate(forward, criterion, val_loader, device, precision)
-        history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_iou": val_iou, "seconds": time.perf_counter() - started})
+        history.append(
+            {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_iou": val_iou,
+                "seconds": time.perf_counter() - started,
+            }
+        )
         improved = val_iou > best_iou
         best_iou = max(best_iou, val_iou)
         state = {
-            "model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict(),
-            "epoch": epoch, "best_iou": best_iou, "optim_state_dict": optimizer.state_dict(),
-            "rng_state": rng_state(generators), "train_args": dataclasses.asdict(config), "history": history,
-            "fingerprint": run_fingerprint, "scaler_state_dict": precision.scaler.state_dict(),
+            "model_state_dict": model.state_dict(),
+            "model_config": model.config,
+            "settings": settings.to_dict(),
+            "epoch": epoch,
+            "best_iou": best_iou,
+            "optim_state_dict": optimizer.state_dict(),
+            "rng_state": rng_state(generators),
+            "train_args": dataclasses.asdict(config),
+            "history": history,
+            "fingerprint": run_fingerprint,
+            "scaler_state_dict": precision.scaler.state_dict(),
         }
         if improved:
             save_checkpoint(out_dir / "best.pt", state)
         save_checkpoint(out_dir / "last.pt", state)
         write_log(out_dir / "log.csv", history)
         write_memory_json(out_dir / "memory.json", device)
-        log.info("epoch %d: lr %.3e train %.4f val %.4f val IoU %.4f%s", epoch, lr, train_loss, val_loss,
-                 val_iou, " (best)" if improved else "")
+        log.info(
+            "epoch %d: lr %.3e train %.4f val %.4f val IoU %.4f%s",
+            epoch,
+            lr,
+            train_loss,
+            val_loss,
+            val_iou,
+            " (best)" if improved else "",
+        )
     return history
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("crops_dir", type=Path, help="crops folder written by `embedseg crops` (dataset.json, train/, val/)")
-    parser.add_argument("--out", type=Path, required=True, help="model folder (best.pt, last.pt, log.csv, memory.json, train.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="epochs to train (the learning rate decays over 200 whatever this is)")
+    parser.add_argument(
+        "crops_dir", type=Path, help="crops folder written by `embedseg crops` (dataset.json, train/, val/)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="model folder (best.pt, last.pt, log.csv, memory.json, train.json)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help="epochs to train (the learning rate decays over 200 whatever this is)",
+    )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per mini-batch")
-    parser.add_argument("--virtual-batch", type=int, default=defaults.virtual_batch,
-                        help="optimiser steps every N mini-batches (gradients of N mini-batches are averaged)")
+    parser.add_argument(
+        "--virtual-batch",
+        type=int,
+        default=defaults.virtual_batch,
+        help="optimiser steps every N mini-batches (gradients of N mini-batches are averaged)",
+    )
     parser.add_argument("--train-size", type=int, default=defaults.train_size, help="random crops drawn per epoch")
     parser.add_argument("--val-size", type=int, default=defaults.val_size, help="random validation crops per epoch")
-    parser.add_argument("--val-batch-size", type=int, default=defaults.val_batch_size, help="crops per validation batch")
-    parser.add_argument("--variance-loss", choices=("paper", "fixed"), default=defaults.variance_loss,
-                        help="paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights, crop draws, augmentation, dropout")
+    parser.add_argument(
+        "--val-batch-size", type=int, default=defaults.val_batch_size, help="crops per validation batch"
+    )
+    parser.add_argument(
+        "--variance-loss",
+        choices=("paper", "fixed"),
+        default=defaults.variance_loss,
+        help="paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of weights, crop draws, augmentation, dropout"
+    )
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=defaults.resume,
-                        help="continue from OUT/last.pt if it exists and is the same run (same crops and "
-                             "settings); --no-resume starts over and replaces OUT when done")
-    parser.add_argument("--force", action="store_true",
-                        help="replace OUT even if it is a file or a folder not written by `embedseg train` "
-                             "(never an input)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=defaults.compile,
-                        help="run the network through torch.compile (falls back to eager with a warning)")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=defaults.amp,
-                        help="mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU")
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.resume,
+        help="continue from OUT/last.pt if it exists and is the same run (same crops and "
+        "settings); --no-resume starts over and replaces OUT when done",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace OUT even if it is a file or a folder not written by `embedseg train` (never an input)",
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.compile,
+        help="run the network through torch.compile (falls back to eager with a warning)",
+    )
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.amp,
+        help="mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
     if not (args.crops_dir / "train").is_dir():
-        raise DataError(f"{args.crops_dir}: no train/ folder; run `embedseg crops DATA_DIR --out {args.crops_dir}` first")
+        raise DataError(
+            f"{args.crops_dir}: no train/ folder; run `embedseg crops DATA_DIR --out {args.crops_dir}` first"
+        )
     history = train(args.crops_dir, args.out, config, args.force)
     if history:
         best = max(history, key=lambda row: row["val_iou"])

@@ -72,8 +72,14 @@ def make_nuclei_split(root: Path, size: int = 64, counts: dict[str, int] | None 
 def run_embedseg(python: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `embedseg …` with the given interpreter (main venv or a baseline venv); fail loudly."""
     env = dict(os.environ, EMBEDSEG_DEVICE="cpu")
-    result = subprocess.run([str(python), "-m", "embedseg", *map(str, args)], capture_output=True, text=True,
-                            timeout=timeout, env=env, cwd=REPO)
+    result = subprocess.run(
+        [str(python), "-m", "embedseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
     assert result.returncode == 0, f"embedseg {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -83,8 +89,9 @@ def baseline_python(venv: str, modules: str, make_target: str) -> Path:
     python = REPO / venv / "bin" / "python"
     if not python.exists():
         pytest.skip(f"{python} missing: build it with `make {make_target}`")
-    probe = subprocess.run([str(python), "-c", f"import {modules}, embedseg.baselines.common"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [str(python), "-c", f"import {modules}, embedseg.baselines.common"], capture_output=True, text=True
+    )
     if probe.returncode:
         pytest.skip(f"{modules} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}")
     return python

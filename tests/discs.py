@@ -47,8 +47,9 @@ def random_discs(rng: np.random.Generator, size: int, n_discs: int, radius: tupl
     return [(int(rng.integers(r, size - r)), int(rng.integers(r, size - r)), int(r)) for r in radii]
 
 
-def write_crop_folder(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, n_discs: int = 3,
-                      one_hot: bool = False, seed: int = 0) -> Path:
+def write_crop_folder(
+    root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, n_discs: int = 3, one_hot: bool = False, seed: int = 0
+) -> Path:
     """A crops folder as `embedseg crops` writes it: dataset.json + {train,val}/{images,masks,centers}."""
     rng = np.random.default_rng(seed)
     for subset, n in (("train", n_train), ("val", n_val)):

@@ -46,8 +46,9 @@ def trained_like(seed: int = 0) -> BranchedERFNet:
 def small_net() -> nn.Module:
     """Conv → BatchNorm → ReLU → Dropout2d → Conv: what compile must handle, compiled in seconds."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout2d(0.2),
-                         nn.Conv2d(8, 5, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout2d(0.2), nn.Conv2d(8, 5, 3, padding=1)
+    )
 
 
 def two_object_batch(size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,10 +139,13 @@ print("equal", all(torch.equal(out, eager(x)) for out in outputs))
 def test_compile_falls_back_to_eager_with_one_warning(tmp_path) -> None:
     """A real missing C++ compiler (CXX points nowhere; a fresh inductor cache, so nothing
     compiled before is reused): one warning, then the eager model's exact outputs."""
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"),
-           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "equal True" in done.stdout
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
@@ -173,8 +177,9 @@ def test_compiled_erfnet_training_step_and_inference_match_eager() -> None:
     image, instances, centres = two_object_batch(128)
     compiled = CompiledModel(model)
     criterion = SpatialEmbLoss(variance_loss="fixed")
-    losses = [criterion(forward(image), instances, centres)[0].item()
-              for forward in (train_without_dropout(model), compiled)]
+    losses = [
+        criterion(forward(image), instances, centres)[0].item() for forward in (train_without_dropout(model), compiled)
+    ]
     assert losses[1] == pytest.approx(losses[0], rel=COMPILE_TOLERANCE)
     double = train_without_dropout(copy.deepcopy(model).double())
     reference = probe_gradients(double, double, image.double())
@@ -214,15 +219,50 @@ def test_train_and_predict_cli_with_amp_and_compile_options(tmp_path) -> None:
     """--amp end to end on the CPU (train, then predict with it); --no-compile is recorded."""
     crops = write_crop_folder(tmp_path / "crops", n_train=2, n_val=1)
     out = tmp_path / "model"
-    assert cli.main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2",
-                     "--val-size", "1", "--virtual-batch", "1", "--device", "cpu", "--amp",
-                     "--no-compile"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                str(crops),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--train-size",
+                "2",
+                "--val-size",
+                "1",
+                "--virtual-batch",
+                "1",
+                "--device",
+                "cpu",
+                "--amp",
+                "--no-compile",
+            ]
+        )
+        == 0
+    )
     args = json.loads((out / "train.json").read_text())["args"]
     assert args["amp"] is True and args["compile"] is False
     assert np.isfinite(read_checkpoint(out / "last.pt")["history"][0]["train_loss"])
     images = tmp_path / "images"
     images.mkdir()
     tifffile.imwrite(images / "a.tif", np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8))
-    assert cli.main(["predict", str(out / "last.pt"), "--images", str(images), "--out",
-                     str(tmp_path / "pred"), "--device", "cpu", "--amp", "--no-tta"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(out / "last.pt"),
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "pred"),
+                "--device",
+                "cpu",
+                "--amp",
+                "--no-tta",
+            ]
+        )
+        == 0
+    )
     assert tifffile.imread(tmp_path / "pred" / "a.tif").shape == (40, 40)

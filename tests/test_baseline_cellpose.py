@@ -34,15 +34,40 @@ def offline(tmp_path, monkeypatch):
 def test_trained_from_scratch(cellpose_python, offline, nuclei_split, embedseg_cli, ap50, tmp_path):
     data = nuclei_split(tmp_path / "data", counts={"train": 3, "val": 1, "test": 2})
     model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "cellpose-trained" / "seed0"
-    embedseg_cli(cellpose_python, "baseline", "cellpose-trained", "train", data, "--out", model_dir,
-                 "--epochs", "20", "--batch-size", "2", "--flow-thresholds", "0", "0.4", "--cellprob-thresholds", "0")
+    embedseg_cli(
+        cellpose_python,
+        "baseline",
+        "cellpose-trained",
+        "train",
+        data,
+        "--out",
+        model_dir,
+        "--epochs",
+        "20",
+        "--batch-size",
+        "2",
+        "--flow-thresholds",
+        "0",
+        "0.4",
+        "--cellprob-thresholds",
+        "0",
+    )
     chosen = json.loads((model_dir / "cellpose.json").read_text())
     assert chosen["flow_threshold"] in (0, 0.4) and 0 <= chosen["val_ap50"] <= 1
     assert (model_dir / chosen["pretrained_model"]).is_file()
     with open(model_dir / "log.csv") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(20))
-    embedseg_cli(cellpose_python, "baseline", "cellpose-trained", "predict", model_dir,
-                 "--images", data / "test" / "images", "--out", pred_dir)
+    embedseg_cli(
+        cellpose_python,
+        "baseline",
+        "cellpose-trained",
+        "predict",
+        model_dir,
+        "--images",
+        data / "test" / "images",
+        "--out",
+        pred_dir,
+    )
     for name in ("img0.tif", "img1.tif"):
         predicted = read_labels(pred_dir / name)
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
@@ -56,8 +81,17 @@ def test_public_model_offline_is_marked_not_run(cellpose_python, offline, nuclei
     embedseg_cli(cellpose_python, "baseline", "cellpose-public", "train", data, "--out", model_dir)
     chosen = json.loads((model_dir / "cellpose.json").read_text())
     assert chosen["model_type"] == "nuclei" and 10 < chosen["diameter"] < 17  # discs of radius 5–8 px
-    result = embedseg_cli(cellpose_python, "baseline", "cellpose-public", "predict", model_dir,
-                          "--images", data / "test" / "images", "--out", pred_dir)
+    result = embedseg_cli(
+        cellpose_python,
+        "baseline",
+        "cellpose-public",
+        "predict",
+        model_dir,
+        "--images",
+        data / "test" / "images",
+        "--out",
+        pred_dir,
+    )
     reason = (pred_dir.parent / "NOT_RUN.txt").read_text()
     assert "nuclei" in reason and "internet" in reason and "not run" in result.stderr
     assert not pred_dir.exists()  # no seed folder: the tables must not mistake it for a result

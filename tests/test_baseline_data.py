@@ -30,8 +30,10 @@ def test_split_has_paired_images_and_masks(nuclei_split, tmp_path):
 
 def test_baseline_help_is_quick_and_light(repo_root):
     """`embedseg baseline --help` must not import torch/TensorFlow/Cellpose (other envs lack them)."""
-    code = ("import sys; from embedseg.cli import build_parser; build_parser('baseline');"
-            "print(sorted(m for m in ('torch', 'tensorflow', 'cellpose') if m in sys.modules))")
+    code = (
+        "import sys; from embedseg.cli import build_parser; build_parser('baseline');"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'cellpose') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root, check=True)
     assert result.stdout.strip() == "[]"
 

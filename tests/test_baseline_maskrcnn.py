@@ -46,14 +46,43 @@ def test_train_from_scratch_predict(maskrcnn_python, nuclei_split, embedseg_cli,
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # spin-waiting OpenMP threads slow a busy machine down
     data = nuclei_split(tmp_path / "data", counts={"train": 4, "val": 1, "test": 2})
     model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "maskrcnn" / "seed0"
-    embedseg_cli(maskrcnn_python, "baseline", "maskrcnn", "train", data, "--out", model_dir, "--epochs", "4",
-                 "--steps-per-epoch", "25", "--batch-size", "2", "--no-pretrained-backbone", "--lr", "0.001",
-                 "--score-thresholds", "0.3", "0.5", "0.7", timeout=1800)
+    embedseg_cli(
+        maskrcnn_python,
+        "baseline",
+        "maskrcnn",
+        "train",
+        data,
+        "--out",
+        model_dir,
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "25",
+        "--batch-size",
+        "2",
+        "--no-pretrained-backbone",
+        "--lr",
+        "0.001",
+        "--score-thresholds",
+        "0.3",
+        "0.5",
+        "0.7",
+        timeout=1800,
+    )
     with open(model_dir / "log.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2", "3"]
     assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
-    embedseg_cli(maskrcnn_python, "baseline", "maskrcnn", "predict", model_dir,
-                 "--images", data / "test" / "images", "--out", pred_dir)
+    embedseg_cli(
+        maskrcnn_python,
+        "baseline",
+        "maskrcnn",
+        "predict",
+        model_dir,
+        "--images",
+        data / "test" / "images",
+        "--out",
+        pred_dir,
+    )
     for name in ("img0.tif", "img1.tif"):
         predicted = read_labels(pred_dir / name)
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16

@@ -40,16 +40,30 @@ def mean_ap50(scores_csv: Path) -> float:
 def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, embedseg_cli, main_python, tmp_path):
     budget = float(os.environ.get("EMBEDSEG_SLOW_BUDGET_S", 300))
     data, crops = tmp_path / "data", tmp_path / "crops"
-    embedseg_cli(main_python, "prepare", "dsb-2018", "--source", shared_data / "dsb2018-stage1", "--out", data,
-                 "--limit", "24")
+    embedseg_cli(
+        main_python, "prepare", "dsb-2018", "--source", shared_data / "dsb2018-stage1", "--out", data, "--limit", "24"
+    )
     test = first_test_images(data, tmp_path / "test", N_TEST)
     embedseg_cli(main_python, "crops", data, "--out", crops, "--center", "medoid", "--crop-size", str(PATCH))
 
     # One epoch to time it (log.csv has the epoch's own seconds; the rest of the first run is the
     # process start, paid again by the resumed run), then as many epochs as fit in 60 % of the
     # budget in one resumed run, so EmbedSeg trains for about that long.
-    train_embedseg = ("train", crops, "--out", tmp_path / "embedseg", "--batch-size", "2", "--virtual-batch", "1",
-                      "--train-size", str(TRAIN_SIZE), "--val-size", "8", "--epochs")
+    train_embedseg = (
+        "train",
+        crops,
+        "--out",
+        tmp_path / "embedseg",
+        "--batch-size",
+        "2",
+        "--virtual-batch",
+        "1",
+        "--train-size",
+        str(TRAIN_SIZE),
+        "--val-size",
+        "8",
+        "--epochs",
+    )
     start = time.perf_counter()
     embedseg_cli(main_python, *train_embedseg, "1")
     first_run = time.perf_counter() - start
@@ -60,22 +74,61 @@ def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, embed
         embedseg_cli(main_python, *train_embedseg, str(epochs))
     embedseg_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    embedseg_cli(main_python, "baseline", "3class-unet", "train", data, "--out", tmp_path / "unet", "--epochs", str(epochs),
-                 "--train-size", str(TRAIN_SIZE), "--batch-size", "2", "--patch-size", str(PATCH),
-                 "--depth", "3", "--filters", "16")
+    embedseg_cli(
+        main_python,
+        "baseline",
+        "3class-unet",
+        "train",
+        data,
+        "--out",
+        tmp_path / "unet",
+        "--epochs",
+        str(epochs),
+        "--train-size",
+        str(TRAIN_SIZE),
+        "--batch-size",
+        "2",
+        "--patch-size",
+        str(PATCH),
+        "--depth",
+        "3",
+        "--filters",
+        "16",
+    )
     unet_seconds = time.perf_counter() - start
 
-    embedseg_cli(main_python, "predict", tmp_path / "embedseg" / "best.pt", "--images", test / "images",
-                 "--out", tmp_path / "pred-embedseg", "--no-tta")
-    embedseg_cli(main_python, "baseline", "3class-unet", "predict", tmp_path / "unet", "--images", test / "images",
-                 "--out", tmp_path / "pred-unet")
+    embedseg_cli(
+        main_python,
+        "predict",
+        tmp_path / "embedseg" / "best.pt",
+        "--images",
+        test / "images",
+        "--out",
+        tmp_path / "pred-embedseg",
+        "--no-tta",
+    )
+    embedseg_cli(
+        main_python,
+        "baseline",
+        "3class-unet",
+        "predict",
+        tmp_path / "unet",
+        "--images",
+        test / "images",
+        "--out",
+        tmp_path / "pred-unet",
+    )
     results = {}
     for method in ("embedseg", "unet"):
-        embedseg_cli(main_python, "evaluate", test / "masks", tmp_path / f"pred-{method}", "--out", tmp_path / f"{method}.csv")
+        embedseg_cli(
+            main_python, "evaluate", test / "masks", tmp_path / f"pred-{method}", "--out", tmp_path / f"{method}.csv"
+        )
         results[method] = mean_ap50(tmp_path / f"{method}.csv")
-    print(f"\nDSB greyscale, {epochs} epoch(s) x {TRAIN_SIZE} patches of {PATCH}^2, {N_TEST} test images: "
-          f"EmbedSeg AP@0.5 {results['embedseg']:.3f} (train {embedseg_seconds:.0f} s), "
-          f"3-class U-Net AP@0.5 {results['unet']:.3f} (train {unet_seconds:.0f} s)")
+    print(
+        f"\nDSB greyscale, {epochs} epoch(s) x {TRAIN_SIZE} patches of {PATCH}^2, {N_TEST} test images: "
+        f"EmbedSeg AP@0.5 {results['embedseg']:.3f} (train {embedseg_seconds:.0f} s), "
+        f"3-class U-Net AP@0.5 {results['unet']:.3f} (train {unet_seconds:.0f} s)"
+    )
     # Measured 2026-11-29 with the 300-s budget on an idle 2-core machine: 95 epochs, EmbedSeg 0.768,
     # U-Net 0.788 (docs/baselines.md); 8 epochs of 16 crops left EmbedSeg's seeds below the 0.9
     # threshold (AP 0). The floor leaves margin for a busier machine that fits fewer epochs (raise

@@ -68,16 +68,42 @@ def test_unet_shapes_and_batches_with_padding():
 def test_train_predict_evaluate(nuclei_split, embedseg_cli, main_python, ap50, tmp_path):
     data = nuclei_split(tmp_path / "data", counts={"train": 4, "val": 1, "test": 2})
     model_dir, pred_dir = tmp_path / "model", tmp_path / "pred" / "3class-unet" / "seed0"
-    embedseg_cli(main_python, "baseline", "3class-unet", "train", data, "--out", model_dir, "--epochs", "30",
-                 "--train-size", "24", "--batch-size", "4", "--depth", "2", "--filters", "8")
+    embedseg_cli(
+        main_python,
+        "baseline",
+        "3class-unet",
+        "train",
+        data,
+        "--out",
+        model_dir,
+        "--epochs",
+        "30",
+        "--train-size",
+        "24",
+        "--batch-size",
+        "4",
+        "--depth",
+        "2",
+        "--filters",
+        "8",
+    )
     with open(model_dir / "log.csv") as handle:
         log = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in log] == list(range(30))
     assert float(log[-1]["train_loss"]) < float(log[0]["train_loss"])
     assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
     assert 0 < float(log[-1]["val_pixel_miou"]) <= 1 and not log[-1]["val_iou"]  # pixel mIoU, not object IoU
-    embedseg_cli(main_python, "baseline", "3class-unet", "predict", model_dir, "--images", data / "test" / "images",
-                 "--out", pred_dir)
+    embedseg_cli(
+        main_python,
+        "baseline",
+        "3class-unet",
+        "predict",
+        model_dir,
+        "--images",
+        data / "test" / "images",
+        "--out",
+        pred_dir,
+    )
     for name in ("img0.tif", "img1.tif"):
         predicted = read_labels(pred_dir / name)
         assert predicted.shape == (64, 64) and predicted.dtype == np.uint16
@@ -93,6 +119,10 @@ def test_train_and_predict_are_plain_python_functions(nuclei_split, one_thread, 
     data = nuclei_split(tmp_path / "data", counts={"train": 2, "val": 1, "test": 1})
     config = UNetTrainConfig(epochs=1, train_size=4, batch_size=2, depth=2, filters=4, device="cpu")
     assert unet3class.train(data, tmp_path / "model", config) == 0
-    assert unet3class.predict(tmp_path / "model", data / "test" / "images", tmp_path / "pred",
-                              UNetPredictConfig(device="cpu")) == 0
+    assert (
+        unet3class.predict(
+            tmp_path / "model", data / "test" / "images", tmp_path / "pred", UNetPredictConfig(device="cpu")
+        )
+        == 0
+    )
     assert read_labels(tmp_path / "pred" / "img0.tif").shape == (64, 64)

@@ -154,5 +154,6 @@ def test_distance_sums_are_sequential_column_sums_bit_for_bit(columns, block_ele
         coords = np.argwhere(mask)
         cols = np.arange(len(coords)) if columns is None else np.asarray(columns)
         options = {} if block_elements is None else {"block_elements": block_elements}
-        np.testing.assert_array_equal(centers.distance_sums(coords, cols, **options),
-                                      sequential_column_sums(coords, cols))
+        np.testing.assert_array_equal(
+            centers.distance_sums(coords, cols, **options), sequential_column_sums(coords, cols)
+        )

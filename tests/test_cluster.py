@@ -15,8 +15,7 @@ from embedseg.embedding import GRID_SPACING
 SEED_LOGIT = 6.0
 
 
-def synthetic_raw(label_image: np.ndarray, radius_px: float = 12.0, noise: float = 0.0,
-                  seed: int = 0) -> torch.Tensor:
+def synthetic_raw(label_image: np.ndarray, radius_px: float = 12.0, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
     """Raw outputs (5, H, W) whose offsets point every object pixel to its object's centroid,
     with a bandwidth whose φ = 0.5 radius is `radius_px`, seeds high inside objects."""
     rng = np.random.default_rng(seed)
@@ -57,8 +56,8 @@ def reference_cluster(raw: torch.Tensor, params: cluster.ClusterParams) -> np.nd
         if float((sd * unclustered).max()) < params.seed_thresh:
             break
         unclustered[j] = 0
-        s = torch.exp(sig[:, j:j + 1] * 10)
-        phi = torch.exp(-torch.sum((e - e[:, j:j + 1]) ** 2 * s, 0))
+        s = torch.exp(sig[:, j : j + 1] * 10)
+        phi = torch.exp(-torch.sum((e - e[:, j : j + 1]) ** 2 * s, 0))
         proposal = phi > 0.5
         if proposal.sum() > params.min_object_size:
             if unclustered[proposal].sum() / proposal.sum() > 0.5:

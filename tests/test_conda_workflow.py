@@ -31,7 +31,12 @@ TINY = {
             "image_size": 48,
             "crop_size": 32,
             "train": {
-                "epochs": 1, "batch_size": 2, "virtual_batch": 1, "train_size": 4, "val_size": 2, "val_batch_size": 2
+                "epochs": 1,
+                "batch_size": 2,
+                "virtual_batch": 1,
+                "train_size": 4,
+                "val_size": 2,
+                "val_batch_size": 2,
             },
         }
     },
@@ -45,8 +50,11 @@ def test_conda_stub_env_lacks_the_package(tmp_path: Path) -> None:
     env = install_conda_stub(tmp_path / "stub")
     spec = tmp_path / "env.yaml"
     spec.write_text(yaml.safe_dump({"channels": ["conda-forge"], "dependencies": ["python=3.11"]}))
-    subprocess.run(["conda", "env", "create", "--quiet", "--file", str(spec), "--prefix", str(tmp_path / "env")],
-                   env=env, check=True)
+    subprocess.run(
+        ["conda", "env", "create", "--quiet", "--file", str(spec), "--prefix", str(tmp_path / "env")],
+        env=env,
+        check=True,
+    )
     python = str(tmp_path / "env" / "bin" / "python")
     assert subprocess.run([python, "-c", "import numpy, torch"], cwd=tmp_path).returncode == 0
     missing = subprocess.run([python, "-c", "import embedseg"], cwd=tmp_path, capture_output=True, text=True)
@@ -64,8 +72,14 @@ def test_a_pin_file_beside_an_env_file_is_what_conda_installs(tmp_path: Path) ->
         'rule a:\n    output:\n        "a.txt"\n    conda:\n        "envs/tool.yaml"\n'
         '    shell:\n        "python -c pass > {output}"\n'
     )
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--use-conda", "--cores", "1"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--use-conda", "--cores", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Using pinnings from" in result.stderr
     # `conda create --file <env>.pin.txt` (a copy of the pin file), not `conda env create` of the YAML
@@ -81,9 +95,25 @@ def test_conda_run_from_another_directory_finds_the_package(tmp_path: Path) -> N
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "all", "-s", str(SNAKEFILE), "--directory", str(workdir), "--use-conda",
-         "--cores", "2", "--configfile", str(config)],
-        capture_output=True, text=True, timeout=600, env=env | {"PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "all",
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            "--use-conda",
+            "--cores",
+            "2",
+            "--configfile",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env | {"PYTHONPATH": str(REPO)},
     )
     logs = "\n".join(
         f"--- {log}\n{log.read_text()[-1500:]}" for log in sorted(workdir.glob("results/conda/logs/**/*.log"))

@@ -34,7 +34,7 @@ def three_objects() -> tuple[np.ndarray, np.ndarray]:
     mask[0:4, 0:4] = 3  # touches the top-left corner: its window must be clipped to (0, 0)
     mask[20:24, 2:46] = 7  # long bar: cut by the windows of the other objects
     mask[28:32, 10:14] = 20
-    image = (np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 7)
+    image = np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 7
     return image, mask
 
 
@@ -48,7 +48,7 @@ def test_crops_names_windows_and_visible_part_centres(tmp_path):
     image, mask = three_objects()
     data = write_dataset(tmp_path / "data", {"img": (image, mask)}, crop_size=16)
     out = tmp_path / "crops"
-    assert cli.main([ "crops", str(data), "--out", str(out), "--center", "centroid"]) == 0
+    assert cli.main(["crops", str(data), "--out", str(out), "--center", "centroid"]) == 0
 
     names = sorted(p.name for p in (out / "train" / "images").iterdir())
     assert names == ["img_000.tif", "img_001.tif", "img_002.tif"]  # ascending id order
@@ -65,11 +65,11 @@ def test_crops_names_windows_and_visible_part_centres(tmp_path):
     # id 20 (centroid (29.5, 11.5)) -> window top-left (21, 3); the bar (id 7) is cut by it:
     # its centre must come from its visible pixels (rows 21..23, columns 3..18).
     top, left = 21, 3
-    np.testing.assert_array_equal(read(out / "train" / "masks" / "img_002.tif"), mask[top:top + 16, left:left + 16])
+    np.testing.assert_array_equal(read(out / "train" / "masks" / "img_002.tif"), mask[top : top + 16, left : left + 16])
     center_img = read(out / "train" / "centers" / "img_002.tif")
     assert center_img.dtype == np.uint8
-    visible_bar = mask[top:top + 16, left:left + 16] == 7
-    square = mask[top:top + 16, left:left + 16] == 20
+    visible_bar = mask[top : top + 16, left : left + 16] == 7
+    square = mask[top : top + 16, left : left + 16] == 20
     expected = {centers.centroid(visible_bar), centers.centroid(square)}
     assert set(map(tuple, np.argwhere(center_img))) == expected
     assert centers.centroid(visible_bar) != tuple(np.array(centers.centroid(mask == 7)) - (top, left))
@@ -85,7 +85,7 @@ def test_cached_centres_equal_centres_computed_per_crop(kind):
     # Overlapping windows share visible parts of the bar; the cache must not change any centre.
     for origin in [(21, 3), (21, 4), (13, 15), (21, 3), (0, 0), (24, 32)]:
         cached = crops.center_image(objects, origin, 16, kind, cache)
-        window = mask[origin[0]:origin[0] + 16, origin[1]:origin[1] + 16]
+        window = mask[origin[0] : origin[0] + 16, origin[1] : origin[1] + 16]
         expected = np.zeros((16, 16), dtype=np.uint8)
         for label_id in np.unique(window)[1:]:
             expected[centers.object_center(window == label_id, kind)] = 1
@@ -141,7 +141,7 @@ def test_crop_level_validation_split_matches_the_seeded_shuffle(tmp_path):
         mask = np.zeros((40, 40), dtype=np.uint16)
         for j in range(6):
             y, x = rng.integers(0, 36, size=2)
-            mask[y:y + 4, x:x + 4] = j + 1
+            mask[y : y + 4, x : x + 4] = j + 1
         images[f"im{i}"] = (rng.integers(0, 255, (40, 40)).astype(np.uint8), mask)
     data = write_dataset(tmp_path / "data", images, crop_size=16, val_split="crop", val_fraction=0.15)
     out = tmp_path / "crops"
@@ -186,8 +186,9 @@ def test_crop_images_follow_whole_image_normalisation(tmp_path, normalization):
 
     image, mask = three_objects()
     image = image + np.arange(image.size, dtype=np.uint16).reshape(image.shape)  # a spread of values
-    data = write_dataset(tmp_path / "data", {"a": (image, mask)}, crop_size=16, normalization=normalization,
-                         normalization_factor=65535.0)
+    data = write_dataset(
+        tmp_path / "data", {"a": (image, mask)}, crop_size=16, normalization=normalization, normalization_factor=65535.0
+    )
     settings = crops.make_crops(data, tmp_path / "crops", "centroid")
     assert settings.prenormalized == (normalization != "absolute")
     stored = read(tmp_path / "crops" / "train" / "images" / "a_000.tif")
@@ -196,7 +197,8 @@ def test_crop_images_follow_whole_image_normalisation(tmp_path, normalization):
     whole = normalize(image, settings)
     loaded = CropDataset(tmp_path / "crops" / "train", settings)[(0, 0)]["image"].numpy()[0]
     window_found = any(
-        np.array_equal(loaded, whole[top:top + 16, left:left + 16])
-        for top in range(image.shape[0] - 15) for left in range(image.shape[1] - 15)
+        np.array_equal(loaded, whole[top : top + 16, left : left + 16])
+        for top in range(image.shape[0] - 15)
+        for left in range(image.shape[1] - 15)
     )
     assert window_found

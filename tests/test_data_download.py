@@ -130,7 +130,18 @@ def test_prepare_from_url_end_to_end(server, tmp_path):
     www, url = server
     sha = make_zip(www / "own-data.zip", folder_members(12))
     out, cache = tmp_path / "prepared", tmp_path / "cache"
-    args = ["prepare", "folder", "--source", f"{url}/own-data.zip", "--sha256", sha, "--cache", str(cache), "--out", str(out)]
+    args = [
+        "prepare",
+        "folder",
+        "--source",
+        f"{url}/own-data.zip",
+        "--sha256",
+        sha,
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert main(args) == 0
     assert CountingHandler.requests == ["/own-data.zip"]  # cached download and unpacked tree reused

@@ -48,7 +48,9 @@ def test_dsb_grey_only_drops_colour_images(tmp_path):
     mask = np.zeros((16, 16), np.uint8)
     mask[4:9, 4:9] = 255
     for image_id, image in (("aaa", grey), ("bbb", colour)):
-        write_png(tmp_path / image_id / "images" / f"{image_id}.png", np.dstack([image, np.full((16, 16), 255, np.uint8)]))
+        write_png(
+            tmp_path / image_id / "images" / f"{image_id}.png", np.dstack([image, np.full((16, 16), 255, np.uint8)])
+        )
         write_png(tmp_path / image_id / "masks" / "m1.png", mask)
     assert [s.name for s in read_source(tmp_path).pool] == ["aaa"]
     both = read_source(tmp_path, dsb_grey_only=False).pool
@@ -160,7 +162,9 @@ def test_prepare_bbbc010_from_broad_files(tmp_path):
     assert settings.one_hot and settings.val_split == "crop" and settings.normalization_factor == 65535.0
     written = {split: sorted(p.name for p in (out / split / "masks").iterdir()) for split in ("train", "val", "test")}
     assert written["val"] == [] and sorted(written["train"] + written["test"]) == ["A01.tif", "B12.tif"]
-    stacks = {name: tifffile.imread(out / split / "masks" / name) for split in ("train", "test") for name in written[split]}
+    stacks = {
+        name: tifffile.imread(out / split / "masks" / name) for split in ("train", "test") for name in written[split]
+    }
     assert stacks["A01.tif"].shape == (2, 20, 24) and stacks["B12.tif"].shape == (1, 20, 24)
     train_stack = stacks[written["train"][0]]
     assert settings.min_object_size == int(train_stack.reshape(len(train_stack), -1).sum(axis=1).min())

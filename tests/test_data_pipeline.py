@@ -20,10 +20,14 @@ def test_crops_are_read_once_and_items_equal_the_files(tmp_path) -> None:
     root = write_crop_folder(tmp_path / "crops", n_train=3, n_val=1)
     settings = DatasetSettings.load(root)
     subset = root / "train"
-    expected = [(normalize(read_image(subset / "images" / name), settings),
-                 relabel_sequential(read_labels(subset / "masks" / name)),
-                 read_image(subset / "centers" / name) > 0)
-                for name in ("crop_000.tif", "crop_001.tif", "crop_002.tif")]
+    expected = [
+        (
+            normalize(read_image(subset / "images" / name), settings),
+            relabel_sequential(read_labels(subset / "masks" / name)),
+            read_image(subset / "centers" / name) > 0,
+        )
+        for name in ("crop_000.tif", "crop_001.tif", "crop_002.tif")
+    ]
     dataset = CropDataset(subset, settings)
     shutil.rmtree(subset)  # held in memory: no file is read after the dataset is made
     for index, (image, masks, center) in enumerate(expected):

@@ -133,10 +133,7 @@ def test_prepare_resplit_run_on_a_real_synthetic_set(tmp_path):
             )
             == 0
         )
-        return {
-            split: sorted(p.name for p in (out / split / "images").iterdir())
-            for split in ("train", "val", "test")
-        }
+        return {split: sorted(p.name for p in (out / split / "images").iterdir()) for split in ("train", "val", "test")}
 
     shared, run2 = prepare(tmp_path / "shared"), prepare(tmp_path / "run2", "--resplit-run", "2")
     assert run2["test"] == shared["test"] and run2["val"] != shared["val"]

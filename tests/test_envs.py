@@ -25,7 +25,12 @@ ENVS = REPO / "workflow" / "envs"
 
 # Entry modules each environment runs (environments and runners from the method registry);
 # their in-package imports are followed.
-BASELINE_COMMON = ["embedseg/__main__.py", "embedseg/cli.py", "embedseg/baselines/cli.py", "embedseg/baselines/common.py"]
+BASELINE_COMMON = [
+    "embedseg/__main__.py",
+    "embedseg/cli.py",
+    "embedseg/baselines/cli.py",
+    "embedseg/baselines/common.py",
+]
 RUNNERS = {method.env: [] for method in methods.BASELINES.values()}
 for method in methods.BASELINES.values():
     RUNNERS[method.env].append(method.runner.replace(".", "/") + ".py")
@@ -33,7 +38,9 @@ for method in methods.BASELINES.values():
 OTHER_RUNNERS = {runner for env, runners in RUNNERS.items() if env != methods.EMBEDSEG_ENV for runner in runners}
 ENTRY_POINTS: dict[str, list[str]] = {
     f"{methods.EMBEDSEG_ENV}.yaml": [
-        str(path.relative_to(REPO)) for path in sorted(PACKAGE.rglob("*.py")) if str(path.relative_to(REPO)) not in OTHER_RUNNERS
+        str(path.relative_to(REPO))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if str(path.relative_to(REPO)) not in OTHER_RUNNERS
     ],
     **{
         f"{env}.yaml": [*BASELINE_COMMON, *sorted(set(runners))]
@@ -44,7 +51,9 @@ ENTRY_POINTS: dict[str, list[str]] = {
 
 # Imports the walk finds that an environment never executes, with the reason.
 UNREACHED: dict[str, dict[str, str]] = {
-    "stardist.yaml": {"torch": "imported inside functions of embedseg.runtime and embedseg.train that StarDist does not call"},
+    "stardist.yaml": {
+        "torch": "imported inside functions of embedseg.runtime and embedseg.train that StarDist does not call"
+    },
 }
 
 # import name -> package names (conda or pip) that provide it, where they differ
@@ -156,7 +165,8 @@ def test_env_file_is_valid_and_pinned(name: str) -> None:
     conda_specs = [dep for dep in env["dependencies"] if isinstance(dep, str)]
     assert any(package_name(spec) == "python" for spec in conda_specs), f"{name}: pin python"
     unpinned = [
-        spec for package, spec in env_packages(env).items()
+        spec
+        for package, spec in env_packages(env).items()
         if package != "pip" and not SPEC.match(spec)["version"].strip()  # pip only installs
     ]
     assert not unpinned, f"{name}: give every package at least a major version: {unpinned}"
@@ -168,8 +178,12 @@ def test_env_file_is_valid_and_pinned(name: str) -> None:
 
 # The framework each env's GPU jobs run on; a solver on a GPU-less login node picks its CPU build
 # unless the spec asks for the CUDA one.
-GPU_FRAMEWORKS = {"embedseg.yaml": "pytorch", "maskrcnn.yaml": "pytorch", "cellpose.yaml": "pytorch",
-                  "stardist.yaml": "tensorflow"}
+GPU_FRAMEWORKS = {
+    "embedseg.yaml": "pytorch",
+    "maskrcnn.yaml": "pytorch",
+    "cellpose.yaml": "pytorch",
+    "stardist.yaml": "tensorflow",
+}
 
 
 @pytest.mark.parametrize("name", sorted(GPU_FRAMEWORKS))
@@ -193,7 +207,9 @@ def test_env_provides_every_third_party_import(name: str) -> None:
         for module, source in third_party_imports(entry_points).items()
         if not ({module.lower()} | PROVIDERS.get(module, set())) & packages and module not in UNREACHED.get(name, {})
     }
-    assert not missing, f"workflow/envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
+    assert not missing, (
+        f"workflow/envs/{name} lacks packages for these imports (module: first file importing it): {missing}"
+    )
 
 
 def test_import_walk_sees_lazy_and_relative_imports() -> None:

@@ -32,8 +32,12 @@ def tie_shapes() -> dict[str, np.ndarray]:
     square = np.zeros((64, 64), dtype=bool)
     square[12:52, 12:52] = True
     c_shape = (radius < 28) & (radius > 14) & ~((x > 0) & (np.abs(y) < 8))
-    return {"medoid_square": square, "medoid_disc": radius < 25, "medoid_ring": (radius < 30) & (radius > 20),
-            "medoid_c": c_shape}
+    return {
+        "medoid_square": square,
+        "medoid_disc": radius < 25,
+        "medoid_ring": (radius < 30) & (radius > 20),
+        "medoid_c": c_shape,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -108,10 +108,7 @@ def test_ignore_label_and_exclude_border_options(tmp_path):
     out = tmp_path / "s.csv"
 
     def at_050(*options: str) -> pd.Series:
-        assert (
-            cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out), *options])
-            == 0
-        )
+        assert cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(out), *options]) == 0
         return pd.read_csv(out).set_index("tau").loc[0.5]
 
     plain = at_050()

@@ -49,16 +49,28 @@ CONFIG = {
     "export": True,
     "datasets": {
         "synthetic-nuclei": {
-            "n_images": 8, "image_size": 64, "crop_size": 32,
-            "train": {"epochs": 1, "batch_size": 2, "virtual_batch": 1, "train_size": 4, "val_size": 2,
-                      "val_batch_size": 2},
+            "n_images": 8,
+            "image_size": 64,
+            "crop_size": 32,
+            "train": {
+                "epochs": 1,
+                "batch_size": 2,
+                "virtual_batch": 1,
+                "train_size": 4,
+                "val_size": 2,
+                "val_batch_size": 2,
+            },
         },
     },
     "predict": PREDICT,
 }
 # httpx and urllib honour these: any remote request fails at once instead of reaching a server.
-NO_NETWORK_ENV = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                  "ALL_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+NO_NETWORK_ENV = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "ALL_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
 
 
 def without_network_namespace() -> list[str]:
@@ -70,14 +82,18 @@ def without_network_namespace() -> list[str]:
 
 def offline(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `command` without network (see the module docstring); fails the test on an error."""
-    env = {**os.environ, **NO_NETWORK_ENV, "BIOIMAGEIO_CACHE_PATH": str(cwd / "bioimageio-cache"),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(without_network_namespace() + command, cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        **NO_NETWORK_ENV,
+        "BIOIMAGEIO_CACHE_PATH": str(cwd / "bioimageio-cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        without_network_namespace() + command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode != 0:
         logs = "\n".join(f"{log}\n{log.read_text()[-1500:]}" for log in cwd.glob("results/*/logs/**/*.log"))
-        pytest.fail(f"{' '.join(command[:4])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}\n"
-                    f"{logs}")
+        pytest.fail(f"{' '.join(command[:4])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}\n{logs}")
     return result
 
 
@@ -87,8 +103,25 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("export-run")
     (workdir / "config").symlink_to(REPO / "config")  # config/paper_results.yaml etc., as in the checkout
     (workdir / "export.yaml").write_text(yaml.safe_dump(CONFIG))
-    offline([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-             "--workflow-profile", "none", "--configfile", "export.yaml", "--cores", "2", "export"], workdir)
+    offline(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            "--workflow-profile",
+            "none",
+            "--configfile",
+            "export.yaml",
+            "--cores",
+            "2",
+            "export",
+        ],
+        workdir,
+    )
     return workdir
 
 
@@ -105,14 +138,22 @@ def package_file(package: Path, name: str) -> bytes:
 def test_export_target_packages_the_seed_best_on_validation_with_test_scores(run: Path) -> None:
     description = rdf(run / PACKAGE)
     ours = description["config"]["embedseg"]
-    val_iou = {seed: pd.read_csv(run / RUN / f"models/synthetic-nuclei/embedseg-medoid/seed{seed}/log.csv")
-               ["val_iou"].max() for seed in CONFIG["seeds"]}
+    val_iou = {
+        seed: pd.read_csv(run / RUN / f"models/synthetic-nuclei/embedseg-medoid/seed{seed}/log.csv")["val_iou"].max()
+        for seed in CONFIG["seeds"]
+    }
     assert ours["training"]["seed"] == max(val_iou, key=val_iou.get)
     assert ours["training"]["best_val_iou"] == pytest.approx(max(val_iou.values()))
     # The card's AP per τ: this seed's mean over test images, and mean ± sd over both seeds.
     # (the scores files hold τ = 0.10 … 0.90; the card the paper's 0.50 … 0.90)
-    ap = {seed: pd.read_csv(run / RUN / f"scores/synthetic-nuclei/embedseg-medoid-tta/seed{seed}.csv")
-          .query("tau >= 0.5").groupby("tau")["ap"].mean().to_numpy() for seed in CONFIG["seeds"]}
+    ap = {
+        seed: pd.read_csv(run / RUN / f"scores/synthetic-nuclei/embedseg-medoid-tta/seed{seed}.csv")
+        .query("tau >= 0.5")
+        .groupby("tau")["ap"]
+        .mean()
+        .to_numpy()
+        for seed in CONFIG["seeds"]
+    }
     scores = ours["scores"]
     assert scores["runs"] == 2 and len(scores["taus"]) == 9 and scores["taus"][0] == 0.5
     np.testing.assert_allclose(scores["model"], ap[ours["training"]["seed"]])
@@ -124,8 +165,10 @@ def test_export_target_packages_the_seed_best_on_validation_with_test_scores(run
 
 
 def test_package_passes_bioimageio_model_test_offline(run: Path) -> None:
-    script = ("import json, sys; from bioimageio.core import test_model; s = test_model(sys.argv[1]); "
-              "print(json.dumps({'status': s.status, 'tests': [[d.name, d.status] for d in s.details]}))")
+    script = (
+        "import json, sys; from bioimageio.core import test_model; s = test_model(sys.argv[1]); "
+        "print(json.dumps({'status': s.status, 'tests': [[d.name, d.status] for d in s.details]}))"
+    )
     result = offline([sys.executable, "-c", script, str(PACKAGE)], run)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "passed", summary
@@ -170,8 +213,18 @@ def test_predict_on_the_package_gives_the_checkpoints_labels(run: Path, tmp_path
     seed = rdf(run / PACKAGE)["config"]["embedseg"]["training"]["seed"]
     checkpoint = run / RUN / f"models/synthetic-nuclei/embedseg-medoid/seed{seed}/best.pt"
     images = run / RUN / "data/synthetic-nuclei/test/images"
-    options = ["--images", str(images), "--device", "cpu", "--clustering", PREDICT["clustering"],
-               "--seed-thresh", str(PREDICT["seed_thresh"]), "--fg-thresh", str(PREDICT["fg_thresh"])]
+    options = [
+        "--images",
+        str(images),
+        "--device",
+        "cpu",
+        "--clustering",
+        PREDICT["clustering"],
+        "--seed-thresh",
+        str(PREDICT["seed_thresh"]),
+        "--fg-thresh",
+        str(PREDICT["fg_thresh"]),
+    ]
     for name, model in (("package", run / PACKAGE), ("checkpoint", checkpoint)):
         assert cli.main(["predict", str(model), "--out", str(tmp_path / name), *options]) == 0
     names = sorted(p.name for p in images.iterdir())
@@ -194,8 +247,10 @@ def test_mistakes_are_reported_without_touching_files(run: Path, tmp_path: Path,
     assert cli.main(["export", model, "--sample", sample, "--out", str(existing)]) == 2
     assert "--force" in capsys.readouterr().err and existing.read_bytes() == b"a user's file"
     scores = str(run / RUN / "scores/synthetic-nuclei/embedseg-medoid-tta/seed1.csv")
-    assert cli.main(["export", model, model, "--scores", scores, "--sample", sample,
-                     "--out", str(tmp_path / "new.zip")]) == 2
+    assert (
+        cli.main(["export", model, model, "--scores", scores, "--sample", sample, "--out", str(tmp_path / "new.zip")])
+        == 2
+    )
     assert "one scores CSV per model" in capsys.readouterr().err.replace("\n", " ")
     assert cli.main(["export", model, "--sample", sample, "--out", str(tmp_path / "model.pt")]) == 2
     assert ".zip" in capsys.readouterr().err
@@ -207,21 +262,27 @@ def test_mistakes_are_reported_without_touching_files(run: Path, tmp_path: Path,
     assert not (tmp_path / "new.zip").exists() and not (tmp_path / "pred").exists()
 
 
-@pytest.mark.parametrize("normalization, step", [("percentile", "scale_range"),
-                                                 ("mean-std", "zero_mean_unit_variance")])
+@pytest.mark.parametrize(
+    "normalization, step", [("percentile", "scale_range"), ("mean-std", "zero_mean_unit_variance")]
+)
 def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, tmp_path) -> None:
     """bioimageio.core's test only passes if its preprocessing of the test input matches ours."""
     torch.manual_seed(0)
     model = BranchedERFNet()
-    settings = DatasetSettings(name="synthetic-nuclei", normalization=normalization,
-                               normalization_factor=None)
-    save_checkpoint(tmp_path / "untrained.pt", {"model_state_dict": model.state_dict(),
-                                                "model_config": model.config, "settings": settings.to_dict()})
+    settings = DatasetSettings(name="synthetic-nuclei", normalization=normalization, normalization_factor=None)
+    save_checkpoint(
+        tmp_path / "untrained.pt",
+        {"model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict()},
+    )
     image = np.random.default_rng(0).integers(0, 4000, (96, 80)).astype(np.uint16)
     write_tiff(tmp_path / "sample.tif", image)
     package = tmp_path / "untrained.zip"
-    assert cli.main(["export", str(tmp_path / "untrained.pt"), "--sample", str(tmp_path / "sample.tif"),
-                     "--out", str(package)]) == 0  # runs bioimageio.core's test_model
+    assert (
+        cli.main(
+            ["export", str(tmp_path / "untrained.pt"), "--sample", str(tmp_path / "sample.tif"), "--out", str(package)]
+        )
+        == 0
+    )  # runs bioimageio.core's test_model
     preprocessing = rdf(package)["inputs"][0]["preprocessing"]
     assert [entry["id"] for entry in preprocessing] == ["ensure_dtype", step, "ensure_dtype"]
     assert preprocessing[1]["kwargs"]["axes"] == ["y", "x"]  # per image and channel, as in training

@@ -20,7 +20,11 @@ DS = "synthetic-cells"
 
 
 def write_scores(path: Path, names: list[str], ap_at_050: float) -> None:
-    rows = [dict(image=n, tau=t, tp=1, fp=0, fn=0, ap=ap_at_050 - (t - 0.5) + 0.05 * i) for i, n in enumerate(names) for t in TAUS]
+    rows = [
+        dict(image=n, tau=t, tp=1, fp=0, fn=0, ap=ap_at_050 - (t - 0.5) + 0.05 * i)
+        for i, n in enumerate(names)
+        for t in TAUS
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
 
@@ -29,8 +33,16 @@ def write_log(path: Path, epochs: int, start: float, metric: str = VAL_OBJECT_IO
     """A log.csv as the methods write it: EmbedSeg logs the object IoU, the U-Net the pixel mIoU."""
     epoch = np.arange(epochs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"epoch": epoch, "lr": 5e-4, "train_loss": start / (1 + epoch), "val_loss": start / (1 + 0.8 * epoch),
-                  metric: 1 - 0.6 / (1 + epoch), "seconds": 1.0}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "epoch": epoch,
+            "lr": 5e-4,
+            "train_loss": start / (1 + epoch),
+            "val_loss": start / (1 + 0.8 * epoch),
+            metric: 1 - 0.6 / (1 + epoch),
+            "seconds": 1.0,
+        }
+    ).to_csv(path, index=False)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +132,20 @@ def test_missing_prediction_is_an_error_naming_the_file(results: Path, tmp_path:
     folder = results / "predictions" / DS / "3class-unet" / "seed0"
     folder.rename(folder.with_name("moved"))
     try:
-        assert main(["figures", str(results), "--out", str(tmp_path / "f"), "--methods", "embedseg-medoid-tta", "3class-unet"]) == 2
+        assert (
+            main(
+                [
+                    "figures",
+                    str(results),
+                    "--out",
+                    str(tmp_path / "f"),
+                    "--methods",
+                    "embedseg-medoid-tta",
+                    "3class-unet",
+                ]
+            )
+            == 2
+        )
     finally:
         folder.with_name("moved").rename(folder)
     assert "3class-unet/seed0/cells_00" in capsys.readouterr().err

@@ -33,8 +33,9 @@ def reference_lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.
     return torch.dot(torch.relu(errors_sorted), grad)
 
 
-def reference_loss(prediction: torch.Tensor, masks_per_image: list[list[torch.Tensor]],
-                   center_images: torch.Tensor, variance_loss: str) -> tuple[torch.Tensor, list[float]]:
+def reference_loss(
+    prediction: torch.Tensor, masks_per_image: list[list[torch.Tensor]], center_images: torch.Tensor, variance_loss: str
+) -> tuple[torch.Tensor, list[float]]:
     """Loss of docs/method.md §4 with one Python iteration per object (boolean masks (H, W) per object)."""
     total, ious = 0.0, []
     for pred, masks, center_image in zip(prediction, masks_per_image, center_images):
@@ -112,7 +113,9 @@ def test_one_hot_overlapping_masks_match_reference() -> None:
     pred = random_prediction(1, seed=1)
     for variance_loss in ("paper", "fixed"):
         loss, ious = SpatialEmbLoss(variance_loss=variance_loss)(pred, torch.from_numpy(padded)[None], centers)
-        expected, expected_ious = reference_loss(pred, [[torch.from_numpy(m > 0) for m in stack]], centers, variance_loss)
+        expected, expected_ious = reference_loss(
+            pred, [[torch.from_numpy(m > 0) for m in stack]], centers, variance_loss
+        )
         torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
         assert ious.tolist() == pytest.approx(expected_ious, abs=0)
 

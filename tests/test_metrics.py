@@ -126,9 +126,7 @@ def test_relabel_equals_skimage_relabel_sequential(dtype):
     rng = np.random.default_rng(7)
     high = min(np.iinfo(dtype).max, 10**9)
     cases = [
-        random_labels(rng, 12).astype(dtype)
-        if high >= 60000
-        else rng.integers(0, 40, (24, 24)).astype(dtype),
+        random_labels(rng, 12).astype(dtype) if high >= 60000 else rng.integers(0, 40, (24, 24)).astype(dtype),
         rng.integers(1, min(high, 50), (9, 13)).astype(dtype),  # no background
         np.zeros((5, 6), dtype),
         np.array([[0, high], [high, 3]], dtype),  # ids far above the pixel count: np.unique path
@@ -371,8 +369,9 @@ def test_seg_and_ignore_label_equal_independent_references():
         label = int(np.unique(true)[-1])
         ignored = metrics.match_labels(true, pred, metrics.EVALUATION_THRESHOLDS, ignore_label=label).scores()
         unscored = true == label
-        zeroed = metrics.match_labels(np.where(unscored, 0, true), np.where(unscored, 0, pred),
-                                      metrics.EVALUATION_THRESHOLDS).scores()
+        zeroed = metrics.match_labels(
+            np.where(unscored, 0, true), np.where(unscored, 0, pred), metrics.EVALUATION_THRESHOLDS
+        ).scores()
         for column, values in zeroed.items():
             np.testing.assert_allclose(ignored[column], values, err_msg=column)
 

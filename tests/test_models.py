@@ -46,10 +46,16 @@ def test_input_size_must_be_multiple_of_8() -> None:
 def test_checkpoint_round_trip(tmp_path) -> None:
     model = BranchedERFNet(in_channels=3)
     settings = DatasetSettings(name="toy", in_channels=3, center="medoid")
-    save_checkpoint(tmp_path / "best.pt", {
-        "model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict(),
-        "epoch": 0, "best_iou": 0.0,
-    })
+    save_checkpoint(
+        tmp_path / "best.pt",
+        {
+            "model_state_dict": model.state_dict(),
+            "model_config": model.config,
+            "settings": settings.to_dict(),
+            "epoch": 0,
+            "best_iou": 0.0,
+        },
+    )
     loaded, loaded_settings = load_checkpoint(tmp_path / "best.pt", device="cpu")
     assert not loaded.training
     assert loaded_settings == settings

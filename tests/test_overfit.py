@@ -35,8 +35,9 @@ def test_network_overfits_one_image_to_perfect_ap(tmp_path) -> None:
         write_tiff(crops / subset / "centers" / "one.tif", disc_centers((SIZE, SIZE), DISCS))
     DatasetSettings(name="one-image", crop_size=SIZE, center="centroid").save(crops)
 
-    config = TrainConfig(epochs=15, batch_size=1, virtual_batch=1, train_size=10, val_size=1, val_batch_size=1,
-                         device="cpu")
+    config = TrainConfig(
+        epochs=15, batch_size=1, virtual_batch=1, train_size=10, val_size=1, val_batch_size=1, device="cpu"
+    )
     history = train(crops, tmp_path / "model", config)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 

@@ -81,8 +81,9 @@ def test_tta_of_an_equivariant_predictor_equals_the_plain_output(shape):
 def test_tta_batch_size_does_not_change_the_result():
     image = np.random.default_rng(2).random((16, 24)).astype(np.float32)
     model = conv_toy()
-    torch.testing.assert_close(predict.predict_raw(model, image, batch_size=8),
-                               predict.predict_raw(model, image, batch_size=3))
+    torch.testing.assert_close(
+        predict.predict_raw(model, image, batch_size=8), predict.predict_raw(model, image, batch_size=3)
+    )
 
 
 def test_tile_spans_cover_the_axis_once():
@@ -102,8 +103,12 @@ def test_tiling_equals_untiled_for_a_translation_equivariant_model():
     whole = predict.predict_raw(model, image, tta=False, tile_size=96)
     tiled = predict.predict_raw(model, image, tta=False, tile_size=32, overlap=4)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
-    torch.testing.assert_close(predict.predict_raw(model, image, tta=True, tile_size=32, overlap=4),
-                               predict.predict_raw(model, image, tta=True, tile_size=96), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        predict.predict_raw(model, image, tta=True, tile_size=32, overlap=4),
+        predict.predict_raw(model, image, tta=True, tile_size=96),
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_image_channels_are_checked():
@@ -119,16 +124,37 @@ def test_predict_cli_writes_labels_and_seeds(tmp_path):
     torch.manual_seed(0)
     model = BranchedERFNet(in_channels=1)
     settings = DatasetSettings(name="toy", normalization_factor=255.0, min_object_size=3)
-    save_checkpoint(tmp_path / "best.pt", {
-        "model_state_dict": model.state_dict(), "model_config": model.config,
-        "settings": settings.to_dict(), "epoch": 0, "best_iou": 0.0,
-    })
+    save_checkpoint(
+        tmp_path / "best.pt",
+        {
+            "model_state_dict": model.state_dict(),
+            "model_config": model.config,
+            "settings": settings.to_dict(),
+            "epoch": 0,
+            "best_iou": 0.0,
+        },
+    )
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
     tifffile.imwrite(images / "a.tif", rng.integers(0, 255, (20, 36), dtype=np.uint8))
-    code = cli.main(["predict", str(tmp_path / "best.pt"), "--images", str(images), "--out", str(tmp_path / "pred"),
-                     "--clustering", "current", "--no-tta", "--seeds-out", str(tmp_path / "seeds"), "--device", "cpu"])
+    code = cli.main(
+        [
+            "predict",
+            str(tmp_path / "best.pt"),
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "pred"),
+            "--clustering",
+            "current",
+            "--no-tta",
+            "--seeds-out",
+            str(tmp_path / "seeds"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     labels = tifffile.imread(tmp_path / "pred" / "a.tif")
     assert labels.shape == (20, 36) and labels.dtype == np.uint16

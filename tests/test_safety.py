@@ -69,9 +69,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def refused(result: subprocess.CompletedProcess, *words: str) -> None:
     """Exit 2 with one error line mentioning every word, and no traceback."""
-    assert result.returncode == 2, (
-        f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    )
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1, result.stderr
@@ -120,9 +118,7 @@ def test_prepare_into_its_own_source_is_refused(work) -> None:
     refused(embedseg("prepare", "folder", "--source", work / "source", "--out", work / "source"), "source")
     refused(embedseg("prepare", "folder", "--source", work / "source", "--out", work / "source", "--force"))
     refused(embedseg("prepare", "folder", "--source", work / "source", "--out", work / "source" / "prepared"))
-    refused(
-        embedseg("prepare", "folder", "--source", work / "source" / "images" / "..", "--out", work / "source")
-    )
+    refused(embedseg("prepare", "folder", "--source", work / "source" / "images" / "..", "--out", work / "source"))
     assert snapshot(work) == before
 
 
@@ -159,9 +155,7 @@ def test_prepare_out_dot_is_a_clean_error(work) -> None:
 
 def test_prepare_replaces_its_own_output(work) -> None:
     """The marker makes an earlier `prepare` output replaceable without --force."""
-    result = embedseg(
-        "prepare", "folder", "--source", work / "source", "--out", work / "data", "--crop-size", "48"
-    )
+    result = embedseg("prepare", "folder", "--source", work / "source", "--out", work / "data", "--crop-size", "48")
     assert result.returncode == 0, result.stderr
     assert '"crop_size": 48' in (work / "data" / "dataset.json").read_text()
     assert sorted(p.name for p in work.iterdir()) == ["crops", "data", "model", "source"]
@@ -194,9 +188,7 @@ def test_predict_into_its_image_folder_is_refused(work) -> None:
     images = work / "data" / "test" / "images"
     before = snapshot(work)
     refused(
-        embedseg(
-            "predict", work / "model" / "best.pt", "--images", images, "--out", images, "--device", "cpu"
-        ),
+        embedseg("predict", work / "model" / "best.pt", "--images", images, "--out", images, "--device", "cpu"),
         "--images",
     )
     refused(
@@ -261,9 +253,7 @@ def test_resume_with_other_inputs_is_refused_and_the_model_kept(work) -> None:
     )
     assert snapshot(model) == before
     # the same folder with other content
-    (
-        work / "crops" / "train" / "images" / sorted(os.listdir(work / "crops" / "train" / "images"))[0]
-    ).unlink()
+    (work / "crops" / "train" / "images" / sorted(os.listdir(work / "crops" / "train" / "images"))[0]).unlink()
     refused(embedseg("train", work / "crops", "--out", model, *TRAIN), "crops_sha256")
     assert snapshot(model) == before
 
@@ -351,16 +341,12 @@ def test_unusable_device_is_a_clean_error(work, device) -> None:
     if usable[device]:
         pytest.skip(f"{device} is usable here")
     before = snapshot(work)
-    refused(
-        embedseg("train", work / "crops", "--out", work / "new-model", *TRAIN, "--device", device), "--device"
-    )
+    refused(embedseg("train", work / "crops", "--out", work / "new-model", *TRAIN, "--device", device), "--device")
     assert snapshot(work) == before
 
 
 def test_verbose_shows_the_traceback_of_a_user_error(work) -> None:
-    result = embedseg(
-        "-v", "train", work / "crops", "--out", work / "new-model", *TRAIN[:-2], "--device", "gpu"
-    )
+    result = embedseg("-v", "train", work / "crops", "--out", work / "new-model", *TRAIN[:-2], "--device", "gpu")
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 

@@ -48,7 +48,11 @@ def test_labels_roundtrip_uses_wide_dtype(tmp_path):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(np.array([[0.5, 1.0]]), "non-integer"), (np.array([[-1, 2]]), "negative"), (np.array([[np.nan, 1.0]]), "non-integer")],
+    [
+        (np.array([[0.5, 1.0]]), "non-integer"),
+        (np.array([[-1, 2]]), "negative"),
+        (np.array([[np.nan, 1.0]]), "non-integer"),
+    ],
 )
 def test_bad_labels_name_the_file(bad, message):
     with pytest.raises(DataError, match=rf"masks/x\.tif.*{message}"):

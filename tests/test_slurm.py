@@ -38,8 +38,14 @@ CLUSTER_DIR = Path(os.environ.get("EMBEDSEG_SLURM_DIR", "/tmp/embedseg-slurm"))
 GPU_RULES = {"train", "predict", "baseline_train", "baseline_predict"}
 # No accounting on the test cluster, so job states come from squeue (its MinJobAge keeps
 # finished jobs listed); a short first status wait keeps the runs quick.
-CLUSTER_OPTIONS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-                   "--latency-wait", "5"]
+CLUSTER_OPTIONS = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--latency-wait",
+    "5",
+]
 PREEMPT_EPOCHS = 16
 PREEMPTED_MODEL = "results/test/models/synthetic-nuclei/embedseg-medoid/seed1"
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
@@ -65,8 +71,17 @@ def workflow_dir(path: Path) -> Path:
 def snakemake_command(workdir: Path, snakefile: Path, profile: Path | None, *args: str) -> list[str]:
     """Snakemake on `snakefile` in `workdir`; `profile` None: only the workflow's default profile."""
     profile_args = ["--profile", str(profile)] if profile else []
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
-            *profile_args, *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        *profile_args,
+        *args,
+    ]
 
 
 def cluster_env(stub_dir: Path, **settings: str) -> dict[str, str]:
@@ -110,8 +125,9 @@ def start_on_cluster(workdir: Path, snakefile: Path, *args: str) -> subprocess.P
     workdir/snakemake.out."""
     command = snakemake_command(workdir, snakefile, SLURM_PROFILE, *CLUSTER_OPTIONS, *args)
     with (workdir / "snakemake.out").open("w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                env=cluster_env(workdir / "conda-stub", partition="debug"))
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=cluster_env(workdir / "conda-stub", partition="debug")
+        )
 
 
 def finish(process: subprocess.Popen, workdir: Path) -> Run:
@@ -128,18 +144,23 @@ def finish(process: subprocess.Popen, workdir: Path) -> Run:
 
 def dry_run(workdir: Path, profile: Path | None, config: str, **settings: str) -> subprocess.CompletedProcess:
     """A dry run of config/`config` under `profile` (None: the workflow's default profile only)."""
-    command = snakemake_command(workflow_dir(workdir), WORKFLOW, profile, "all", "--dry-run",
-                                "--configfile", str(REPO / "config" / config))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env=cluster_env(workdir / "conda-stub", **settings))
+    command = snakemake_command(
+        workflow_dir(workdir), WORKFLOW, profile, "all", "--dry-run", "--configfile", str(REPO / "config" / config)
+    )
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=cluster_env(workdir / "conda-stub", **settings)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def dry_run_jobs(workdir: Path, profile: Path | None, config: str, **settings: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job but `all` in a dry run of config/`config` under `profile`."""
-    jobs = [(rule, resources) for rule, resources in job_resources(dry_run(workdir, profile, config, **settings).stdout)
-            if rule != "all"]
+    jobs = [
+        (rule, resources)
+        for rule, resources in job_resources(dry_run(workdir, profile, config, **settings).stdout)
+        if rule != "all"
+    ]
     assert {rule for rule, _ in jobs} >= GPU_RULES
     return jobs
 
@@ -212,10 +233,16 @@ def test_default_profile_runs_one_gpu_job_at_a_time_with_conda(tmp_path: Path) -
 def slurm_cluster(request: pytest.FixtureRequest) -> Path:
     """A running single-node cluster; its daemons are stopped (by PID file) after the module."""
     env = os.environ | {"EMBEDSEG_SLURM_DIR": str(CLUSTER_DIR)}
-    request.addfinalizer(lambda: subprocess.run(["bash", str(REPO / "tests" / "slurm" / "stop_cluster.sh")],
-                                                env=env, timeout=120))
-    setup = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "setup_cluster.sh")],
-                           capture_output=True, text=True, timeout=900, env=env)
+    request.addfinalizer(
+        lambda: subprocess.run(["bash", str(REPO / "tests" / "slurm" / "stop_cluster.sh")], env=env, timeout=120)
+    )
+    setup = subprocess.run(
+        ["bash", str(REPO / "tests" / "slurm" / "setup_cluster.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     if setup.returncode == 77:
         pytest.skip(setup.stderr.strip())
     assert setup.returncode == 0, f"setup_cluster.sh failed:\n{setup.stderr[-4000:]}"
@@ -236,8 +263,10 @@ def preempt_training(process: subprocess.Popen, workdir: Path, min_epochs: int =
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     # A requeued job may start again only after a fixed two minutes; let it start as soon as
     # it is pending, as it would on a cluster with a free node.
-    while subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                         text=True).stdout.strip() != "PENDING":
+    while (
+        subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        != "PENDING"
+    ):
         assert time.monotonic() < deadline, f"requeued job {job_id} never became pending"
         time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
@@ -296,14 +325,24 @@ def test_every_pipeline_job_ran_as_a_slurm_job(cluster_runs: ClusterRuns, slurm_
 def test_pipeline_outputs_are_complete(cluster_runs: ClusterRuns) -> None:
     """Snakemake finds nothing left to do, and every method has scores at the 17 thresholds."""
     run = cluster_runs.pipeline
-    again = subprocess.run(snakemake_command(run.workdir, WORKFLOW, SLURM_PROFILE, "--dry-run", "--configfile",
-                                             str(run.workdir / "slurm-test.yaml")),
-                           capture_output=True, text=True, timeout=300,
-                           env=cluster_env(run.workdir / "conda-stub", partition="debug"))
+    again = subprocess.run(
+        snakemake_command(
+            run.workdir, WORKFLOW, SLURM_PROFILE, "--dry-run", "--configfile", str(run.workdir / "slurm-test.yaml")
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cluster_env(run.workdir / "conda-stub", partition="debug"),
+    )
     assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
     scores = sorted((run.workdir / "results" / "test" / "scores").glob("synthetic-nuclei/*/seed1.csv"))
-    assert {path.parent.name for path in scores} == {"embedseg-medoid-tta", "embedseg-medoid-notta",
-                                                     "embedseg-centroid-tta", "embedseg-centroid-notta", "3class-unet"}
+    assert {path.parent.name for path in scores} == {
+        "embedseg-medoid-tta",
+        "embedseg-medoid-notta",
+        "embedseg-centroid-tta",
+        "embedseg-centroid-notta",
+        "3class-unet",
+    }
     for path in scores:
         table = pd.read_csv(path)
         assert list(table.columns[:6]) == ["image", "tau", "tp", "fp", "fn", "ap"] and "pq" in table.columns

@@ -107,10 +107,7 @@ def test_best_and_second_best_marked_among_measured_rows(results: Path, tmp_path
     out = make_tables(results, tmp_path / "t")
     md, tex = (out / "table1.md").read_text(), (out / "table1.tex").read_text()
     # EmbedSeg best, Neven et al. second at every τ; PatchPerPix's reported 0.930 is higher but not ranked.
-    assert (
-        md.count("**0.833 ± 0.058 [0.800, 0.900]**") == 1
-        and md.count("<u>0.733 ± 0.058 [0.700, 0.800]</u>") == 1
-    )
+    assert md.count("**0.833 ± 0.058 [0.800, 0.900]**") == 1 and md.count("<u>0.733 ± 0.058 [0.700, 0.800]</u>") == 1
     bbbc = md.split("### synthetic-cells")[0]
     assert bbbc.count("**") == 2 * len(TAUS) and bbbc.count("<u>") == len(TAUS)
     assert "| PatchPerPix | reported | 0.930 |" in md
@@ -121,9 +118,7 @@ def test_best_and_second_best_marked_among_measured_rows(results: Path, tmp_path
     )
     assert r"PatchPerPix\textsuperscript{c}" in tex and r"\textsuperscript{c}reported: Hirsch" in tex
     assert (
-        tex.split("synthetic-cells")[0].count(r"\mathbf{") == len(TAUS)
-        and "\\toprule" in tex
-        and "\\bottomrule" in tex
+        tex.split("synthetic-cells")[0].count(r"\mathbf{") == len(TAUS) and "\\toprule" in tex and "\\bottomrule" in tex
     )
 
 
@@ -140,18 +135,13 @@ def test_table2_paired_deltas_intervals_and_sign_flip_p(results: Path, tmp_path:
     assert centroid["value_0.80"] == pytest.approx(-1 / 30) and centroid["sd_0.80"] == pytest.approx(
         np.std([-0.05, 0, -0.05], ddof=1)
     )
-    assert centroid["p_0.80"] == pytest.approx(
-        0.5
-    )  # the 0 flips to itself: 4 of 8 patterns reach |mean| 1/30
+    assert centroid["p_0.80"] == pytest.approx(0.5)  # the 0 flips to itself: 4 of 8 patterns reach |mean| 1/30
     assert (centroid["ci_low_0.80"], centroid["ci_high_0.80"]) == pytest.approx((-0.05, 0.0))
     seeds = frame[(frame.method == "embedseg-centroid-tta") & (frame.quantity == "delta_AP_seed")]
     assert seeds.set_index("seed")["value_0.50"].to_dict() == pytest.approx({0: -0.05, 1: 0.0, 2: -0.05})
     assert table.loc[(DS, "embedseg-medoid-tta"), "value_0.50"] == pytest.approx(0.8 + 1 / 30)
     assert "synthetic-cells" not in table.index.get_level_values("dataset")  # no ablation runs there
-    assert (
-        "| both (= Neven et al.) | 3 | -0.100 ± 0.000 [-0.100, -0.100] p = 0.25 |"
-        in (out / "table2.md").read_text()
-    )
+    assert "| both (= Neven et al.) | 3 | -0.100 ± 0.000 [-0.100, -0.100] p = 0.25 |" in (out / "table2.md").read_text()
     again = make_tables(results, tmp_path / "again")
     assert (again / "table2.csv").read_text() == (out / "table2.csv").read_text()  # seeded: deterministic
 
@@ -163,20 +153,14 @@ def test_comparison_verdicts_use_the_standard_error_of_the_difference(results: P
     # but at τ = 0.65 |0.30 − 0.44| = 0.14 > 0.108 (± 2 sd = 0.141 of single runs would have accepted it).
     assert (
         "Verdict: not consistent with the paper — within 1.96 standard errors of the difference in "
-        "13 of 45 cells"
-        in bbbc
+        "13 of 45 cells" in bbbc
     )
-    assert (
-        "3-Class U-Net (6/9 τ), Neven et al. (8/9 τ), EmbedSeg (9/9 τ), ΔAP both (= Neven et al.) (9/9 τ)."
-        in bbbc
-    )
+    assert "3-Class U-Net (6/9 τ), Neven et al. (8/9 τ), EmbedSeg (9/9 τ), ΔAP both (= Neven et al.) (9/9 τ)." in bbbc
     assert "| 3-Class U-Net | ours (n = 2) | 0.450 ± 0.071 [0.400, 0.500] |" in bbbc
     assert "|  | difference | -0.071 |" in bbbc and "|  | SE of difference | 0.055 |" in bbbc
     assert "|  | consistent (≤ 1.96 SE) | yes | yes | yes | NO |" in bbbc
     assert "Not in the paper" in synthetic and "Verdict" not in synthetic
-    flagged = (
-        make_tables(results, tmp_path / "f", not_comparable="demo data") / "comparison_to_paper.md"
-    ).read_text()
+    flagged = (make_tables(results, tmp_path / "f", not_comparable="demo data") / "comparison_to_paper.md").read_text()
     assert "Not comparable to the paper: demo data" in flagged and "Verdict" not in flagged
 
 
@@ -194,8 +178,7 @@ def test_comparison_consistent_within_196_standard_errors(
     )
     text = (make_tables(results, tmp_path / "t", paper=paper) / "comparison_to_paper.md").read_text()
     expected = (
-        "Verdict: consistent with the paper — within 1.96 standard errors of the difference in all "
-        f"{len(TAUS)} cells"
+        f"Verdict: consistent with the paper — within 1.96 standard errors of the difference in all {len(TAUS)} cells"
     )
     assert (expected in text) == consistent
 
@@ -218,9 +201,7 @@ def test_any_metric_can_be_tabulated(results: Path, tmp_path: Path) -> None:
     assert main(["tables", str(results), "--paper", str(PAPER), "--out", str(out), "--metric", "f1"]) == 0
     table = pd.read_csv(out / "table1.csv").set_index(["dataset", "method"])
     assert table.loc[(DS, "embedseg-medoid-tta"), "f1_0.50"] == pytest.approx(0.8 + 1 / 30 + 0.05)
-    assert "status" in table.columns and "reported" not in set(
-        table["status"]
-    )  # literature rows report AP only
+    assert "status" in table.columns and "reported" not in set(table["status"])  # literature rows report AP only
     assert (out / "table1.md").read_text().startswith("# F1 of every method")
     assert "delta_F1" in set(pd.read_csv(out / "table2.csv")["quantity"])
     assert "the paper reports AP_dsb only" in (out / "comparison_to_paper.md").read_text()
@@ -268,9 +249,7 @@ def test_cli_writes_every_output_and_reports_errors(results: Path, tmp_path: Pat
         == 0
     )
     names = {p.name for p in out.iterdir()}
-    assert names == {f"table{i}.{ext}" for i in (1, 2) for ext in ("csv", "md", "tex")} | {
-        "comparison_to_paper.md"
-    }
+    assert names == {f"table{i}.{ext}" for i in (1, 2) for ext in ("csv", "md", "tex")} | {"comparison_to_paper.md"}
     assert "No data set has EmbedSeg together with an ablation variant" in (out / "table2.md").read_text()
     assert main(["tables", str(tmp_path / "nowhere"), "--paper", str(PAPER), "--out", str(out)]) == 2
     assert "results folder not found" in capsys.readouterr().err
@@ -280,9 +259,7 @@ def test_paper_results_are_complete() -> None:
     paper = load_paper(PAPER)
     assert set(paper.table1) == {"bbbc010-2012", "usiigaci-2017", "dsb-2018"} and paper.runs == 9
     for rows in paper.table1.values():
-        assert {"embedseg-medoid-tta", "embedseg-centroid-notta", "3class-unet", "cellpose-public"} <= set(
-            rows
-        )
+        assert {"embedseg-medoid-tta", "embedseg-centroid-notta", "3class-unet", "cellpose-public"} <= set(rows)
         assert all(row.citation for row in rows.values() if row.reported)
         assert all(np.isfinite(row.ap).all() for row in rows.values() if not row.reported)
     for rows in paper.table2.values():

@@ -107,8 +107,26 @@ def test_resume_gives_bit_identical_weights(crops, tmp_path) -> None:
 
 def test_cli_trains_and_reports_missing_crops(crops, tmp_path, capsys) -> None:
     out = tmp_path / "model"
-    status = main(["train", str(crops), "--out", str(out), "--epochs", "1", "--train-size", "2",
-                   "--val-size", "2", "--virtual-batch", "1", "--variance-loss", "fixed", "--device", "cpu"])
+    status = main(
+        [
+            "train",
+            str(crops),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--train-size",
+            "2",
+            "--val-size",
+            "2",
+            "--virtual-batch",
+            "1",
+            "--variance-loss",
+            "fixed",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 0
     assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "log.csv", "memory.json", "train.json"}
     record = json.loads((out / "train.json").read_text())

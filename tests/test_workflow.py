@@ -36,12 +36,26 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if not config_link.exists():
         config_link.symlink_to(REPO / "config")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-         "--workflow-profile", "none", *args],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            "--workflow-profile",
+            "none",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{failed_logs(workdir)}")
+        pytest.fail(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{failed_logs(workdir)}"
+        )
     return result
 
 
@@ -99,7 +113,9 @@ def test_a_typo_stops_the_workflow_naming_the_key(tmp_path: Path) -> None:
 def test_paper_config_plans_54_trainings_and_108_evaluations(tmp_path: Path) -> None:
     """Dry run of config/config.yaml: needs no downloaded data."""
     config = load_config("config.yaml")
-    baseline_runs = sum(len(ds.get("baselines", [])) for ds in config["datasets"].values()) * len(config["baselines"]["seeds"])
+    baseline_runs = sum(len(ds.get("baselines", [])) for ds in config["datasets"].values()) * len(
+        config["baselines"]["seeds"]
+    )
     counts = job_counts(snakemake(tmp_path, "-n", "--quiet", "rules").stdout)
     assert counts["prepare"] == 3
     assert counts["crops"] == 3 * 2
@@ -130,8 +146,15 @@ def own_dataset_config(tmp_path: Path, source: str) -> Path:
     config = load_config("test.yaml")
     train = config["datasets"]["synthetic-nuclei"]["train"]
     config["datasets"] = {
-        "mydata": {"source": source, "layout": "folder", "normalization": "percentile", "crop_size": 32,
-                   "test": 0.25, "train": train, "baselines": ["3class-unet"]},
+        "mydata": {
+            "source": source,
+            "layout": "folder",
+            "normalization": "percentile",
+            "crop_size": 32,
+            "test": 0.25,
+            "train": train,
+            "baselines": ["3class-unet"],
+        },
     }
     path = tmp_path / "own.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -155,11 +178,41 @@ def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
 def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
     """The `test:` key's `embedseg prepare --test-fraction`: that share of the images is the test set."""
     source = write_own_dataset(tmp_path / "mine", n_images=8)
-    subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source), "--test-fraction",
-                    "0.5", "--out", str(tmp_path / "data")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedseg",
+            "prepare",
+            "folder",
+            "--source",
+            str(source),
+            "--test-fraction",
+            "0.5",
+            "--out",
+            str(tmp_path / "data"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert len(list((tmp_path / "data" / "test" / "images").glob("*.tif"))) == 4
-    bad = subprocess.run([sys.executable, "-m", "embedseg", "prepare", "folder", "--source", str(source),
-                          "--test-fraction", "1.5", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedseg",
+            "prepare",
+            "folder",
+            "--source",
+            str(source),
+            "--test-fraction",
+            "1.5",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "--test-fraction 1.5" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -197,8 +250,13 @@ def test_workflow_runs_as_a_module_of_another_workflow(tmp_path: Path) -> None:
         f'module embedseg:\n    snakefile:\n        "{SNAKEFILE}"\n    config:\n        config\n\n\n'
         "use rule * from embedseg as embedseg_*\n"
     )
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--workflow-profile", "none"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--workflow-profile", "none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_counts(result.stdout)["embedseg_train"] == 2
     assert f"--paper {REPO / 'config' / 'paper_results.yaml'}" in result.stdout
@@ -237,7 +295,9 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
     scores = tiny_run / "results" / "test" / "scores" / "synthetic-nuclei"
     for method, row in zip(ours["method"], ap.to_numpy(float)):
         runs = [pd.read_csv(path).groupby("tau")["ap"].mean() for path in sorted((scores / method).glob("seed*.csv"))]
-        assert runs and row == pytest.approx(pd.concat(runs, axis=1).mean(axis=1).to_numpy(), rel=1e-5, abs=1e-6), method
+        assert runs and row == pytest.approx(pd.concat(runs, axis=1).mean(axis=1).to_numpy(), rel=1e-5, abs=1e-6), (
+            method
+        )
     table2 = pd.read_csv(tables / "table2.csv")
     assert set(table2["method"]) == EMBEDSEG_VARIANTS
     assert table2[[f"value_{tau}" for tau in TAUS]].notna().all().all()
@@ -282,5 +342,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_run: Path) -> No
     assert job_counts(result.stdout + result.stderr) == {"train": 1}
     assert (model / "train.json").is_file() and (model / "memory.json").is_file()
     assert (model / "log.csv").read_text() == history
-    train_log = tiny_run / "results" / "test" / "logs" / "train" / "synthetic-nuclei" / "embedseg-centroid" / "seed1.log"
+    train_log = (
+        tiny_run / "results" / "test" / "logs" / "train" / "synthetic-nuclei" / "embedseg-centroid" / "seed1.log"
+    )
     assert "resuming" in train_log.read_text()

@@ -49,14 +49,18 @@ def n_channels(split: Split) -> int:
     return split.images[0].shape[0] if split.images[0].ndim == 3 else 1
 
 
-def tune_thresholds(model, split: Split, flow_thresholds, cellprob_thresholds, base: dict[str, Any]) -> dict[str, float]:
+def tune_thresholds(
+    model, split: Split, flow_thresholds, cellprob_thresholds, base: dict[str, Any]
+) -> dict[str, float]:
     """Flow/cell-probability thresholds with the best mean AP@0.5 on (at most TUNE_IMAGES) validation images."""
     from tqdm import tqdm
 
     split = Split(split.names[:TUNE_IMAGES], split.images[:TUNE_IMAGES], split.labels[:TUNE_IMAGES])
     grid = list(itertools.product(flow_thresholds, cellprob_thresholds))
-    scores = [mean_ap50(split.labels, model.eval(split.images, flow_threshold=flow, cellprob_threshold=cellprob, **base)[0])
-              for flow, cellprob in tqdm(grid, desc="tune thresholds", unit="setting")]
+    scores = [
+        mean_ap50(split.labels, model.eval(split.images, flow_threshold=flow, cellprob_threshold=cellprob, **base)[0])
+        for flow, cellprob in tqdm(grid, desc="tune thresholds", unit="setting")
+    ]
     flow, cellprob = grid[int(np.argmax(scores))]
     return {"flow_threshold": flow, "cellprob_threshold": cellprob, "val_ap50": max(scores)}
 
@@ -71,23 +75,38 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Cellp
     model_dir = Path(out_dir)
     settings, train_split, val_split = start_training(data_dir, model_dir, config.seed)
     channels = eval_kwargs(n_channels(train_split))
-    net = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=None, model_type=None, nchan=2)
+    net = models.CellposeModel(
+        gpu=device.type == "cuda", device=device, pretrained_model=None, model_type=None, nchan=2
+    )
     weights, train_losses, val_losses = cellpose_train.train_seg(
-        net.net, train_data=train_split.images, train_labels=train_split.labels,
-        test_data=val_split.images, test_labels=val_split.labels, save_path=model_dir, model_name=TRAINED_NAME,
-        n_epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.lr, weight_decay=config.weight_decay,
+        net.net,
+        train_data=train_split.images,
+        train_labels=train_split.labels,
+        test_data=val_split.images,
+        test_labels=val_split.labels,
+        save_path=model_dir,
+        model_name=TRAINED_NAME,
+        n_epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
         **channels,
     )
     # Cellpose evaluates the validation loss only at epoch 5 and every 10th epoch.
-    write_log(model_dir / LOG_CSV, [
-        {"epoch": epoch, "train_loss": float(loss), "val_loss": float(val) if val else None}
-        for epoch, (loss, val) in enumerate(zip(train_losses, val_losses))
-    ])
+    write_log(
+        model_dir / LOG_CSV,
+        [
+            {"epoch": epoch, "train_loss": float(loss), "val_loss": float(val) if val else None}
+            for epoch, (loss, val) in enumerate(zip(train_losses, val_losses))
+        ],
+    )
     write_memory_json(model_dir / MEMORY_JSON, device)
     trained = models.CellposeModel(gpu=device.type == "cuda", device=device, pretrained_model=str(weights))
     thresholds = tune_thresholds(trained, val_split, config.flow_thresholds, config.cellprob_thresholds, channels)
-    write_json(model_dir / SETTINGS_JSON, {"pretrained_model": str(Path(weights).relative_to(model_dir)),
-                                          "diameter": None, **channels, **thresholds})
+    write_json(
+        model_dir / SETTINGS_JSON,
+        {"pretrained_model": str(Path(weights).relative_to(model_dir)), "diameter": None, **channels, **thresholds},
+    )
     return 0
 
 
@@ -105,10 +124,16 @@ def choose_public(data_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
     model_dir = Path(out_dir)
     settings, train_split, _ = start_training(data_dir, model_dir, config.seed)
     diameter = config.diameter or float(np.median([diameters(labels)[0] for labels in train_split.labels]))
-    write_json(model_dir / SETTINGS_JSON, {
-        "model_type": public_model_type(config.model_type, settings.name), "diameter": diameter,
-        "flow_threshold": 0.4, "cellprob_threshold": 0.0, **eval_kwargs(n_channels(train_split)),
-    })
+    write_json(
+        model_dir / SETTINGS_JSON,
+        {
+            "model_type": public_model_type(config.model_type, settings.name),
+            "diameter": diameter,
+            "flow_threshold": 0.4,
+            "cellprob_threshold": 0.0,
+            **eval_kwargs(n_channels(train_split)),
+        },
+    )
     write_memory_json(model_dir / MEMORY_JSON)
     return 0
 
@@ -126,15 +151,22 @@ def predict(
         try:
             model = models.CellposeModel(gpu=device.type == "cuda", device=device, model_type=chosen["model_type"])
         except Exception as exc:  # urllib/OS/HTTP errors of Cellpose's download differ by version
-            write_not_run(not_run_beside(out_dir), f"Cellpose could not fetch the public model "
-                          f"{chosen['model_type']!r} ({type(exc).__name__}: {exc}); run once with internet access "
-                          f"to cache it in ~/.cellpose/models (or $CELLPOSE_LOCAL_MODELS_PATH)")
+            write_not_run(
+                not_run_beside(out_dir),
+                f"Cellpose could not fetch the public model "
+                f"{chosen['model_type']!r} ({type(exc).__name__}: {exc}); run once with internet access "
+                f"to cache it in ~/.cellpose/models (or $CELLPOSE_LOCAL_MODELS_PATH)",
+            )
             return 0
     else:
-        model = models.CellposeModel(gpu=device.type == "cuda", device=device,
-                                     pretrained_model=str(Path(model_dir) / chosen["pretrained_model"]))
-    kwargs = {key: chosen[key] for key in ("channels", "channel_axis", "diameter", "flow_threshold", "cellprob_threshold")
-              if key in chosen}
+        model = models.CellposeModel(
+            gpu=device.type == "cuda", device=device, pretrained_model=str(Path(model_dir) / chosen["pretrained_model"])
+        )
+    kwargs = {
+        key: chosen[key]
+        for key in ("channels", "channel_axis", "diameter", "flow_threshold", "cellprob_threshold")
+        if key in chosen
+    }
     predict_folder(image_dir, out_dir, settings, lambda image: model.eval(image, **kwargs)[0])
     not_run_beside(out_dir).unlink(missing_ok=True)  # a marker left by an earlier offline run
     return 0

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         predict.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `train`")
         predict.add_argument("--images", required=True, help="folder of input images")
         predict.add_argument("--out", required=True, metavar="PRED_DIR", help="folder for label TIFFs")
-        predict.add_argument("--force", action="store_true", help="replace PRED_DIR even if not written by this command")
+        predict.add_argument(
+            "--force", action="store_true", help="replace PRED_DIR even if not written by this command"
+        )
         add_options(predict, method.predict_config)
 
 

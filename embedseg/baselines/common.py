@@ -56,9 +56,7 @@ def load_split(data_dir: str | os.PathLike, subset: str, settings: DatasetSettin
     return Split([p.name for p in paths], images, labels)
 
 
-def load_train_val(
-    data_dir: str | os.PathLike, seed: int
-) -> tuple[DatasetSettings, Split, Split]:
+def load_train_val(data_dir: str | os.PathLike, seed: int) -> tuple[DatasetSettings, Split, Split]:
     """Settings, training and validation split of a prepared data set.
 
     Data sets whose validation share is cut from crops (``val_split: crop``, BBBC010) have an
@@ -89,7 +87,9 @@ def subset(split: Split, indices: Sequence[int]) -> Split:
     return Split([split.names[i] for i in keep], [split.images[i] for i in keep], [split.labels[i] for i in keep])
 
 
-def start_training(data_dir: str | os.PathLike, model_dir: str | os.PathLike, seed: int) -> tuple[DatasetSettings, Split, Split]:
+def start_training(
+    data_dir: str | os.PathLike, model_dir: str | os.PathLike, seed: int
+) -> tuple[DatasetSettings, Split, Split]:
     """Read the training and validation splits and keep the data set's settings in the model folder.
 
     `predict` reads them back from there (:func:`load_settings`) to normalise as training did.
@@ -146,8 +146,12 @@ def write_not_run(marker: str | os.PathLike, reason: str) -> Path:
 
 
 def random_patches(
-    images: Sequence[np.ndarray], targets: Sequence[np.ndarray], patch: int, batch_size: int,
-    rng: np.random.Generator, target_fill: int = 0,
+    images: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    patch: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    target_fill: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random square patches, each under one random dihedral transform (EmbedSeg's augmentation).
 
@@ -162,8 +166,8 @@ def random_patches(
         target = np.pad(target, pad, constant_values=target_fill)
         top, left = (rng.integers(size - patch + 1) for size in target.shape)
         k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
-        xs.append(dihedral.forward(image[:, top:top + patch, left:left + patch], k, flip))
-        ys.append(dihedral.forward(target[top:top + patch, left:left + patch], k, flip))
+        xs.append(dihedral.forward(image[:, top : top + patch, left : left + patch], k, flip))
+        ys.append(dihedral.forward(target[top : top + patch, left : left + patch], k, flip))
     return np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(ys))
 
 

@@ -76,7 +76,11 @@ class StarDistTrainConfig(StepBudget):
 @dataclass
 class StarDistPredictConfig(PredictConfig):
     n_tiles: tuple[int, int] | None = option(
-        None, "tile large images (default: StarDist's guess from the image size)", type=int, nargs=2, metavar=("TY", "TX")
+        None,
+        "tile large images (default: StarDist's guess from the image size)",
+        type=int,
+        nargs=2,
+        metavar=("TY", "TX"),
     )
 
 

@@ -39,8 +39,10 @@ def build_model(pretrained_backbone: bool) -> torch.nn.Module:
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     return maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None,
-        num_classes=2, box_detections_per_img=MAX_DETECTIONS,
+        weights=None,
+        weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None,
+        num_classes=2,
+        box_detections_per_img=MAX_DETECTIONS,
     )
 
 
@@ -104,8 +106,10 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskR
     try:
         model = build_model(config.pretrained_backbone).to(device)
     except OSError as exc:  # URLError and friends: the ImageNet weights could not be fetched
-        raise DataError(f"torchvision could not fetch the ImageNet ResNet-50 weights ({exc}); "
-                        "connect once to cache them, or train from scratch with --no-pretrained-backbone") from exc
+        raise DataError(
+            f"torchvision could not fetch the ImageNet ResNet-50 weights ({exc}); "
+            "connect once to cache them, or train from scratch with --no-pretrained-backbone"
+        ) from exc
     images = [as_rgb(image).numpy() for image in train_split.images]
     patch = min(config.patch_size, *(min(labels.shape) for labels in train_split.labels))
     keep_scale(model, patch, patch)
@@ -159,8 +163,10 @@ def predict(
     model = build_model(pretrained_backbone=False).to(device)
     missing, unexpected = model.load_state_dict(checkpoint["model_state_dict"], strict=False)
     if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
-        raise DataError(f"{model_dir}/model.pt does not fit Mask R-CNN ResNet-50-FPN "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain it")
+        raise DataError(
+            f"{model_dir}/model.pt does not fit Mask R-CNN ResNet-50-FPN "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain it"
+        )
     threshold = checkpoint["score_threshold"]
     predict_folder(image_dir, out_dir, settings, lambda image: paint(detect(model, image, device), threshold))
     return 0

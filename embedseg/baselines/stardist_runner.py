@@ -80,11 +80,15 @@ def epoch_logger(log_path: Path):
             # StarDist's own IoU metric (of its distance maps) is neither an object IoU nor a
             # pixel mIoU, so it stays out of log.csv (embedseg.layout.VAL_METRICS).
             logs = logs or {}
-            self.rows.append({
-                "epoch": epoch, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                "train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
-                "seconds": time.perf_counter() - self.start,
-            })
+            self.rows.append(
+                {
+                    "epoch": epoch,
+                    "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                    "train_loss": logs.get("loss"),
+                    "val_loss": logs.get("val_loss"),
+                    "seconds": time.perf_counter() - self.start,
+                }
+            )
             write_log(log_path, self.rows)
 
     return EpochLogger()
@@ -114,9 +118,13 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: StarD
     # StarDist's U-Net (depth 3) needs patches divisible by 2**3 · grid.
     patch = patch_side(config.patch_size, train_split, 8 * config.grid)
     stardist_config = Config2D(
-        n_rays=config.rays, grid=(config.grid, config.grid), n_channel_in=n_channels,
-        train_patch_size=(patch, patch), train_batch_size=config.batch_size,
-        train_epochs=config.epochs, train_steps_per_epoch=config.steps_per_epoch,
+        n_rays=config.rays,
+        grid=(config.grid, config.grid),
+        n_channel_in=n_channels,
+        train_patch_size=(patch, patch),
+        train_batch_size=config.batch_size,
+        train_epochs=config.epochs,
+        train_steps_per_epoch=config.steps_per_epoch,
         train_tensorboard=False,  # tensorflow-cpu ships without TensorBoard (crash at epoch end)
     )
     model = StarDist2D(stardist_config, name=MODEL_NAME, basedir=str(model_dir))
@@ -126,15 +134,24 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: StarD
     labels = [fill_label_holes(mask) for mask in train_split.labels]
     val_images = [channels_last(image) for image in val_split.images]
     val_labels = [fill_label_holes(mask) for mask in val_split.labels]
-    model.train(images, labels, validation_data=(val_images, val_labels), augmenter=dihedral_augmenter(config.seed),
-                epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
+    model.train(
+        images,
+        labels,
+        validation_data=(val_images, val_labels),
+        augmenter=dihedral_augmenter(config.seed),
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        seed=config.seed,
+    )
     model.optimize_thresholds(val_images, val_labels)
     write_json(model_dir / MEMORY_JSON, tensorflow_peak_memory())
     return 0
 
 
 def predict(
-    model_dir: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
     config: StarDistPredictConfig,
 ) -> int:
     """Write one label TIFF per image of `image_dir` into `out_dir`."""

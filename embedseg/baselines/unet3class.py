@@ -56,8 +56,12 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__(
-            nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(inplace=True),
-            nn.Conv2d(n_out, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(inplace=True),
+            nn.Conv2d(n_in, n_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(n_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n_out, n_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(n_out),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -70,8 +74,9 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, depth: int = 4, filters: int = 32, n_classes: int = 3) -> None:
         super().__init__()
         widths = [filters * 2**level for level in range(depth + 1)]
-        self.down = nn.ModuleList([ConvBlock(in_channels, widths[0])] +
-                                  [ConvBlock(widths[i], widths[i + 1]) for i in range(depth)])
+        self.down = nn.ModuleList(
+            [ConvBlock(in_channels, widths[0])] + [ConvBlock(widths[i], widths[i + 1]) for i in range(depth)]
+        )
         self.upsample = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)])
         self.up = nn.ModuleList([ConvBlock(2 * widths[i], widths[i]) for i in range(depth)])
         self.head = nn.Conv2d(widths[0], n_classes, 1)
@@ -116,8 +121,9 @@ def probabilities_to_instances(probs: np.ndarray, min_size: int = 37) -> np.ndar
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
-def validate(model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.Module,
-             device: torch.device) -> tuple[float, float]:
+def validate(
+    model: UNet, split: Split, targets: list[np.ndarray], loss_fn: nn.Module, device: torch.device
+) -> tuple[float, float]:
     """Mean cross-entropy over whole validation images, and the mean over classes of the pooled IoU."""
     model.eval()
     losses, confusion = [], np.zeros((3, 3), np.int64)  # confusion[true class, predicted class]
@@ -172,8 +178,16 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetT
         if val_miou > best_miou:
             best_miou = val_miou
             save_model(model_dir / "model.pt", model, epoch, val_miou, config)
-        log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
-                    VAL_PIXEL_MIOU: val_miou, "seconds": time.perf_counter() - start})
+        log.append(
+            {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                VAL_PIXEL_MIOU: val_miou,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         write_log(model_dir / LOG_CSV, log)
     write_memory_json(model_dir / MEMORY_JSON, device)
     return 0

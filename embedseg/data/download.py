@@ -38,21 +38,30 @@ def fetch(url: str, sha256: str | None, cache_dir: str | os.PathLike, retries: i
     local = cache_dir / file_name
     recorded = local.with_name(local.name + ".sha256")
     known = sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
-    registry = pooch.create(path=cache_dir, base_url=base_url + "/", registry={file_name: known}, retry_if_failed=retries)
+    registry = pooch.create(
+        path=cache_dir, base_url=base_url + "/", registry={file_name: known}, retry_if_failed=retries
+    )
     try:
         registry.fetch(file_name, progressbar=True)
     except ValueError as exc:  # pooch's hash mismatch
         # pooch discards a bad *new* download itself but keeps a bad file already in the cache.
         local.unlink(missing_ok=True)
-        raise DataError(f"{local}: sha256 does not match {known} ({exc}); the file was removed, download it again") from exc
+        raise DataError(
+            f"{local}: sha256 does not match {known} ({exc}); the file was removed, download it again"
+        ) from exc
     except Exception as exc:  # requests' connection errors and HTTP status errors
-        raise DataError(f"{url}: download failed ({exc}); check the URL and the network, or pass a local --source") from exc
+        raise DataError(
+            f"{url}: download failed ({exc}); check the URL and the network, or pass a local --source"
+        ) from exc
     if known is None:
         digest = pooch.file_hash(str(local))
         recorded.write_text(digest + "\n")
         log.warning(
             "%s: no sha256 known, so this first download was NOT verified; its sha256 is %s "
-            "(recorded in %s; pass it with --sha256 or add it to the registry)", local, digest, recorded.name,
+            "(recorded in %s; pass it with --sha256 or add it to the registry)",
+            local,
+            digest,
+            recorded.name,
         )
     return local
 

@@ -82,8 +82,10 @@ def reduce_rgb(image: np.ndarray, path: str | os.PathLike, rgb_to_grey: bool = F
     if image.ndim != 3 or image.shape[-1] not in (3, 4):  # (C, H, W) has W > 4
         return image
     if not rgb_to_grey and not np.all(image[..., :3] == image[..., :1]):
-        raise DataError(f"{path}: colour RGB(A) image of shape {image.shape}; pass --rgb-to-grey to reduce "
-                        "it to luminance, or store the channels as a (C, H, W) stack")
+        raise DataError(
+            f"{path}: colour RGB(A) image of shape {image.shape}; pass --rgb-to-grey to reduce "
+            "it to luminance, or store the channels as a (C, H, W) stack"
+        )
     return to_grey(image)
 
 
@@ -117,7 +119,9 @@ def read_object_masks(mask_paths: tuple[Path, ...]) -> Iterator[np.ndarray]:
     for path in mask_paths:
         mask = read_binary(path)
         if shape is not None and mask.shape != shape:
-            raise DataError(f"{path}: mask shape {mask.shape} differs from {mask_paths[0]} {shape}; all masks of an image must match it")
+            raise DataError(
+                f"{path}: mask shape {mask.shape} differs from {mask_paths[0]} {shape}; all masks of an image must match it"
+            )
         shape = mask.shape
         yield mask
 
@@ -146,7 +150,9 @@ def walk(root: Path, pattern: str) -> list[Path]:
 
 
 def find_image_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p for p in directory.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def by_stem(paths: list[Path]) -> dict[str, Path]:
@@ -154,8 +160,10 @@ def by_stem(paths: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in paths:
         if path.stem in found:
-            raise DataError(f"{path}: same name as {found[path.stem].name} up to the suffix; both would be "
-                            f"written as {path.stem}.tif — rename or remove one")
+            raise DataError(
+                f"{path}: same name as {found[path.stem].name} up to the suffix; both would be "
+                f"written as {path.stem}.tif — rename or remove one"
+            )
         found[path.stem] = path
     return found
 
@@ -187,7 +195,12 @@ def read_embedseg(root: Path) -> Source:
     """EmbedSeg zip layout; a ``val/`` folder, if any, joins the pool (we draw val ourselves)."""
     if not (root / "train" / "images").is_dir():
         raise DataError(f"{root}: no train/images folder found (EmbedSeg layout <name>/train/images)")
-    pool = [s for split in ("train", "val") if (root / split).is_dir() for s in pair_folder(root / split / "images", root / split / "masks")]
+    pool = [
+        s
+        for split in ("train", "val")
+        if (root / split).is_dir()
+        for s in pair_folder(root / split / "images", root / split / "masks")
+    ]
     test = pair_folder(root / "test" / "images", root / "test" / "masks") if (root / "test").is_dir() else []
     return Source("embedseg", sorted(pool, key=lambda s: s.name), test)
 
@@ -210,7 +223,9 @@ def read_dsb_stage1(root: Path, grey_only: bool = True) -> Source:
             continue
         masks = sorted((sample_dir / "masks").glob("*.png")) if (sample_dir / "masks").is_dir() else []
         if not masks:
-            raise DataError(f"{image_path}: no masks in {sample_dir / 'masks'}; add the per-nucleus PNGs or remove the folder")
+            raise DataError(
+                f"{image_path}: no masks in {sample_dir / 'masks'}; add the per-nucleus PNGs or remove the folder"
+            )
         samples.append(Sample(sample_dir.name, image_path, tuple(masks), "objects"))
     if grey_only:
         samples = [s for s in samples if is_grey(s.image_path)]
@@ -245,7 +260,9 @@ def read_bbbc010(root: Path, channel: str = "2") -> Source:
         raise DataError(f"{root}: no BBBC010 images (*_<well>_w{channel}_*.tif) found")
     for well, path in images.items():
         if well not in masks:
-            raise DataError(f"{path}: no worm masks {well}_NN_ground_truth.png for well {well}; add them or remove the image")
+            raise DataError(
+                f"{path}: no worm masks {well}_NN_ground_truth.png for well {well}; add them or remove the image"
+            )
     return Source("bbbc010", [Sample(well, images[well], tuple(masks[well]), "stack") for well in sorted(images)])
 
 

@@ -47,32 +47,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
     parser.add_argument("--layout", choices=LAYOUTS, help="source layout (default: auto-detect)")
     parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
-    parser.add_argument("--seed", type=int, default=PAPER_SPLIT_SEED,
-                        help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
-                        f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)")
-    parser.add_argument("--resplit-run", type=int, metavar="K",
-                        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
-                        "split --seed (default: both use --seed, as in the paper)")
-    parser.add_argument("--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts")
-    parser.add_argument("--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=PAPER_SPLIT_SEED,
+        help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
+        f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)",
+    )
+    parser.add_argument(
+        "--resplit-run",
+        type=int,
+        metavar="K",
+        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
+        "split --seed (default: both use --seed, as in the paper)",
+    )
+    parser.add_argument(
+        "--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts"
+    )
+    parser.add_argument(
+        "--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)"
+    )
     parser.add_argument("--crop-size", type=int, help="override the data set's crop size")
     parser.add_argument(
         "--test-fraction",
         type=float,
         help="fraction of the images held out for testing when the source has no test part (default: the data set's)",
     )
-    parser.add_argument("--all-dsb-images", action="store_true",
-                        help="DSB stage1: keep colour images too, reduced to luminance "
-                             "(default: greyscale fluorescence only)")
-    parser.add_argument("--rgb-to-grey", action="store_true",
-                        help="reduce colour RGB(A) images to luminance (default: refuse them; RGB images "
-                             "with R = G = B always become one channel)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace --out even if it is a file or a folder not written by "
-                             "`embedseg prepare` (never an input)")
+    parser.add_argument(
+        "--all-dsb-images",
+        action="store_true",
+        help="DSB stage1: keep colour images too, reduced to luminance (default: greyscale fluorescence only)",
+    )
+    parser.add_argument(
+        "--rgb-to-grey",
+        action="store_true",
+        help="reduce colour RGB(A) images to luminance (default: refuse them; RGB images "
+        "with R = G = B always become one channel)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is a file or a folder not written by `embedseg prepare` (never an input)",
+    )
     parser.add_argument("--n-images", type=int, default=16, help="synthetic sets: number of images")
     parser.add_argument("--image-size", type=int, default=128, help="synthetic sets: image height and width")
-    parser.add_argument("--data-seed", type=int, default=0, help="synthetic sets: generator seed (the split seed is --seed)")
+    parser.add_argument(
+        "--data-seed", type=int, default=0, help="synthetic sets: generator seed (the split seed is --seed)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,14 +104,21 @@ def run(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, test_split=args.test_fraction)
     check_options(args)
     local_source = args.source if args.source and not is_url(args.source) else None
-    with replacing(args.out, DATA, {"--source": local_source, "--cache": Path(args.cache) / spec.name},
-                   args.force) as staging:
+    with replacing(
+        args.out, DATA, {"--source": local_source, "--cache": Path(args.cache) / spec.name}, args.force
+    ) as staging:
         source = resolve_source(spec, args, staging / ".source")
         val_seed = validation_seed(args.seed, args.resplit_run)
         splits = split_samples(source, spec, args.seed, args.limit, val_seed)
         settings = spec.dataset_settings(normalization=args.normalization, crop_size=crop_size(spec, args))
-        settings = write_splits(splits, staging, settings, spec, args.rgb_to_grey or args.all_dsb_images,
-                                crop_size_given=args.crop_size is not None)
+        settings = write_splits(
+            splits,
+            staging,
+            settings,
+            spec,
+            args.rgb_to_grey or args.all_dsb_images,
+            crop_size_given=args.crop_size is not None,
+        )
         settings.extra.update(source_info(spec, args, source, splits))
         shutil.rmtree(staging / ".source", ignore_errors=True)
         settings.save(staging)
@@ -105,8 +133,10 @@ def run(args: argparse.Namespace) -> int:
 def check_options(args: argparse.Namespace) -> None:
     """Counts and sizes must make sense before anything is read or written."""
     if args.crop_size is not None and (args.crop_size <= 0 or args.crop_size % 8):
-        raise DataError(f"--crop-size {args.crop_size}: must be a positive multiple of 8 (the network halves "
-                        f"the crops three times), e.g. --crop-size {max(8, args.crop_size // 8 * 8)}")
+        raise DataError(
+            f"--crop-size {args.crop_size}: must be a positive multiple of 8 (the network halves "
+            f"the crops three times), e.g. --crop-size {max(8, args.crop_size // 8 * 8)}"
+        )
     for option, value in (("--limit", args.limit), ("--n-images", args.n_images)):
         if value is not None and value < 1:
             raise DataError(f"{option} {value}: must be a positive number of images")
@@ -147,21 +177,25 @@ def write_synthetic(name: str, n_images: int, image_size: int, seed: int, folder
     """Synthesise a set into ``folder/{images,masks}`` (the `folder` layout)."""
     from tqdm import tqdm
 
-    for stem, image, labels in tqdm(generate(name, n_images, image_size, seed), total=n_images, desc=f"synthesise {name}"):
+    for stem, image, labels in tqdm(
+        generate(name, n_images, image_size, seed), total=n_images, desc=f"synthesise {name}"
+    ):
         write_tiff(folder / "images" / f"{stem}.tif", image)
         write_labels(folder / "masks" / f"{stem}.tif", labels)
 
 
-def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | None,
-                  val_seed: int | None = None) -> dict[str, list[Sample]]:
+def split_samples(
+    source: Source, spec: DatasetSpec, seed: int, limit: int | None, val_seed: int | None = None
+) -> dict[str, list[Sample]]:
     """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
     with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
     (default: `seed`; none when validation uses crops)."""
     pool, test = source.pool[:limit], source.test[:limit]
     if len(pool) < 2:
-        raise DataError(f"data set {spec.name!r}: the source has {len(pool)} training image(s); at least 2 "
-                        "are needed (one to train on, one to validate)"
-                        + (f"; raise --limit {limit}" if limit else ""))
+        raise DataError(
+            f"data set {spec.name!r}: the source has {len(pool)} training image(s); at least 2 "
+            "are needed (one to train on, one to validate)" + (f"; raise --limit {limit}" if limit else "")
+        )
     if not test:
         # a test *count* (paper: 5 of 50, 50 of 497) cannot exceed a --limit-ed pool; cap it at half
         subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
@@ -174,8 +208,14 @@ def split_samples(source: Source, spec: DatasetSpec, seed: int, limit: int | Non
     return {"train": [pool[i] for i in sorted(keep)], "val": [pool[i] for i in sorted(held)], "test": test}
 
 
-def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSettings, spec: DatasetSpec,
-                 rgb_to_grey: bool = False, crop_size_given: bool = False) -> DatasetSettings:
+def write_splits(
+    splits: dict[str, list[Sample]],
+    out: Path,
+    settings: DatasetSettings,
+    spec: DatasetSpec,
+    rgb_to_grey: bool = False,
+    crop_size_given: bool = False,
+) -> DatasetSettings:
     """Validate and write every sample; return `settings` completed from the data
     (min_object_size over train + val, in_channels; for `folder`: one_hot, the normalisation
     factor and a crop size that fits the images); see :func:`fitted_crop_size`."""
@@ -195,8 +235,10 @@ def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSe
             channels.setdefault(1 if image.ndim == 2 else image.shape[0], sample.image_path)
             if len(channels) > 1:
                 (count, first), (other, path) = channels.items()
-                raise DataError(f"{path}: image has {other} channel(s) but {first} has {count}; every "
-                                "image of a data set needs the same number of channels ((H, W) or (C, H, W))")
+                raise DataError(
+                    f"{path}: image has {other} channel(s) but {first} has {count}; every "
+                    "image of a data set needs the same number of channels ((H, W) or (C, H, W))"
+                )
             one_hot = labels.ndim == 3 if one_hot is None else one_hot
             labels = match_mask_kind(labels, one_hot, sample.mask_paths[0])
             dtypes.add(image.dtype.name)
@@ -209,12 +251,18 @@ def write_splits(splits: dict[str, list[Sample]], out: Path, settings: DatasetSe
     settings.min_object_size = min(smallest, default=0)
     settings.one_hot = bool(one_hot)
     settings.in_channels = next(iter(channels))
-    settings.crop_size = fitted_crop_size(settings.crop_size, sizes, crop_size_given,
-                                          fit=spec.name == "folder" and not crop_size_given)
+    settings.crop_size = fitted_crop_size(
+        settings.crop_size, sizes, crop_size_given, fit=spec.name == "folder" and not crop_size_given
+    )
     if spec.name == "folder" and settings.normalization == "absolute":
         settings.normalization_factor = absolute_factor(dtypes)
     elif spec.dtype != "any" and dtypes - {spec.dtype}:
-        log.warning("%s: images are %s, expected %s; check the normalisation in dataset.json", spec.name, sorted(dtypes), spec.dtype)
+        log.warning(
+            "%s: images are %s, expected %s; check the normalisation in dataset.json",
+            spec.name,
+            sorted(dtypes),
+            spec.dtype,
+        )
     return settings
 
 
@@ -225,17 +273,23 @@ def fitted_crop_size(crop_size: int, sizes: list[int], given: bool, fit: bool) -
     set's own crop size) images too small only get a warning."""
     if fit and crop_size > min(sizes):
         fitted = max(8, min(sizes) // 8 * 8)
-        log.info("crop size %d shrunk to %d to fit the smallest training image (%d px)",
-                 crop_size, fitted, min(sizes))
+        log.info("crop size %d shrunk to %d to fit the smallest training image (%d px)", crop_size, fitted, min(sizes))
         return fitted
     too_small = sum(size < crop_size for size in sizes)
     if given and too_small == len(sizes):
-        raise DataError(f"--crop-size {crop_size} is larger than every training image (the largest has "
-                        f"{max(sizes)} px on its shorter side); "
-                        f"pass --crop-size {max(8, max(sizes) // 8 * 8)} or smaller")
+        raise DataError(
+            f"--crop-size {crop_size} is larger than every training image (the largest has "
+            f"{max(sizes)} px on its shorter side); "
+            f"pass --crop-size {max(8, max(sizes) // 8 * 8)} or smaller"
+        )
     if too_small:
-        log.warning("%d of %d training images are smaller than the crop size %d and give no crops; "
-                    "pass a smaller --crop-size to use them", too_small, len(sizes), crop_size)
+        log.warning(
+            "%d of %d training images are smaller than the crop size %d and give no crops; "
+            "pass a smaller --crop-size to use them",
+            too_small,
+            len(sizes),
+            crop_size,
+        )
     return crop_size
 
 

@@ -52,7 +52,11 @@ def worm_centerline(rng: np.random.Generator, size: int) -> np.ndarray:
     length = rng.uniform(0.45, 0.75) * size
     t = np.arange(0.0, length, 0.5)
     turn = rng.uniform(0.4, 1.4) * np.pi * rng.choice([-1, 1])
-    wiggle = rng.uniform(0.0, 0.3) * np.pi * np.sin(2 * np.pi * t / length * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
+    wiggle = (
+        rng.uniform(0.0, 0.3)
+        * np.pi
+        * np.sin(2 * np.pi * t / length * rng.uniform(0.5, 1.5) + rng.uniform(0, 2 * np.pi))
+    )
     heading = rng.uniform(0, 2 * np.pi) + turn * t / length + wiggle
     steps = 0.5 * np.stack([np.sin(heading), np.cos(heading)], axis=1)
     start = rng.uniform(0.2, 0.8, size=2) * size
@@ -145,8 +149,12 @@ def make_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
             break
         radius = rng.uniform(3.0, 10.0) * size / 128
         rr, cc = ellipse(
-            rng.uniform(0, size), rng.uniform(0, size), radius * rng.uniform(0.7, 1.3), radius * rng.uniform(0.7, 1.3),
-            shape=(size, size), rotation=rng.uniform(0, np.pi),
+            rng.uniform(0, size),
+            rng.uniform(0, size),
+            radius * rng.uniform(0.7, 1.3),
+            radius * rng.uniform(0.7, 1.3),
+            shape=(size, size),
+            rotation=rng.uniform(0, np.pi),
         )
         if len(rr) < 8 or labels[rr, cc].any():
             continue

@@ -37,4 +37,6 @@ def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, mask_pat
             "the mask must be (H, W) or (K, H, W) with the image's H and W"
         )
     if not labels.any():
-        log.warning("%s: mask has no objects (all background); the image %s only teaches background", mask_path, image_path)
+        log.warning(
+            "%s: mask has no objects (all background); the image %s only teaches background", mask_path, image_path
+        )

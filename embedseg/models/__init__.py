@@ -10,6 +10,10 @@ from .checkpoint import (
 from .erfnet import BranchedERFNet
 
 __all__ = [
-    "BranchedERFNet", "load_checkpoint", "load_official_checkpoint", "read_checkpoint", "save_checkpoint",
+    "BranchedERFNet",
+    "load_checkpoint",
+    "load_official_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
     "strip_dataparallel_prefix",
 ]

@@ -47,7 +47,9 @@ def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds for corrupt or foreign files
-        raise DataError(f"{path}: cannot read checkpoint ({exc}); the file is corrupt or not a torch checkpoint") from exc
+        raise DataError(
+            f"{path}: cannot read checkpoint ({exc}); the file is corrupt or not a torch checkpoint"
+        ) from exc
     missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise DataError(
@@ -74,8 +76,10 @@ def read_package(path: str | os.PathLike, device: torch.device | str = "cpu") ->
             rdf = yaml.safe_load(archive.read(PACKAGE_RDF))
             ours = (rdf.get("config") or {}).get(PACKAGE_CONFIG_KEY)
             if not isinstance(ours, dict) or not {"model_config", "settings"} <= set(ours):
-                raise DataError(f"{path}: a bioimage.io package without config.{PACKAGE_CONFIG_KEY}; only "
-                                "packages of `embedseg export` work here (run others with bioimageio.core)")
+                raise DataError(
+                    f"{path}: a bioimage.io package without config.{PACKAGE_CONFIG_KEY}; only "
+                    "packages of `embedseg export` work here (run others with bioimageio.core)"
+                )
             weights = archive.read(rdf["weights"]["pytorch_state_dict"]["source"])
     except (KeyError, TypeError, zipfile.BadZipFile, yaml.YAMLError) as exc:
         raise DataError(f"{path}: broken bioimage.io package ({exc!r}); export it again") from exc
@@ -83,7 +87,9 @@ def read_package(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     return {"model_state_dict": state_dict, **{key: ours[key] for key in ("model_config", "settings")}}
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "auto") -> tuple[BranchedERFNet, DatasetSettings]:
+def load_checkpoint(
+    path: str | os.PathLike, device: torch.device | str = "auto"
+) -> tuple[BranchedERFNet, DatasetSettings]:
     """Network (eval mode, on `device`) and data-set settings of a checkpoint written by `embedseg train`
     or a package written by `embedseg export`."""
     device = resolve_device(device) if isinstance(device, str) else device
@@ -98,11 +104,12 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "auto"
 def strip_dataparallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the ``module.`` prefix that ``nn.DataParallel`` adds (EmbedSeg v0.1 checkpoints)."""
     prefix = "module."
-    return {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
+    return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
 
 
-def load_official_checkpoint(path: str | os.PathLike, in_channels: int = 1, n_sigma: int = 2,
-                             device: torch.device | str = "auto") -> BranchedERFNet:
+def load_official_checkpoint(
+    path: str | os.PathLike, in_channels: int = 1, n_sigma: int = 2, device: torch.device | str = "auto"
+) -> BranchedERFNet:
     """Network (eval mode) from an official EmbedSeg/Neven ``.pth`` (``best_iou_model.pth``).
 
     Those files hold a pickled dict whose ``model_state_dict`` may carry ``module.`` prefixes.

@@ -89,10 +89,16 @@ class Decoder(nn.Module):
 
     def __init__(self, n_out: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([
-            UpsamplerBlock(128, 64), NonBottleneck1d(64, 0, 1), NonBottleneck1d(64, 0, 1),
-            UpsamplerBlock(64, 16), NonBottleneck1d(16, 0, 1), NonBottleneck1d(16, 0, 1),
-        ])
+        self.layers = nn.ModuleList(
+            [
+                UpsamplerBlock(128, 64),
+                NonBottleneck1d(64, 0, 1),
+                NonBottleneck1d(64, 0, 1),
+                UpsamplerBlock(64, 16),
+                NonBottleneck1d(16, 0, 1),
+                NonBottleneck1d(16, 0, 1),
+            ]
+        )
         self.output_conv = nn.ConvTranspose2d(16, n_out, 2, stride=2, padding=0, output_padding=0, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

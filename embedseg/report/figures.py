@@ -147,7 +147,9 @@ def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def qualitative_panel(results: Path, collection: Collection, dataset: str, seed: int | None = None) -> matplotlib.figure.Figure:
+def qualitative_panel(
+    results: Path, collection: Collection, dataset: str, seed: int | None = None
+) -> matplotlib.figure.Figure:
     """Fig. 1 style: columns input, GT, 3-Class U-Net, best other method, EmbedSeg; top row the
     whole test image (zoom window outlined), bottom row the zoom window."""
     import matplotlib.pyplot as plt
@@ -167,14 +169,19 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
     gt_ids = np.unique(gt)[1:].tolist()
     gt_colours = {gt_id: rank for rank, gt_id in enumerate(gt_ids)}
     window = zoom_window(gt)
-    panels = [("Input", np.repeat(image[..., None], 3, axis=2)), ("Ground truth", colour_labels(gt, gt_colours, len(gt_ids), lut))]
+    panels = [
+        ("Input", np.repeat(image[..., None], 3, axis=2)),
+        ("Ground truth", colour_labels(gt, gt_colours, len(gt_ids), lut)),
+    ]
     for method in (UNET, competitor(collection, dataset), EMBEDSEG):
         if method is None:
             continue
         label = method_label(method)
         runs = collection.runs(dataset, method)
         if runs.empty:
-            panels.append((f"{label}\n(not run)" if (dataset, method) in collection.not_run else f"{label}\n(no runs)", None))
+            panels.append(
+                (f"{label}\n(not run)" if (dataset, method) in collection.not_run else f"{label}\n(no runs)", None)
+            )
             continue
         # The same seed as EmbedSeg's panel where the method has it (cellpose-public may have one seed only).
         method_seed = seed if seed in runs.index else int(runs.index.min())
@@ -188,8 +195,16 @@ def qualitative_panel(results: Path, collection: Collection, dataset: str, seed:
         if rgb is not None:
             top.imshow(rgb, interpolation="nearest")
             bottom.imshow(rgb[window], interpolation="nearest")
-            top.add_patch(Rectangle((window[1].start, window[0].start), window[1].stop - window[1].start,
-                                    window[0].stop - window[0].start, fill=False, edgecolor="white", linewidth=0.8))
+            top.add_patch(
+                Rectangle(
+                    (window[1].start, window[0].start),
+                    window[1].stop - window[1].start,
+                    window[0].stop - window[0].start,
+                    fill=False,
+                    edgecolor="white",
+                    linewidth=0.8,
+                )
+            )
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -218,8 +233,15 @@ def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
             mean = runs.mean(axis=0)
             fewest, most = min(n_runs[method]), max(n_runs[method])
             n_text = str(fewest) if fewest == most else f"{fewest}–{most}"
-            ax.plot(taus, mean, marker="o", markersize=2.5, linewidth=1.6 if method == EMBEDSEG else 1.0,
-                    color=colours[method], label=f"{method_label(method)} (n = {n_text})")
+            ax.plot(
+                taus,
+                mean,
+                marker="o",
+                markersize=2.5,
+                linewidth=1.6 if method == EMBEDSEG else 1.0,
+                color=colours[method],
+                label=f"{method_label(method)} (n = {n_text})",
+            )
             if len(runs) > 1:
                 sd = runs.std(axis=0, ddof=1)
                 ax.fill_between(taus, mean - sd, mean + sd, color=colours[method], alpha=0.2, linewidth=0)
@@ -230,7 +252,7 @@ def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("AP$_{dsb}$ (mean ± 1 sd)", fontsize=8)
-    for ax in axes.flat[len(datasets):]:
+    for ax in axes.flat[len(datasets) :]:
         ax.set_visible(False)
     # one legend for all panels, below them, so it never hides a curve
     legend = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
@@ -249,12 +271,16 @@ def training_curves(logs: pd.DataFrame) -> matplotlib.figure.Figure:
     datasets = sorted(logs["dataset"].unique())
     metrics = [m for m in VAL_METRICS if m in logs.columns and logs[m].notna().any()]
     n_rows = max(1, len(datasets))
-    fig, axes = plt.subplots(
-        n_rows, 1 + len(metrics), figsize=(PAPER_WIDTH, 2.2 * n_rows + 0.4), squeeze=False
-    )
+    fig, axes = plt.subplots(n_rows, 1 + len(metrics), figsize=(PAPER_WIDTH, 2.2 * n_rows + 0.4), squeeze=False)
     if not datasets:
-        axes[0, 0].text(0.5, 0.5, "no training logs (models/*/*/seed*/log.csv)", ha="center", va="center",
-                        transform=axes[0, 0].transAxes)
+        axes[0, 0].text(
+            0.5,
+            0.5,
+            "no training logs (models/*/*/seed*/log.csv)",
+            ha="center",
+            va="center",
+            transform=axes[0, 0].transAxes,
+        )
     models = sorted(logs["model"].unique())
     colours = method_colours(models)
     for row, dataset in zip(axes, datasets):
@@ -283,8 +309,13 @@ def training_curves(logs: pd.DataFrame) -> matplotlib.figure.Figure:
     return fig
 
 
-def write_figures(results: Path, out: Path, datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-                  seeds: Sequence[int] | None = None) -> list[Path]:
+def write_figures(
+    results: Path,
+    out: Path,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[Path]:
     """Draw every figure of a run folder into `out`; returns the written paths."""
     import matplotlib
 
@@ -293,8 +324,14 @@ def write_figures(results: Path, out: Path, datasets: Sequence[str] | None = Non
 
     results = Path(results)
     collection = collect(results, datasets, methods, seeds)
-    figures = [(f"fig1_{ds}", qualitative_panel(results, collection, ds, seeds[0] if seeds else None)) for ds in collection.datasets]
-    figures += [("ap_curves", ap_curves(collection)), ("training_curves", training_curves(training_logs(results, datasets, seeds)))]
+    figures = [
+        (f"fig1_{ds}", qualitative_panel(results, collection, ds, seeds[0] if seeds else None))
+        for ds in collection.datasets
+    ]
+    figures += [
+        ("ap_curves", ap_curves(collection)),
+        ("training_curves", training_curves(training_logs(results, datasets, seeds))),
+    ]
     written = []
     for stem, fig in figures:
         written += save(fig, out, stem)
@@ -307,15 +344,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="FIG_DIR", help="output folder")
     parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)")
     parser.add_argument("--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt")
-    parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds; the first one's predictions are drawn in fig1")
-    parser.add_argument("--force", action="store_true",
-                        help="replace FIG_DIR even if it is a file or a folder not written by "
-                             "`embedseg figures`")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, metavar="S", help="seeds; the first one's predictions are drawn in fig1"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FIG_DIR even if it is a file or a folder not written by `embedseg figures`",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    inputs = {f"RESULTS_DIR/{name}": args.results / name
-              for name in ("data", "scores", "predictions", "models")}
+    inputs = {f"RESULTS_DIR/{name}": args.results / name for name in ("data", "scores", "predictions", "models")}
     with replacing(args.out, FIGURES, inputs, args.force) as staging:
         written = write_figures(args.results, staging, args.datasets, args.methods, args.seeds)
     for path in written:

@@ -36,7 +36,11 @@ class Paper:
 
 
 def _values(raw: Any, where: str) -> np.ndarray:
-    if not isinstance(raw, list) or len(raw) != len(TAUS) or not all(v is None or isinstance(v, (int, float)) for v in raw):
+    if (
+        not isinstance(raw, list)
+        or len(raw) != len(TAUS)
+        or not all(v is None or isinstance(v, (int, float)) for v in raw)
+    ):
         raise DataError(f"{where}: expected a list of {len(TAUS)} numbers (null = not reported), got {raw!r}")
     return np.array([np.nan if v is None else v for v in raw], dtype=float)
 
@@ -78,7 +82,10 @@ def load_paper(path: str | Path) -> Paper:
         for ds, rows in data["table1"].items()
     }
     table2 = {
-        ds: {method: _values(row.get("delta_ap"), f"{path}: table2.{ds}.{method}.delta_ap") for method, row in rows.items()}
+        ds: {
+            method: _values(row.get("delta_ap"), f"{path}: table2.{ds}.{method}.delta_ap")
+            for method, row in rows.items()
+        }
         for ds, rows in data["table2"].items()
     }
     return Paper(source=str(data.get("source", path)), runs=data["runs"], table1=table1, table2=table2)

@@ -145,11 +145,15 @@ def collect(
     results = Path(results)
     if not results.is_dir():
         raise DataError(f"{results}: results folder not found; pass results/{{run}} of a workflow run")
-    dataset_names = list(datasets) if datasets else sorted(
-        set(_subfolders(results / "scores")) | set(_subfolders(results / "predictions"))
+    dataset_names = (
+        list(datasets)
+        if datasets
+        else sorted(set(_subfolders(results / "scores")) | set(_subfolders(results / "predictions")))
     )
     if not dataset_names:
-        raise DataError(f"{results}: no scores/ or predictions/ folders; run the workflow (or `embedseg evaluate`) first")
+        raise DataError(
+            f"{results}: no scores/ or predictions/ folders; run the workflow (or `embedseg evaluate`) first"
+        )
     rows: dict[tuple[str, str, int], pd.Series] = {}
     not_run: dict[tuple[str, str], str] = {}
     for dataset in dataset_names:
@@ -178,12 +182,17 @@ def read_memory(path: Path) -> tuple[int, str] | None:
     if not path.is_file():
         return None
     record = read_json(path)
-    if not isinstance(record, dict) or not isinstance(record.get("peak_bytes"), int) or record.get("kind") not in (
-        "cuda_max_allocated",
-        "cpu_peak_rss",
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("peak_bytes"), int)
+        or record.get("kind")
+        not in (
+            "cuda_max_allocated",
+            "cpu_peak_rss",
+        )
     ):
         raise DataError(
-            f"{path}: expected {{\"peak_bytes\": int, \"kind\": \"cuda_max_allocated\"|\"cpu_peak_rss\"}}; "
+            f'{path}: expected {{"peak_bytes": int, "kind": "cuda_max_allocated"|"cpu_peak_rss"}}; '
             "re-run the training step (embedseg.runtime.write_memory_json)"
         )
     return record["peak_bytes"], record["kind"]
@@ -194,7 +203,9 @@ def training_memory(results: Path, dataset: str, method: str, seeds: Sequence[in
     records = [read_memory(model_dir(results, dataset, method, s) / MEMORY_JSON) for s in seeds]
     found = [r for r in records if r is not None]
     if len(found) < len(records):
-        log.warning("%s/%s: %d of %d runs have no memory.json", dataset, method, len(records) - len(found), len(records))
+        log.warning(
+            "%s/%s: %d of %d runs have no memory.json", dataset, method, len(records) - len(found), len(records)
+        )
     if not found:
         return None
     kinds = {kind for _, kind in found}
@@ -214,7 +225,9 @@ def read_log(path: Path) -> pd.DataFrame:
     return frame.reindex(columns=[*LOG_COLUMNS, *(c for c in frame.columns if c not in LOG_COLUMNS)])
 
 
-def training_logs(results: str | Path, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+def training_logs(
+    results: str | Path, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> pd.DataFrame:
     """All ``models/{ds}/{model}/seed{s}/log.csv`` stacked, with dataset, model and seed columns."""
     frames = []
     for path in sorted(Path(results).glob(f"models/*/*/seed*/{LOG_CSV}")):
@@ -223,4 +236,8 @@ def training_logs(results: str | Path, datasets: Sequence[str] | None = None, se
         if seed is None or (datasets and dataset not in datasets) or (seeds and int(seed[1]) not in seeds):
             continue
         frames.append(read_log(path).assign(dataset=dataset, model=model, seed=int(seed[1])))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*LOG_COLUMNS, "dataset", "model", "seed"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*LOG_COLUMNS, "dataset", "model", "seed"])
+    )

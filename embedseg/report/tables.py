@@ -170,9 +170,7 @@ def _not_run_row(reason: str) -> Row:
 
 
 def _reported_row(row: PaperRow) -> Row:
-    record = dict(
-        status="reported", runs=None, **dict(zip(_tau_columns("ap"), row.ap)), note=row.citation or ""
-    )
+    record = dict(status="reported", runs=None, **dict(zip(_tau_columns("ap"), row.ap)), note=row.citation or "")
     return record, [
         Cell(text="reported"),
         *[Cell(v) for v in row.ap],
@@ -181,9 +179,7 @@ def _reported_row(row: PaperRow) -> Row:
     ]
 
 
-def table1(
-    collection: Collection, paper: Paper, results: Path, metric: str = "ap"
-) -> tuple[pd.DataFrame, Grid]:
+def table1(collection: Collection, paper: Paper, results: Path, metric: str = "ap") -> tuple[pd.DataFrame, Grid]:
     """Table 1: per data set our measured methods, the methods that could not run, and (for
     AP_dsb, the paper's score) its reported-only literature rows. Returns the CSV frame and the
     rendered grid."""
@@ -205,12 +201,9 @@ def table1(
             if paper_row.reported:  # grouped with the other non-EmbedSeg methods, before ours
                 rows.append(((1, method), method, paper_row.label or method, _reported_row(paper_row)))
         rows.sort(key=lambda r: r[0])
-        rank_columns(
-            [cells for *_, (record, cells) in rows if record["status"] == "measured"], range(1, 1 + len(TAUS))
-        )
+        rank_columns([cells for *_, (record, cells) in rows if record["status"] == "measured"], range(1, 1 + len(TAUS)))
         records += [
-            dict(dataset=dataset, method=method, label=label, **record)
-            for _, method, label, (record, _) in rows
+            dict(dataset=dataset, method=method, label=label, **record) for _, method, label, (record, _) in rows
         ]
         grid.sections[dataset] = [[Cell(text=label), *cells] for _, _, label, (_, cells) in rows]
     grid.notes = [
@@ -467,10 +460,7 @@ def verdict(verdicts: list[tuple[str, np.ndarray]]) -> str:
     m = sum(inside.size for _, inside in compared)
     k = int(sum(inside.sum() for _, inside in compared))
     if k == m:
-        return (
-            "Verdict: consistent with the paper — within 1.96 standard errors of the difference "
-            f"in all {m} cells."
-        )
+        return f"Verdict: consistent with the paper — within 1.96 standard errors of the difference in all {m} cells."
     misses = ", ".join(
         f"{name} ({int(inside.size - inside.sum())}/{inside.size} τ)"
         for name, inside in compared
@@ -483,15 +473,12 @@ def verdict(verdicts: list[tuple[str, np.ndarray]]) -> str:
     )
 
 
-def comparison_markdown(
-    collection: Collection, paper: Paper, results: Path, not_comparable: str | None
-) -> str:
+def comparison_markdown(collection: Collection, paper: Paper, results: Path, not_comparable: str | None) -> str:
     """`comparison_to_paper.md`: ours vs the paper per data set, with a one-line verdict each."""
     out = [
         "# Comparison with the paper",
         "",
-        f"Results: `{results}`. Paper: {paper.source} "
-        f"(EmbedSeg and Neven et al. rows: means over {paper.runs} runs).",
+        f"Results: `{results}`. Paper: {paper.source} (EmbedSeg and Neven et al. rows: means over {paper.runs} runs).",
         "Ours: mean ± sample sd (ddof = 1) over our runs (n) [95 % bootstrap interval of the mean]; "
         f"difference = ours − paper; SE of difference = sd · √(1/n + 1/{paper.runs}), the standard error "
         f"of the difference of our mean and the paper's {paper.runs}-run mean with our sd standing in for "
@@ -515,9 +502,7 @@ def comparison_markdown(
             continue
         grid, verdicts = compare_dataset(collection, paper, results, dataset)
         out.append(
-            f"Not comparable to the paper ({not_comparable}): no verdict."
-            if not_comparable
-            else verdict(verdicts)
+            f"Not comparable to the paper ({not_comparable}): no verdict." if not_comparable else verdict(verdicts)
         )
         out += ["", to_markdown(grid).replace("\n### ", "\n#### ").replace("### ", "#### ", 1)]
     return "\n".join(out).rstrip() + "\n"
@@ -569,19 +554,11 @@ def write_tables(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="one workflow run: results/{run}")
-    parser.add_argument(
-        "--paper", type=Path, default=Path("config/paper_results.yaml"), help="the paper's numbers"
-    )
+    parser.add_argument("--paper", type=Path, default=Path("config/paper_results.yaml"), help="the paper's numbers")
     parser.add_argument("--out", type=Path, required=True, metavar="TABLES_DIR", help="output folder")
-    parser.add_argument(
-        "--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)"
-    )
-    parser.add_argument(
-        "--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt"
-    )
-    parser.add_argument(
-        "--seeds", nargs="+", type=int, metavar="S", help="seeds; every scores file must exist"
-    )
+    parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)")
+    parser.add_argument("--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds; every scores file must exist")
     parser.add_argument(
         "--metric",
         choices=list(METRICS),
@@ -602,8 +579,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    inputs = {"--paper": args.paper,
-              **{f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "models")}}
+    inputs = {
+        "--paper": args.paper,
+        **{f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "models")},
+    }
     with replacing(args.out, TABLES, inputs, args.force) as staging:
         paper = load_paper(args.paper)
         collection = collect(args.results, args.datasets, args.methods, args.seeds, args.metric)

@@ -85,9 +85,7 @@ def job_device() -> str:
     if not config["gpu"]:
         return device
     if device == "cpu":
-        raise WorkflowError(
-            "config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one"
-        )
+        raise WorkflowError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
     return "cuda" if device == "auto" else device
 
 

@@ -41,8 +41,7 @@ rule crops:
     params:
         seed=config["split_seed"],
     shell:
-        "run-embedseg crops {input} --out {output} --center {wildcards.center}"
-        " --seed {params.seed} > {log} 2>&1"
+        "run-embedseg crops {input} --out {output} --center {wildcards.center}" " --seed {params.seed} > {log} 2>&1"
 
 
 # With `resplit: true` every run trains on its own train/val split: run k draws its validation
@@ -51,15 +50,15 @@ rule crops:
 use rule prepare as prepare_resplit with:
     output:
         directory(f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}"),
+    log:
+        f"{RESULTS}/logs/prepare/{{ds}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare/{{ds}}/seed{{seed}}.tsv"
     params:
         cache=config["cache"],
         seed=config["split_seed"],
         dataset=prepare_dataset,
         options=lambda wildcards: f"{dataset_options(wildcards)} --resplit-run {wildcards.seed}",
-    log:
-        f"{RESULTS}/logs/prepare/{{ds}}/seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/prepare/{{ds}}/seed{{seed}}.tsv"
 
 
 use rule crops as crops_resplit with:
@@ -67,9 +66,9 @@ use rule crops as crops_resplit with:
         f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}",
     output:
         directory(f"{RESULTS}/crops-resplit/{{ds}}/{{center}}/seed{{seed}}"),
-    params:
-        seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),
     log:
         f"{RESULTS}/logs/crops/{{ds}}/{{center}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}/seed{{seed}}.tsv"
+    params:
+        seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),

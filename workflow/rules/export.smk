@@ -27,20 +27,20 @@ rule export_package:
         data=f"{RESULTS}/data/{{ds}}",
     output:
         f"{RESULTS}/export/{{ds}}/embedseg-{{center}}-{{tta}}.zip",
-    params:
-        # the model folders (best.pt) of the train.json markers
-        models=lambda wildcards, input: " ".join(str(Path(marker).parent) for marker in input.models),
-        options=clustering_options,
     log:
         f"{RESULTS}/logs/export/{{ds}}/embedseg-{{center}}-{{tta}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/export/{{ds}}/embedseg-{{center}}-{{tta}}.tsv"
+    conda:
+        conda_env("embedseg")
     threads: step_resources("export")["threads"]
     resources:
         mem_mb=step_resources("export")["mem_mb"],
         runtime=step_resources("export")["runtime"],
-    conda:
-        conda_env("embedseg")
+    params:
+        # the model folders (best.pt) of the train.json markers
+        models=lambda wildcards, input: " ".join(str(Path(marker).parent) for marker in input.models),
+        options=clustering_options,
     shell:
         "run-embedseg export {params.models} --scores {input.scores} --sample {input.data}/test/images"
         " --out {output} {params.options} > {log} 2>&1"

@@ -69,8 +69,8 @@ def conda_env(name: str) -> str:
 # Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash ignores the
 # package's code, so the copy would go stale with every edit. Without conda, `python` is the
 # interpreter running Snakemake (the project venv).
-os.environ["PATH"] = os.pathsep.join(
-    [str(REPO / "workflow" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+os.environ.update(
+    PATH=os.pathsep.join([str(REPO / "workflow" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 )
 
 
@@ -198,7 +198,7 @@ def dataset_options(wildcards) -> str:
 
 def run_data(wildcards) -> str:
     """Prepared data a run trains on: one folder per data set, or with `resplit: true` one per
-    run (rule prepare_resplit: validation split drawn with seed split_seed + run)."""
+    run (`prepare_resplit`, its validation split drawn with seed split_seed + run)."""
     if config["resplit"]:
         return f"{RESULTS}/data-resplit/{wildcards.ds}/seed{wildcards.seed}"
     return f"{RESULTS}/data/{wildcards.ds}"

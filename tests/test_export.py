@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from embedseg import cli
-from embedseg.config import DatasetSettings
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import read_labels, write_tiff
 from embedseg.models import BranchedERFNet, save_checkpoint
 

@@ -537,7 +537,7 @@ PREDICT_CASES: dict[str, tuple[dict[str, np.ndarray], list[str], list[str]]] = {
 
 
 def test_bit_depth_must_fit_the_models_absolute_normalisation() -> None:
-    from embedseg.config import DatasetSettings
+    from embedseg.dataset_settings import DatasetSettings
     from embedseg.io import DataError
     from embedseg.predict import network_input
 

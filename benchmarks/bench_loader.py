@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from skimage.draw import disk
 
-from embedseg.dataset_settings import DatasetSettings
 from embedseg.crop_dataset import CropDataset
+from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet

@@ -33,6 +33,7 @@ STEPS: dict[str, tuple[str, str]] = {
         "score predicted label images against ground truth (AP_dsb per image and IoU threshold)",
     ),
     "baseline": ("embedseg.baselines.cli", "train or run a baseline: " + ", ".join(BASELINES)),
+    "command": ("embedseg.command", "run a method of one's own: a train or predict command template (config methods:)"),
     "tables": (
         "embedseg.report.tables",
         "write Table 1, Table 2 and the comparison to the paper from per-image scores",

@@ -9,15 +9,19 @@ A runner module provides ``train(data_dir, out_dir, config)`` and
 ``predict(model_dir, image_dir, out_dir, config)``; the configs are the dataclasses named in the
 entry (:mod:`embedseg.baselines.configs`), whose fields are also the command-line options.
 
-User-defined methods (shell command templates from the workflow config) are meant to become
-entries of the same registry with ``kind="command"``: they carry their commands instead of a
-runner module, and everything that lists methods already goes through :func:`get`/:data:`BASELINES`.
+User-defined methods (config ``methods:``) are entries with ``kind="command"``, built by
+:func:`command_methods`: they carry shell command templates instead of a runner module, and
+`embedseg command` runs them (:func:`fill` quotes every value). Their name is their label; the
+report places them after the baselines, by name (:func:`order`).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import shlex
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -32,9 +36,12 @@ class Method:
     label: the name in tables and figures; help: one line for `--help`;
     env: conda environment name (the workflow maps it to its environment file);
     gpu: whether training profits from a GPU (cluster profiles request one);
-    kind: ``embedseg`` (our network, `embedseg train|predict`) or ``baseline`` (a Python runner);
+    kind: ``embedseg`` (our network, `embedseg train|predict`), ``baseline`` (a Python runner) or
+    ``command`` (a user's shell commands, `embedseg command`);
     runner, train, predict: module and function names of a baseline;
-    train_config, predict_config: the dataclasses of its options.
+    train_config, predict_config: the dataclasses of its options;
+    train_command, predict_command: a command method's templates (:data:`PLACEHOLDERS`);
+    env_file: a command method's conda environment file (None: the ``env`` environment's).
     """
 
     name: str
@@ -48,6 +55,9 @@ class Method:
     predict: str = "predict"
     train_config: type = configs.TrainConfig
     predict_config: type = configs.PredictConfig
+    train_command: str | None = None
+    predict_command: str | None = None
+    env_file: str | None = None
 
     def module(self) -> ModuleType:
         """The runner module (imported now: it needs the method's environment)."""
@@ -145,6 +155,11 @@ def get(name: str) -> Method:
     return method
 
 
+def built_in(name: str) -> bool:
+    """Whether `name` is one of our variants or a baseline, not a method of one's own."""
+    return name in BASELINES or embedseg_variant(name) is not None
+
+
 def label(name: str) -> str:
     """Display name of a method; a folder name that is no registered method is shown as it is."""
     method = BASELINES.get(name) or embedseg_variant(name)
@@ -167,3 +182,80 @@ def check_baselines(names: list[str], where: str) -> None:
     unknown = [name for name in names if name not in BASELINES]
     if unknown:
         raise ValueError(f"{where}: unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
+
+
+# What a command method's templates may name, per action: the prepared data set (dataset.json,
+# train/ val/ test/), the model folder (written by `train`, read by `predict`), the folder of
+# images to segment, the folder to write one label TIFF per image into, the run's seed and the
+# torch-style device (cpu, cuda, cuda:N).
+PLACEHOLDERS = {
+    "train": ("data", "model", "seed", "device"),
+    "predict": ("data", "model", "images", "out", "seed", "device"),
+}
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def placeholders(template: str, where: str) -> set[str]:
+    """The ``{name}`` fields of a template (``{{``/``}}`` are literal braces); ValueError naming
+    `where` for a malformed one (``{}``, ``{0}``, ``{a.b}``, ``{a!r}``, an unclosed brace)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc} in {template!r}; write a literal brace as {{{{ or }}}}") from None
+    names = set()
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(f"{where}: placeholder {{{name}}} is not a plain {{name}} in {template!r}")
+        names.add(name)
+    return names
+
+
+def command_methods(entries: Mapping[str, Mapping], where: str = "config methods") -> dict[str, Method]:
+    """Registry entries of the workflow config's `methods:` map, in its order.
+
+    Each entry: ``predict`` (required) and ``train`` (optional) command templates, ``conda`` (an
+    environment file), ``gpu``. ValueError naming the config key for a name that is a built-in
+    method's (or could be taken for one), an unknown placeholder, or a ``{model}`` in ``predict``
+    with no ``train`` to write it.
+    """
+    found = {}
+    for name, entry in entries.items():
+        key = f"{where}.{name}"
+        if name in BASELINES or name.startswith("embedseg"):
+            raise ValueError(
+                f"{key}: {name!r} is taken by a built-in method ({', '.join(BASELINES)}, embedseg-*); rename it"
+            )
+        if not _COMMAND_NAME.fullmatch(name):
+            raise ValueError(f"{key}: a method name is letters, digits and _.+- (it names folders); rename it")
+        for action, allowed in PLACEHOLDERS.items():
+            template = entry.get(action)
+            if template is None:
+                continue
+            unknown = placeholders(template, f"{key}.{action}") - set(allowed)
+            if unknown:
+                raise ValueError(
+                    f"{key}.{action}: unknown placeholder(s) {', '.join(f'{{{u}}}' for u in sorted(unknown))}; "
+                    f"a {action} command may use {', '.join(f'{{{a}}}' for a in allowed)}"
+                )
+        if entry.get("train") is None and "model" in placeholders(entry["predict"], f"{key}.predict"):
+            raise ValueError(f"{key}.predict uses {{model}} but the method has no `train` command to write it")
+        found[name] = Method(
+            name=name,
+            label=name,
+            help=f"command method of the workflow config ({key})",
+            env=EMBEDSEG_ENV,
+            gpu=bool(entry.get("gpu", False)),
+            kind="command",
+            train_command=entry.get("train"),
+            predict_command=entry["predict"],
+            env_file=entry.get("conda"),
+        )
+    return found
+
+
+def fill(template: str, values: Mapping[str, object]) -> str:
+    """`template` with each placeholder replaced by its value, shell-quoted (paths with spaces or
+    quotes stay one word, nothing in a value is run)."""
+    return template.format_map({name: shlex.quote(str(value)) for name, value in values.items()})

@@ -44,12 +44,13 @@ CROPS = OutputKind("crops folder", ("crops.json",), "embedseg crops")
 # once Snakemake has deleted train.json, its declared output.
 MODEL = OutputKind("model folder", ("train.json", "last.pt"), "embedseg train")
 BASELINE_MODEL = OutputKind("baseline model folder", ("baseline.json",), "embedseg baseline … train")
+METHOD_MODEL = OutputKind("command method model folder", ("command.json",), "embedseg command train")
 PREDICTIONS = OutputKind("predictions folder", ("predictions.json",), "embedseg predict")
 # Tables and figures always write these files; the folders stay as the workflow declares them.
 TABLES = OutputKind("tables folder", ("table1.csv",), "embedseg tables")
 FIGURES = OutputKind("figures folder", ("ap_curves.png",), "embedseg figures")
 # Most specific first: crops and baseline model folders hold a dataset.json as well.
-KINDS = (CROPS, MODEL, BASELINE_MODEL, PREDICTIONS, TABLES, FIGURES, DATA)
+KINDS = (CROPS, MODEL, BASELINE_MODEL, METHOD_MODEL, PREDICTIONS, TABLES, FIGURES, DATA)
 
 
 class OutputError(UserError):

@@ -13,10 +13,19 @@ from embedseg.data.synthetic import make_cells, make_worms
 from embedseg.io import read_image, write_labels, write_tiff
 from embedseg.labels import flatten_labels
 from embedseg.layout import VAL_OBJECT_IOU, VAL_PIXEL_MIOU
-from embedseg.report.figures import colour_labels, instance_lut, match_to_gt, method_colours, training_curves
-from embedseg.report.results import TAUS, training_logs
+from embedseg.report.figures import (
+    ap_curves,
+    colour_labels,
+    instance_lut,
+    match_to_gt,
+    method_colours,
+    qualitative_panel,
+    training_curves,
+)
+from embedseg.report.results import TAUS, collect, training_logs
 
 DS = "synthetic-cells"
+OWN = "otsu-watershed"  # a method of one's own (config `methods:`), unknown to the registry here
 
 
 def write_scores(path: Path, names: list[str], ap_at_050: float) -> None:
@@ -62,11 +71,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
             write_labels(run / "predictions" / DS / "embedseg-medoid-tta" / f"seed{seed}" / name, missed)
         write_labels(run / "predictions" / DS / "3class-unet" / "seed0" / name, merged)
         write_labels(run / "predictions" / DS / "embedseg-centroid-notta" / "seed0" / name, labels)
+        write_labels(run / "predictions" / DS / OWN / "seed0" / name, merged)
     for seed, ap in ((0, 0.8), (1, 0.7)):
         write_scores(run / "scores" / DS / "embedseg-medoid-tta" / f"seed{seed}.csv", names, ap)
         write_log(run / "models" / DS / "embedseg-medoid" / f"seed{seed}" / "log.csv", 5, 3.0 + seed)
     write_scores(run / "scores" / DS / "3class-unet" / "seed0.csv", names, 0.5)
     write_scores(run / "scores" / DS / "embedseg-centroid-notta" / "seed0.csv", names, 0.65)
+    write_scores(run / "scores" / DS / OWN / "seed0.csv", names, 0.4)
     write_log(run / "models" / DS / "3class-unet" / "seed0" / "log.csv", 4, 1.0, VAL_PIXEL_MIOU)
     marker = run / "predictions" / DS / "stardist" / "NOT_RUN.txt"
     marker.parent.mkdir(parents=True)
@@ -111,6 +122,23 @@ def test_cli_draws_every_figure(results: Path, tmp_path: Path) -> None:
     assert panel.shape[1] > 1000 and panel.shape[0] > 300  # 7 in wide at 200 dpi, two rows
     curves = read_image(out / "ap_curves.png")
     assert np.unique(curves.reshape(-1, curves.shape[-1]), axis=0).shape[0] > 50  # lines and bands, not blank
+
+
+def test_own_method_has_its_panel_and_curve(results: Path) -> None:
+    """A method of one's own gets a Fig. 1 column (after the built-in competitor, before
+    EmbedSeg) and an AP curve, under its name."""
+    import matplotlib.pyplot as plt
+
+    collection = collect(results)
+    panel, curves = qualitative_panel(results, collection, DS), ap_curves(collection)
+    try:
+        titles = [ax.get_title() for ax in panel.axes if ax.get_title()]
+        assert titles == ["Input", "Ground truth", "3-Class U-Net", "Neven et al.", OWN, "EmbedSeg"]
+        legend = [text.get_text() for text in curves.legends[0].get_texts()]
+        assert f"{OWN} (n = 1)" in legend
+    finally:
+        plt.close(panel)
+        plt.close(curves)
 
 
 def test_object_iou_and_pixel_miou_have_their_own_axes(results: Path) -> None:

@@ -198,10 +198,12 @@ def test_slurm_profile_leaves_unset_choices_to_slurm(tmp_path: Path) -> None:
     cluster's defaults apply); the GPU rules get their GPU even where the config says gpu: false.
     Conda is on."""
     result = dry_run(tmp_path, SLURM_PROFILE, "test.yaml")
+    assert {rule for rule, _ in job_resources(result.stdout)} > GPU_RULES | {"method_predict"}
     assert re.search(r"Conda environment \S+/envs/embedseg\.yaml will be created", result.stderr + result.stdout)
     for rule, resources in job_resources(result.stdout):
         assert not {"slurm_partition", "slurm_account", "gpu_model"} & set(resources), rule
-        assert resources.get("gpu") == ("1" if rule in GPU_RULES else None), rule
+        # gpu=0: the test config's own method (methods.otsu-watershed) asks for none
+        assert resources.get("gpu", "0") == ("1" if rule in GPU_RULES else "0"), rule
 
 
 def test_slurm_profile_passes_no_account_unless_given() -> None:

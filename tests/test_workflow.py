@@ -163,12 +163,21 @@ def own_dataset_config(tmp_path: Path, source: str) -> Path:
 
 def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
     """Any data set name with a source: prepared as the `folder` set with the configured options,
-    then cropped, trained, predicted and scored like the registry's."""
+    then cropped, trained, predicted and scored like the registry's; config/test.yaml's own
+    method otsu-watershed predicts its test images and is scored too (no training step)."""
     source = write_own_dataset(tmp_path / "my images")
     result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(own_dataset_config(tmp_path, str(source))))
     counts = job_counts(result.stdout)
-    assert counts["prepare"] == 1 and counts["train"] == 2 and counts["predict"] == 4 and counts["evaluate"] == 4
-    assert counts["baseline_train"] == 1
+    assert counts["prepare"] == 1 and counts["train"] == 2 and counts["predict"] == 4
+    assert counts["baseline_train"] == 1 and counts["method_predict"] == 1 and "method_train" not in counts
+    assert counts["evaluate"] == 4 + 1  # our four variants, the method (the baseline's joins after its checkpoint)
+    predict = re.search(r"^Shell command: (run-embedseg command predict .*)$", result.stdout, re.MULTILINE)[1]
+    assert predict.startswith(
+        "run-embedseg command predict 'python -m embedseg.examples.otsu_watershed {images} {out}'"
+        " --data results/test/data/mydata --images results/test/data/mydata/test/images"
+    )
+    assert "--out results/test/predictions/mydata/otsu-watershed/seed1 --seed 1 --device cpu" in predict
+    assert "results/test/scores/mydata/otsu-watershed/seed1.csv" in result.stdout
     prepare = re.search(r"^Shell command: (.* prepare .*)$", result.stdout, re.MULTILINE)[1]
     assert "prepare folder --out results/test/data/mydata" in prepare
     for option in (f"--source '{source}'", "--layout folder", "--normalization percentile", "--test-fraction 0.25"):
@@ -222,6 +231,62 @@ def test_own_dataset_without_its_source_stops_at_start_naming_the_key(tmp_path: 
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "config datasets.mydata.source" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ({"predict": "segment {image} {out}"}, "config methods.mine.predict: unknown placeholder(s) {image}"),
+        ({"predict": "segment {images} {out}", "datasets": ["other"]}, "config methods.mine.datasets: ['other']"),
+        ({"predict": "segment {images} {out}", "conda": "no/env.yaml"}, "config methods.mine.conda: no/env.yaml"),
+    ],
+)
+def test_bad_own_method_stops_at_start_naming_the_key(tmp_path: Path, entry: dict, named: str) -> None:
+    config = load_config("test.yaml")
+    config["methods"]["mine"] = entry
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and named in output and "Traceback" not in output
+
+
+def test_own_method_with_a_builtin_name_stops_at_start(tmp_path: Path) -> None:
+    config = load_config("test.yaml")
+    config["methods"] = {"3class-unet": {"predict": "segment {images} {out}"}}
+    (tmp_path / "clash.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "clash.yaml"), check=False)
+    assert (
+        result.returncode != 0 and "config methods.3class-unet: '3class-unet' is taken" in result.stdout + result.stderr
+    )
+
+
+def test_own_method_trains_on_its_seeds_with_its_resources(tmp_path: Path) -> None:
+    """A train command: one model folder per seed of the entry, read by its predictions; the
+    entry's resources, conda file and GPU (config `gpu: true` gives it `--device cuda`)."""
+    config = load_config("test.yaml") | {"gpu": True, "device": "auto"}
+    (tmp_path / "mine.yaml").write_text("dependencies: [python=3.11]\n")
+    config["methods"] = {
+        "mine": {
+            "train": "fit {data} {model} --seed {seed}",
+            "predict": "apply {model} {images} {out} --device {device}",
+            "seeds": [4, 5],
+            "gpu": True,
+            "conda": "mine.yaml",
+            "resources": {"train": {"mem_mb": 12000, "runtime": 90}},
+        }
+    }
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(tmp_path / "own.yaml"))
+    counts = job_counts(result.stdout)
+    assert counts["method_train"] == counts["method_predict"] == 2
+    model = "results/test/models/synthetic-nuclei/mine/seed5"
+    assert (
+        f"run-embedseg command train 'fit {{data}} {{model}} --seed {{seed}}' --data results/test/data/synthetic-nuclei"
+        f" --out {model} --seed 5 --device cuda" in result.stdout
+    )
+    assert f"--model {model} --out results/test/predictions/synthetic-nuclei/mine/seed5" in result.stdout
+    train_job = result.stdout.split("rule method_train:", 1)[1].split("Shell command", 1)[0]
+    assert "gpu=1" in train_job and "mem_mb=12000" in train_job and "runtime=90" in train_job
 
 
 @pytest.mark.parametrize(
@@ -288,8 +353,11 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
             assert (tables / f"{name}.{ext}").stat().st_size > 0
     table1 = pd.read_csv(tables / "table1.csv")
     ours = table1[table1["dataset"] == "synthetic-nuclei"]
-    # EmbedSeg, Neven et al. (the other two variants are Table 2's) and the baseline, once each
-    assert sorted(ours["method"]) == ["3class-unet", "embedseg-centroid-notta", "embedseg-medoid-tta"]
+    # The baseline, the method of one's own (config/test.yaml's otsu-watershed), Neven et al. and
+    # EmbedSeg (the other two variants are Table 2's), once each, in the report's order
+    assert list(ours["method"]) == ["3class-unet", "otsu-watershed", "embedseg-centroid-notta", "embedseg-medoid-tta"]
+    assert list(ours["label"])[:2] == ["3-Class U-Net", "otsu-watershed"]
+    assert (ours["status"] == "measured").all()
     ap = ours[[f"ap_{tau}" for tau in TAUS]]
     # each cell is the mean over seeds of the per-image mean of the method's scores files
     scores = tiny_run / "results" / "test" / "scores" / "synthetic-nuclei"

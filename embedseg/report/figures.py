@@ -1,7 +1,7 @@
 """`embedseg figures`: qualitative panels, AP-vs-τ curves and training curves of one run folder.
 
 Writes into FIG_DIR: ``fig1_{ds}.{png,pdf}`` (input, ground truth, 3-Class U-Net, the best other
-method, EmbedSeg; full image and a zoomed window), ``ap_curves.{png,pdf}`` (mean AP over runs
+built-in method, each method of one's own, EmbedSeg; full image and a zoomed window), ``ap_curves.{png,pdf}`` (mean AP over runs
 with a ± 1 sd band) and ``training_curves.{png,pdf}`` (loss and validation IoU per run).
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 from ..io import DataError, atomic_write, list_images, read_image, read_labels
 from ..labels import flatten_labels
 from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
-from ..methods import BASELINES, EMBEDSEG, NEVEN
+from ..methods import BASELINES, EMBEDSEG, NEVEN, built_in
 from ..methods import label as method_label
 from ..outputs import FIGURES, replacing
 from .results import TAUS, Collection, collect, read_scores, training_logs
@@ -150,8 +150,9 @@ def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
 def qualitative_panel(
     results: Path, collection: Collection, dataset: str, seed: int | None = None
 ) -> matplotlib.figure.Figure:
-    """Fig. 1 style: columns input, GT, 3-Class U-Net, best other method, EmbedSeg; top row the
-    whole test image (zoom window outlined), bottom row the zoom window."""
+    """Fig. 1 style: columns input, GT, 3-Class U-Net, best other built-in method, each method of
+    one's own (config `methods:`), EmbedSeg; top row the whole test image (zoom window outlined),
+    bottom row the zoom window."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -173,7 +174,8 @@ def qualitative_panel(
         ("Input", np.repeat(image[..., None], 3, axis=2)),
         ("Ground truth", colour_labels(gt, gt_colours, len(gt_ids), lut)),
     ]
-    for method in (UNET, competitor(collection, dataset), EMBEDSEG):
+    own = [m for m in collection.methods(dataset) if not built_in(m)]
+    for method in (UNET, competitor(collection, dataset), *own, EMBEDSEG):
         if method is None:
             continue
         label = method_label(method)

@@ -35,6 +35,29 @@ methods.check_baselines(
 )
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
+
+
+def command_methods() -> dict:
+    """Registry entries of config `methods:` (embedseg/methods.py checks names and placeholders),
+    after checking what only the workflow knows: its data sets and files."""
+    try:
+        found = methods.command_methods(config.get("methods", {}), "config methods")
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
+    for name, entry in config.get("methods", {}).items():
+        unknown = [ds for ds in entry.get("datasets") or [] if ds not in DATASETS]
+        if unknown:
+            raise WorkflowError(f"config methods.{name}.datasets: {unknown} not in `datasets:` ({', '.join(DATASETS)})")
+        env_file = entry.get("conda")
+        if env_file is not None and not Path(env_file).expanduser().is_file():
+            raise WorkflowError(
+                f"config methods.{name}.conda: {env_file} does not exist (relative paths are read from the "
+                f"working directory {os.getcwd()})"
+            )
+    return found
+
+
+COMMAND_METHODS = command_methods()
 SEEDS = config["seeds"]
 CENTERS = config["centers"]
 TTA = ["tta" if on else "notta" for on in config["tta"]]
@@ -105,7 +128,9 @@ wildcard_constraints:
     tta="tta|notta",
     seed=r"\d+",
     baseline="|".join(BASELINE_ENVS),
-    method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS)),
+    # (?!) matches nothing: no rule of methods.smk applies when the config has no `methods:`
+    command="|".join(map(re.escape, COMMAND_METHODS)) or "(?!)",
+    method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS) + list(map(re.escape, COMMAND_METHODS))),
 
 
 # --- Data sets ------------------------------------------------------------------------------
@@ -279,6 +304,77 @@ def baseline_runs() -> list[tuple[str, str, int]]:
     ]
 
 
+def command_runs() -> list[tuple[str, str, int]]:
+    """(data set, method, seed) for every run of the config's `methods:` (default: every data
+    set, the baselines' seeds)."""
+    return [
+        (ds, name, seed)
+        for name, entry in config.get("methods", {}).items()
+        for ds in entry.get("datasets") or DATASETS
+        for seed in entry.get("seeds") or BASELINE_SEEDS
+    ]
+
+
+def command_template(action: str):
+    """Input function: the method's `action` template, shell-quoted for `embedseg command`."""
+
+    def template(wildcards) -> str:
+        return shlex.quote(getattr(COMMAND_METHODS[wildcards.command], f"{action}_command"))
+
+    return template
+
+
+def command_env(wildcards) -> str:
+    """The method's conda file (absolute: relative paths are the working directory's), or the
+    embedseg environment, which has NumPy, SciPy, scikit-image and tifffile."""
+    env_file = COMMAND_METHODS[wildcards.command].env_file
+    return conda_env("embedseg") if env_file is None else str(Path(env_file).expanduser().resolve())
+
+
+def command_resources(action: str, key: str):
+    """Input function: config `methods.<name>.resources.<action>.<key>` over the defaults."""
+
+    def value(wildcards) -> int:
+        own = config["methods"][wildcards.command].get("resources", {}).get(action, {})
+        return {**DEFAULT_RESOURCES, **own}[key]
+
+    return value
+
+
+def command_gpu(wildcards) -> int:
+    """One GPU for a method with `gpu: true` when the config hands out GPUs (`gpu: true`)."""
+    return GPUS if COMMAND_METHODS[wildcards.command].gpu else 0
+
+
+def command_device(wildcards) -> str:
+    return DEVICE if COMMAND_METHODS[wildcards.command].gpu else "cpu"
+
+
+def command_model(wildcards) -> list[str]:
+    """The model folder a method's predictions read, if it has a train command."""
+    if COMMAND_METHODS[wildcards.command].train_command is None:
+        return []
+    return [str(layout.model_dir(RESULTS, wildcards.ds, wildcards.command, wildcards.seed))]
+
+
+def command_models() -> list[str]:
+    """Model folders of every command method that trains (targets of `all`, like our models)."""
+    return [
+        str(layout.model_dir(RESULTS, ds, name, seed))
+        for ds, name, seed in command_runs()
+        if COMMAND_METHODS[name].train_command is not None
+    ]
+
+
+def command_predictions() -> list[str]:
+    """Prediction folders of every command method run (figures draws them)."""
+    return [str(layout.predictions_dir(RESULTS, ds, name, seed)) for ds, name, seed in command_runs()]
+
+
+def command_scores() -> list[str]:
+    return [scores_file(ds, name, seed) for ds, name, seed in command_runs()]
+
+
 def model_marker(ds: str, center: str, seed) -> str:
     """`train.json` of an EmbedSeg model: the train rule's only declared output. Snakemake deletes
     a failed job's outputs, so best.pt, last.pt, log.csv and memory.json, which a preempted job
@@ -301,8 +397,9 @@ def not_run_file(ds: str, method: str) -> str:
 
 
 def prediction_input(wildcards) -> str:
-    """What `evaluate` waits for: our predictions folder, or a baseline's 'predicted' flag."""
-    if methods.embedseg_variant(wildcards.method):
+    """What `evaluate` waits for: a predictions folder (ours, a command method's), or a
+    baseline's 'predicted' flag."""
+    if methods.embedseg_variant(wildcards.method) or wildcards.method in COMMAND_METHODS:
         return str(layout.predictions_dir(RESULTS, wildcards.ds, wildcards.method, wildcards.seed))
     return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
 

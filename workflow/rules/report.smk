@@ -6,6 +6,7 @@ rule tables:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
+        command_scores(),
         trained_models(),
         paper=PAPER_RESULTS,
     output:
@@ -49,9 +50,10 @@ rule figures:
         embedseg_scores(),
         baseline_flags(),
         baseline_results,
+        command_scores(),
         trained_models(),
         data=prepared_data(),
-        predictions=embedseg_predictions(),
+        predictions=embedseg_predictions() + command_predictions(),
     output:
         report(
             expand(f"{RESULTS}/figures/fig1_{{ds}}.png", ds=DATASETS),

@@ -1,0 +1,1 @@
+"""Example methods of one's own for the workflow's `methods:` config (docs/workflow.md)."""

@@ -128,7 +128,7 @@ wildcard_constraints:
     tta="tta|notta",
     seed=r"\d+",
     baseline="|".join(BASELINE_ENVS),
-    # (?!) matches nothing: no rule of methods.smk applies when the config has no `methods:`
+    # (?!) matches nothing: without config `methods` the jobs of methods.smk match no file
     command="|".join(map(re.escape, COMMAND_METHODS)) or "(?!)",
     method="|".join(EMBEDSEG_METHODS + list(BASELINE_ENVS) + list(map(re.escape, COMMAND_METHODS))),
 

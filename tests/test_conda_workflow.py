@@ -40,6 +40,8 @@ TINY = {
             },
         }
     },
+    # a method of one's own: its command imports `embedseg` too, in an env that lacks it
+    "methods": {"otsu-watershed": {"predict": "python -m embedseg.examples.otsu_watershed {images} {out}"}},
     "report": {"not_comparable": "conda test run"},
     "temp_crops": True,  # every reader of crops/ is declared, so Snakemake may delete it
 }
@@ -122,7 +124,7 @@ def test_conda_run_from_another_directory_finds_the_package(tmp_path: Path) -> N
     assert any(call.startswith("env create") for call in conda_calls(tmp_path / "stub"))
     assert "Activating conda environment" in result.stderr
     table1 = pd.read_csv(workdir / "results" / "conda" / "tables" / "table1.csv")
-    assert list(table1["method"]) == ["embedseg-medoid-tta"]
+    assert list(table1["method"]) == ["otsu-watershed", "embedseg-medoid-tta"]
     assert (workdir / "results" / "conda" / "data" / "synthetic-nuclei").is_dir()
     assert not (workdir / "results" / "conda" / "crops" / "synthetic-nuclei" / "medoid").exists()
     assert not (REPO / "results" / "conda").exists()

@@ -294,7 +294,10 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
     # each cell is the mean over seeds of the per-image mean of the method's scores files
     scores = tiny_run / "results" / "test" / "scores" / "synthetic-nuclei"
     for method, row in zip(ours["method"], ap.to_numpy(float)):
-        runs = [pd.read_csv(path).groupby("tau")["ap"].mean() for path in sorted((scores / method).glob("seed*.csv"))]
+        runs = [
+            pd.read_csv(path).query("tau >= 0.5").groupby("tau")["ap"].mean()  # the paper's τ of the tables
+            for path in sorted((scores / method).glob("seed*.csv"))
+        ]
         assert runs and row == pytest.approx(pd.concat(runs, axis=1).mean(axis=1).to_numpy(), rel=1e-5, abs=1e-6), (
             method
         )

@@ -20,6 +20,8 @@ TRAIN_SIZE = 32  # patches (crops) per epoch, both methods
 PATCH = 128
 N_TEST = 6
 AP50_FLOOR = 0.25
+# Each training took about 4 min here; machines without AVX-512 are up to 3x slower.
+TRAIN_TIMEOUT_S = 1800
 
 
 def first_test_images(data: Path, out: Path, count: int) -> Path:
@@ -63,6 +65,7 @@ def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, embed
         "8",
         "--epochs",
         str(epochs),
+        timeout=TRAIN_TIMEOUT_S,
     )
     embedseg_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -86,6 +89,7 @@ def test_embedseg_and_3class_unet_with_the_same_budget_on_dsb(shared_data, embed
         "3",
         "--filters",
         "16",
+        timeout=TRAIN_TIMEOUT_S,
     )
     unet_seconds = time.perf_counter() - start
 

@@ -100,7 +100,7 @@ def test_split_samples_bbbc010_holds_out_half_and_validates_on_crops():
 def test_limit_caps_a_test_count_at_half():
     pool = samples([f"n{i:03d}" for i in range(30)])
     splits = split_samples(Source("dsb-stage1", pool), get_spec("dsb-2018"), seed=1000, limit=10)
-    assert [len(splits[s]) for s in ("train", "val", "test")] == [5, 0, 5]  # ⌊0.15·5⌋ = 0 val
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [4, 1, 5]  # ⌊0.15·5⌋ = 0: one val image instead
     assert {s.name for split in splits.values() for s in split} == {f"n{i:03d}" for i in range(10)}
 
 

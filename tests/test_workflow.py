@@ -184,6 +184,19 @@ def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
         assert option in prepare
 
 
+def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:
+    """A real run of `mydata` (folder layout, a source the test writes) with config/test.yaml's
+    methods: the own data set and the own method otsu-watershed both reach Table 1."""
+    source = write_own_dataset(tmp_path / "my images", n_images=8)
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(own_dataset_config(tmp_path, str(source))))
+    table1 = pd.read_csv(tmp_path / "results" / "test" / "tables" / "table1.csv")
+    rows = table1[table1["dataset"] == "mydata"]
+    assert set(rows["method"]) == {"3class-unet", "otsu-watershed", "embedseg-centroid-notta", "embedseg-medoid-tta"}
+    otsu = rows[rows["method"] == "otsu-watershed"]
+    # scored for real: Otsu finds the bright objects (its watershed splits the 12 x 20 one: 0.17)
+    assert float(otsu[f"ap_{TAUS[0]}"].iloc[0]) > 0
+
+
 def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
     """The `test:` key's `embedseg prepare --test-fraction`: that share of the images is the test set."""
     source = write_own_dataset(tmp_path / "mine", n_images=8)

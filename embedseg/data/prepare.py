@@ -27,7 +27,7 @@ from ..outputs import DATA, replacing
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, read_source
 from .registry import REGISTRY, DatasetSpec, get_spec
-from .splits import CURRENT_CODE_SPLIT_SEED, PAPER_SPLIT_SEED, paper_split, validation_seed
+from .splits import CURRENT_CODE_SPLIT_SEED, PAPER_SPLIT_SEED, held_out_count, paper_split, validation_seed
 from .synthetic import SYNTHETIC_SETS, generate
 from .validate import check_pair
 
@@ -204,7 +204,12 @@ def split_samples(
     settings = spec.dataset_settings()
     if settings.val_split == "crop":
         return {"train": pool, "val": [], "test": test}
-    keep, held = paper_split(len(pool), settings.val_fraction, seed if val_seed is None else val_seed)
+    val_subset: float | int = settings.val_fraction
+    if held_out_count(len(pool), val_subset) == 0:
+        # Too few images for the fraction (never so for the paper's data sets): an empty
+        # validation set would only fail later, in training; validate on one image instead.
+        val_subset = 1
+    keep, held = paper_split(len(pool), val_subset, seed if val_seed is None else val_seed)
     return {"train": [pool[i] for i in sorted(keep)], "val": [pool[i] for i in sorted(held)], "test": test}
 
 

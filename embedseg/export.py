@@ -39,8 +39,9 @@ from .dataset_settings import DatasetSettings
 from .embedding import GRID_SPACING, SIGMA_SCALE
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
-from .models.checkpoint import PACKAGE_CONFIG_KEY
+from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
 from .models.erfnet import BranchedERFNet
+from .outputs import check_output_file
 from .predict import DEFAULT_OVERLAP, DEFAULT_TILE, NETWORK_MULTIPLE, network_input, segment
 from .schedule import BASE_LR, LR_HORIZON, LR_POWER
 
@@ -654,8 +655,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".zip":
         raise DataError(f"{args.out}: a bioimage.io package is a .zip; use {args.out.with_suffix('.zip')}")
-    if args.out.exists() and not args.force:
-        raise DataError(f"{args.out} exists; pass --force to replace it or choose another --out")
+    inputs = {f"MODEL {model}": model for model in args.models}
+    inputs.update({"--sample": args.sample, **{f"--scores {csv}": csv for csv in args.scores or []}})
+    check_output_file(args.out, inputs, is_package, "embedseg export", args.force)
     if importlib.util.find_spec("bioimageio.core") is None:
         raise DataError("embedseg export needs bioimageio.core: pip install 'embedseg-pipeline[export]'")
     runs = load_runs(args.models, args.scores)

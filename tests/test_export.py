@@ -262,6 +262,16 @@ def test_mistakes_are_reported_without_touching_files(run: Path, tmp_path: Path,
     assert not (tmp_path / "new.zip").exists() and not (tmp_path / "pred").exists()
 
 
+def test_export_never_writes_into_its_inputs(run: Path, tmp_path: Path, capsys) -> None:
+    """Even with --force, the package may not land in (or on) the model folder it packages."""
+    model = run / RUN / "models/synthetic-nuclei/embedseg-medoid/seed1"
+    sample = str(run / RUN / "data/synthetic-nuclei/test/images")
+    before = {path: path.read_bytes() for path in model.iterdir() if path.is_file()}
+    assert cli.main(["export", str(model), "--sample", sample, "--out", str(model / "pkg.zip"), "--force"]) == 2
+    assert "input" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in model.iterdir() if path.is_file()} == before
+
+
 @pytest.mark.parametrize(
     "normalization, step", [("percentile", "scale_range"), ("mean-std", "zero_mean_unit_variance")]
 )

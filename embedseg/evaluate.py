@@ -1,8 +1,12 @@
 """`embedseg evaluate GT_DIR PRED_DIR --out scores.csv`: every score per image and IoU threshold.
 
-Ground truth and predictions are label TIFFs with the same file names. The scores file has one
+Ground truth and predictions are label TIFFs with the same file names: 2-D label images (H, W)
+(GT also one-hot stacks (K, H, W)) or, for a 3-D data set, label volumes (Z, Y, X); which one a
+3-axis GT is comes from the data set's ``ndim`` (``--ndim``, default: the dataset.json of the
+prepared data set the GT folder belongs to), never from its shape. The scores file has one
 row per image and threshold τ = 0.10, 0.15, …, 0.90, columns :data:`COLUMNS` (embedseg.metrics
-defines each); the mean of `ap` over images at τ = 0.50 … 0.90 is the number the paper reports.
+defines each, counting voxels in 3-D); the mean of `ap` over images at τ = 0.50 … 0.90 is the
+number the paper reports in 2-D, at τ = 0.1, 0.2, …, 0.9 in 3-D.
 ``--objects`` also writes one row per GT object and per unmatched prediction at one τ, so that the
 failures can be found (:func:`object_rows`). ``--ignore-label`` and ``--exclude-border`` change
 which pixels and objects are scored (both off by default, as in the paper).
@@ -18,7 +22,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .io import DataError, atomic_write, list_images, read_labels
+from .dataset_settings import DATASET_JSON
+from .io import DataError, atomic_write, list_images, read_json, read_labels
 from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .outputs import check_output_file
 
@@ -56,6 +61,18 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
     return [(gt[name], pred[name]) for name in sorted(gt)]
 
 
+def labels_ndim(gt_dir: str | os.PathLike) -> int:
+    """Dimension of the GT of `gt_dir`: the ``ndim`` of the dataset.json of the prepared data set
+    it belongs to (DATA_DIR/test/masks, so DATA_DIR/dataset.json), 2 when there is none."""
+    for folder in (Path(gt_dir), *Path(gt_dir).resolve().parents[:2]):
+        if (folder / DATASET_JSON).is_file():
+            ndim = read_json(folder / DATASET_JSON).get("ndim", 2)
+            if ndim not in (2, 3):
+                raise DataError(f"{folder / DATASET_JSON}: ndim {ndim!r}; expected 2 or 3")
+            return ndim
+    return 2
+
+
 def score_pair(
     gt_path: Path,
     pred_path: Path,
@@ -63,10 +80,14 @@ def score_pair(
     thresholds: np.ndarray = EVALUATION_THRESHOLDS,
     ignore_label: int | None = None,
     exclude_border: bool = False,
+    ndim: int = 2,
 ) -> MatchCounts:
-    """Matching of one image. one_hot: auto (a (K, H, W) GT is a stack of overlapping objects),
-    yes (GT must be such a stack) or no (GT must be a label image (H, W))."""
+    """Matching of one image. 2-D (`ndim` 2): one_hot auto (a (K, H, W) GT is a stack of
+    overlapping objects), yes (GT must be such a stack) or no (GT must be a label image (H, W)).
+    3-D: GT and prediction are label volumes (Z, Y, X) of the same shape."""
     gt, pred = read_labels(gt_path), read_labels(pred_path)
+    if ndim == 3:
+        return score_volumes(gt, pred, gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
     stacked = gt.ndim == 3
     if (one_hot == "yes" and not stacked) or (one_hot == "no" and stacked) or gt.ndim not in (2, 3):
         raise DataError(
@@ -86,6 +107,34 @@ def score_pair(
     if stacked:
         return match_one_hot(gt, pred, thresholds, exclude_border=exclude_border)
     return match_labels(gt, pred, thresholds, ignore_label=ignore_label, exclude_border=exclude_border)
+
+
+def score_volumes(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    gt_path: Path,
+    pred_path: Path,
+    one_hot: str,
+    thresholds: np.ndarray,
+    ignore_label: int | None,
+    exclude_border: bool,
+) -> MatchCounts:
+    """:func:`score_pair` of a 3-D data set: label volumes, no one-hot stacks (EmbedSeg's 3-D data
+    have none: a voxel belongs to one object)."""
+    if one_hot == "yes" or gt.ndim != 3:
+        raise DataError(
+            f"{gt_path}: GT shape {gt.shape}, expected a label volume (Z, Y, X) of a 3-D data set "
+            "(one-hot stacks are 2-D only); pass --ndim 2 if this is 2-D data"
+        )
+    if pred.shape != gt.shape:
+        raise DataError(
+            f"{pred_path}: prediction shape {pred.shape} does not match GT {gt_path} {gt.shape}; "
+            "predictions must be (Z, Y, X) label volumes of the GT's size"
+        )
+    if exclude_border:
+        # metrics.border_ids looks at the 4 edges of a 2-D image only; a volume has 6 faces.
+        raise DataError("--exclude-border is available for 2-D data only; leave it off for this 3-D data set")
+    return match_labels(gt, pred, thresholds, ignore_label=ignore_label)
 
 
 def object_rows(counts: MatchCounts, tau: float) -> pd.DataFrame:
@@ -131,9 +180,11 @@ def score_folders(
     ignore_label: int | None = None,
     exclude_border: bool = False,
     objects_tau: float = 0.5,
+    ndim: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores table with COLUMNS (one row per image and threshold) and the per-object table
-    with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`)."""
+    with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`); `ndim` None: :func:`labels_ndim`."""
+    ndim = labels_ndim(gt_dir) if ndim is None else ndim
     if not np.isclose(thresholds, objects_tau).any():
         raise DataError(
             f"--objects-tau {objects_tau} is not one of the evaluated thresholds "
@@ -141,7 +192,7 @@ def score_folders(
         )
     tables, objects = [], []
     for gt_path, pred_path in tqdm(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
-        counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
+        counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border, ndim)
         tables.append(pd.DataFrame({"image": gt_path.name, "tau": counts.thresholds, **counts.scores()}))
         objects.append(object_rows(counts, objects_tau).assign(image=gt_path.name))
     scores, per_object = pd.concat(tables, ignore_index=True), pd.concat(objects, ignore_index=True)
@@ -168,6 +219,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "yes", "no"),
         default="auto",
         help="GT as (K, H, W) stacks of overlapping objects (BBBC010); auto: by the GT's shape",
+    )
+    parser.add_argument(
+        "--ndim",
+        type=int,
+        choices=(2, 3),
+        default=None,
+        help="2: images (H, W) (GT also one-hot stacks); 3: volumes (Z, Y, X); default: `ndim` of the "
+        "dataset.json of the data set GT_DIR belongs to (DATA_DIR/test/masks), else 2",
     )
     parser.add_argument(
         "--objects",
@@ -214,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_label=args.ignore_label,
         exclude_border=args.exclude_border,
         objects_tau=args.objects_tau,
+        ndim=args.ndim,
     )
     write_scores(args.out, scores)
     if args.objects:

@@ -1,23 +1,30 @@
-"""Inference (docs/method.md §7; `embedseg predict`): normalise, pad, tile, 8-fold TTA, cluster.
+"""Inference (docs/method.md §7; `embedseg predict`): normalise, pad, tile, TTA, cluster — 2-D or 3-D.
 
-Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit] are what gets padded away,
-stitched and averaged; tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up
-to the network's receptive field: an offset is relative to its own pixel, so a tile's raw
-output does not depend on where the tile sits (for shifts by multiples of the network's stride 8).
+Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit], in 3-D (7, Z, Y, X) =
+[o_x, o_y, o_z, σ_x, σ_y, σ_z, seed logit], are what gets padded away, stitched and averaged;
+tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up to the network's
+receptive field: an offset is relative to its own pixel, so a tile's raw output does not depend on
+where the tile sits (for shifts by multiples of the network's stride 8, along every axis).
 
-TTA (docs/method.md §7.3): the network sees the 8 dihedral transforms of the image (batched by shape) and
-each output is mapped back — spatially, then its vector components: a Y flip negates o_y, a
-rotation by k·90° rotates (o_x, o_y) back and, for odd k, swaps σ_x and σ_y. The 8 back-mapped raw
-maps are averaged.
+TTA (docs/method.md §7.3): the network sees every transform of ``dihedral.transforms(D)`` of a
+tile (8 in 2-D, 16 in 3-D; batched by shape) and each output is mapped back, spatially and in its
+vector components (``dihedral.invert_output``); the back-mapped raw maps are averaged per tile.
+
+Memory: a tile's TTA outputs are summed as they come, so at most one batch of transforms of one
+tile is held besides the stitched output. The stitched raw output stays float32, (2D + 1) × the
+padded image: float16 would round tanh(o) near ±1 to steps of 1e-3, a whole pixel of the grid
+(δ = 1/1023), and move embeddings across pixels.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +41,11 @@ from .outputs import PREDICTIONS, replacing
 
 log = logging.getLogger(__name__)
 
-NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2
+NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2 (every axis, also Z in 3-D)
 DEFAULT_TILE = 1024
+# 3-D: 128 × 256 × 256 voxels per tile: the network's activations of one such forward pass stay
+# near 3 GB on CPU (benchmarks/predict3d_memory.py) and the overlap of 2·64 leaves half a tile.
+DEFAULT_TILE_3D = (128, 256, 256)
 DEFAULT_OVERLAP = 64
 MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
 # On CPU, big batches thrash the caches: a 1024² forward of batch 2 took 2.3× longer per image
@@ -43,11 +53,11 @@ MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
 CPU_BATCH_PIXELS = 512 * 512
 
 
-def default_batch_size(tile_shape: tuple[int, int], device: torch.device) -> int:
-    """Transforms per forward pass: all 8 on CUDA, up to CPU_BATCH_PIXELS pixels on CPU."""
+def default_batch_size(tile_shape: Sequence[int], device: torch.device) -> int:
+    """Transforms per forward pass: 8 on CUDA, up to CPU_BATCH_PIXELS pixels (voxels) on CPU."""
     if device.type == "cuda":
         return 8
-    return max(1, min(8, CPU_BATCH_PIXELS // (tile_shape[0] * tile_shape[1])))
+    return max(1, min(8, CPU_BATCH_PIXELS // math.prod(tile_shape)))
 
 
 def padding(size: int, multiple: int = NETWORK_MULTIPLE) -> tuple[int, int]:
@@ -56,12 +66,12 @@ def padding(size: int, multiple: int = NETWORK_MULTIPLE) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def pad_image(image: np.ndarray, multiple: int = NETWORK_MULTIPLE) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """Reflect-pad (C, H, W) to multiples of `multiple`; returns the padded image and the (Y, X)
-    slices that crop a prediction back to the original size."""
-    (top, bottom), (left, right) = padding(image.shape[-2], multiple), padding(image.shape[-1], multiple)
-    padded = np.pad(image, ((0, 0), (top, bottom), (left, right)), mode="reflect")
-    return padded, (slice(top, top + image.shape[-2]), slice(left, left + image.shape[-1]))
+def pad_image(image: np.ndarray, multiple: int = NETWORK_MULTIPLE) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Reflect-pad every spatial axis of (C, *S) to multiples of `multiple`; returns the padded
+    image and the slices (one per spatial axis) that crop a prediction back to the original size."""
+    pads = [padding(size, multiple) for size in image.shape[1:]]
+    padded = np.pad(image, [(0, 0), *pads], mode="reflect")
+    return padded, tuple(slice(before, before + size) for (before, _), size in zip(pads, image.shape[1:]))
 
 
 def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -79,16 +89,12 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
     return [(start, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
-def invert_components(output: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Map the channels of a spatially back-transformed output (..., 5, H, W) of the transform
-    (k, flip) back to the original frame (docs/method.md §7.3). Works on raw values (tanh is odd)."""
-    o_x, o_y, s_x, s_y, seed = output.unbind(-3)
-    if flip:
-        o_y = -o_y
-    o_x, o_y = {0: (o_x, o_y), 1: (-o_y, o_x), 2: (-o_x, -o_y), 3: (o_y, -o_x)}[k % 4]
-    if k % 2:
-        s_x, s_y = s_y, s_x
-    return torch.stack((o_x, o_y, s_x, s_y, seed), dim=-3)
+def tile_shape(tile_size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Tile length per spatial axis: one number for every axis, or one per axis ((Z,) Y, X)."""
+    tile = (tile_size,) * ndim if isinstance(tile_size, int) else tuple(tile_size)
+    if len(tile) != ndim or any(t <= 0 or t % NETWORK_MULTIPLE for t in tile):
+        raise ValueError(f"tile size {tile_size}: need 1 or {ndim} positive multiples of {NETWORK_MULTIPLE}")
+    return tile
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -99,26 +105,32 @@ def _batches(items: list, size: int) -> Iterator[list]:
 def predict_tile(
     model: torch.nn.Module, tile: torch.Tensor, tta: bool = True, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Raw output (5, h, w) of one input (C, h, w) (h, w multiples of 8), TTA-averaged if `tta`;
-    `batch_size` transforms per forward pass (default: :func:`default_batch_size`).
+    """Raw output (2D + 1, *S) of one input (C, *S) (every side a multiple of 8; D = 2 or 3 spatial
+    axes), TTA-averaged over ``dihedral.transforms(D)`` if `tta`; `batch_size` transforms per
+    forward pass (default: :func:`default_batch_size`). The back-mapped outputs are summed as they
+    come, so one batch of transformed outputs is held at a time.
 
-    The batch goes in as channels_last, which is fastest with a model in channels_last
+    A 2-D batch goes in as channels_last, which is fastest with a model in channels_last
     (see :func:`channels_last`; :func:`predict_raw` does that); the values are the same."""
-    batch_size = batch_size or default_batch_size(tile.shape[-2:], tile.device)
-    transforms = dihedral.TRANSFORMS if tta else ((0, False),)
-    if tile.shape[-1] == tile.shape[-2]:
-        groups = [list(transforms)]
-    else:  # odd rotations of a non-square tile change its shape; batch same-shaped inputs only
-        groups = [[t for t in transforms if t[0] % 2 == parity] for parity in (0, 1)]
+    ndim = tile.dim() - 1
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs.contiguous(memory_format=torch.channels_last) if ndim == 2 else inputs)
+
+    if not tta:
+        return forward(tile[None])[0]
+    batch_size = batch_size or default_batch_size(tile.shape[1:], tile.device)
+    transforms = dihedral.transforms(ndim)
+    groups: dict[torch.Size, list] = {}  # rotations of a non-square tile change its shape
+    for transform in transforms:
+        groups.setdefault(dihedral.forward(tile, transform).shape, []).append(transform)
     total = None
-    for group in groups:
+    for group in groups.values():
         for batch in _batches(group, batch_size):
-            inputs = torch.stack([dihedral.forward(tile, k, flip) for k, flip in batch])
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-            outputs = model(inputs)
-            for output, (k, flip) in zip(outputs, batch):
-                restored = invert_components(dihedral.inverse(output, k, flip), k, flip)
-                total = restored if total is None else total + restored
+            inputs = torch.stack([dihedral.forward(tile, t) for t in batch])
+            for output, transform in zip(forward(inputs), batch):
+                restored = dihedral.invert_output(dihedral.inverse(output, transform), transform, ndim)
+                total = restored if total is None else total.add_(restored)
     return total / len(transforms)
 
 
@@ -132,9 +144,10 @@ def channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """The model with its 4-D weights in channels_last memory format for the duration, then
     restored to contiguous format (unless they were channels_last already).
 
-    On CPU the batch-8 TTA forward of the ERF-Net runs 1.3–1.5× faster in channels_last; outputs
-    differ by float rounding only (≤ 1.5e-7). The parameter objects stay the same (only their
-    storage is replaced, outside inference mode), so optimisers and training are unaffected.
+    On CPU the batch-8 TTA forward of the 2-D ERF-Net runs 1.3–1.5× faster in channels_last;
+    outputs differ by float rounding only (≤ 1.5e-7). The parameter objects stay the same (only
+    their storage is replaced, outside inference mode), so optimisers and training are
+    unaffected. A 3-D network (5-D weights) is left as it is: channels_last_3d is not measured.
     """
     weights = [p for p in model.parameters() if p.dim() == 4]
     if not weights or all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
@@ -151,57 +164,72 @@ def predict_raw(
     model: torch.nn.Module,
     image: np.ndarray,
     tta: bool = True,
-    tile_size: int = DEFAULT_TILE,
+    tile_size: int | Sequence[int] = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Raw output (5, H, W) on the model's device for a normalised image (C, H, W) or (H, W);
-    `model` maps (B, C, h, w) to (B, 5, h, w) and is expected in eval mode.
+    """Raw output (2D + 1, *S) float32 on the model's device for a normalised image (C, *S) with
+    D = 2 or 3 spatial axes S, or (H, W); `model` maps (B, C, *s) to (B, 2D + 1, *s) and is
+    expected in eval mode.
 
-    The image is reflect-padded to multiples of 8, cut into tiles of at most `tile_size`
-    (a multiple of 8) overlapping by 2·`overlap` when larger, predicted (TTA: 8 transforms in
-    batches of `batch_size`, default :func:`default_batch_size`), stitched and cropped back.
-    When the GPU runs out of memory, it retries one transform at a time, then with halved tiles.
-    The model runs in channels_last during the call (:func:`channels_last`) and is given back as
-    it came.
+    The image is reflect-padded to multiples of 8 along every axis, cut into tiles of at most
+    `tile_size` (per axis; multiples of 8) overlapping by 2·`overlap` (at most a quarter of the
+    tile per axis) when larger, predicted (TTA: ``dihedral.transforms(D)`` in batches of
+    `batch_size`, default :func:`default_batch_size`), stitched and cropped back. When the GPU
+    runs out of memory, it retries one transform at a time, then with halved tiles. The model
+    runs in channels_last during the call (:func:`channels_last`) and is given back as it came.
     """
     with channels_last(model), torch.inference_mode():
         return _predict_raw(model, image, tta, tile_size, overlap, batch_size)
 
 
 def _predict_raw(
-    model: torch.nn.Module, image: np.ndarray, tta: bool, tile_size: int, overlap: int, batch_size: int | None
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tta: bool,
+    tile_size: int | Sequence[int],
+    overlap: int,
+    batch_size: int | None,
 ) -> torch.Tensor:
-    if tile_size % NETWORK_MULTIPLE:
-        raise ValueError(f"tile_size must be a multiple of {NETWORK_MULTIPLE}, got {tile_size}")
     image = np.asarray(image, dtype=np.float32)
-    padded, crop = pad_image(image[None] if image.ndim == 2 else image)
+    image = image[None] if image.ndim == 2 else image
+    tile = tile_shape(tile_size, image.ndim - 1)
+    padded, crop = pad_image(image)
     padded = torch.from_numpy(padded).to(model_device(model))
     while True:
         try:
-            return predict_tiles(model, padded, tta, tile_size, overlap, batch_size)[:, crop[0], crop[1]]
+            return predict_tiles(model, padded, tta, tile, overlap, batch_size)[(slice(None), *crop)]
         except torch.cuda.OutOfMemoryError:
+            halved = tuple(max(NETWORK_MULTIPLE, t // 2 // NETWORK_MULTIPLE * NETWORK_MULTIPLE) for t in tile)
             if batch_size != 1:
                 batch_size = 1
-            elif tile_size // 2 >= MIN_TILE:
-                tile_size = tile_size // 2 // NETWORK_MULTIPLE * NETWORK_MULTIPLE
+            elif math.prod(halved) >= MIN_TILE**2:
+                tile = halved
             else:
                 raise
-            log.warning("out of GPU memory; retrying with TTA batch 1 and tiles of %d px", tile_size)
+            log.warning("out of GPU memory; retrying with TTA batch 1 and tiles of %s px", tile)
             torch.cuda.empty_cache()
 
 
 def predict_tiles(
-    model: torch.nn.Module, padded: torch.Tensor, tta: bool, tile_size: int, overlap: int, batch_size: int | None
+    model: torch.nn.Module,
+    padded: torch.Tensor,
+    tta: bool,
+    tile: Sequence[int],
+    overlap: int,
+    batch_size: int | None,
 ) -> torch.Tensor:
-    """Raw output (5, H, W) of a padded input (C, H, W), stitched from overlapping tiles."""
-    height, width = padded.shape[-2:]
-    raw = torch.empty((5, height, width), device=padded.device)
-    for y0, y_lo, y_hi in tile_spans(height, tile_size, overlap):
-        for x0, x_lo, x_hi in tile_spans(width, tile_size, overlap):
-            tile = padded[:, y0 : y0 + min(tile_size, height), x0 : x0 + min(tile_size, width)]
-            out = predict_tile(model, tile, tta, batch_size)
-            raw[:, y_lo:y_hi, x_lo:x_hi] = out[:, y_lo - y0 : y_hi - y0, x_lo - x0 : x_hi - x0]
+    """Raw output (2D + 1, *S) float32 of a padded input (C, *S), stitched from overlapping tiles
+    of shape `tile` (one length per spatial axis); the overlap per axis is at most a quarter of
+    the tile, so tiles advance by at least half their length."""
+    spatial = padded.shape[1:]
+    spans = [tile_spans(size, t, min(overlap, t // 4)) for size, t in zip(spatial, tile)]
+    raw = torch.empty((2 * len(spatial) + 1, *spatial), device=padded.device)
+    for axes in itertools.product(*spans):
+        source = tuple(slice(start, start + min(t, size)) for (start, _, _), t, size in zip(axes, tile, spatial))
+        out = predict_tile(model, padded[(slice(None), *source)], tta, batch_size)
+        keep = tuple(slice(lo - start, hi - start) for start, lo, hi in axes)
+        raw[(slice(None), *(slice(lo, hi) for _, lo, hi in axes))] = out[(slice(None), *keep)]
     return raw
 
 

@@ -1,7 +1,8 @@
 """`embedseg figures`: qualitative panels, AP-vs-τ curves and training curves of one run folder.
 
 Writes into FIG_DIR: ``fig1_{ds}.{png,pdf}`` (input, ground truth, 3-Class U-Net, the best other
-built-in method, each method of one's own, EmbedSeg; full image and a zoomed window), ``ap_curves.{png,pdf}`` (mean AP over runs
+built-in method, each method of one's own, EmbedSeg; full image and a zoomed window, for a 3-D
+data set the middle Z slice and the maximum projection along Z), ``ap_curves.{png,pdf}`` (mean AP over runs
 with a ± 1 sd band) and ``training_curves.{png,pdf}`` (loss and validation IoU per run).
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..evaluate import labels_ndim
 from ..io import DataError, atomic_write, list_images, read_image, read_labels
 from ..labels import flatten_labels
 from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
@@ -98,6 +100,39 @@ def display_image(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
 
 
+def image_views(image: np.ndarray, ndim: int, window: tuple[slice, slice] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The two grey (H, W, 3) rows of an input panel: 2-D the image (H, W) or (C, H, W) and its
+    `window`; 3-D the middle Z slice of (Z, Y, X) or (C, Z, Y, X) and the maximum projection."""
+    if ndim == 2:
+        top = display_image(image)
+        bottom = top[window]
+    else:
+        volume = np.asarray(image, dtype=float)
+        volume = volume[0] if volume.ndim == 4 else volume
+        top, bottom = display_image(volume[len(volume) // 2]), display_image(volume.max(axis=0))
+    return np.repeat(top[..., None], 3, axis=2), np.repeat(bottom[..., None], 3, axis=2)
+
+
+def label_views(
+    labels: np.ndarray,
+    colour_index: dict[int, int],
+    first_free: int,
+    lut: np.ndarray,
+    window: tuple[slice, slice] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two RGB rows of a label panel (:func:`colour_labels`): 2-D the label image and its
+    `window`; 3-D (`window` None) the middle Z slice and the maximum projection along Z, every
+    object in the same colour in both (unmatched ones numbered over the whole volume)."""
+    if window is not None:
+        rgb = colour_labels(labels, colour_index, first_free, lut)
+        return rgb, rgb[window]
+    unmatched = [i for i in np.unique(labels)[1:].tolist() if i not in colour_index]
+    colours = {**colour_index, **{i: first_free + n for n, i in enumerate(unmatched)}}
+    return tuple(
+        colour_labels(view, colours, first_free, lut) for view in (labels[len(labels) // 2], labels.max(axis=0))
+    )
+
+
 def zoom_window(gt: np.ndarray, fraction: float = 0.35) -> tuple[slice, slice]:
     """A square window (`fraction` of the shorter side) centred on the GT object closest to the
     image centre, shifted to stay inside the image."""
@@ -152,7 +187,8 @@ def qualitative_panel(
 ) -> matplotlib.figure.Figure:
     """Fig. 1 style: columns input, GT, 3-Class U-Net, best other built-in method, each method of
     one's own (config `methods:`), EmbedSeg; top row the whole test image (zoom window outlined),
-    bottom row the zoom window."""
+    bottom row the zoom window; for a 3-D data set (its dataset.json) top row the middle Z slice,
+    bottom row the maximum projection along Z."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -164,15 +200,20 @@ def qualitative_panel(
         seed = min(collection.runs(dataset, EMBEDSEG).index, default=0)
     name = representative_image(results, dataset, seed, names)
     log.info("%s: Fig. 1 panel of test image %s, seed %d", dataset, name, seed)
-    image = display_image(read_image(data / "images" / name))
-    gt = flatten_labels(read_labels(data / "masks" / name))
+    ndim = labels_ndim(data.parent)
+
+    def read_shown(path: Path) -> np.ndarray:  # one-hot stacks flattened; 3-D volumes stay
+        labels = read_labels(path)
+        return labels if ndim == 3 else flatten_labels(labels)
+
+    gt = read_shown(data / "masks" / name)
     lut = instance_lut()
     gt_ids = np.unique(gt)[1:].tolist()
     gt_colours = {gt_id: rank for rank, gt_id in enumerate(gt_ids)}
-    window = zoom_window(gt)
+    window = zoom_window(gt) if ndim == 2 else None
     panels = [
-        ("Input", np.repeat(image[..., None], 3, axis=2)),
-        ("Ground truth", colour_labels(gt, gt_colours, len(gt_ids), lut)),
+        ("Input", image_views(read_image(data / "images" / name), ndim, window)),
+        ("Ground truth", label_views(gt, gt_colours, len(gt_ids), lut, window)),
     ]
     own = [m for m in collection.methods(dataset) if not built_in(m)]
     for method in (UNET, competitor(collection, dataset), *own, EMBEDSEG):
@@ -187,16 +228,17 @@ def qualitative_panel(
             continue
         # The same seed as EmbedSeg's panel where the method has it (cellpose-public may have one seed only).
         method_seed = seed if seed in runs.index else int(runs.index.min())
-        pred = flatten_labels(read_labels(predictions_dir(results, dataset, method, method_seed) / name))
+        pred = read_shown(predictions_dir(results, dataset, method, method_seed) / name)
         colours = {pred_id: gt_colours[gt_id] for pred_id, gt_id in match_to_gt(gt, pred).items()}
-        panels.append((label, colour_labels(pred, colours, len(gt_ids), lut)))
+        panels.append((label, label_views(pred, colours, len(gt_ids), lut, window)))
     fig, axes = plt.subplots(2, len(panels), figsize=(PAPER_WIDTH, PAPER_WIDTH / len(panels) * 2 + 0.4), squeeze=False)
-    for column, (title, rgb) in enumerate(panels):
+    for column, (title, views) in enumerate(panels):
         top, bottom = axes[:, column]
         top.set_title(title, fontsize=8)
-        if rgb is not None:
-            top.imshow(rgb, interpolation="nearest")
-            bottom.imshow(rgb[window], interpolation="nearest")
+        if views is not None:
+            top.imshow(views[0], interpolation="nearest")
+            bottom.imshow(views[1], interpolation="nearest")
+        if views is not None and window is not None:
             top.add_patch(
                 Rectangle(
                     (window[1].start, window[0].start),
@@ -210,6 +252,9 @@ def qualitative_panel(
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
+    if ndim == 3:
+        axes[0, 0].set_ylabel(f"slice z = {len(gt) // 2}", fontsize=7)
+        axes[1, 0].set_ylabel("max. projection (Z)", fontsize=7)
     fig.suptitle(f"{dataset}: {name} (seed {seed}); matched objects share the ground truth's colour", fontsize=8)
     fig.tight_layout(pad=0.3)
     return fig

@@ -24,7 +24,7 @@ from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
 from ..methods import BASELINES, EMBEDSEG, NEVEN, built_in
 from ..methods import label as method_label
 from ..outputs import FIGURES, replacing
-from .results import TAUS, Collection, collect, read_scores, training_logs
+from .results import Collection, collect, read_scores, training_logs
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -168,7 +168,7 @@ def competitor(collection: Collection, dataset: str) -> str | None:
     candidates = [m for m in (*BASELINES, NEVEN) if m != UNET and not collection.runs(dataset, m).empty]
     if not candidates:
         return None
-    return max(candidates, key=lambda m: collection.runs(dataset, m)[TAUS[0]].mean())
+    return max(candidates, key=lambda m: collection.runs(dataset, m)[0.5].mean())
 
 
 def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
@@ -261,7 +261,8 @@ def qualitative_panel(
 
 
 def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
-    """One axis per data set: mean AP_dsb over runs vs τ per method, band = ± 1 sd (≥ 2 runs)."""
+    """One axis per data set: mean AP_dsb over runs vs τ per method, band = ± 1 sd (≥ 2 runs);
+    τ = 0.50 … 0.90 for 2-D data sets, 0.1 … 0.9 for 3-D ones."""
     import matplotlib.pyplot as plt
 
     datasets = collection.datasets
@@ -271,8 +272,8 @@ def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
     methods = sorted({m for ds in datasets for m in collection.methods(ds)}, key=lambda m: (m != EMBEDSEG, m))
     colours = method_colours(methods)
     n_runs = {m: [len(collection.runs(ds, m)) for ds in datasets if len(collection.runs(ds, m))] for m in methods}
-    taus = np.array(TAUS)
     for ax, dataset in zip(axes.flat, datasets):
+        taus = np.array(collection.taus_of(dataset))
         for method in collection.methods(dataset):
             runs = collection.runs(dataset, method).to_numpy(dtype=float)
             if not len(runs):

@@ -51,11 +51,13 @@ class Cell:
 
 @dataclass
 class Grid:
-    """Column headers, rows grouped into titled sections, and notes printed under the table."""
+    """Column headers, rows grouped into titled sections, and notes printed under the table.
+    A section listed in `section_columns` has headers of its own (3-D data sets: other τ)."""
 
     columns: list[str]
     sections: dict[str, list[list[Cell]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    section_columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 def rank_columns(rows: list[list[Cell]], columns: range) -> None:
@@ -81,7 +83,8 @@ def to_markdown(grid: Grid) -> str:
     """GitHub Markdown: one `###` heading and table per section, notes as a paragraph."""
     out = []
     for title, rows in grid.sections.items():
-        out += [f"### {title}", "", _md_row(grid.columns), _md_row(["---"] * len(grid.columns))]
+        columns = grid.section_columns.get(title, grid.columns)
+        out += [f"### {title}", "", _md_row(columns), _md_row(["---"] * len(columns))]
         out += [_md_row([_md_cell(c) for c in row]) for row in rows]
         out.append("")
     out += grid.notes
@@ -131,6 +134,8 @@ def to_latex(grid: Grid, caption: str, label: str, note_column: int | None = Non
     ]
     for title, rows in grid.sections.items():
         lines += ["\\midrule", f"\\multicolumn{{{len(keep)}}}{{l}}{{\\textit{{{latex_escape(title)}}}}} \\\\"]
+        if title in grid.section_columns:  # its own headers under its title
+            lines.append(" & ".join(latex_escape(grid.section_columns[title][i]) for i in keep) + " \\\\")
         lines += [" & ".join([first_cell(row), *(_tex_cell(row[i]) for i in keep[1:])]) + " \\\\" for row in rows]
     lines += ["\\bottomrule", "\\end{tabular}"]
     notes = [f"\\textsuperscript{{{letter}}}{latex_escape(text)}" for text, letter in markers.items()]

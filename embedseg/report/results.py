@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import layout
 from ..evaluate import COLUMNS as SCORE_COLUMNS
+from ..evaluate import labels_ndim
 from ..io import DataError, read_json
 from ..layout import LOG_COLUMNS, LOG_CSV, LOG_REQUIRED, MEMORY_JSON, NOT_RUN, SEED_DIR, model_dir, scores_file
 from ..methods import order as method_order
@@ -24,7 +25,14 @@ from ..metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)
 
-TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds, as `evaluate` writes them
+TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds of its 2-D tables, as `evaluate` writes them
+TAUS_3D = tuple(np.round(np.arange(0.1, 0.9 + 1e-9, 0.1), 2).tolist())  # those of its 3-D tables
+
+
+def dataset_taus(results: Path, dataset: str) -> tuple[float, ...]:
+    """The thresholds a data set is reported at: :data:`TAUS_3D` for a 3-D data set (the ndim of
+    its prepared data's dataset.json), else :data:`TAUS`."""
+    return TAUS_3D if labels_ndim(layout.data_dir(results, dataset)) == 3 else TAUS
 
 
 def not_run_reason(results: Path, dataset: str, method: str) -> str | None:
@@ -36,13 +44,14 @@ def not_run_reason(results: Path, dataset: str, method: str) -> str | None:
     return reason or "no reason given"
 
 
-def read_scores(path: Path, metric: str = "ap") -> pd.DataFrame:
+def read_scores(path: Path, metric: str = "ap", taus: Sequence[float] = TAUS) -> pd.DataFrame:
     """Read and check one per-image scores CSV (`embedseg evaluate`'s columns), restricted to
-    the rows at τ ∈ :data:`TAUS`.
+    the rows at τ ∈ `taus`.
 
-    Every image must carry a finite `metric` at every τ in :data:`TAUS`; anything else is an
+    Every image must carry a finite `metric` at every τ in `taus`; anything else is an
     error naming the file, because a silently shorter mean would bias the table.
     """
+    taus = tuple(taus)
     try:
         scores = pd.read_csv(path)
     except FileNotFoundError:
@@ -61,15 +70,15 @@ def read_scores(path: Path, metric: str = "ap") -> pd.DataFrame:
         raise DataError(f"{path}: NaN or non-numeric tau/{metric} values; re-run `embedseg evaluate`")
     scores["tau"] = values["tau"].round(2)
     scores[metric] = values[metric]
-    scores = scores[scores["tau"].isin(TAUS)]
+    scores = scores[scores["tau"].isin(taus)]
     per_image = scores.groupby("image")["tau"].agg(frozenset)
-    incomplete = per_image[per_image != frozenset(TAUS)]
+    incomplete = per_image[per_image != frozenset(taus)]
     if per_image.empty:
-        raise DataError(f"{path}: no rows at the thresholds {list(TAUS)}; re-run `embedseg evaluate`")
+        raise DataError(f"{path}: no rows at the thresholds {list(taus)}; re-run `embedseg evaluate`")
     if len(incomplete):
         raise DataError(
             f"{path}: image {incomplete.index[0]!r} has thresholds {sorted(incomplete.iloc[0])}, "
-            f"expected each of {list(TAUS)} once; re-run `embedseg evaluate`"
+            f"expected each of {list(taus)} once; re-run `embedseg evaluate`"
         )
     if scores.duplicated(["image", "tau"]).any():
         raise DataError(f"{path}: repeated (image, tau) rows; re-run `embedseg evaluate`")
@@ -86,12 +95,23 @@ def run_ap(scores: pd.DataFrame, metric: str = "ap") -> pd.Series:
 class Collection:
     """Per-run AP of every (data set, method, seed) found, plus the methods that could not run.
 
-    ap: DataFrame, MultiIndex (dataset, method, seed), one column per τ.
+    ap: DataFrame, MultiIndex (dataset, method, seed), one column per τ of any data set (NaN
+    at the thresholds a data set is not reported at).
     not_run: {(dataset, method): reason}.
+    taus: the thresholds of each data set (:func:`dataset_taus`); absent = :data:`TAUS`.
     """
 
     ap: pd.DataFrame
     not_run: dict[tuple[str, str], str] = field(default_factory=dict)
+    taus: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def taus_of(self, dataset: str) -> tuple[float, ...]:
+        return self.taus.get(dataset, TAUS)
+
+    @property
+    def all_taus(self) -> tuple[float, ...]:
+        """Every threshold some data set is reported at, ascending (CSV columns of the tables)."""
+        return tuple(sorted({t for ds in self.datasets for t in self.taus_of(ds)}))
 
     @property
     def datasets(self) -> list[str]:
@@ -105,11 +125,12 @@ class Collection:
         return sorted(found, key=method_order)
 
     def runs(self, dataset: str, method: str) -> pd.DataFrame:
-        """AP per run (rows: seed, columns: τ); empty if the method has no scores."""
+        """AP per run (rows: seed, columns: the data set's τ); empty if the method has no scores."""
+        columns = list(self.taus_of(dataset))
         try:
-            return self.ap.loc[(dataset, method)]
+            return self.ap.loc[(dataset, method), columns]
         except KeyError:
-            return self.ap.iloc[:0].droplevel(["dataset", "method"])
+            return self.ap.iloc[:0].droplevel(["dataset", "method"]).reindex(columns=columns)
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -156,6 +177,7 @@ def collect(
         )
     rows: dict[tuple[str, str, int], pd.Series] = {}
     not_run: dict[tuple[str, str], str] = {}
+    taus = {dataset: dataset_taus(results, dataset) for dataset in dataset_names}
     for dataset in dataset_names:
         for method in list(methods) if methods else _methods_found(results, dataset):
             method_seeds = list(seeds) if seeds else _seeds_found(results / "scores" / dataset / method)
@@ -170,11 +192,12 @@ def collect(
                     f"predictions/{dataset}/{method}/{NOT_RUN}; run `embedseg evaluate` for it"
                 )
             for seed in method_seeds:
-                scores = read_scores(scores_file(results, dataset, method, seed), metric)
+                scores = read_scores(scores_file(results, dataset, method, seed), metric, taus[dataset])
                 rows[(dataset, method, seed)] = run_ap(scores, metric)
     index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "method", "seed"])
-    ap = pd.DataFrame(list(rows.values()), index=index, columns=list(TAUS)).sort_index()
-    return Collection(ap=ap, not_run=not_run)
+    columns = sorted({t for values in taus.values() for t in values})
+    ap = pd.DataFrame(list(rows.values()), index=index, columns=columns).sort_index()
+    return Collection(ap=ap, not_run=not_run, taus=taus)
 
 
 def read_memory(path: Path) -> tuple[int, str] | None:

@@ -44,7 +44,13 @@ ABLATIONS = {
 # Variants that only answer the ablation; Table 1 shows EmbedSeg and Neven et al. of the four.
 TABLE2_ONLY = ("embedseg-centroid-tta", "embedseg-medoid-notta")
 MEMORY_KINDS = {"cuda_max_allocated": "CUDA", "cpu_peak_rss": "CPU RSS", "mixed": "mixed"}
-TAU_HEADERS = [f"{t:.2f}" for t in TAUS]
+
+
+def tau_headers(taus: tuple[float, ...] = TAUS) -> list[str]:
+    return [f"{t:.2f}" for t in taus]
+
+
+TAU_HEADERS = tau_headers(TAUS)
 # The paper prints three decimals: its number is "within" our interval up to that rounding.
 PAPER_ROUNDING = 0.0005
 # Score column of `embedseg evaluate` -> (short name, what it is), for every per-τ score.
@@ -67,13 +73,14 @@ Z_95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal distr
 
 @dataclass
 class Summary:
-    """Per τ over n runs (or paired differences): mean, sample sd, 95 % bootstrap interval."""
+    """Per τ (`taus`) over n runs (or paired differences): mean, sample sd, 95 % bootstrap interval."""
 
     n: int
     mean: np.ndarray
     sd: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
+    taus: tuple[float, ...] = TAUS
 
     def cells(self, signed: bool = False, p: np.ndarray | None = None) -> list[Cell]:
         p = np.full(len(self.mean), np.nan) if p is None else p
@@ -85,22 +92,23 @@ class Summary:
     def record(self, name: str) -> dict[str, float]:
         """CSV fields {name}_{τ} (means), sd_{τ}, ci_low_{τ} and ci_high_{τ}."""
         parts = {name: self.mean, "sd": self.sd, "ci_low": self.ci_low, "ci_high": self.ci_high}
-        return {f"{part}_{h}": v for part, values in parts.items() for h, v in zip(TAU_HEADERS, values)}
+        return {f"{part}_{h}": v for part, values in parts.items() for h, v in zip(tau_headers(self.taus), values)}
 
 
-def _tau_columns(*parts: str) -> list[str]:
-    return [f"{part}_{h}" for part in parts for h in TAU_HEADERS]
+def _tau_columns(*parts: str, taus: tuple[float, ...] = TAUS) -> list[str]:
+    return [f"{part}_{h}" for part in parts for h in tau_headers(taus)]
 
 
 def summarise(runs: pd.DataFrame) -> Summary:
     """Mean, sample sd (ddof = 1) and the seeded 95 % percentile bootstrap interval of the mean
-    over runs; sd and interval are NaN for one run. runs: (n_runs, len(TAUS))."""
+    over runs; sd and interval are NaN for one run. runs: (n_runs, n_taus), columns = the τ."""
     from scipy.stats import bootstrap
 
     values = runs.to_numpy(dtype=float)
+    taus = tuple(runs.columns)
     nan = np.full(values.shape[1], np.nan)
     if len(values) < 2:
-        return Summary(len(values), values.mean(axis=0) if len(values) else nan, nan, nan, nan)
+        return Summary(len(values), values.mean(axis=0) if len(values) else nan, nan, nan, nan, taus)
     interval = bootstrap(
         (values,),
         np.mean,
@@ -110,7 +118,7 @@ def summarise(runs: pd.DataFrame) -> Summary:
         axis=0,
         rng=np.random.default_rng(STATISTICS_SEED),
     ).confidence_interval
-    return Summary(len(values), values.mean(axis=0), values.std(axis=0, ddof=1), interval.low, interval.high)
+    return Summary(len(values), values.mean(axis=0), values.std(axis=0, ddof=1), interval.low, interval.high, taus)
 
 
 def sign_flip_p(differences: pd.DataFrame) -> np.ndarray:
@@ -159,11 +167,11 @@ def _measured_row(collection: Collection, results: Path, dataset: str, method: s
     return record, [Cell(text=str(len(runs))), *summary.cells(), Cell(text=memory_text(memory)), Cell()]
 
 
-def _not_run_row(reason: str) -> Row:
+def _not_run_row(reason: str, n_taus: int) -> Row:
     record = dict(status="not run", runs=0, note=reason)
     return record, [
         Cell(text="0"),
-        *[Cell(text="–") for _ in TAUS],
+        *[Cell(text="–") for _ in range(n_taus)],
         Cell(text="–"),
         Cell(text=f"not run: {reason}"),
     ]
@@ -179,20 +187,30 @@ def _reported_row(row: PaperRow) -> Row:
     ]
 
 
+def section_columns(grid: Grid, collection: Collection, dataset: str, title: str | None = None) -> None:
+    """Give the section of a data set reported at other thresholds (3-D) its own τ headers."""
+    taus = collection.taus_of(dataset)
+    if taus != TAUS:
+        n = len(TAU_HEADERS)
+        grid.section_columns[title or dataset] = [*grid.columns[:2], *tau_headers(taus), *grid.columns[2 + n :]]
+
+
 def table1(collection: Collection, paper: Paper, results: Path, metric: str = "ap") -> tuple[pd.DataFrame, Grid]:
     """Table 1: per data set our measured methods, the methods that could not run, and (for
     AP_dsb, the paper's score) its reported-only literature rows. Returns the CSV frame and the
-    rendered grid."""
+    rendered grid; a 3-D data set's section has its own τ columns (0.1 … 0.9, as the paper's
+    3-D tables)."""
     grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, "Memory (GiB)", "Note"])
     records = []
     for dataset in collection.datasets:
+        section_columns(grid, collection, dataset)
         rows: list[tuple[tuple[int, str], str, str, Row]] = []  # (sort key, method, label, row)
         for method in collection.methods(dataset):
             if method in TABLE2_ONLY:
                 continue
             reason = collection.not_run.get((dataset, method))
             row = (
-                _not_run_row(reason)
+                _not_run_row(reason, len(collection.taus_of(dataset)))
                 if reason is not None
                 else _measured_row(collection, results, dataset, method, metric)
             )
@@ -220,7 +238,7 @@ def table1(collection: Collection, paper: Paper, results: Path, metric: str = "a
         "label",
         "status",
         "runs",
-        *_tau_columns(metric, "sd", "ci_low", "ci_high"),
+        *_tau_columns(metric, "sd", "ci_low", "ci_high", taus=collection.all_taus),
         "memory_gib",
         "memory_kind",
         "note",
@@ -253,6 +271,8 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
         variants = [v for v in ABLATIONS if v in methods and (dataset, v) not in collection.not_run]
         if EMBEDSEG not in methods or not variants:
             continue
+        section_columns(grid, collection, dataset)
+        taus = collection.taus_of(dataset)
         runs = collection.runs(dataset, EMBEDSEG)
         summary = summarise(runs)
         records.append(
@@ -278,7 +298,7 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
                     quantity=f"delta_{name}",
                     runs=len(delta),
                     **summary.record("value"),
-                    **dict(zip(_tau_columns("p"), p)),
+                    **dict(zip(_tau_columns("p", taus=taus), p)),
                 )
             )
             records += [
@@ -289,7 +309,7 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
                     quantity=f"delta_{name}_seed",
                     runs=1,
                     seed=seed,
-                    **dict(zip(_tau_columns("value"), values)),
+                    **dict(zip(_tau_columns("value", taus=taus), values)),
                 )
                 for seed, values in zip(delta.index, delta.to_numpy(dtype=float))
             ]
@@ -311,7 +331,7 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
         "quantity",
         "runs",
         "seed",
-        *_tau_columns("value", "sd", "ci_low", "ci_high", "p"),
+        *_tau_columns("value", "sd", "ci_low", "ci_high", "p", taus=collection.all_taus),
     ]
     return pd.DataFrame.from_records(records, columns=columns), grid
 
@@ -526,6 +546,9 @@ def write_tables(
     the comparison file says so instead of comparing."""
     name = METRICS[metric][0]
     title = "AP_dsb" if metric == "ap" else name
+    thresholds = "τ = 0.50 … 0.90"
+    if any(collection.taus_of(ds) != TAUS for ds in collection.datasets):
+        thresholds += " (2-D data sets; 3-D data sets: τ = 0.1 … 0.9, as the paper's 3-D tables)"
     frame1, grid1 = table1(collection, paper, results, metric)
     frame2, grid2 = table2(collection, metric)
     for stem, frame, grid, caption, note_column in (
@@ -533,7 +556,7 @@ def write_tables(
             "table1",
             frame1,
             grid1,
-            f"{title} of every method at IoU thresholds τ = 0.50 … 0.90 (Table 1)",
+            f"{title} of every method at IoU thresholds {thresholds} (Table 1)",
             len(grid1.columns) - 1,
         ),
         ("table2", frame2, grid2, f"Ablation: Δ{name} relative to EmbedSeg, paired by seed (Table 2)", None),

@@ -1,0 +1,120 @@
+"""3-D end to end: evaluation of label volumes, Table 1 and Fig. 1 of a 3-D data set, training
+augmentation, tiled 3-D prediction, the `embedseg` steps by CLI and a tiny 3-D Snakemake run.
+
+Volumes are small (≤ 16 × 64 × 64), so every test takes seconds; the workflow test a minute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedseg.cli import main
+from embedseg.io import write_json, write_labels, write_tiff
+from embedseg.metrics import EVALUATION_THRESHOLDS
+from embedseg.report.results import TAUS_3D, collect
+
+DS3 = "blobs-3d"
+
+
+def ball_labels(shape: tuple[int, int, int], balls: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """(Z, Y, X) uint16 label volume, ball i = (z, y, x, radius) has id i + 1."""
+    zz, yy, xx = np.indices(shape)
+    labels = np.zeros(shape, np.uint16)
+    for i, (cz, cy, cx, r) in enumerate(balls):
+        labels[(zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = i + 1
+    return labels
+
+
+BALLS = [(5, 8, 8, 4), (8, 20, 22, 5), (10, 8, 24, 3)]
+
+
+def write_3d_data(data_dir: Path, names: list[str]) -> np.ndarray:
+    """A prepared-data-like folder of a 3-D data set: dataset.json (ndim 3) and test volumes."""
+    labels = ball_labels((16, 32, 32), BALLS)
+    write_json(data_dir / "dataset.json", {"name": DS3, "ndim": 3, "voxel_size": [2.0, 1.0, 1.0]})
+    for name in names:
+        write_tiff(data_dir / "test" / "images" / name, (40 + 150 * (labels > 0)).astype(np.uint8))
+        write_labels(data_dir / "test" / "masks" / name, labels)
+    return labels
+
+
+def test_evaluate_scores_volumes_by_the_data_sets_ndim(tmp_path: Path, capsys) -> None:
+    labels = write_3d_data(tmp_path / "data", ["a.tif"])
+    missed = np.where(labels == 2, 0, labels)  # one of three objects missed
+    write_labels(tmp_path / "pred" / "a.tif", missed)
+    gt_dir = tmp_path / "data" / "test" / "masks"
+    assert main(["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "s.csv")]) == 0
+    scores = pd.read_csv(tmp_path / "s.csv").round({"tau": 2}).set_index("tau")
+    assert scores.loc[0.5, ["tp", "fp", "fn"]].tolist() == [2, 0, 1]
+    assert scores.loc[0.5, "ap"] == pytest.approx(2 / 3)
+    # The same volume read as 2-D data is a one-hot stack whose shape no label image has.
+    assert main(["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "t.csv"), "--ndim", "2"])
+    assert "prediction shape (16, 32, 32) does not match" in capsys.readouterr().err
+    assert main(["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "u.csv"), "--exclude-border"])
+    assert "2-D data only" in capsys.readouterr().err
+
+
+def write_scores(path: Path, names: list[str], ap_at_010: float) -> None:
+    """Scores at every threshold `evaluate` writes, AP falling with τ."""
+    rows = [
+        dict(image=n, tau=t, tp=1, fp=0, fn=0, ap=ap_at_010 - (t - 0.1) / 2)
+        for n in names
+        for t in EVALUATION_THRESHOLDS
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def results_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with one 3-D data set: data, EmbedSeg predictions (one object missed), scores."""
+    run = tmp_path_factory.mktemp("results") / "demo3d"
+    names = ["v0.tif", "v1.tif"]
+    labels = write_3d_data(run / "data" / DS3, names)
+    for seed, ap in ((1, 0.9), (2, 0.8)):
+        for name in names:
+            write_labels(
+                run / "predictions" / DS3 / "embedseg-medoid-tta" / f"seed{seed}" / name,
+                np.where(labels == 3, 0, labels),
+            )
+        write_scores(run / "scores" / DS3 / "embedseg-medoid-tta" / f"seed{seed}.csv", names, ap)
+    return run
+
+
+def test_table1_reports_3d_data_sets_at_tau_01_to_09(results_3d: Path, tmp_path: Path) -> None:
+    collection = collect(results_3d)
+    assert collection.taus_of(DS3) == TAUS_3D == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    out = tmp_path / "tables"
+    assert main(["tables", str(results_3d), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "table1.csv").set_index("method")
+    ours = table.loc["embedseg-medoid-tta"]
+    assert ours["ap_0.10"] == pytest.approx(0.85) and ours["ap_0.90"] == pytest.approx(0.45)
+    assert "ap_0.55" not in table.columns  # no 2-D data set here: only the 3-D thresholds
+    markdown = (out / "table1.md").read_text()
+    assert "| Method | Runs | 0.10 | 0.20 |" in markdown and "3-D data sets: τ = 0.1 … 0.9" in markdown
+
+
+def test_fig1_of_a_volume_shows_middle_slice_and_projection(results_3d: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from embedseg.report.figures import qualitative_panel
+
+    panel = qualitative_panel(results_3d, collect(results_3d), DS3)
+    try:
+        n_columns = len(panel.axes) // 2
+        gt_slice = panel.axes[1].get_images()[0].get_array()  # column 1: ground truth
+        gt_projection = panel.axes[n_columns + 1].get_images()[0].get_array()
+        assert gt_slice.shape == gt_projection.shape == (32, 32, 3)
+        slice_colours = {tuple(c) for c in gt_slice.reshape(-1, 3)} - {(0.0, 0.0, 0.0)}
+        projection_colours = {tuple(c) for c in gt_projection.reshape(-1, 3)} - {(0.0, 0.0, 0.0)}
+        # All three balls reach the middle slice z = 8; each keeps its colour in the projection,
+        # which shows more of them (larger discs) than the slice.
+        assert (gt_projection.any(axis=2)).sum() > (gt_slice.any(axis=2)).sum()
+        assert len(projection_colours) == 3 and slice_colours <= projection_colours
+        assert panel.axes[0].get_ylabel() == "slice z = 8"
+    finally:
+        plt.close(panel)

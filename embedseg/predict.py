@@ -36,6 +36,7 @@ from .cluster import PRESETS, ClusterParams, cluster, preset
 from .data.formats import IMAGE_FILE_SUFFIXES, reduce_rgb
 from .data.validate import check_image
 from .dataset_settings import DatasetSettings, normalize
+from .embedding import grid_spacing
 from .io import DataError, list_images, read_image, write_labels, write_tiff
 from .outputs import PREDICTIONS, replacing
 
@@ -87,6 +88,11 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
     starts = list(range(0, size - tile, step)) + [size - tile]
     bounds = [0] + [(nxt + cur + tile) // 2 for cur, nxt in zip(starts, starts[1:])] + [size]
     return [(start, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
+
+
+def default_tile(ndim: int) -> list[int]:
+    """`--tile-size` when not given: :data:`DEFAULT_TILE` (2-D) or :data:`DEFAULT_TILE_3D`."""
+    return [DEFAULT_TILE] if ndim == 2 else list(DEFAULT_TILE_3D)
 
 
 def tile_shape(tile_size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
@@ -236,21 +242,25 @@ def predict_tiles(
 def network_input(
     image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike = "image", rgb_to_grey: bool = False
 ) -> np.ndarray:
-    """Normalised float32 (C, H, W) network input from a stored image (H, W) or (C, H, W).
+    """Normalised float32 (C, *S) network input from a stored image (H, W) or (C, H, W), or for a
+    3-D model (``settings.ndim`` 3) a volume (Z, Y, X) or (C, Z, Y, X).
 
-    RGB(A) pictures are treated as `prepare` treats them (:func:`embedseg.data.formats.reduce_rgb`);
-    the channels, finite values and the value range must fit what the model was trained on
-    (:func:`check_value_range`), else a DataError naming `path`.
+    RGB(A) pictures (2-D only) are treated as `prepare` treats them
+    (:func:`embedseg.data.formats.reduce_rgb`); the channels, finite values and the value range
+    must fit what the model was trained on (:func:`check_value_range`), else a DataError naming `path`.
     """
-    image = reduce_rgb(image, path, rgb_to_grey)
-    if image.ndim == 2:
+    ndim = settings.ndim
+    if ndim == 2:
+        image = reduce_rgb(image, path, rgb_to_grey)
+    check_image(image, Path(path), ndim)
+    if image.ndim == ndim:
         image = image[None]
-    if image.ndim != 3 or image.shape[0] != settings.in_channels:
+    if image.shape[0] != settings.in_channels:
+        axes = "(H, W) or (C, H, W)" if ndim == 2 else "(Z, Y, X) or (C, Z, Y, X)"
         raise DataError(
             f"{path}: image shape {image.shape} does not fit the model's {settings.in_channels} input "
-            "channel(s); store images as (H, W) or (C, H, W) with channels first"
+            f"channel(s); store images as {axes} with channels first"
         )
-    check_image(image, Path(path))
     check_value_range(image, settings, path)
     return normalize(image, settings)
 
@@ -287,10 +297,12 @@ def segment(
     rgb_to_grey: bool = False,
     **predict_options,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels (H, W) (uint16/uint32) and seed map (H, W) float32 of the stored image
-    read from `path` (named in errors; see :func:`network_input`)."""
+    """Instance labels (uint16/uint32) and seed map (float32) of the spatial shape (H, W) or
+    (Z, Y, X) of the stored image read from `path` (named in errors; see :func:`network_input`);
+    3-D clustering uses the grid spacing of the data set's anisotropy."""
     raw = predict_raw(model, network_input(image, settings, path, rgb_to_grey), tta, **predict_options)
-    return cluster(raw, params), torch.sigmoid(raw[4]).cpu().numpy()
+    spacing = grid_spacing(settings.ndim, settings.anisotropy)
+    return cluster(raw, params, spacing), torch.sigmoid(raw[-1]).cpu().numpy()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -305,7 +317,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="average the raw outputs of the 8 rotations/flips",
+        help="average the raw outputs of the rotations/flips (8 in 2-D, 16 in 3-D)",
     )
     parser.add_argument(
         "--clustering",
@@ -326,8 +338,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-size",
         type=int,
-        default=DEFAULT_TILE,
-        help="images larger than this (pixels, multiple of 8) are predicted in overlapping tiles",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="images larger than this are predicted in overlapping tiles: one size (pixels, multiple of "
+        f"8) for every axis or one per axis (Z Y X); default {DEFAULT_TILE} in 2-D, "
+        f"{' '.join(map(str, DEFAULT_TILE_3D))} in 3-D",
     )
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
     parser.add_argument(
@@ -360,9 +376,10 @@ def check_options(args: argparse.Namespace) -> None:
     for option, value in (("--seed-thresh", args.seed_thresh), ("--fg-thresh", args.fg_thresh)):
         if not 0.0 <= value <= 1.0:
             raise DataError(f"{option} {value}: must lie in [0, 1] (it thresholds the seed score, a probability)")
-    if args.tile_size <= 0 or args.tile_size % NETWORK_MULTIPLE:
+    if args.tile_size is not None and any(t <= 0 or t % NETWORK_MULTIPLE for t in args.tile_size):
         raise DataError(
-            f"--tile-size {args.tile_size}: must be a positive multiple of {NETWORK_MULTIPLE}, e.g. {DEFAULT_TILE}"
+            f"--tile-size {' '.join(map(str, args.tile_size))}: every size must be a positive multiple of "
+            f"{NETWORK_MULTIPLE}, e.g. {DEFAULT_TILE}"
         )
     if args.min_object_size is not None and args.min_object_size < 0:
         raise DataError(f"--min-object-size {args.min_object_size}: must be at least 0")
@@ -388,6 +405,10 @@ def run(args: argparse.Namespace) -> int:
     paths = image_files(args.images)
     model, settings = load_checkpoint(args.model, resolve_device(args.device))
     model = inference_model(model, compile=args.compile, amp=args.amp)
+    tile_size = default_tile(settings.ndim) if args.tile_size is None else args.tile_size
+    if len(tile_size) not in (1, settings.ndim):
+        raise DataError(f"--tile-size: give one size or {settings.ndim} (one per axis) for this {settings.ndim}-D model")
+    tile_size = tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
     min_object_size = args.min_object_size
     if min_object_size is None and args.clustering == "current":
         min_object_size = settings.min_object_size
@@ -401,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for path in tqdm(paths, desc="predict", unit="image"):
             labels, seeds = segment(
-                model, read_image(path), settings, args.tta, params, path, args.rgb_to_grey, tile_size=args.tile_size
+                model, read_image(path), settings, args.tta, params, path, args.rgb_to_grey, tile_size=tile_size
             )
             write_labels(out / path.name, labels)
             if seeds_out:

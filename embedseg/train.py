@@ -3,8 +3,9 @@
 Adam (5e-4, weight decay 1e-4) with lr = 5e-4·(1 − epoch/200)^0.9 set once per epoch, optional
 virtual batches (gradients of m mini-batches summed before a step), rotation/flip augmentation
 (:func:`embedseg.crop_dataset.training_transforms`), random crops with replacement, validation
-after every epoch. 2-D or 3-D as the crops are: crops.json gives the dimension, the anisotropy
-(grid spacing of the loss) and the foreground weight (docs/method.md §9). Writes best.pt
+after every epoch. 2-D or 3-D as the crops are: their settings (CROPS_DIR/dataset.json, also
+summarised in crops.json) give the dimension D, the anisotropy (the loss's grid spacing along Z)
+and the foreground weight of the seed loss (docs/method.md §9). Writes best.pt
 (strictly higher validation IoU), last.pt (every epoch; the run resumes from it), log.csv,
 memory.json and train.json. With the same seed a resumed CPU run ends with bit-identical
 weights to an uninterrupted one: every random number generator is saved in last.pt.
@@ -40,11 +41,11 @@ from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
 from .dataset_settings import DatasetSettings
 from .embedding import grid_spacing
-from .io import DataError, UserError, atomic_write, read_json, write_json
+from .io import DataError, UserError, atomic_write, write_json
 from .layout import LOG_COLUMNS
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
-from .outputs import CROPS, MODEL, OutputError, check_output, replacing
+from .outputs import MODEL, OutputError, check_output, replacing
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
 from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
 
@@ -61,33 +62,6 @@ FINGERPRINT_FIELDS = (
     "variance_loss",
     "seed",
 )
-
-
-# What crops.json says about the crops' geometry when it predates 3-D (or lacks the file): 2-D,
-# isotropic, the paper's foreground weight of 10 for every 2-D data set.
-GEOMETRY_DEFAULTS = {"ndim": 2, "anisotropy": 1.0, "foreground_weight": 10.0}
-
-
-@dataclass(frozen=True)
-class CropGeometry:
-    """Dimension D of the crops, voxel_z / voxel_x, and the loss's foreground weight."""
-
-    ndim: int = 2
-    anisotropy: float = 1.0
-    foreground_weight: float = 10.0
-
-    @classmethod
-    def load(cls, crops_dir: Path) -> CropGeometry:
-        """From CROPS_DIR/crops.json (written by `embedseg crops`), missing keys as in 2-D."""
-        path = crops_dir / CROPS.markers[0]
-        record = read_json(path) if path.is_file() else {}
-        geometry = cls(**{key: record.get(key, default) for key, default in GEOMETRY_DEFAULTS.items()})
-        if geometry.ndim not in (2, 3) or not geometry.anisotropy > 0 or not geometry.foreground_weight > 0:
-            raise DataError(
-                f"{path}: ndim {geometry.ndim}, anisotropy {geometry.anisotropy}, foreground_weight "
-                f"{geometry.foreground_weight}: expected ndim 2 or 3 and positive numbers; re-run `embedseg crops`"
-            )
-        return geometry
 
 
 @dataclass
@@ -356,16 +330,16 @@ def fit(
 ) -> list[dict[str, float]]:
     """The training loop of :func:`train`, writing into `out_dir`, continuing `checkpoint` if given."""
     seed_everything(config.seed)
-    geometry = CropGeometry.load(crops_dir)
     train_set = CropDataset(crops_dir / "train", settings)
     val_set = CropDataset(crops_dir / "val", settings)
 
-    model = BranchedERFNet(in_channels=settings.in_channels, n_sigma=geometry.ndim, ndim=geometry.ndim).to(device)
+    ndim = settings.ndim
+    model = BranchedERFNet(in_channels=settings.in_channels, n_sigma=ndim, ndim=ndim).to(device)
     criterion = SpatialEmbLoss(
         n_sigma=model.n_sigma,
         variance_loss=config.variance_loss,
-        spacing=grid_spacing(geometry.ndim, geometry.anisotropy),
-        foreground_weight=geometry.foreground_weight,
+        spacing=grid_spacing(ndim, settings.anisotropy),
+        foreground_weight=settings.foreground_weight,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
     generators = sampler_generators(config.seed)
@@ -379,7 +353,6 @@ def fit(
             "args": dataclasses.asdict(config),
             "settings": settings.to_dict(),
             "model_config": model.config,
-            "geometry": dataclasses.asdict(geometry),
             "fingerprint": run_fingerprint,
         },
     )

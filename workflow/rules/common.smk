@@ -145,6 +145,11 @@ REGISTRY_DATASETS = {
     "synthetic-worms",
     "synthetic-cells",
     "synthetic-nuclei",
+    "synthetic-nuclei-3d",
+    "Mouse-Organoid-Cells-CBG",
+    "Platynereis-Nuclei-CBG",
+    "Mouse-Skull-Nuclei-CBG",
+    "Platynereis-ISH-Nuclei-CBG",
     "folder",
 }
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -194,8 +199,12 @@ def step_resources(step: str) -> dict:
 
 
 def optional_flag(flag: str, value) -> str:
-    """`--flag value`, or nothing when the config leaves the value unset (the step's default)."""
-    return "" if value is None else f"{flag} {shlex.quote(str(value))}"
+    """`--flag value` (a list: `--flag v1 v2 …`), or nothing when the config leaves the value
+    unset (the step's default)."""
+    if value is None:
+        return ""
+    values = value if isinstance(value, list) else [value]
+    return " ".join([flag, *(shlex.quote(str(v)) for v in values)])
 
 
 def switch_flag(name: str, on: bool) -> str:
@@ -215,8 +224,11 @@ def dataset_options(wildcards) -> str:
         "--test-fraction": settings.get("test"),
         "--limit": settings.get("limit"),
         "--crop-size": settings.get("crop_size"),
+        "--ndim": settings.get("ndim"),
+        "--voxel-size": settings.get("voxel_size"),
         "--n-images": settings.get("n_images"),
         "--image-size": settings.get("image_size"),
+        "--image-depth": settings.get("image_depth"),
     }
     return " ".join(filter(None, (optional_flag(flag, value) for flag, value in flags.items())))
 
@@ -270,11 +282,13 @@ def clustering_options(wildcards) -> str:
 
 
 def predict_options(wildcards) -> str:
-    """`embedseg predict` options: the clustering options plus compile/AMP from config `predict`."""
+    """`embedseg predict` options: the clustering options plus tiles and compile/AMP from config
+    `predict`."""
     predict = config["predict"]
     return " ".join(
         [
             clustering_options(wildcards),
+            optional_flag("--tile-size", predict["tile_size"]),
             switch_flag("compile", predict["compile"]),
             switch_flag("amp", predict["amp"]),
         ]

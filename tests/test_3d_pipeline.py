@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
 from embedseg.cli import main
 from embedseg.io import write_json, write_labels, write_tiff
@@ -118,3 +120,53 @@ def test_fig1_of_a_volume_shows_middle_slice_and_projection(results_3d: Path) ->
         assert panel.axes[0].get_ylabel() == "slice z = 8"
     finally:
         plt.close(panel)
+
+
+def test_2d_training_transforms_are_the_8_dihedral_ones_in_order() -> None:
+    """2-D training draws are unchanged: transform t is dihedral transform t (rotate, flip Y)."""
+    from embedseg.crop_dataset import augment, training_transforms
+
+    x = torch.arange(2 * 4 * 6).reshape(2, 4, 6)
+    square = torch.arange(2 * 5 * 5).reshape(2, 5, 5)
+    expected = [(k, flip) for k in range(4) for flip in (False, True)]
+    for transform, (k, flip) in zip(training_transforms(2), expected, strict=True):
+        for tensor in (x, square):
+            reference = tensor.rot90(k, dims=(-2, -1))
+            torch.testing.assert_close(augment(tensor, transform), reference.flip(-2) if flip else reference)
+
+
+def test_3d_training_transforms_have_the_official_distribution() -> None:
+    """EmbedSeg's 3-D draw: plane (Z,Y)/(Y,X)/(X,Z), k ∈ 0..3 (×2 outside (Y,X)), then a flip
+    along Z, Y or X with probability 1/2. Identity: 1/2 · (1/3·1/2 + 1/3·1/4 + 1/3·1/2) = 5/24."""
+    from embedseg.crop_dataset import augment, training_transforms
+
+    transforms = training_transforms(3)
+    assert len(transforms) == 72
+    crop = torch.rand(1, 8, 12, 12)  # (C, Z, Y, X): Z differs, Y = X as crops are
+    outputs = [augment(crop, t) for t in transforms]
+    assert all(out.shape == crop.shape for out in outputs)  # batches of any draws stack
+    identities = sum(torch.equal(out, crop) for out in outputs)
+    assert identities == 72 * 5 // 24
+    flipped_z = sum(torch.equal(out, crop.flip(-3)) for out in outputs)
+    # Z flip: no rotation and a Z flip (5/12 · 1/6), or a 180° (Z,Y)/(X,Z) turn then a flip of the
+    # other in-plane axis (Y resp. X: 1/3 · 1/2 · 1/6 each) — 5/72 + 2/36 = 9/72.
+    assert flipped_z == 9
+    assert any(torch.equal(out, crop.rot90(1, (-2, -1))) for out in outputs)  # 90° turns in (Y, X)
+
+
+def conv_toy_3d() -> nn.Module:
+    """Translation-equivariant 3-D toy with a 5×5×5 receptive field and the 7 output channels."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv3d(4, 7, 3, padding=1)).eval()
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_tiled_3d_prediction_equals_untiled(tta: bool) -> None:
+    from embedseg.predict import predict_raw
+
+    image = np.random.default_rng(5).random((1, 20, 45, 38)).astype(np.float32)
+    model = conv_toy_3d()
+    whole = predict_raw(model, image, tta=tta, tile_size=(24, 48, 40))
+    tiled = predict_raw(model, image, tta=tta, tile_size=(8, 16, 16), overlap=4)
+    assert whole.shape == (7, 20, 45, 38) and whole.dtype == torch.float32
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)

@@ -1,7 +1,7 @@
 """Typed per-data-set settings that travel from `prepare` through crops and training to inference.
 
 `prepare` writes them as ``dataset.json`` next to the split; `crops` copies them (adding the
-centre type); training stores them inside every checkpoint so that `predict` normalises test
+centre type and, in 3D, the foreground weight); training stores them inside every checkpoint so that `predict` normalises test
 images exactly as the training crops were normalised.
 """
 
@@ -29,17 +29,25 @@ class DatasetSettings:
     normalization: str = "absolute"  # absolute | percentile | mean-std
     normalization_factor: float | None = 255.0  # for `absolute`: 255 (8-bit) or 65535 (16-bit)
     percentiles: tuple[float, float] = (1.0, 99.8)  # for `percentile` (HEAD: p1/p99.8, no clip)
-    crop_size: int = 256
+    # One edge length (every axis), or one per axis: (Y, X) in 2D, (Z, Y, X) in 3D; see crop_shape.
+    crop_size: int | tuple[int, ...] = 256
     one_hot: bool = False  # masks stored as (K, H, W) stacks of possibly overlapping objects
     in_channels: int = 1
     min_object_size: int = 0  # smallest GT object (train+val), for the `current` clustering preset
     val_split: str = "image"  # image: val/ folder of whole images; crop: a share of the train crops
-    val_fraction: float = 0.15
+    val_fraction: float | int = 0.15  # a fraction of the images or crops, or a count of images
     center: str | None = None  # set by `crops`: medoid | approximate-medoid | centroid
     # Set by `crops`: the crop images are already normalised. `percentile` and `mean-std` need the
     # statistics of the whole source image (as EmbedSeg HEAD, which normalises before cropping);
     # `absolute` crops stay in the stored dtype (paper code v0.1) and are divided when loaded.
     prenormalized: bool = False
+    # Spatial dimension of the data: 2 (images (H, W) / (C, H, W)) or 3 (volumes (Z, Y, X) /
+    # (C, Z, Y, X)). It decides how a 3-axis array is read; it is never guessed from one array.
+    ndim: int = 2
+    voxel_size: tuple[float, ...] | None = None  # 3D: (z, y, x) in µm; None in 2D
+    # Seed-loss weight of foreground pixels: 10 in 2D (official); in 3D set by `crops` from the
+    # training masks (official calculate_foreground_weight: mean over masks of #bg / #fg).
+    foreground_weight: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +58,33 @@ class DatasetSettings:
         if self.val_split not in ("image", "crop"):
             raise DataError(f"val_split {self.val_split!r} unknown; choose 'image' or 'crop'")
         self.percentiles = tuple(self.percentiles)
+        if self.ndim not in (2, 3):
+            raise DataError(f"ndim {self.ndim!r}: data sets are 2 (images) or 3 (volumes) dimensional")
+        if not isinstance(self.crop_size, int):
+            self.crop_size = tuple(int(size) for size in self.crop_size)
+        if self.ndim == 3 and self.voxel_size is None:
+            self.voxel_size = (1.0, 1.0, 1.0)
+        if self.voxel_size is not None:
+            self.voxel_size = tuple(float(size) for size in self.voxel_size)
+            if len(self.voxel_size) != self.ndim or min(self.voxel_size) <= 0:
+                raise DataError(
+                    f"voxel_size {list(self.voxel_size)}: give {self.ndim} positive sizes "
+                    f"({'z, y, x' if self.ndim == 3 else 'y, x'}, µm)"
+                )
+        if len(self.crop_shape) != self.ndim:
+            raise DataError(
+                f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) for {self.ndim}D data"
+            )
+
+    @property
+    def crop_shape(self) -> tuple[int, ...]:
+        """Crop edge lengths per spatial axis: (Y, X) in 2D, (Z, Y, X) in 3D."""
+        return (self.crop_size,) * self.ndim if isinstance(self.crop_size, int) else self.crop_size
+
+    @property
+    def anisotropy(self) -> float:
+        """voxel z / voxel x (the official anisotropy factor; y and x assumed equal); 1.0 in 2D."""
+        return self.voxel_size[0] / self.voxel_size[-1] if self.ndim == 3 else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,17 +109,18 @@ class DatasetSettings:
 
 
 def normalize(image: np.ndarray, settings: DatasetSettings) -> np.ndarray:
-    """Normalise a whole image (H, W) or (C, H, W) to float32 as the data set prescribes.
+    """Normalise a whole image (H, W) / (C, H, W), or volume (Z, Y, X) / (C, Z, Y, X) in 3D, to
+    float32 as the data set prescribes.
 
     `absolute` divides by the factor (paper: /255, /65535); `percentile` maps p_low..p_high to
-    0..1 over the whole image (per channel for C, H, W), without clipping, as EmbedSeg HEAD;
-    `mean-std` standardises.
+    0..1 over the whole image or volume (per channel), without clipping, as EmbedSeg HEAD (3D:
+    over axes (0, 1, 2), as the official process_3d); `mean-std` standardises.
     """
     x = np.asarray(image, dtype=np.float64)
     if settings.normalization == "absolute":
         out = x / float(settings.normalization_factor)
     else:
-        axes = (-2, -1)
+        axes = tuple(range(-settings.ndim, 0))
         if settings.normalization == "percentile":
             lo, hi = np.percentile(x, settings.percentiles, axis=axes, keepdims=True)
             out = (x - lo) / (hi - lo + 1e-20)

@@ -13,6 +13,10 @@ Layouts (auto-detected by :func:`detect_layout`):
 A reader returns a :class:`Source`: lazily read samples in sorted-name order (the order the
 paper's splits are defined on), split into a training pool and, when the source has one, a
 fixed test set.
+
+3D data (``embedseg`` and ``folder`` layouts): images are TIFF stacks (Z, Y, X) or (C, Z, Y, X)
+and masks label stacks (Z, Y, X). Whether a 3-axis file is a volume or a 2D (C, H, W) image /
+(K, H, W) one-hot stack is decided per data set by :func:`detect_ndim`, never per file.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ class Sample:
     mask_kind: str = "label"
 
     def read_image(self, rgb_to_grey: bool = False) -> np.ndarray:
-        """The image as stored: (H, W), or (C, H, W); RGB(A) pictures as :func:`reduce_rgb` says."""
+        """The image as stored: (H, W) or (C, H, W), volumes (Z, Y, X) or (C, Z, Y, X); RGB(A)
+        pictures as :func:`reduce_rgb` says."""
         return reduce_rgb(read_image(self.image_path), self.image_path, rgb_to_grey)
 
     def read_labels(self) -> np.ndarray:
@@ -264,6 +269,84 @@ def read_bbbc010(root: Path, channel: str = "2") -> Source:
                 f"{path}: no worm masks {well}_NN_ground_truth.png for well {well}; add them or remove the image"
             )
     return Source("bbbc010", [Sample(well, images[well], tuple(masks[well]), "stack") for well in sorted(images)])
+
+
+@dataclass(frozen=True)
+class TiffAxes:
+    """What a TIFF file's metadata says about its axes: whether ImageJ or OME name a z axis, and
+    the voxel size (z, y, x) in µm when the metadata gives it in a length unit."""
+
+    has_z: bool = False
+    voxel_size: tuple[float, float, float] | None = None
+
+
+# Length units of ImageJ's `unit` and OME's PhysicalSize*Unit, in µm.
+UNITS_IN_MICRONS = {"micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def tiff_axes(path: Path) -> TiffAxes:
+    """Axes and voxel size from ImageJ metadata (``spacing`` = z, the resolution tags = pixels
+    per unit in y and x, ``unit``) or OME-XML (``PhysicalSizeZ/Y/X`` and their units).
+
+    A file without such metadata (or not a TIFF) gives ``TiffAxes()``; sizes in no length unit
+    (ImageJ's default ``pixel``) are not voxel sizes and are ignored.
+    """
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return TiffAxes()
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            has_z = "Z" in tif.series[0].axes
+            if tif.is_ome:
+                return TiffAxes(has_z, ome_voxel_size(tif.ome_metadata))
+            meta = tif.imagej_metadata or {}
+            unit = UNITS_IN_MICRONS.get(str(meta.get("unit", "")).strip())
+            tags = tif.pages[0].tags
+            if not tif.is_imagej or unit is None or "XResolution" not in tags or "YResolution" not in tags:
+                return TiffAxes(has_z)
+            (x_num, x_den), (y_num, y_den) = tags["XResolution"].value, tags["YResolution"].value
+            z = float(meta.get("spacing", 1.0))
+            return TiffAxes(has_z, (z * unit, y_den / y_num * unit, x_den / x_num * unit))
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise DataError(f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF") from exc
+
+
+def ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
+    """(z, y, x) µm from the first Pixels element of OME-XML; None unless all three are given."""
+    from xml.etree import ElementTree
+
+    pixels = next((e for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}Pixels")), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value, unit = pixels.get(f"PhysicalSize{axis}"), pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        if value is None or unit not in UNITS_IN_MICRONS:
+            return None
+        sizes.append(float(value) * UNITS_IN_MICRONS[unit])
+    return tuple(sizes)
+
+
+def detect_ndim(sample: Sample, image: np.ndarray, labels: np.ndarray) -> int:
+    """Spatial dimension of a data set whose ndim was not declared, from its first sample.
+
+    - the image's TIFF metadata (ImageJ or OME) names a z axis → 3;
+    - a (C, Z, Y, X) image with a (Z, Y, X) label stack → 3;
+    - a 2-axis label image, or a 2-axis image with a 3-axis mask (a one-hot stack) → 2;
+    - a 3-axis image with a 3-axis mask of the same shape could be a volume or a (C, H, W)
+      image with a (K, H, W) one-hot stack: DataError asking for ``--ndim``;
+    - otherwise → 2 (the checks of the 2D path then name any mismatch).
+    """
+    if tiff_axes(sample.image_path).has_z or (image.ndim == 4 and labels.shape == image.shape[1:]):
+        return 3
+    if labels.ndim == 3 and image.shape == labels.shape:
+        raise DataError(
+            f"{sample.image_path}: image and mask {sample.mask_paths[0].name} are both 3-axis arrays "
+            f"{image.shape} and the TIFF metadata names no z axis, so this could be a 3D volume or a 2D "
+            "(C, H, W) image with a (K, H, W) one-hot stack; pass --ndim 3 (volumes) or --ndim 2"
+        )
+    return 2
 
 
 def detect_layout(root: Path) -> str:

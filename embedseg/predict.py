@@ -135,7 +135,7 @@ def predict_tile(
         for batch in _batches(group, batch_size):
             inputs = torch.stack([dihedral.forward(tile, t) for t in batch])
             for output, transform in zip(forward(inputs), batch):
-                restored = dihedral.invert_output(dihedral.inverse(output, transform), transform, ndim)
+                restored = dihedral.invert_output(output, transform, ndim)
                 total = restored if total is None else total.add_(restored)
     return total / len(transforms)
 

@@ -1,8 +1,8 @@
 """Typed per-data-set settings that travel from `prepare` through crops and training to inference.
 
 `prepare` writes them as ``dataset.json`` next to the split; `crops` copies them (adding the
-centre type and, in 3D, the foreground weight); training stores them inside every checkpoint so that `predict` normalises test
-images exactly as the training crops were normalised.
+centre type and, in 3D, the foreground weight); training stores them inside every checkpoint so
+that `predict` normalises test images exactly as the training crops were normalised.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ class DatasetSettings:
                 )
         if len(self.crop_shape) != self.ndim:
             raise DataError(
-                f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) for {self.ndim}D data"
+                f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) "
+                f"for {self.ndim}D data"
             )
 
     @property

@@ -51,7 +51,12 @@ def write_volumes(root: Path, n: int = 5, **imwrite) -> Path:
     return root
 
 
-IMAGEJ = {"imagej": True, "resolution": (1 / 0.25, 1 / 0.25), "metadata": {"spacing": 1.5, "unit": "micron", "axes": "ZYX"}}
+# ImageJ hyperstack metadata: 1.5 µm between slices, 4 pixels per µm in y and x
+IMAGEJ = {
+    "imagej": True,
+    "resolution": (1 / 0.25, 1 / 0.25),
+    "metadata": {"spacing": 1.5, "unit": "micron", "axes": "ZYX"},
+}
 
 
 def test_synthetic_nuclei_3d_are_touching_anisotropic_ellipsoids_of_a_few_sizes():
@@ -79,9 +84,8 @@ def test_synthetic_nuclei_3d_are_touching_anisotropic_ellipsoids_of_a_few_sizes(
 
 
 def test_prepare_synthetic_3d_writes_volumes_and_voxel_size(tmp_path):
-    settings = run_prepare(
-        "synthetic-nuclei-3d", tmp_path / "data", "--n-images", "6", "--image-size", "48", "--image-depth", "16"
-    )
+    sizes = ("--n-images", "6", "--image-size", "48", "--image-depth", "16")
+    settings = run_prepare("synthetic-nuclei-3d", tmp_path / "data", *sizes)
     assert settings.ndim == 3 and settings.voxel_size == VOXEL_SIZE_3D and settings.anisotropy == 2.0
     # the registry's (16, 64, 64) shrunk per axis to fit 16 × 48 × 48 volumes
     assert settings.crop_size == (16, 48, 48) and settings.crop_shape == (16, 48, 48)
@@ -108,14 +112,16 @@ def test_voxel_size_from_imagej_and_ome_metadata(tmp_path):
     )
     tifffile.imwrite(tmp_path / "plain.tif", image, photometric="minisblack")
     tifffile.imwrite(tmp_path / "pixels.tif", image, imagej=True, metadata={"axes": "ZYX", "unit": "pixel"})
-    assert tiff_axes(tmp_path / "ij.tif").has_z and tiff_axes(tmp_path / "ij.tif").voxel_size == (1.5, 0.25, 0.25)
-    assert tiff_axes(tmp_path / "ome.tif").voxel_size == pytest.approx((2.0, 0.3, 0.3))
-    assert not tiff_axes(tmp_path / "plain.tif").has_z and tiff_axes(tmp_path / "plain.tif").voxel_size is None
-    assert tiff_axes(tmp_path / "pixels.tif").has_z and tiff_axes(tmp_path / "pixels.tif").voxel_size is None
+    imagej, ome, plain, pixels = (tiff_axes(tmp_path / f"{n}.tif") for n in ("ij", "ome", "plain", "pixels"))
+    assert imagej.has_z and imagej.voxel_size == (1.5, 0.25, 0.25)
+    assert ome.has_z and ome.voxel_size == pytest.approx((2.0, 0.3, 0.3))
+    assert not plain.has_z and plain.voxel_size is None
+    assert pixels.has_z and pixels.voxel_size is None  # ImageJ's unit "pixel" is no voxel size
 
 
 def test_folder_of_3d_stacks_is_detected_from_the_metadata(tmp_path):
-    settings = run_prepare("folder", tmp_path / "out", "--source", str(write_volumes(tmp_path / "src", **IMAGEJ)))
+    src = write_volumes(tmp_path / "src", **IMAGEJ)
+    settings = run_prepare("folder", tmp_path / "out", "--source", str(src))
     assert settings.ndim == 3 and settings.voxel_size == (1.5, 0.25, 0.25) and settings.anisotropy == 6.0
     assert settings.extra["voxel_size_source"] == "TIFF metadata of v0.tif"
     assert not settings.one_hot and settings.in_channels == 1 and settings.normalization_factor == 65535.0
@@ -127,7 +133,7 @@ def test_folder_of_3d_stacks_is_detected_from_the_metadata(tmp_path):
 
 def test_voxel_size_option_wins_over_metadata(tmp_path):
     src = write_volumes(tmp_path / "src", **IMAGEJ)
-    settings = run_prepare("folder", tmp_path / "out", "--source", str(src), "--voxel-size", "3", "0.5", "0.5")
+    settings = run_prepare("folder", tmp_path / "out", "--source", str(src), "--voxel-size", "3", ".5", ".5")
     assert settings.voxel_size == (3.0, 0.5, 0.5) and settings.extra["voxel_size_source"] == "--voxel-size"
 
 
@@ -166,17 +172,17 @@ def test_2d_images_with_one_hot_stacks_stay_2d(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "break_it, culprit",
+    "culprit, array",
     [
-        (lambda src: tifffile.imwrite(src / "masks" / "v2.tif", np.zeros((15, 32, 32), np.uint16)), "masks/v2.tif"),
-        (lambda src: tifffile.imwrite(src / "images" / "v1.tif", np.zeros((32, 32), np.uint16)), "images/v1.tif"),
-        (lambda src: tifffile.imwrite(src / "masks" / "v3.tif", np.full(SHAPE, 0.5, np.float32)), "masks/v3.tif"),
+        ("masks/v2.tif", np.zeros((15, 32, 32), np.uint16)),  # one slice short
+        ("images/v1.tif", np.zeros((32, 32), np.uint16)),  # a 2D image
+        ("masks/v3.tif", np.full(SHAPE, 0.5, np.float32)),  # non-integer labels
     ],
     ids=["mask-shape", "2d-image-in-3d-set", "float-labels"],
 )
-def test_3d_validation_names_the_file(tmp_path, break_it, culprit):
+def test_3d_validation_names_the_file(tmp_path, culprit, array):
     src = write_volumes(tmp_path / "src")
-    break_it(src)
+    tifffile.imwrite(src / culprit, array)
     with pytest.raises(DataError, match=re.escape(str(src / culprit))):
         run_prepare("folder", tmp_path / "out", "--source", str(src), "--ndim", "3")
     assert not (tmp_path / "out").exists()
@@ -229,9 +235,11 @@ def test_release_zip_layout_with_count_splits(tmp_path):
                 path = tmp_path / f"{folder}{i}.tif"
                 tifffile.imwrite(path, array)
                 zf.write(path, f"Platynereis-Nuclei-CBG/train/{folder}/X{i}.tif")
-    settings = run_prepare("Platynereis-Nuclei-CBG", tmp_path / "out", "--source", str(archive), "--crop-size", "8", "16", "16")
+    options = ("--source", str(archive), "--crop-size", "8", "16", "16")
+    settings = run_prepare("Platynereis-Nuclei-CBG", tmp_path / "out", *options)
     assert settings.extra["counts"] == {"train": 3, "val": 2, "test": 2}
-    assert settings.ndim == 3 and settings.crop_size == (8, 16, 16) and settings.voxel_size == (2.031, 0.406, 0.406)
+    assert settings.ndim == 3 and settings.crop_size == (8, 16, 16)
+    assert settings.voxel_size == (2.031, 0.406, 0.406)
     assert settings.normalization == "percentile" and settings.normalization_factor is None
 
 

@@ -281,7 +281,11 @@ class TiffAxes:
 
 
 # Length units of ImageJ's `unit` and OME's PhysicalSize*Unit, in µm.
-UNITS_IN_MICRONS = {"micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3}
+UNITS_IN_MICRONS = {
+    **dict.fromkeys(("micron", "microns", "um", "µm", "\\u00B5m"), 1.0),
+    "nm": 1e-3,
+    "mm": 1e3,
+}
 
 
 def tiff_axes(path: Path) -> TiffAxes:
@@ -309,7 +313,9 @@ def tiff_axes(path: Path) -> TiffAxes:
             z = float(meta.get("spacing", 1.0))
             return TiffAxes(has_z, (z * unit, y_den / y_num * unit, x_den / x_num * unit))
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise DataError(f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF") from exc
+        raise DataError(
+            f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF"
+        ) from exc
 
 
 def ome_voxel_size(xml: str) -> tuple[float, float, float] | None:

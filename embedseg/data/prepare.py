@@ -180,11 +180,14 @@ def check_options(args: argparse.Namespace) -> None:
     for size in args.crop_size or ():
         if size <= 0 or size % 8:
             raise DataError(
-                f"--crop-size {' '.join(map(str, args.crop_size))}: every size must be a positive multiple of 8 "
-                f"(the network halves the crops three times), e.g. {max(8, size // 8 * 8)} instead of {size}"
+                f"--crop-size {' '.join(map(str, args.crop_size))}: every size must be a positive "
+                "multiple of 8 (the network halves the crops three times), "
+                f"e.g. {max(8, size // 8 * 8)} instead of {size}"
             )
     if args.crop_size is not None and len(args.crop_size) not in (1, 2, 3):
-        raise DataError(f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(args.crop_size)}")
+        raise DataError(
+            f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(args.crop_size)}"
+        )
     for option, value in (("--limit", args.limit), ("--n-images", args.n_images)):
         if value is not None and value < 1:
             raise DataError(f"{option} {value}: must be a positive number of images")
@@ -342,11 +345,14 @@ def write_splits(
             write_tiff(out / split / "images" / f"{sample.name}.tif", image)
             write_labels(out / split / "masks" / f"{sample.name}.tif", labels)
     if ndim == 3 and one_hot:
-        raise DataError(f"data set {spec.name!r}: one-hot masks are 2D only; 3D masks are (Z, Y, X) label stacks")
+        raise DataError(
+            f"data set {spec.name!r}: one-hot masks are 2D only; 3D masks are (Z, Y, X) label stacks"
+        )
     if ndim == 2 and voxel_size is not None:
         raise DataError("--voxel-size is for 3D data sets (volumes); this data set is 2D")
     if ndim == 3:
-        voxel_size, settings.extra["voxel_size_source"] = resolve_voxel_size(voxel_size, spec, first.image_path)
+        voxel_size, source = resolve_voxel_size(voxel_size, spec, first.image_path)
+        settings.extra["voxel_size_source"] = source
     # replace() re-runs the settings' checks for the (possibly detected) dimension
     settings = dataclasses.replace(settings, ndim=ndim, voxel_size=voxel_size)
     settings.min_object_size = min(smallest, default=0)
@@ -405,7 +411,9 @@ def fitted_crop_size(
             fitted.tolist(),
             smallest.tolist(),
         )
-        return int(fitted[0]) if isinstance(crop_size, int) and np.all(fitted == fitted[0]) else tuple(fitted.tolist())
+        if isinstance(crop_size, int) and np.all(fitted == fitted[0]):
+            return int(fitted[0])
+        return tuple(fitted.tolist())
     too_small = sum(bool(np.any(np.asarray(shape) < crop)) for shape in shapes)
     if given and too_small == len(shapes):
         if isinstance(crop_size, int):
@@ -415,9 +423,10 @@ def fitted_crop_size(
             extents = np.max(shapes, axis=0)
             largest = f"largest extents {' x '.join(map(str, extents.tolist()))}"
             fits = " ".join(str(max(8, int(e) // 8 * 8)) for e in np.minimum(extents, crop))
+        given_text = " ".join(map(str, np.atleast_1d(crop_size).tolist()))
         raise DataError(
-            f"--crop-size {crop_size if isinstance(crop_size, int) else ' '.join(map(str, crop_size))} is larger "
-            f"than every training image ({largest}); pass --crop-size {fits} or smaller"
+            f"--crop-size {given_text} is larger than every training image ({largest}); "
+            f"pass --crop-size {fits} or smaller"
         )
     if too_small:
         log.warning(

@@ -40,16 +40,17 @@ def generate(
     (H, W) label images otherwise. 3D sets: volumes and label volumes (Z, Y, X) with
     Z = `depth` (default 32) and Y = X = `image_size`.
     """
+    if image_size < 32:
+        raise ValueError(f"--image-size {image_size} too small; use at least 32")
+    depth = DEFAULT_SIZES[3][2] if depth is None else depth
+    if depth < 8:
+        raise ValueError(f"--image-depth {depth} too small; use at least 8")
     makers: dict[str, Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]] = {
         "synthetic-worms": make_worms,
         "synthetic-cells": make_cells,
         "synthetic-nuclei": make_nuclei,
-        "synthetic-nuclei-3d": lambda rng, size: make_nuclei_3d(rng, (depth or DEFAULT_SIZES[3][2], size, size)),
+        "synthetic-nuclei-3d": lambda rng, size: make_nuclei_3d(rng, (depth, size, size)),
     }
-    if image_size < 32:
-        raise ValueError(f"--image-size {image_size} too small; use at least 32")
-    if depth is not None and depth < 8:
-        raise ValueError(f"--image-depth {depth} too small; use at least 8")
     make = makers[name]
     for index in range(n_images):
         image, labels = make(np.random.default_rng([seed, index]), image_size)
@@ -243,7 +244,8 @@ def make_nuclei_3d(
     brightness = rng.uniform(80, 220, size=int(labels.max()) + 1)
     brightness[0] = 0.0
     texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 1.0)
-    signal = brightness[labels] * (1 + 0.2 * texture) * (1 - 0.3 * np.arange(shape[0])[:, None, None] / shape[0])
+    depth_fade = 1 - 0.3 * np.arange(shape[0])[:, None, None] / shape[0]  # deeper slices are dimmer
+    signal = brightness[labels] * (1 + 0.2 * texture) * depth_fade
     sigma = 1.0 / scale * scale[-1]  # 1 px in y and x, the same µm in z
     image = 10 + ndimage.gaussian_filter(signal, sigma) + rng.normal(0, 5, shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8), labels

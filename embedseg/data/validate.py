@@ -30,7 +30,9 @@ def check_image(image: np.ndarray, path: Path, ndim: int = 2) -> None:
         raise DataError(f"{path}: image contains NaN or infinite pixels; replace them (e.g. by 0)")
 
 
-def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, mask_path: Path, ndim: int = 2) -> None:
+def check_pair(
+    image: np.ndarray, labels: np.ndarray, image_path: Path, mask_path: Path, ndim: int = 2
+) -> None:
     """The mask must cover the image: 2D a label image (H, W) or one-hot stack (K, H, W) with the
     image's (H, W); 3D a label volume (Z, Y, X) with the image's (Z, Y, X).
 
@@ -41,8 +43,8 @@ def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, mask_pat
         spatial = image.shape[-3:]
         if labels.shape != spatial:
             raise DataError(
-                f"{mask_path}: mask shape {labels.shape} does not match image {image_path} of shape {image.shape}; "
-                "a 3D mask must be one (Z, Y, X) label stack with the image's Z, Y and X"
+                f"{mask_path}: mask shape {labels.shape} does not match image {image_path} of shape "
+                f"{image.shape}; a 3D mask must be one (Z, Y, X) label stack with the image's Z, Y and X"
             )
     elif labels.ndim not in (2, 3) or labels.shape[-2:] != image.shape[-2:]:
         raise DataError(

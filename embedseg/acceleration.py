@@ -138,11 +138,17 @@ class AutocastModel(nn.Module):
             return self.model(x).float()
 
 
+def channels_last_format(ndim: int) -> torch.memory_format:
+    """The channels-last memory format of `ndim`-D feature maps: torch has one per weight rank
+    (4-D tensors for 2-D images, 5-D for volumes) and rejects the other."""
+    return torch.channels_last_3d if ndim == 3 else torch.channels_last
+
+
 def inference_model(model: BranchedERFNet, compile: bool = False, amp: bool = False) -> nn.Module:
     """The model every prediction runs: an eval-mode copy with BatchNorm folded into the
     convolutions, in channels_last (the fastest CPU layout, see ``predict.channels_last``),
     optionally under autocast (`amp`) and compiled (`compile`). `model` is left unchanged."""
-    folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    folded = fold_batchnorm(model).to(memory_format=channels_last_format(model.ndim))
     device = next(folded.parameters()).device
     wrapped: nn.Module = AutocastModel(folded, device) if amp else folded
     return maybe_compile(wrapped, compile).eval()

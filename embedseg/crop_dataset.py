@@ -80,9 +80,9 @@ class CropDataset(Dataset):
         center.view(-1)[torch.from_numpy(center_indices)] = True
         # torch.long / uint8 conversions copy, so no item shares memory with the held crops.
         masks = torch.from_numpy(masks).to(torch.uint8 if self.settings.one_hot else torch.long, copy=True)
-        k, flip = dihedral.TRANSFORMS[transform]
+        t = dihedral.TRANSFORMS[transform]
         return {
-            name: dihedral.forward(tensor, k, flip).contiguous()
+            name: dihedral.forward(tensor, t).contiguous()
             for name, tensor in (("image", torch.from_numpy(image)), ("instances", masks), ("center", center))
         }
 

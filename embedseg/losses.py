@@ -1,11 +1,13 @@
-"""Spatial-embedding loss of Neven et al. 2019 as used by EmbedSeg (docs/method.md §4), vectorised over objects.
+"""Spatial-embedding loss of Neven et al. 2019 as used by EmbedSeg (docs/method.md §4), vectorised over
+objects, for 2-D images and 3-D volumes (a "pixel" below is a voxel in 3-D).
 
 Per image: every object k pulls the embeddings of its pixels towards its centre C_k through a
 Gaussian score φ_k with the object's mean bandwidth (Lovász hinge on 2φ_k − 1 against the object
 mask), keeps its raw σ smooth (variance term) and teaches the seed map to predict φ_k on its
 pixels and 0 on the background. Objects are handled all at once: memberships are (object, pixel)
 index pairs, per-object means are segment sums (``index_add``) and the K Lovász hinges are one
-row-wise sort of a (K, H·W) matrix — identical to the per-object loop of the official code.
+row-wise sort of a (K, P) matrix — identical to the per-object loop of the official code
+(``my_loss.py`` in 2-D, ``my_loss_3d.py`` in 3-D, which differ only in the number of axes).
 """
 
 from __future__ import annotations
@@ -14,19 +16,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import GRID_SPACING, bandwidth, coordinate_grid, gaussian_score, spatial_embedding
+from .embedding import (
+    GRID_SPACING,
+    Spacing,
+    axis_spacing,
+    bandwidth,
+    coordinate_grid,
+    gaussian_score,
+    spatial_embedding,
+)
 
 VARIANCE_LOSSES = ("paper", "fixed")
 
 
-def object_pixels(instances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Every (object, pixel) membership of one image.
+def object_pixels(instances: torch.Tensor, ndim: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every (object, pixel) membership of one `ndim`-dimensional image.
 
-    instances: (H, W) integer ids, 0 = background; or (K, H, W) one-hot stack of possibly
+    instances: (*S) integer ids, 0 = background; or (K, *S) one-hot stack of possibly
     overlapping objects (empty slices are dropped). Returns (object_index (M,), pixel_index (M,)
-    into the flattened H·W image, K) with objects numbered 0..K−1 in ascending id / slice order.
+    into the flattened image of P = prod(S) pixels, K) with objects numbered 0..K−1 in
+    ascending id / slice order.
     """
-    if instances.dim() == 2:
+    if instances.dim() == ndim:
         flat = instances.reshape(-1)
         pixel_index = torch.nonzero(flat, as_tuple=True)[0]
         ids = flat[pixel_index]
@@ -49,9 +60,9 @@ def object_centers(
     pixel_index: torch.Tensor,
     n_objects: int,
 ) -> torch.Tensor:
-    """Centre of each object in grid coordinates, (K, 2) as (x, y).
+    """Centre of each object in grid coordinates, (K, D) as (x, y[, z]).
 
-    grid: (2, P); center_image: (P,) bool. The stored centre pixel when exactly one lies inside
+    grid: (D, P); center_image: (P,) bool. The stored centre pixel when exactly one lies inside
     the object; otherwise (none, or two objects' centres in one object) the mean grid coordinate.
     """
     coords = grid[:, pixel_index].T
@@ -106,25 +117,29 @@ def iou_rows(predicted: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 class SpatialEmbLoss(nn.Module):
     """w_inst·Lovász + w_var·variance + w_seed·seed loss, averaged over the batch (docs/method.md §4).
 
-    variance_loss: ``paper`` reproduces the broadcast of the paper code (every σ channel is
-    pulled towards every channel's object mean: mean over D×D×N); ``fixed`` is EmbedSeg ≥ 0.2's
-    per-channel variance (mean over D×N).
+    The dimension D comes from the prediction (``prediction.dim()`` − 2). n_sigma: σ channels,
+    default D. variance_loss: ``paper`` reproduces the broadcast of the paper code (every σ channel
+    is pulled towards every channel's object mean: mean over D×D×N); ``fixed`` is EmbedSeg ≥ 0.2's
+    per-channel variance (mean over D×N), also that of the official 3-D loss. spacing: grid δ
+    per embedding channel (x, y[, z]) as :func:`embedding.grid_spacing` gives it, or one float
+    for all axes. foreground_weight: weight of the seed term on object pixels (official: 10 in
+    2-D, mean #background/#foreground voxels of the training masks in 3-D).
     """
 
     def __init__(
         self,
-        n_sigma: int = 2,
+        n_sigma: int | None = None,
         w_inst: float = 1.0,
         w_var: float = 10.0,
         w_seed: float = 1.0,
         foreground_weight: float = 10.0,
         variance_loss: str = "paper",
-        grid_spacing: float = GRID_SPACING,
+        spacing: Spacing = GRID_SPACING,
     ) -> None:
         super().__init__()
         if variance_loss not in VARIANCE_LOSSES:
             raise ValueError(f"variance_loss {variance_loss!r} unknown; choose one of {VARIANCE_LOSSES}")
-        self.n_sigma, self.variance_loss, self.grid_spacing = n_sigma, variance_loss, grid_spacing
+        self.n_sigma, self.variance_loss, self.spacing = n_sigma, variance_loss, spacing
         self.w_inst, self.w_var, self.w_seed, self.foreground_weight = w_inst, w_var, w_seed, foreground_weight
 
     def forward(
@@ -132,10 +147,10 @@ class SpatialEmbLoss(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss of a batch and the validation IoU of every object.
 
-        prediction: (B, 2 + n_sigma + 1, H, W) raw network output; instances: (B, H, W) ids or
-        (B, K, H, W) one-hot stacks (zero slices allowed, for padding); center_images: (B, H, W)
-        bool, True at stored object centres. Returns (scalar loss, ious (N,) detached) where
-        ious[k] = IoU(φ_k > 0.5, M_k) for all N objects of the batch, in image order.
+        prediction: (B, D + n_sigma + 1, *S) raw network output, S = (H, W) or (Z, Y, X);
+        instances: (B, *S) ids or (B, K, *S) one-hot stacks (zero slices allowed, for padding);
+        center_images: (B, *S) bool, True at stored object centres. Returns (scalar loss, ious (N,)
+        detached) where ious[k] = IoU(φ_k > 0.5, M_k) for all N objects of the batch, in image order.
         """
         losses, ious = zip(*(self.image_loss(p, i, c) for p, i, c in zip(prediction, instances, center_images)))
         return torch.stack(losses).mean(), torch.cat(ious)
@@ -143,14 +158,17 @@ class SpatialEmbLoss(nn.Module):
     def image_loss(
         self, prediction: torch.Tensor, instances: torch.Tensor, center_image: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and object IoUs of one image: prediction (C, H, W), instances (H, W) or (K, H, W)."""
-        _, height, width = prediction.shape
-        n_pixels = height * width
-        embeddings = spatial_embedding(prediction[:2], self.grid_spacing).reshape(2, 1, n_pixels)
-        sigma = prediction[2 : 2 + self.n_sigma].reshape(self.n_sigma, n_pixels)
-        seed = torch.sigmoid(prediction[2 + self.n_sigma]).reshape(n_pixels)
+        """Loss and object IoUs of one image: prediction (C, *S), instances (*S) or (K, *S)."""
+        ndim = prediction.dim() - 1
+        spatial = prediction.shape[1:]
+        n_pixels = spatial.numel()
+        n_sigma = self.n_sigma or ndim
+        spacing = axis_spacing(self.spacing, ndim)
+        embeddings = spatial_embedding(prediction[:ndim], spacing).reshape(ndim, 1, n_pixels)
+        sigma = prediction[ndim : ndim + n_sigma].reshape(n_sigma, n_pixels)
+        seed = torch.sigmoid(prediction[ndim + n_sigma]).reshape(n_pixels)
 
-        object_index, pixel_index, n_objects = object_pixels(instances)
+        object_index, pixel_index, n_objects = object_pixels(instances, ndim)
         background = torch.ones(n_pixels, dtype=torch.bool, device=prediction.device)
         background[pixel_index] = False
         seed_loss = seed[background].pow(2).sum()
@@ -162,10 +180,9 @@ class SpatialEmbLoss(nn.Module):
         sigma_mean = segment_sum(sigma_pixels, object_index, n_objects) / n_object_pixels[:, None]
         variance = self.variance_per_object(sigma_pixels, sigma_mean.detach(), object_index, n_object_pixels)
 
-        grid = coordinate_grid(height, width, self.grid_spacing, prediction.device, prediction.dtype)
-        centers = object_centers(
-            grid.reshape(2, n_pixels), center_image.reshape(n_pixels).bool(), object_index, pixel_index, n_objects
-        )
+        grid = coordinate_grid(*spatial, spacing=spacing, device=prediction.device, dtype=prediction.dtype)
+        grid, on_center = grid.reshape(ndim, n_pixels), center_image.reshape(n_pixels).bool()
+        centers = object_centers(grid, on_center, object_index, pixel_index, n_objects)
         masks = torch.zeros((n_objects, n_pixels), dtype=torch.bool, device=prediction.device)
         masks[object_index, pixel_index] = True
         rows = rows_per_block(n_objects, n_pixels, prediction.device)

@@ -80,15 +80,9 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
 
 
 def invert_components(output: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """Map the channels of a spatially back-transformed output (..., 5, H, W) of the transform
-    (k, flip) back to the original frame (docs/method.md §7.3). Works on raw values (tanh is odd)."""
-    o_x, o_y, s_x, s_y, seed = output.unbind(-3)
-    if flip:
-        o_y = -o_y
-    o_x, o_y = {0: (o_x, o_y), 1: (-o_y, o_x), 2: (-o_x, -o_y), 3: (o_y, -o_x)}[k % 4]
-    if k % 2:
-        s_x, s_y = s_y, s_x
-    return torch.stack((o_x, o_y, s_x, s_y, seed), dim=-3)
+    """2D channel mapping of transform (k, flip); kept for callers until they use
+    :func:`dihedral.invert_output`, which now holds the maths (2D and 3D)."""
+    return dihedral.invert_components(output, (k, flip), 2)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -113,11 +107,11 @@ def predict_tile(
     total = None
     for group in groups:
         for batch in _batches(group, batch_size):
-            inputs = torch.stack([dihedral.forward(tile, k, flip) for k, flip in batch])
+            inputs = torch.stack([dihedral.forward(tile, t) for t in batch])
             inputs = inputs.contiguous(memory_format=torch.channels_last)
             outputs = model(inputs)
-            for output, (k, flip) in zip(outputs, batch):
-                restored = invert_components(dihedral.inverse(output, k, flip), k, flip)
+            for output, t in zip(outputs, batch):
+                restored = dihedral.invert_output(output, t, 2)
                 total = restored if total is None else total + restored
     return total / len(transforms)
 

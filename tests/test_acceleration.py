@@ -29,13 +29,16 @@ from discs import write_crop_folder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def trained_like(seed: int = 0) -> BranchedERFNet:
+BATCH_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def trained_like(seed: int = 0, ndim: int = 2) -> BranchedERFNet:
     """An ERF-Net whose BatchNorms hold non-trivial statistics and affine parameters, as after
     training (fresh ones are the identity map and would hide a wrong fold)."""
     torch.manual_seed(seed)
-    model = BranchedERFNet()
+    model = BranchedERFNet(ndim=ndim)
     with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        for bn in (m for m in model.modules() if isinstance(m, BATCH_NORMS)):
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
             bn.weight.uniform_(0.5, 1.5)
@@ -85,13 +88,14 @@ def assert_gradients_close(expected: list[torch.Tensor], got: list[torch.Tensor]
         assert float((a - b).abs().max()) <= COMPILE_TOLERANCE * scale
 
 
-def test_folded_network_matches_and_leaves_the_model_alone() -> None:
-    model = trained_like()
+@pytest.mark.parametrize(("ndim", "shape"), [(2, (2, 1, 64, 48)), (3, (1, 1, 16, 32, 24))])
+def test_folded_network_matches_and_leaves_the_model_alone(ndim: int, shape: tuple[int, ...]) -> None:
+    model = trained_like(ndim=ndim)
     before = {key: value.clone() for key, value in model.state_dict().items()}
     folded = fold_batchnorm(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert not any(isinstance(m, BATCH_NORMS) for m in folded.modules())
     assert not any(p.requires_grad for p in folded.parameters())
-    x = torch.rand(2, 1, 64, 48)
+    x = torch.rand(shape)
     with torch.no_grad():
         assert max_relative(model(x), folded(x)) < 1e-5
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
@@ -105,6 +109,16 @@ def test_inference_model_gives_the_same_tta_prediction() -> None:
     fast = inference_model(model)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
     assert max_relative(plain, predict.predict_raw(fast, image, tta=True)) < 1e-5
+
+
+def test_3d_inference_model_matches_the_model() -> None:
+    model = trained_like(2, ndim=3)
+    fast = inference_model(model)
+    weights = [p for p in fast.parameters() if p.dim() == 5]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in weights)
+    x = torch.rand(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        assert max_relative(model(x), fast(x)) < 1e-5
 
 
 def test_compiled_small_network_matches_eager() -> None:

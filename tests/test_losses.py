@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from embedseg import losses
-from embedseg.embedding import coordinate_grid
+from embedseg.embedding import (
+    GRID_SPACING,
+    coordinate_grid,
+    grid_spacing,
+    spatial_embedding,
+    spatial_embedding_at,
+)
 from embedseg.losses import SpatialEmbLoss, object_centers, object_pixels
 
 from discs import disc_centers, disc_labels, disc_stack
@@ -33,17 +39,39 @@ def reference_lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.
     return torch.dot(torch.relu(errors_sorted), grad)
 
 
+def official_grid(
+    shape: tuple[int, ...],
+    anisotropy: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """(D, *shape) grid built as the official losses build theirs: ``linspace(0, pixel, grid)`` per
+    axis with grid 1024 and pixel 1 in x and y, and in 3-D pixel_z = (n_z − 1)/(n_x − 1)·anisotropy
+    (``create_dicts``), here with n_z = 2·Z (any n_z ≥ Z gives the same δ_z), cut to `shape`."""
+    axes = [torch.linspace(0, 1, 1024, dtype=dtype)[:n] for n in shape[-2:]]  # y, x
+    if len(shape) == 3:
+        n_z = 2 * shape[0]
+        axes.insert(0, torch.linspace(0, (n_z - 1) / 1023 * anisotropy, n_z, dtype=dtype)[: shape[0]])
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1])  # channel order x, y(, z)
+
+
 def reference_loss(
-    prediction: torch.Tensor, masks_per_image: list[list[torch.Tensor]], center_images: torch.Tensor, variance_loss: str
+    prediction: torch.Tensor,
+    masks_per_image: list[list[torch.Tensor]],
+    center_images: torch.Tensor,
+    variance_loss: str,
+    anisotropy: float = 1.0,
 ) -> tuple[torch.Tensor, list[float]]:
-    """Loss of docs/method.md §4 with one Python iteration per object (boolean masks (H, W) per object)."""
+    """Loss of docs/method.md §4 with one Python iteration per object (boolean masks (*S) per
+    object), for D = 2 or 3 as the official my_loss.py / my_loss_3d.py."""
     total, ious = 0.0, []
     for pred, masks, center_image in zip(prediction, masks_per_image, center_images):
-        _, height, width = pred.shape
-        grid = coordinate_grid(height, width, dtype=pred.dtype)
-        embeddings = torch.tanh(pred[0:2]) + grid
-        sigma, seed = pred[2:4], torch.sigmoid(pred[4])
-        foreground = torch.zeros((height, width), dtype=torch.bool)
+        ndim = pred.dim() - 1
+        spatial = pred.shape[1:]
+        point = (ndim,) + (1,) * ndim  # shape of one grid coordinate, broadcast over the image
+        grid = official_grid(tuple(spatial), anisotropy, pred.dtype)
+        embeddings = torch.tanh(pred[0:ndim]) + grid
+        sigma, seed = pred[ndim : 2 * ndim], torch.sigmoid(pred[2 * ndim])
+        foreground = torch.zeros(spatial, dtype=torch.bool)
         for mask in masks:
             foreground |= mask
         seed_loss = seed[~foreground].pow(2).sum()
@@ -51,16 +79,16 @@ def reference_loss(
         for mask in masks:
             centers_inside = mask & center_image.bool()
             if centers_inside.sum() == 1:
-                center = grid[:, centers_inside].view(2, 1, 1)
+                center = grid[:, centers_inside].view(point)
             else:
-                center = grid[:, mask].mean(dim=1).view(2, 1, 1)
-            sigma_in = sigma[:, mask]  # (2, N)
-            sigma_mean = sigma_in.mean(dim=1).view(2, 1, 1)
+                center = grid[:, mask].mean(dim=1).view(point)
+            sigma_in = sigma[:, mask]  # (D, N)
+            sigma_mean = sigma_in.mean(dim=1).view(ndim, 1, 1)
             if variance_loss == "paper":
-                variance = variance + torch.mean((sigma_in - sigma_mean.detach()) ** 2)  # (2, 2, N)
+                variance = variance + torch.mean((sigma_in - sigma_mean.detach()) ** 2)  # (D, D, N)
             else:
                 variance = variance + torch.mean((sigma_in - sigma_mean[..., 0].detach()) ** 2)
-            s = torch.exp(10 * sigma_mean)
+            s = torch.exp(10 * sigma_mean).view(point)
             phi = torch.exp(-torch.sum((embeddings - center) ** 2 * s, dim=0))
             instance_loss = instance_loss + reference_lovasz_hinge(2 * phi.flatten() - 1, mask.flatten().to(pred.dtype))
             seed_loss = seed_loss + 10 * torch.sum((seed[mask] - phi[mask].detach()) ** 2)
@@ -68,7 +96,7 @@ def reference_loss(
             ious.append(float((predicted & mask).sum() / (predicted | mask).sum()))
         if masks:
             instance_loss, variance = instance_loss / len(masks), variance / len(masks)
-        total = total + instance_loss + 10 * variance + seed_loss / (height * width)
+        total = total + instance_loss + 10 * variance + seed_loss / spatial.numel()
     return total / len(prediction), ious
 
 
@@ -178,3 +206,96 @@ def test_float32_scores_that_underflow_do_not_change_the_loss() -> None:
     expected, expected_ious = reference_loss(pred, masks, centers, "paper")
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
     assert ious.tolist() == pytest.approx(expected_ious, abs=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3-D: the grid of the official my_loss_3d.py and the loss on ellipsoids
+
+VOLUME = (8, 24, 32)  # (Z, Y, X)
+# (centre z, y, x, semi-axes z, y, x); the second has no stored centre, the third two.
+ELLIPSOIDS = [(3, 7, 8, 2.5, 5, 6), (4, 16, 10, 3, 6, 5), (4, 12, 23, 3.5, 7, 6)]
+STRAY_CENTER_3D = (4, 12, 20)
+
+
+def ellipsoid_volume() -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance ids (1, Z, Y, X) of three ellipsoids (ids 1, 7, 3: need not be consecutive) and
+    their centre image (1, Z, Y, X)."""
+    zz, yy, xx = np.indices(VOLUME)
+    labels = np.zeros(VOLUME, np.int64)
+    centers = np.zeros(VOLUME, bool)
+    for object_id, (cz, cy, cx, az, ay, ax) in zip((1, 7, 3), ELLIPSOIDS):
+        labels[((zz - cz) / az) ** 2 + ((yy - cy) / ay) ** 2 + ((xx - cx) / ax) ** 2 <= 1] = object_id
+        if object_id != 7:
+            centers[cz, cy, cx] = True
+    centers[STRAY_CENTER_3D] = True
+    return torch.from_numpy(labels)[None], torch.from_numpy(centers)[None]
+
+
+def random_prediction_3d(seed: int = 0) -> torch.Tensor:
+    """Raw 3-D outputs (1, 7, Z, Y, X) in float64, offsets of about ±10 voxels, s ≈ e^6."""
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.randn(1, 7, *VOLUME, generator=g, dtype=torch.float64)
+    pred[:, :3] *= 0.01
+    pred[:, 3:6] = 0.6 + 0.05 * pred[:, 3:6]
+    return pred.requires_grad_(True)
+
+
+@pytest.mark.parametrize("anisotropy", [1.0, 2.0, 4.5])
+def test_3d_grid_is_the_official_linspace_grid(anisotropy: float) -> None:
+    spacing = grid_spacing(3, anisotropy)
+    assert spacing == (GRID_SPACING, GRID_SPACING, anisotropy * GRID_SPACING)
+    grid = coordinate_grid(*VOLUME, spacing=spacing, dtype=torch.float64)
+    torch.testing.assert_close(grid, official_grid(VOLUME, anisotropy), rtol=1e-12, atol=1e-15)
+
+
+def test_grid_spacing_rejects_what_has_no_meaning() -> None:
+    assert grid_spacing(2) == (GRID_SPACING, GRID_SPACING)
+    for ndim, anisotropy in ((2, 2.0), (3, 0.0), (4, 1.0)):
+        with pytest.raises(ValueError):
+            grid_spacing(ndim, anisotropy)
+
+
+def test_3d_embedding_at_voxels_equals_the_full_embedding() -> None:
+    offsets = 0.01 * torch.randn(3, *VOLUME, generator=torch.Generator().manual_seed(0))
+    voxels = torch.tensor([0, 1, 31, 32, 24 * 32 - 1, 24 * 32, 5 * 24 * 32 + 77, offsets[0].numel() - 1])
+    spacing = grid_spacing(3, 2.0)
+    full = spatial_embedding(offsets, spacing)
+    assert torch.equal(spatial_embedding_at(offsets, voxels, spacing), full.flatten(1)[:, voxels])
+    # voxel (z=1, y=0, x=0): its z coordinate is δ_z = 2δ
+    assert full[2, 1, 0, 0] - torch.tanh(offsets[2, 1, 0, 0]) == pytest.approx(2 * GRID_SPACING, rel=1e-6)
+
+
+@pytest.mark.parametrize("variance_loss", ["paper", "fixed"])
+@pytest.mark.parametrize("objects_per_block", [1, 100])
+def test_3d_loss_matches_per_object_reference(
+    variance_loss: str, objects_per_block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(losses, "BLOCK_ELEMENTS", objects_per_block * int(np.prod(VOLUME)))
+    instances, centers = ellipsoid_volume()
+    masks = [[instances[0] == i for i in (1, 3, 7)]]  # ascending id: the loss's object order
+    pred = random_prediction_3d()
+    spacing = grid_spacing(3, 2.0)
+    criterion = SpatialEmbLoss(variance_loss=variance_loss, spacing=spacing, foreground_weight=10)
+    loss, ious = criterion(pred, instances, centers)
+    (grad,) = torch.autograd.grad(loss, pred)
+    expected, expected_ious = reference_loss(pred, masks, centers, variance_loss, anisotropy=2.0)
+    (expected_grad,) = torch.autograd.grad(expected, pred)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-15)
+    assert ious.tolist() == pytest.approx(expected_ious, abs=0)
+    assert len(ious) == 3 and 0 < ious.min() and ious.max() < 1
+
+
+def test_3d_loss_depends_on_anisotropy_and_foreground_weight() -> None:
+    instances, centers = ellipsoid_volume()
+    pred = random_prediction_3d(1).detach()
+    loss = {
+        (a, w): SpatialEmbLoss(spacing=grid_spacing(3, a), foreground_weight=w)(pred, instances, centers)[0]
+        for a in (1.0, 3.0)
+        for w in (1.0, 10.0)
+    }
+    assert loss[1.0, 1.0] != loss[3.0, 1.0]
+    assert loss[1.0, 1.0] < loss[1.0, 10.0]  # the foreground seed term is positive
+    # a float spacing is the same δ on every axis
+    isotropic = SpatialEmbLoss(spacing=GRID_SPACING, foreground_weight=1.0)(pred, instances, centers)[0]
+    assert isotropic == loss[1.0, 1.0]

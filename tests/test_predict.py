@@ -73,8 +73,8 @@ def test_tta_of_an_equivariant_predictor_equals_the_plain_output(shape):
     # Each single transform, mapped back, already equals the plain output.
     tile = torch.from_numpy(image)[None]
     for k, flip in predict.dihedral.TRANSFORMS:
-        out = toy(predict.dihedral.forward(tile, k, flip)[None])[0]
-        back = predict.invert_components(predict.dihedral.inverse(out, k, flip), k, flip)
+        out = toy(predict.dihedral.forward(tile, (k, flip))[None])[0]
+        back = predict.invert_components(predict.dihedral.inverse(out, (k, flip)), k, flip)
         torch.testing.assert_close(back, plain, rtol=0, atol=1e-6)
 
 

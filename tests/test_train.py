@@ -46,7 +46,7 @@ def test_dataset_normalises_relabels_and_transforms_all_arrays_alike(crops) -> N
         assert 0 < item["image"].max() <= 1  # /255 of an 8-bit image
         labels = item["instances"].numpy()
         assert np.array_equal(np.unique(labels), np.arange(len(np.unique(raw_mask))))  # 0..K
-        assert np.array_equal(labels > 0, dihedral.forward(raw_mask > 0, k, flip))
+        assert np.array_equal(labels > 0, dihedral.forward(raw_mask > 0, (k, flip)))
         assert np.all(labels[item["center"].numpy()] > 0)  # centres moved together with their objects
 
 

@@ -1,7 +1,8 @@
 """Saving and loading trained networks: our checkpoints and the official EmbedSeg/Neven ones.
 
 Our checkpoint is a ``torch.save`` dict with ``model_state_dict``, ``model_config``
-(constructor arguments of :class:`BranchedERFNet`), ``settings`` (``DatasetSettings.to_dict()``
+(constructor arguments of :class:`BranchedERFNet`, including ``ndim``; configs written before
+3-D support lack it and load as 2-D networks), ``settings`` (``DatasetSettings.to_dict()``
 of the training crops, so prediction normalises exactly as training did), ``epoch``,
 ``best_iou``, ``optim_state_dict``, ``rng_state`` and ``train_args``. Only tensors and plain
 Python values are stored, so every checkpoint loads with ``weights_only=True``.
@@ -108,9 +109,14 @@ def strip_dataparallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[st
 
 
 def load_official_checkpoint(
-    path: str | os.PathLike, in_channels: int = 1, n_sigma: int = 2, device: torch.device | str = "auto"
+    path: str | os.PathLike,
+    in_channels: int = 1,
+    n_sigma: int | None = None,
+    device: torch.device | str = "auto",
+    ndim: int = 2,
 ) -> BranchedERFNet:
-    """Network (eval mode) from an official EmbedSeg/Neven ``.pth`` (``best_iou_model.pth``).
+    """Network (eval mode) from an official EmbedSeg/Neven ``.pth`` (``best_iou_model.pth``):
+    ``ndim=2`` for ``branched_erfnet``, ``ndim=3`` for ``branched_erfnet_3d``; n_sigma defaults to ndim.
 
     Those files hold a pickled dict whose ``model_state_dict`` may carry ``module.`` prefixes.
     They are unpickled with ``weights_only=False``: load only files from a source you trust.
@@ -123,6 +129,6 @@ def load_official_checkpoint(
     state_dict = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, Mapping):
         raise DataError(f"{path}: no model_state_dict inside; expected an EmbedSeg best_iou_model.pth / checkpoint.pth")
-    model = BranchedERFNet(in_channels=in_channels, n_sigma=n_sigma)
+    model = BranchedERFNet(in_channels=in_channels, n_sigma=n_sigma, ndim=ndim)
     model.load_state_dict(strip_dataparallel_prefix(state_dict))
     return model.to(device).eval()

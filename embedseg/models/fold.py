@@ -4,7 +4,7 @@ In eval mode a BatchNorm is a fixed per-channel affine map y = s·x + t (s = γ/
 t = β − s·mean), so the convolution in front of it can absorb it: W' = s·W, b' = s·b + t. The
 network then skips 2 of the 4 passes over every feature map of a residual block. In the
 downsampler the BatchNorm also covers the max-pooled input channels, which have no convolution:
-those keep the affine map (:class:`FoldedDownsampler`).
+those keep the affine map (:class:`FoldedDownsampler`). The same for 2-D and 3-D networks.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from torch import nn
 from .erfnet import BranchedERFNet, DownsamplerBlock, NonBottleneck1d, UpsamplerBlock
 
 
-def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def bn_affine(bn: nn.BatchNorm2d | nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) per channel, in float64, of `bn` in eval mode."""
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     return scale, bn.bias.double() - scale * bn.running_mean.double()
 
 
-def fold_into(conv: nn.Conv2d | nn.ConvTranspose2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+def fold_into(conv: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
     """Make `conv` compute scale·conv(x) + shift (per output channel), in place.
 
-    Output channels are axis 0 of a Conv2d weight and axis 1 of a ConvTranspose2d weight; every
+    Output channels are axis 0 of a ConvNd weight and axis 1 of a ConvTransposeNd weight; every
     convolution of the ERF-Net has a bias. The products are formed in float64, then rounded once.
     """
-    axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+    axis = 1 if isinstance(conv, (nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
     shape = [1] * conv.weight.dim()
     shape[axis] = -1
     with torch.no_grad():
@@ -50,8 +50,9 @@ class FoldedDownsampler(nn.Module):
         self.pool = block.pool
         fold_into(self.conv, scale[:n_conv], shift[:n_conv])
         dtype = block.conv.weight.dtype
-        self.register_buffer("pool_scale", scale[n_conv:].to(dtype).view(1, -1, 1, 1))
-        self.register_buffer("pool_shift", shift[n_conv:].to(dtype).view(1, -1, 1, 1))
+        shape = (1, -1) + (1,) * (block.conv.weight.dim() - 2)  # (1, C, 1, 1[, 1]): per channel
+        self.register_buffer("pool_scale", scale[n_conv:].to(dtype).view(shape))
+        self.register_buffer("pool_shift", shift[n_conv:].to(dtype).view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.addcmul(self.pool_shift, self.pool(x), self.pool_scale)
@@ -63,8 +64,9 @@ def _fold_block(module: nn.Module) -> nn.Module:
     if isinstance(module, DownsamplerBlock):
         return FoldedDownsampler(module)
     if isinstance(module, NonBottleneck1d):
-        for conv, bn_name in ((module.conv1x3_1, "bn1"), (module.conv1x3_2, "bn2")):
-            fold_into(conv, *bn_affine(getattr(module, bn_name)))
+        # Each half's last one-axis convolution feeds its BatchNorm.
+        for names, bn_name in zip(module.conv_names, ("bn1", "bn2")):
+            fold_into(getattr(module, names[-1]), *bn_affine(getattr(module, bn_name)))
             setattr(module, bn_name, nn.Identity())
         module.dropout = nn.Identity()  # eval mode: dropout is the identity anyway
         return module

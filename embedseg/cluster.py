@@ -1,4 +1,5 @@
-"""Greedy seed clustering of the network output into instances (docs/method.md §8, the paper code's "cluster_fast").
+"""Greedy seed clustering of the network output into instances (docs/method.md §8, the paper code's
+"cluster_fast"; in 3D its ``Cluster_3d.cluster``, the same algorithm on voxels).
 
 Semantics kept from the paper code: foreground = seed > fg_thresh; clustering only starts with
 more than `min_mask_sum` foreground pixels and runs while more than `min_unclustered_sum` of them
@@ -7,14 +8,15 @@ in row-major order on ties) and stops once that score is below `seed_thresh`; th
 every foreground pixel whose Gaussian score around the seed's embedding, with the *seed's own*
 bandwidth, is > 0.5; it becomes an object if it has more than `min_object_size` pixels and more
 than half of them are still unclustered (it then overwrites earlier labels); its pixels count as
-clustered whether or not it was accepted.
+clustered whether or not it was accepted. In 3D "pixel" reads "voxel" throughout, sizes included.
 
 Speed: instead of taking an argmax and scoring all foreground pixels at every step, seeds are
 visited in the argmax order (descending score, ascending index), sorted lazily in batches of the
 strongest still-unclustered candidates (:func:`seed_batches`), and each proposal is scored only
 on the pixels whose embedding lies in the box where the score can exceed 0.5, found through a
 bucketing of the embeddings into cells (:class:`EmbeddingCells`). Those scores use the same
-float32 formula as the paper code, so the labels are the same.
+float32 formula as the paper code, so the labels are the same. One code path for 2D and 3D: the
+dimension D comes from the number of output channels (2D+1).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .embedding import GRID_SPACING, SIGMA_SCALE, bandwidth, gaussian_score, spa
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
-# Pixels whose x or y term alone exceeds this are outside the proposal (φ < 0.5 with margin).
+# Pixels whose term of one axis alone exceeds this are outside the proposal (φ < 0.5 with margin).
 _LOG2_WITH_MARGIN = math.log(2.0) * (1 + 1e-3)
 
 
@@ -82,44 +84,48 @@ def seed_batches(
 
 
 class EmbeddingCells:
-    """Foreground pixels bucketed by their embedding into square cells, to find the pixels near a
-    seed without scanning all of them.
+    """Foreground pixels bucketed by their embedding into square (2D) or cubic (3D) cells, to find
+    the pixels near a seed without scanning all of them.
 
-    Cells have side `cell` (grid units); pixels are sorted by cell (row-major over cells), so the
-    pixels of one row of cells within an x range are one contiguous run of the sorted order.
+    Cells have side `cell` (grid units); pixels are sorted by cell, x fastest, then y (then z), so
+    the pixels of one row of cells within an x range are one contiguous run of the sorted order.
     """
 
     def __init__(self, embeddings: np.ndarray, cell: float) -> None:
+        """embeddings: (D, K) grid coordinates (x, y[, z]) of K pixels."""
         self.origin, self.end = embeddings.min(axis=1).tolist(), embeddings.max(axis=1).tolist()
         self.cell = cell
         # float64, as the box bounds: a float32 rounding must not push a pixel out of its box.
         offsets = embeddings.astype(np.float64) - np.asarray(self.origin)[:, None]
         cells = np.floor(offsets / cell).astype(np.int64)
-        self.n_x = int(cells[0].max()) + 2  # room for the exclusive upper bound of a range
-        keys = cells[1] * self.n_x + cells[0]
+        extents = (cells.max(axis=1) + 1).tolist()
+        extents[0] += 1  # room for the exclusive upper bound of an x range
+        self.strides = [math.prod(extents[:d]) for d in range(len(extents))]  # x: 1, y: n_x, z: n_x·n_y
+        keys = sum(cells[d] * stride for d, stride in enumerate(self.strides))
         self.order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[self.order]
 
-    def pixels_in_box(self, center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
-        """Indices of every pixel whose cell overlaps the box center ± radii (x, y) — a superset
-        of the pixels inside it. Scalar Python arithmetic: this runs once per seed."""
-        # Clipping to the occupied extent also tames infinite radii (bandwidth exp(10σ) = 0).
-        (x_lo, x_hi), (y_lo, y_hi) = (
-            (max(c - r, o), min(c + r, e)) for c, r, o, e in zip(center, radii, self.origin, self.end)
-        )
-        if x_lo > x_hi or y_lo > y_hi:
-            return np.empty(0, dtype=np.int64)
-        x_first, x_last, y_first, y_last = (
-            math.floor((v - o) / self.cell)
-            for v, o in ((x_lo, self.origin[0]), (x_hi, self.origin[0]), (y_lo, self.origin[1]), (y_hi, self.origin[1]))
-        )
-        rows = np.arange(y_first, y_last + 1) * self.n_x
-        starts = np.searchsorted(self.sorted_keys, rows + x_first, side="left")
-        ends = np.searchsorted(self.sorted_keys, rows + x_last + 1, side="left")
+    def pixels_in_box(self, center: list[float], radii: tuple[float, ...]) -> np.ndarray:
+        """Indices of every pixel whose cell overlaps the box center ± radii (x, y[, z]) — a
+        superset of the pixels inside it. Scalar Python arithmetic: this runs once per seed."""
+        first, last = [], []
+        for c, r, o, e in zip(center, radii, self.origin, self.end):
+            # Clipping to the occupied extent also tames infinite radii (bandwidth exp(10σ) = 0).
+            lo, hi = max(c - r, o), min(c + r, e)
+            if lo > hi:
+                return np.empty(0, dtype=np.int64)
+            first.append(math.floor((lo - o) / self.cell))
+            last.append(math.floor((hi - o) / self.cell))
+        # Key of the first x cell of every row of cells (y[, z]) in the box.
+        rows = np.arange(first[1], last[1] + 1) * self.strides[1]
+        for d in range(2, len(first)):
+            rows = np.add.outer(np.arange(first[d], last[d] + 1) * self.strides[d], rows).ravel()
+        starts = np.searchsorted(self.sorted_keys, rows + first[0], side="left")
+        ends = np.searchsorted(self.sorted_keys, rows + last[0] + 1, side="left")
         lengths = ends - starts
         # Concatenate the runs starts[i]:ends[i] without a Python loop.
-        first = np.cumsum(lengths) - lengths
-        positions = np.arange(lengths.sum()) + np.repeat(starts - first, lengths)
+        offsets = np.cumsum(lengths) - lengths
+        positions = np.arange(lengths.sum()) + np.repeat(starts - offsets, lengths)
         return self.order[positions]
 
 
@@ -128,8 +134,8 @@ def greedy_cluster(
 ) -> np.ndarray:
     """Labels (K,) int64 (0 = unassigned) of K foreground pixels.
 
-    embeddings: (2, K) grid coordinates (x, y); sigma_raw: (2, K); seeds: (K,) in [0, 1], all on
-    one device, pixels in row-major order. The Gaussian scores are computed on that device; the
+    embeddings: (D, K) grid coordinates (x, y[, z]); sigma_raw: (D, K); seeds: (K,) in [0, 1], all
+    on one device, pixels in row-major order. The Gaussian scores are computed on that device; the
     per-step bookkeeping (a few small index operations) runs in NumPy, which is much cheaper per
     call than torch on CPU and needs one device→host copy per step on CUDA anyway.
     """
@@ -206,7 +212,7 @@ def single_torch_thread() -> Iterator[None]:
 
 def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-major indices (K,) of the pixels with sigmoid(seed logit) > `fg_thresh`, and their
-    seed scores (K,), from logits (H, W).
+    seed scores (K,), from logits (H, W) or (Z, Y, X).
 
     The sigmoid runs only on pixels whose logit is within 1 of the threshold's logit or above
     (a superset, since the sigmoid is monotone), not on the whole image; the test itself is the
@@ -223,19 +229,28 @@ def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torc
 
 
 @single_torch_thread()
-def cluster(raw: torch.Tensor, params: ClusterParams = ClusterParams(), spacing: float = GRID_SPACING) -> np.ndarray:
-    """Instance labels (H, W) (uint16, or uint32 above 65535 objects) from raw outputs.
+def cluster(
+    raw: torch.Tensor,
+    params: ClusterParams = ClusterParams(),
+    spacing: float | tuple[float, ...] = GRID_SPACING,
+) -> np.ndarray:
+    """Instance labels of the spatial shape (uint16, or uint32 above 65535 objects) from raw outputs.
 
-    raw: (5, H, W) float tensor [o_x, o_y, σ_x, σ_y, seed logit] — averaged raw values (TTA);
-    tanh/exp/sigmoid are applied here. Runs on raw's device (CPU work on one thread, see
-    :func:`single_torch_thread`).
+    raw: (2D+1, *spatial) float tensor — (5, H, W) [o_x, o_y, σ_x, σ_y, seed logit] or
+    (7, Z, Y, X) [o_x, o_y, o_z, σ_x, σ_y, σ_z, seed logit] — averaged raw values (TTA);
+    tanh/exp/sigmoid are applied here. `spacing`: the grid step δ, one float (isotropic) or
+    per embedding axis (δ_x, δ_y[, δ_z]) as ``embedding.grid_spacing``. Runs on raw's device
+    (CPU work on one thread, see :func:`single_torch_thread`).
     """
-    height, width = raw.shape[-2:]
-    foreground, seeds = foreground_pixels(raw[4], params.fg_thresh)
-    labels = np.zeros(height * width, dtype=np.int64)
+    ndim = (raw.shape[0] - 1) // 2
+    if ndim not in (2, 3) or raw.dim() != ndim + 1:
+        raise ValueError(f"expected raw outputs of shape (5, H, W) or (7, Z, Y, X), got {tuple(raw.shape)}")
+    spatial = raw.shape[1:]
+    foreground, seeds = foreground_pixels(raw[2 * ndim], params.fg_thresh)
+    labels = np.zeros(math.prod(spatial), dtype=np.int64)
     if foreground.numel() > params.min_mask_sum:
-        embeddings = spatial_embedding_at(raw[0:2], foreground, spacing)
-        sigma_raw = raw[2:4].flatten(1)[:, foreground]
+        embeddings = spatial_embedding_at(raw[0:ndim], foreground, spacing)
+        sigma_raw = raw[ndim : 2 * ndim].flatten(1)[:, foreground]
         labels[foreground.cpu().numpy()] = greedy_cluster(embeddings, sigma_raw, seeds, params)
-    labels = labels.reshape(height, width)
+    labels = labels.reshape(spatial)
     return labels.astype(label_dtype(int(labels.max())))

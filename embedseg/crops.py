@@ -1,20 +1,26 @@
 """Object-centred training crops with centre images (docs/method.md §5; `embedseg crops`).
 
 For every object of a training image (ascending id order; index j names the files
-``<base>_<jjj>.tif``) a crop_size × crop_size window is centred on the object's centroid and
-clipped into the image; images smaller than the crop are skipped (no padding), as in the paper
-code. The crop's centre image marks one pixel per object that has pixels inside the crop, computed
-from the object's *visible* pixels only, so objects cut by the crop border get the centre of their
-visible part. An object's medoid depends only on which of its pixels are visible, so it is
-computed once per distinct visible part and reused across the crops of an image.
+``<base>_<jjj>.tif``) a window of the crop shape (crop_size × crop_size in 2D, Z × Y × X per axis
+in 3D) is centred on the object's centroid and clipped into the image; images smaller than the
+crop in any axis are skipped (no padding), as in the paper code (3D: its ``process_3d``, which
+visits the ids in a random order; the order only changes the file names). The crop's centre
+image marks one pixel per object that has pixels inside the crop, computed from the object's
+*visible* pixels only, so objects cut by the crop border get the centre of their visible part.
+An object's medoid depends only on which of its pixels are visible, so it is computed once per
+distinct visible part and reused across the crops of an image. In 3D the medoid measures
+distances with z stretched by the anisotropy (voxel z / voxel x), as the official
+``generate_center_image_3d``.
 
 Output (CROPS_DIR/{train,val}/{images,masks,centers}/<base>_<jjj>.tif): images in their stored
 dtype for `absolute` normalisation, else normalised over the whole image first (float32;
 ``prenormalized`` in the settings), masks uint16 (one-hot data: (K, H, W) stacks of the objects visible in the crop), centre
-images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center";
-CROPS_DIR/crops.json = the sha256 of every crop file and of dataset.json (:func:`crops_digest`),
-which `train` records to resume only on the same crops. CROPS_DIR follows the output policy of
-:mod:`embedseg.outputs`: built next to it and swapped in when complete.
+images uint8 0/1; CROPS_DIR/dataset.json = the data set's settings plus "center" (and, in 3D,
+the data-derived "foreground_weight", :func:`foreground_weight`); CROPS_DIR/crops.json = "ndim",
+"anisotropy", "crop_size" (per axis), "foreground_weight" and the sha256 of every crop file and
+of dataset.json (:func:`crops_digest`), which `train` records to resume only on the same crops.
+CROPS_DIR follows the output policy of :mod:`embedseg.outputs`: built next to it and swapped in
+when complete.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .centers import CENTER_FUNCTIONS, CENTER_TYPES
+from .centers import CENTER_TYPES, object_center
 from .data.splits import PAPER_SPLIT_SEED
 from .dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
@@ -46,7 +52,7 @@ CROP_FOLDERS = ("images", "masks", "centers")
 
 @dataclass(frozen=True)
 class LabelledObject:
-    """One object of a full image: pixel coordinates (N, 2) as (y, x) in row-major order."""
+    """One object of a full image: pixel coordinates (N, D) as (y, x) / (z, y, x), row-major order."""
 
     index: int  # position in ascending id order (one-hot: slice index); names the crop
     coords: np.ndarray
@@ -57,12 +63,13 @@ class LabelledObject:
 
     @cached_property
     def box(self) -> tuple[np.ndarray, np.ndarray]:
-        """Bounding box: (y, x) of the first pixel and one past the last."""
+        """Bounding box: coordinates of the first pixel and one past the last, per axis."""
         return self.coords.min(axis=0), self.coords.max(axis=0) + 1
 
 
 def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
-    """Objects of a label image (H, W) (ascending ids) or one-hot stack (K, H, W) (slice order).
+    """Objects of a label image (H, W) or volume (Z, Y, X) (ascending ids), or of a one-hot
+    stack (K, H, W) (slice order).
 
     Empty slices of a one-hot stack are skipped but keep their index in the numbering.
     """
@@ -79,29 +86,35 @@ def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
     return [LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1)) for j, group in enumerate(groups)]
 
 
-def crop_origin(centroid: np.ndarray, crop_size: int, shape: tuple[int, int]) -> tuple[int, int]:
-    """Top-left (y0, x0) of the window centred on `centroid`, clipped into an image of `shape`."""
-    top, left = (int(np.clip(c - crop_size / 2, 0, size - crop_size)) for c, size in zip(centroid, shape))
-    return top, left
+def crop_origin(
+    centroid: np.ndarray, crop_size: int | tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[int, ...]:
+    """First corner ((z0,) y0, x0) of the window centred on `centroid`, clipped into an image of
+    `shape`; `crop_size` is one edge length or one per axis."""
+    sizes = np.broadcast_to(crop_size, len(shape))
+    return tuple(int(np.clip(c - s / 2, 0, n - s)) for c, s, n in zip(centroid, sizes, shape))
 
 
 def center_image(
     objects: list[LabelledObject],
-    origin: tuple[int, int],
-    crop_size: int,
+    origin: tuple[int, ...],
+    crop_size: int | tuple[int, ...],
     kind: str,
-    cache: dict[tuple, tuple[int, int] | None],
+    cache: dict[tuple, tuple[int, ...] | None],
+    anisotropy: float = 1.0,
 ) -> np.ndarray:
-    """Centre image (crop_size, crop_size) uint8 for the window at `origin`.
+    """Centre image of the crop's shape ((Z,) Y, X), uint8, for the window at `origin`.
 
     Each object with pixels in the window gets one centre from its visible pixels. The visible
     pixels are fixed by the part of the object's bounding box inside the window, and a medoid
     does not change when its pixels are shifted, so `cache` keeps medoids (image coordinates)
-    by (object, visible box) across the crops of one image.
+    by (object, visible box) across the crops of one image. `anisotropy` (3D: voxel z / voxel x)
+    weighs z in the medoid's distances.
     """
-    image = np.zeros((crop_size, crop_size), dtype=np.uint8)
+    shape = tuple(np.broadcast_to(crop_size, len(origin)).tolist())
+    image = np.zeros(shape, dtype=np.uint8)
     lo = np.asarray(origin)
-    hi = lo + crop_size
+    hi = lo + shape
     for obj in objects:
         visible_lo, visible_hi = np.maximum(obj.box[0], lo), np.minimum(obj.box[1], hi)
         if np.any(visible_lo >= visible_hi):
@@ -111,16 +124,26 @@ def center_image(
         # coordinates every time, as in the paper code.
         if kind == "centroid" or key not in cache:
             inside = np.all((obj.coords >= lo) & (obj.coords < hi), axis=1)
-            center = CENTER_FUNCTIONS[kind](obj.coords[inside] - lo) if inside.any() else None
+            visible = obj.coords[inside] - lo
+            center = object_center(visible, kind, anisotropy=anisotropy) if inside.any() else None
             cache[key] = None if center is None else tuple(np.add(center, lo))
         if cache[key] is not None:
-            y, x = np.subtract(cache[key], lo)
-            image[y, x] = 1
+            image[tuple(np.subtract(cache[key], lo))] = 1
     return image
 
 
-def check_pair(image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: Path, mask_path: Path) -> None:
-    """Raise DataError unless image (H, W)/(C, H, W) and masks (H, W)/(K, H, W) fit together."""
+def check_pair(
+    image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: Path, mask_path: Path, ndim: int = 2
+) -> None:
+    """Raise DataError unless image and masks fit together: 2D (H, W)/(C, H, W) with (H, W)/(K, H, W),
+    3D (Z, Y, X)/(C, Z, Y, X) with (Z, Y, X)."""
+    if ndim == 3:
+        if image.ndim not in (3, 4) or masks.shape != image.shape[-3:]:
+            raise DataError(
+                f"{mask_path}: 3D mask of shape {masks.shape} does not fit image {image_path} of shape "
+                f"{image.shape}; expected a (Z, Y, X) label stack and a (Z, Y, X) or (C, Z, Y, X) image"
+            )
+        return
     if image.ndim not in (2, 3):
         raise DataError(f"{image_path}: image must be (H, W) or (C, H, W), got shape {image.shape}")
     expected_ndim = 3 if one_hot else 2
@@ -133,52 +156,66 @@ def check_pair(image: np.ndarray, masks: np.ndarray, one_hot: bool, image_path: 
         raise DataError(f"{mask_path}: mask size {masks.shape[-2:]} differs from image {image_path} {image.shape[-2:]}")
 
 
-def crop_pair(image_path: Path, mask_path: Path, out_dir: Path, settings: DatasetSettings) -> int | None:
-    """Write the crops of one image into out_dir/{images,masks,centers}; returns their number,
-    None when the image is smaller than the crop."""
-    crop_size, kind, one_hot = settings.crop_size, settings.center, settings.one_hot
+def crop_pair(
+    image_path: Path, mask_path: Path, out_dir: Path, settings: DatasetSettings
+) -> tuple[int | None, float | None]:
+    """Write the crops of one image into out_dir/{images,masks,centers}.
+
+    Returns their number (None when the image is smaller than the crop) and, in 3D, the mask's
+    #background / #foreground voxels for :func:`foreground_weight` (None in 2D or without
+    foreground).
+    """
+    kind, one_hot, ndim = settings.center, settings.one_hot, settings.ndim
+    crop_shape = settings.crop_shape
     image = read_image(image_path)
     if settings.prenormalized:
         image = normalize(image, settings)
     masks = read_labels(mask_path)
-    check_pair(image, masks, one_hot, image_path, mask_path)
-    height, width = masks.shape[-2:]
-    if height < crop_size or width < crop_size:
+    check_pair(image, masks, one_hot, image_path, mask_path, ndim)
+    shape = masks.shape[-ndim:]
+    n_foreground = np.count_nonzero(masks) if ndim == 3 else 0  # the 2D weight is fixed
+    ratio = (masks.size - n_foreground) / n_foreground if n_foreground else None
+    if any(n < s for n, s in zip(shape, crop_shape)):
         log.warning(
-            "%s: %dx%d is smaller than the crop size %d; no crops (as in the paper code)",
+            "%s: %s is smaller than the crop size %s; no crops (as in the paper code)",
             image_path.name,
-            height,
-            width,
-            crop_size,
+            "x".join(map(str, shape)),
+            "x".join(map(str, crop_shape)),
         )
-        return None
+        return None, ratio
     if not one_hot:
         # A one-hot stack would be filled in 3-D by the official code, a no-op; filling a curled
-        # worm's slice in 2-D would also swallow the background it encloses.
+        # worm's slice in 2-D would also swallow the background it encloses. Label volumes are
+        # filled in 3-D, as the official process_3d does.
         masks = fill_label_holes(masks)
     objects = labelled_objects(masks, one_hot)
-    center_cache: dict[tuple, tuple[int, int] | None] = {}
+    center_cache: dict[tuple, tuple[int, ...] | None] = {}
     n_written = 0
     for obj in objects:
-        top, left = crop_origin(obj.centroid, crop_size, (height, width))
-        window = (slice(top, top + crop_size), slice(left, left + crop_size))
+        origin = crop_origin(obj.centroid, crop_shape, shape)
+        window = tuple(slice(o, o + s) for o, s in zip(origin, crop_shape))
         mask_crop = masks[(Ellipsis, *window)]
         if one_hot:
             if not mask_crop[obj.index].any():
                 continue
             mask_crop = mask_crop[mask_crop.any(axis=(1, 2))]
         name = f"{image_path.stem}_{obj.index:03d}.tif"
+        centers = center_image(objects, origin, crop_shape, kind, center_cache, settings.anisotropy)
         write_tiff(out_dir / "images" / name, image[(Ellipsis, *window)])
         write_labels(out_dir / "masks" / name, mask_crop)
-        write_tiff(out_dir / "centers" / name, center_image(objects, (top, left), crop_size, kind, center_cache))
+        write_tiff(out_dir / "centers" / name, centers)
         n_written += 1
-    return n_written
+    return n_written, ratio
 
 
-def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSettings) -> int:
+def crop_subset(
+    data_dir: Path, subset: str, out_dir: Path, settings: DatasetSettings
+) -> tuple[int, list[float]]:
     """Crop every image of data_dir/subset/images (masks of the same name in masks/).
 
     `settings` gives the crop size, centre type (``center``), one-hot layout and normalisation.
+    Returns the number of crops and the #background / #foreground ratio of every mask with
+    foreground.
     """
     image_paths = list_images(data_dir / subset / "images")
     if subset == "train" and not image_paths:
@@ -186,26 +223,40 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSet
     mask_dir = data_dir / subset / "masks"
     for folder in CROP_FOLDERS:
         (out_dir / subset / folder).mkdir(parents=True, exist_ok=True)
-    counts = []
+    counts, ratios = [], []
     for image_path in tqdm(image_paths, desc=f"crops {subset}", unit="image"):
         mask_path = mask_dir / image_path.name
         if not mask_path.exists():
             raise DataError(f"{mask_path}: mask missing for image {image_path}; every image needs a same-named mask")
-        counts.append(crop_pair(image_path, mask_path, out_dir / subset, settings))
+        count, ratio = crop_pair(image_path, mask_path, out_dir / subset, settings)
+        counts.append(count)
+        if ratio is not None:
+            ratios.append(ratio)
     n_crops = sum(count or 0 for count in counts)
     if counts and not n_crops:
         small = counts.count(None)
         reasons = []
         if small:
+            size = "x".join(map(str, settings.crop_shape)) if settings.ndim == 3 else settings.crop_shape[0]
             reasons.append(
-                f"{small} smaller than the crop size {settings.crop_size} (pass a smaller --crop-size, a multiple of 8)"
+                f"{small} smaller than the crop size {size} (pass a smaller --crop-size, a multiple of 8)"
             )
         if small < len(counts):
             reasons.append(f"{len(counts) - small} with no objects in their masks (annotate them)")
         raise DataError(
             f"{data_dir / subset / 'images'}: no crops from its {len(counts)} image(s): " + "; ".join(reasons)
         )
-    return n_crops
+    return n_crops, ratios
+
+
+def foreground_weight(settings: DatasetSettings, ratios: list[float]) -> float:
+    """Seed-loss weight of foreground pixels: 10 in 2D; in 3D the mean over the cropped images'
+    masks (train, and val when validation uses whole images) of #background / #foreground, as the
+    official ``calculate_foreground_weight`` (masks without foreground are left out; the
+    official code would divide by zero)."""
+    if settings.ndim == 2 or not ratios:
+        return 10.0
+    return float(np.mean(ratios))
 
 
 def hold_out_val_crops(crops_dir: Path, fraction: float, seed: int) -> list[str]:
@@ -247,11 +298,13 @@ def make_crops(
     data_dir: str | os.PathLike,
     crops_dir: str | os.PathLike,
     center: str,
-    crop_size: int | None = None,
+    crop_size: int | tuple[int, ...] | None = None,
     seed: int = PAPER_SPLIT_SEED,
     force: bool = False,
 ) -> DatasetSettings:
     """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings.
+
+    `crop_size`: one edge length, or one per axis ((Y, X); 3D (Z, Y, X)); None: dataset.json's.
 
     CROPS_DIR is replaced only when complete, and only if it is empty, missing or an earlier
     crops folder (else `force`); it must not overlap DATA_DIR (:mod:`embedseg.outputs`).
@@ -259,9 +312,11 @@ def make_crops(
     data_dir, crops_dir = Path(data_dir), Path(crops_dir)
     if center not in CENTER_TYPES:
         raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
-    if crop_size is not None and (crop_size <= 0 or crop_size % 8):
+    sizes = () if crop_size is None else np.atleast_1d(crop_size).tolist()
+    if any(size <= 0 or size % 8 for size in sizes):
         raise DataError(
-            f"--crop-size {crop_size}: must be a positive multiple of 8 (the network halves the crops three times)"
+            f"--crop-size {' '.join(map(str, sizes))}: every size must be a positive multiple of 8 "
+            "(the network halves the crops three times)"
         )
     with replacing(crops_dir, CROPS, {"DATA_DIR": data_dir}, force) as staging:
         settings = DatasetSettings.load(data_dir)
@@ -269,11 +324,11 @@ def make_crops(
             settings,
             center=center,
             prenormalized=settings.normalization != "absolute",
-            **({"crop_size": crop_size} if crop_size else {}),
+            **({"crop_size": sizes[0] if len(sizes) == 1 else tuple(sizes)} if sizes else {}),
         )
         subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
-        for subset in subsets:
-            crop_subset(data_dir, subset, staging, settings)
+        ratios = [r for subset in subsets for r in crop_subset(data_dir, subset, staging, settings)[1]]
+        settings.foreground_weight = foreground_weight(settings, ratios)
         if settings.val_split == "crop":
             held_out = hold_out_val_crops(staging, settings.val_fraction, seed)
             if not held_out:
@@ -285,7 +340,15 @@ def make_crops(
         digest = crops_digest(staging)
         write_json(
             staging / CROPS.markers[0],
-            {"data_dir": str(data_dir.resolve()), "sha256": digest_sha256(digest), "files": digest},
+            {
+                "data_dir": str(data_dir.resolve()),
+                "ndim": settings.ndim,
+                "anisotropy": settings.anisotropy,
+                "crop_size": list(settings.crop_shape),
+                "foreground_weight": settings.foreground_weight,
+                "sha256": digest_sha256(digest),
+                "files": digest,
+            },
         )
     return settings
 
@@ -295,7 +358,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="CROPS_DIR", help="output folder for the crops")
     parser.add_argument("--center", choices=CENTER_TYPES, default="medoid", help="centre marked in the centre images")
     parser.add_argument(
-        "--crop-size", type=int, default=None, help="crop edge length in pixels (default: crop_size of dataset.json)"
+        "--crop-size",
+        type=int,
+        nargs="+",
+        metavar="N",
+        default=None,
+        help="crop edge length in pixels, one for every axis or one per axis (3D: Z Y X; default: crop_size "
+        "of dataset.json)",
     )
     parser.add_argument(
         "--seed",

@@ -157,3 +157,89 @@ def test_distance_sums_are_sequential_column_sums_bit_for_bit(columns, block_ele
         np.testing.assert_array_equal(
             centers.distance_sums(coords, cols, **options), sequential_column_sums(coords, cols)
         )
+
+
+def brute_force_medoid_3d(coords: np.ndarray, anisotropy: float) -> tuple[int, ...]:
+    """The official 3D definition: distances between (x, y, a·z), summed per column in row order,
+    first minimum."""
+    points = np.stack([coords[:, 2], coords[:, 1], anisotropy * coords[:, 0]], axis=1).astype(np.float64)
+    return tuple(int(v) for v in coords[np.argmin(cdist(points, points).sum(axis=0))])
+
+
+def ellipsoid(shape: tuple[int, int, int], radii: tuple[float, float, float]) -> np.ndarray:
+    zz, yy, xx = np.indices(shape) - (np.array(shape) // 2)[:, None, None, None]
+    return (zz / radii[0]) ** 2 + (yy / radii[1]) ** 2 + (xx / radii[2]) ** 2 <= 1
+
+
+def volume_shapes() -> dict[str, np.ndarray]:
+    """3D objects: a nucleus-like ellipsoid, a hollow shell, a C-shaped slab, random blobs."""
+    shell = ellipsoid((11, 21, 21), (5, 10, 10)) & ~ellipsoid((11, 21, 21), (3, 7, 7))
+    c_slab = np.repeat(c_shape()[None, ::2, ::2], 4, axis=0)
+    rng = np.random.default_rng(11)
+    blobs = {f"blob{i}": np.stack([random_blob(rng, 24) for _ in range(5)]) for i in range(3)}
+    return {"ellipsoid": ellipsoid((9, 17, 15), (4, 8, 6)), "shell": shell, "c-slab": c_slab, **blobs}
+
+
+@pytest.mark.parametrize("anisotropy", [1.0, 2.0, 1.7])
+@pytest.mark.parametrize("name", list(volume_shapes()))
+def test_3d_medoid_matches_brute_force_on_both_paths(name, anisotropy, monkeypatch):
+    mask = volume_shapes()[name]
+    coords = np.argwhere(mask)
+    expected = brute_force_medoid_3d(coords, anisotropy)
+    assert centers.medoid(mask, anisotropy) == expected
+    assert centers.object_center(coords, "medoid", anisotropy=anisotropy) == expected
+    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)  # FFT screening for any size
+    assert centers.medoid(coords, anisotropy) == expected
+
+
+def test_anisotropy_moves_the_3d_medoid():
+    """A 5×5 plate with a 16-voxel post: how far up the post the medoid sits depends on how long
+    a z step is against the plate's in-plane extent."""
+    mask = np.zeros((17, 5, 5), dtype=bool)
+    mask[0] = True
+    mask[:, 2, 2] = True
+    medoids = {a: centers.medoid(mask, a) for a in (0.5, 1.0, 4.0)}
+    assert len(set(medoids.values())) == 3
+    for anisotropy, medoid in medoids.items():
+        assert medoid == brute_force_medoid_3d(np.argwhere(mask), anisotropy)
+
+
+@pytest.mark.parametrize("anisotropy", [1.0, 2.5, 0.3])
+def test_3d_distance_sums_are_sequential_column_sums_bit_for_bit(anisotropy):
+    rng = np.random.default_rng(6)
+    mask = rng.random((4, 9, 8)) < 0.6
+    coords = np.argwhere(mask)
+    points = np.stack([coords[:, 2], coords[:, 1], anisotropy * coords[:, 0]], axis=1).astype(np.float64)
+    distances = cdist(points, points)
+    sequential = np.zeros(len(coords))
+    for row in distances:
+        sequential += row
+    np.testing.assert_array_equal(centers.distance_sums(coords, anisotropy=anisotropy), sequential)
+    columns = np.array([4, 0])
+    np.testing.assert_array_equal(
+        centers.distance_sums(coords, columns, block_elements=1, anisotropy=anisotropy), sequential[columns]
+    )
+
+
+def test_3d_approximate_medoid_and_centroid_follow_the_official_formulas():
+    rng = np.random.default_rng(2)
+    mask = np.stack([random_blob(rng, 32) for _ in range(6)])
+    z, y, x = np.where(mask)
+    zm, ym, xm = np.median(z), np.median(y), np.median(x)
+    for anisotropy in (1.0, 3.0):
+        index = np.argmin((x - xm) ** 2 + (y - ym) ** 2 + (anisotropy * (z - zm)) ** 2)
+        assert centers.approximate_medoid(mask, anisotropy) == (z[index], y[index], x[index])
+    expected = tuple(int(v) for v in np.round([z.mean(), y.mean(), x.mean()]))
+    assert centers.centroid(mask) == expected == centers.object_center(np.argwhere(mask), "centroid", 3.0)
+
+
+def test_3d_masks_and_coordinates_agree_and_bad_input_is_named():
+    mask = volume_shapes()["shell"]
+    for kind in centers.CENTER_TYPES:
+        centre = centers.object_center(mask, kind, anisotropy=2.0)
+        assert len(centre) == 3 and all(isinstance(v, int) for v in centre)
+        assert centre == centers.object_center(np.argwhere(mask), kind, anisotropy=2.0)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        centers.medoid(np.zeros((5, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="z only"):
+        centers.medoid(c_shape(), anisotropy=2.0)

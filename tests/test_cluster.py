@@ -1,5 +1,5 @@
 """Greedy seed clustering: separation of synthetic objects, equality with a plain reference
-implementation of the paper algorithm, presets, and label dtypes for many objects."""
+implementation of the paper algorithm (2D and 3D), presets, and label dtypes for many objects."""
 
 from __future__ import annotations
 
@@ -13,41 +13,57 @@ from embedseg import cluster
 from embedseg.embedding import GRID_SPACING
 
 SEED_LOGIT = 6.0
+ANISOTROPIC = (GRID_SPACING, GRID_SPACING, 2 * GRID_SPACING)  # (δ_x, δ_y, δ_z) of z steps twice as long
 
 
-def synthetic_raw(label_image: np.ndarray, radius_px: float = 12.0, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
-    """Raw outputs (5, H, W) whose offsets point every object pixel to its object's centroid,
-    with a bandwidth whose φ = 0.5 radius is `radius_px`, seeds high inside objects."""
+def per_axis(spacing: float | tuple[float, ...], ndim: int) -> tuple[float, ...]:
+    """Grid step per embedding axis (x, y[, z])."""
+    return (spacing,) * ndim if isinstance(spacing, float) else tuple(spacing)
+
+
+def synthetic_raw(
+    label_image: np.ndarray,
+    radius_px: float = 12.0,
+    noise: float = 0.0,
+    seed: int = 0,
+    spacing: float | tuple[float, ...] = GRID_SPACING,
+) -> torch.Tensor:
+    """Raw outputs (2D+1, *spatial) of a label image (H, W) or (Z, Y, X) whose offsets point every
+    object pixel to its object's centroid, with a bandwidth whose φ = 0.5 radius is `radius_px`
+    x-pixels on every axis (fewer z voxels when δ_z > δ_x), seeds high inside objects."""
     rng = np.random.default_rng(seed)
-    h, w = label_image.shape
-    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    ndim, shape = label_image.ndim, label_image.shape
+    steps = per_axis(spacing, ndim)
+    coords = np.indices(shape).reshape(ndim, -1)[::-1].astype(np.float64)  # (x, y[, z])
     ids = label_image.ravel().astype(np.int64)
     sizes = np.maximum(np.bincount(ids), 1)
-    centroid_x = np.bincount(ids, xx.ravel()) / sizes
-    centroid_y = np.bincount(ids, yy.ravel()) / sizes
-    offset = np.stack([(centroid_x[ids] - xx.ravel()), (centroid_y[ids] - yy.ravel())]).reshape(2, h, w)
-    offset *= (label_image > 0) * GRID_SPACING
-    sigma = math.log(math.log(2) / (radius_px * GRID_SPACING) ** 2) / 10
-    raw = np.empty((5, h, w))
-    raw[0:2] = np.arctanh(offset) + noise * rng.normal(size=(2, h, w)) * 1e-3
-    raw[2:4] = sigma + noise * rng.normal(size=(2, h, w)) * 0.05
-    raw[4] = np.where(label_image > 0, SEED_LOGIT, -SEED_LOGIT) + noise * rng.normal(size=(h, w)) * 3
+    raw = np.empty((2 * ndim + 1, *shape))
+    inside = (label_image > 0).ravel()
+    for d, (axis, step) in enumerate(zip(coords, steps)):
+        centroid = np.bincount(ids, axis) / sizes
+        offset = (centroid[ids] - axis) * inside * step
+        raw[d] = (np.arctanh(offset) + noise * rng.normal(size=offset.shape) * 1e-3).reshape(shape)
+    sigma = math.log(math.log(2) / (radius_px * steps[0]) ** 2) / 10
+    raw[ndim : 2 * ndim] = sigma + noise * rng.normal(size=(ndim, *shape)) * 0.05
+    raw[2 * ndim] = np.where(label_image > 0, SEED_LOGIT, -SEED_LOGIT) + noise * rng.normal(size=shape) * 3
     return torch.from_numpy(raw.astype(np.float32))
 
 
-def reference_cluster(raw: torch.Tensor, params: cluster.ClusterParams) -> np.ndarray:
-    """The paper algorithm written plainly: argmax and Gaussian over all foreground pixels."""
-    h, w = raw.shape[-2:]
-    ys = torch.arange(h, dtype=torch.float32) * GRID_SPACING
-    xs = torch.arange(w, dtype=torch.float32) * GRID_SPACING
-    grid = torch.stack((xs.view(1, -1).expand(h, w), ys.view(-1, 1).expand(h, w)))
-    emb = torch.tanh(raw[0:2]) + grid
-    seed_map = torch.sigmoid(raw[4])
+def reference_cluster(
+    raw: torch.Tensor, params: cluster.ClusterParams, spacing: float | tuple[float, ...] = GRID_SPACING
+) -> np.ndarray:
+    """The paper algorithm written plainly (2D or 3D): argmax and Gaussian over all foreground
+    pixels."""
+    ndim, shape = (raw.shape[0] - 1) // 2, raw.shape[1:]
+    coords = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape), indexing="ij")[::-1]
+    grid = torch.stack([c * step for c, step in zip(coords, per_axis(spacing, ndim))])  # x, y[, z]
+    emb = torch.tanh(raw[0:ndim]) + grid
+    seed_map = torch.sigmoid(raw[2 * ndim])
     mask = seed_map > params.fg_thresh
-    out = torch.zeros(h, w, dtype=torch.int64)
+    out = torch.zeros(shape, dtype=torch.int64)
     if mask.sum() <= params.min_mask_sum:
         return out.numpy()
-    e, sig, sd = emb[:, mask], raw[2:4][:, mask], seed_map[mask]
+    e, sig, sd = emb[:, mask], raw[ndim : 2 * ndim][:, mask], seed_map[mask]
     unclustered = torch.ones(sd.numel())
     labels = torch.zeros(sd.numel(), dtype=torch.int64)
     count = 1
@@ -181,3 +197,95 @@ def test_embedding_of_selected_pixels_equals_the_full_embedding() -> None:
     offsets = torch.randn(2, 37, 53, generator=torch.Generator().manual_seed(0))
     pixels = torch.randperm(37 * 53, generator=torch.Generator().manual_seed(1))[:500]
     assert torch.equal(spatial_embedding_at(offsets, pixels), spatial_embedding(offsets).flatten(1)[:, pixels])
+
+
+def ellipsoids(shape: tuple[int, ...], centres: list[tuple[int, ...]], radii: tuple[float, ...]) -> np.ndarray:
+    """(Z, Y, X) labels of axis-aligned ellipsoids with semi-axes `radii` (z, y, x) in voxels."""
+    zz, yy, xx = np.indices(shape)
+    labels = np.zeros(shape, dtype=np.uint16)
+    for i, (cz, cy, cx) in enumerate(centres, start=1):
+        inside = ((zz - cz) / radii[0]) ** 2 + ((yy - cy) / radii[1]) ** 2 + ((xx - cx) / radii[2]) ** 2 <= 1
+        labels[inside] = i
+    return labels
+
+
+SIX_NUCLEI = ellipsoids(
+    (16, 64, 64),
+    [(4, 12, 12), (8, 14, 44), (11, 40, 16), (6, 44, 46), (12, 24, 30), (4, 52, 28)],
+    (3.5, 7, 7),
+)
+
+
+def test_3d_ellipsoids_are_separated_on_an_anisotropic_grid():
+    """z steps twice as long as x/y steps: nuclei 7 voxels deep, 14 wide, each one object."""
+    raw = synthetic_raw(SIX_NUCLEI, radius_px=2, spacing=ANISOTROPIC)
+    labels = cluster.cluster(raw, cluster.preset("current", 10), ANISOTROPIC)
+    assert labels.shape == SIX_NUCLEI.shape and labels.dtype == np.uint16
+    for label_id in range(1, 7):
+        values = np.unique(labels[SIX_NUCLEI == label_id])
+        assert len(values) == 1 and values[0] > 0
+    assert len(np.unique(labels)) == 7 and not labels[SIX_NUCLEI == 0].any()
+    # Read on an isotropic grid, the z offsets are twice too long: the embeddings of a nucleus
+    # spread over ±3.5 voxels in z instead of meeting at its centre, and it splits.
+    assert len(np.unique(cluster.cluster(raw, cluster.preset("current", 10), GRID_SPACING))) > 7
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_3d_matches_the_plain_reference_on_noisy_outputs(seed):
+    rng = np.random.default_rng(seed)
+    centres = [tuple(rng.integers((2, 6, 6), (10, 26, 26))) for _ in range(5)]
+    truth = ellipsoids((12, 32, 32), centres, (rng.uniform(2, 3), *[rng.uniform(4, 6)] * 2))
+    raw = synthetic_raw(truth, radius_px=rng.uniform(3, 8), noise=1.0, seed=seed, spacing=ANISOTROPIC)
+    presets = (cluster.preset("paper"), cluster.preset("current", 5), cluster.ClusterParams(0.8, 0.5, 0, 0, 0))
+    for params in presets:
+        labels = cluster.cluster(raw, params, ANISOTROPIC)
+        np.testing.assert_array_equal(labels, reference_cluster(raw, params, ANISOTROPIC))
+    assert len(np.unique(labels)) > 3
+
+
+def test_3d_matches_the_plain_reference_on_unstructured_outputs():
+    """Random 3D outputs: overlapping proposals, rejections, overwrites, wide and narrow bandwidths."""
+    rng = np.random.default_rng(7)
+    raw = np.empty((7, 10, 20, 18), dtype=np.float32)
+    raw[0:3] = rng.normal(scale=0.005, size=(3, 10, 20, 18))
+    raw[3:6] = rng.uniform(0.7, 1.3, size=(3, 10, 20, 18))
+    raw[6] = rng.normal(1.5, 2.0, size=(10, 20, 18))
+    raw = torch.from_numpy(raw)
+    for params in (cluster.ClusterParams(0.9, 0.5, 0, 0, 2), cluster.preset("paper", 5)):
+        labels = cluster.cluster(raw, params, ANISOTROPIC)
+        np.testing.assert_array_equal(labels, reference_cluster(raw, params, ANISOTROPIC))
+        assert len(np.unique(labels)) > 3
+
+
+def test_3d_min_object_size_counts_voxels():
+    """A 3×3×3 cube (27 voxels) is kept with min_object_size 26 and dropped with 27."""
+    truth = np.zeros((8, 12, 12), dtype=np.uint16)
+    truth[2:5, 4:7, 4:7] = 1
+    raw = synthetic_raw(truth, radius_px=4, spacing=ANISOTROPIC)
+    kept = cluster.cluster(raw, cluster.preset("current", 26), ANISOTROPIC)
+    assert np.array_equal(kept > 0, truth > 0)
+    assert not cluster.cluster(raw, cluster.preset("current", 27), ANISOTROPIC).any()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_cells_find_every_pixel_inside_a_box(ndim):
+    rng = np.random.default_rng(ndim)
+    embeddings = rng.uniform(0, 0.05, size=(ndim, 3000))
+    cells = cluster.EmbeddingCells(embeddings, cell=0.004)
+    for _ in range(50):
+        centre = rng.uniform(-0.01, 0.06, size=ndim)
+        radii = rng.uniform(0, 0.02, size=ndim)
+        found = cells.pixels_in_box(centre.tolist(), tuple(radii.tolist()))
+        inside = np.flatnonzero(np.all(np.abs(embeddings - centre[:, None]) <= radii[:, None], axis=0))
+        assert set(inside) <= set(found.tolist())
+        assert len(found) == len(set(found.tolist()))  # no pixel twice
+        # a lookup, not a scan: only pixels of cells that overlap the box
+        assert np.all(np.abs(embeddings[:, found] - centre[:, None]) <= radii[:, None] + 0.004)
+    assert len(cells.pixels_in_box([0.025] * ndim, (math.inf,) * ndim)) == 3000
+
+
+def test_raw_outputs_of_other_shapes_are_rejected():
+    with pytest.raises(ValueError, match="7, Z, Y, X"):
+        cluster.cluster(torch.zeros(7, 16, 16))
+    with pytest.raises(ValueError, match="5, H, W"):
+        cluster.cluster(torch.zeros(6, 4, 16, 16))

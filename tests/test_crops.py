@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,155 @@ def test_crop_images_follow_whole_image_normalisation(tmp_path, normalization):
         for left in range(image.shape[1] - 15)
     )
     assert window_found
+
+
+def irregular_volume(rng: np.random.Generator, shape: tuple[int, int, int], n: int) -> np.ndarray:
+    """Label volume of n objects, each a union of three random balls (asymmetric: no tied medoids)."""
+    labels = np.zeros(shape, np.uint16)
+    grid = np.indices(shape)
+    for label_id in range(1, n + 1):
+        centre = rng.uniform(0, 1, 3) * shape
+        for _ in range(3):
+            offset = centre + rng.normal(0, 2.0, 3) * (0.5, 1, 1)
+            radius = rng.uniform(1.5, 4.0)
+            scaled = (grid - offset[:, None, None, None]) * np.array([2.0, 1, 1])[:, None, None, None]
+            labels[((scaled**2).sum(0) < radius**2) & (labels == 0)] = label_id
+    return labels
+
+
+def brute_force_medoid(coords: np.ndarray, scales: tuple[float, ...]) -> tuple[int, ...]:
+    """Voxel with the smallest sum of distances (z stretched by scales[0]); full distance matrix."""
+    points = coords * np.asarray(scales)
+    sums = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1)).sum(0)
+    return tuple(int(v) for v in coords[np.argmin(sums)])
+
+
+def test_3d_crops_windows_anisotropic_medoids_and_foreground_weight(tmp_path):
+    rng = np.random.default_rng(5)
+    shape, crop = (20, 36, 40), (8, 16, 16)
+    volumes = {}
+    for subset, name in (("train", "a"), ("train", "b"), ("val", "c")):
+        labels = irregular_volume(rng, shape, 6)
+        labels[0:3, 0:4, 0:5] = 50  # in the corner: its window is clipped, not padded
+        image = rng.integers(0, 255, shape).astype(np.uint8)
+        volumes[subset, name] = (image, labels)
+    root = tmp_path / "data"
+    DatasetSettings(name="toy3d", ndim=3, voxel_size=(2.0, 0.5, 0.5), crop_size=crop).save(root)
+    for (subset, name), (image, labels) in volumes.items():
+        for folder, array in (("images", image), ("masks", labels)):
+            (root / subset / folder).mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(root / subset / folder / f"{name}.tif", array)
+    out = tmp_path / "crops"
+    assert cli.main(["crops", str(root), "--out", str(out), "--center", "medoid"]) == 0
+
+    settings = DatasetSettings.load(out)
+    assert settings.ndim == 3 and settings.anisotropy == 4.0 and settings.crop_shape == crop
+    n_checked = sensitive = 0
+    for (subset, name), (image, labels) in volumes.items():
+        labels = crops.fill_label_holes(labels)
+        ids = np.unique(labels[labels > 0])
+        written = sorted(p.name for p in (out / subset / "images").glob(f"{name}_*.tif"))
+        assert written == [f"{name}_{j:03d}.tif" for j in range(len(ids))]  # one crop per object, id order
+        for j, label_id in enumerate(ids):
+            centroid = np.argwhere(labels == label_id).mean(axis=0)
+            origin = [int(np.clip(c - s / 2, 0, n - s)) for c, s, n in zip(centroid, crop, shape)]
+            window = tuple(slice(o, o + s) for o, s in zip(origin, crop))
+            crop_name = f"{name}_{j:03d}.tif"
+            np.testing.assert_array_equal(read(out / subset / "images" / crop_name), image[window])
+            mask_crop = read(out / subset / "masks" / crop_name)
+            np.testing.assert_array_equal(mask_crop, labels[window])
+            expected = set()
+            for visible_id in np.unique(mask_crop[mask_crop > 0]):
+                coords = np.argwhere(mask_crop == visible_id)
+                anisotropic = brute_force_medoid(coords, (4.0, 1.0, 1.0))
+                expected.add(anisotropic)
+                sensitive += brute_force_medoid(coords, (1.0, 1.0, 1.0)) != anisotropic
+            center_image = read(out / subset / "centers" / crop_name)
+            assert center_image.shape == crop and center_image.dtype == np.uint8
+            assert set(map(tuple, np.argwhere(center_image).tolist())) == expected
+            n_checked += 1
+    assert n_checked >= 18 and sensitive > 0  # the anisotropy changed some medoids: the test sees it
+
+    # Foreground weight: mean over the cropped volumes' masks (train and val) of #bg / #fg.
+    ratios = [(labels == 0).sum() / (labels > 0).sum() for _, labels in volumes.values()]
+    record = json.loads((out / "crops.json").read_text())
+    assert record["foreground_weight"] == pytest.approx(np.mean(ratios)) == settings.foreground_weight
+    assert record["ndim"] == 3 and record["anisotropy"] == 4.0 and record["crop_size"] == list(crop)
+
+
+def test_2d_crops_json_records_dimension_and_the_fixed_foreground_weight(tmp_path):
+    image, mask = three_objects()
+    data = write_dataset(tmp_path / "data", {"img": (image, mask)}, crop_size=16)
+    settings = crops.make_crops(data, tmp_path / "crops", "medoid")
+    record = json.loads((tmp_path / "crops" / "crops.json").read_text())
+    assert (record["ndim"], record["anisotropy"], record["crop_size"]) == (2, 1.0, [16, 16])
+    assert record["foreground_weight"] == settings.foreground_weight == 10.0
+
+
+def test_volumes_shallower_than_the_crop_are_skipped(tmp_path):
+    labels = np.zeros((6, 16, 16), np.uint16)
+    labels[1:4, 4:9, 4:9] = 1
+    root = tmp_path / "data"
+    DatasetSettings(name="thin", ndim=3, crop_size=(8, 16, 16)).save(root)
+    for folder, array in (("images", labels.astype(np.uint8)), ("masks", labels)):
+        (root / "train" / folder).mkdir(parents=True)
+        tifffile.imwrite(root / "train" / folder / "t.tif", array)
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "val" / "masks").mkdir(parents=True)
+    with pytest.raises(DataError, match="1 smaller than the crop size 8x16x16"):
+        crops.make_crops(root, tmp_path / "crops", "medoid")
+    assert not (tmp_path / "crops").exists()
+
+
+OFFICIAL_CROPS_3D = """
+import sys
+import numpy as np
+from EmbedSeg.utils.generate_crops import process_3d
+
+image, mask, out = sys.argv[1:4]
+np.random.seed(0)
+process_3d(image, mask, out, "train", crop_size_x=16, crop_size_y=16, crop_size_z=8, center="medoid",
+           norm="absolute", anisotropy_factor=4.0, speed_up=1, data_type="8-bit")
+"""
+
+
+def test_3d_crops_match_the_official_process_3d(tmp_path):
+    """Every crop (image, mask, centre image) equals one of the official 0.2.5 `process_3d` crops
+    (absolute normalisation, medoid centres, anisotropy 4); the official names follow a random
+    id order, so crops are matched by their masks."""
+    from benchmarks.compare_official import OFFICIAL_PYTHON
+
+    if not OFFICIAL_PYTHON.exists():
+        pytest.skip(f"{OFFICIAL_PYTHON} absent: build it with `make venv-official`")
+    import subprocess
+
+    rng = np.random.default_rng(11)
+    labels = irregular_volume(rng, (20, 36, 40), 7)
+    image = rng.integers(0, 255, labels.shape).astype(np.uint8)
+    root = tmp_path / "data"
+    DatasetSettings(name="toy3d", ndim=3, voxel_size=(2.0, 0.5, 0.5), crop_size=(8, 16, 16)).save(root)
+    for subset in ("train", "val"):
+        for folder, array in (("images", image), ("masks", labels)):
+            (root / subset / folder).mkdir(parents=True, exist_ok=True)
+            if subset == "train":
+                tifffile.imwrite(root / subset / folder / "v.tif", array)
+    crops.make_crops(root, tmp_path / "ours", "medoid")
+    subprocess.run(
+        [str(OFFICIAL_PYTHON), "-c", OFFICIAL_CROPS_3D, str(root / "train" / "images" / "v.tif"),
+         str(root / "train" / "masks" / "v.tif"), str(tmp_path / "official")],
+        check=True,
+        capture_output=True,
+    )
+    official = {}
+    for path in (tmp_path / "official" / "train" / "masks").glob("*.tif"):
+        official[read(path).tobytes()] = (
+            read(tmp_path / "official" / "train" / "images" / path.name),
+            read(tmp_path / "official" / "train" / "center-medoid" / path.name),
+        )
+    ours = sorted((tmp_path / "ours" / "train" / "masks").glob("*.tif"))
+    assert len(ours) == len(official) == len(np.unique(labels)) - 1
+    for path in ours:
+        official_image, official_centers = official[read(path).astype(np.uint16).tobytes()]
+        ours_train = tmp_path / "ours" / "train"
+        np.testing.assert_array_equal(read(ours_train / "images" / path.name) / 255, official_image)
+        np.testing.assert_array_equal(read(ours_train / "centers" / path.name), official_centers)

@@ -36,7 +36,7 @@ def test_crops_are_read_once_and_items_equal_the_files(tmp_path) -> None:
             assert item["image"].dtype == torch.float32 and item["instances"].dtype == torch.int64
             assert item["center"].dtype == torch.bool
             for name, array in (("image", image[None]), ("instances", masks), ("center", center)):
-                assert np.array_equal(item[name].numpy(), dihedral.forward(array, k, flip)), (name, transform)
+                assert np.array_equal(item[name].numpy(), dihedral.forward(array, (k, flip))), (name, transform)
     # An item is a copy: changing it leaves the held crop alone.
     dataset[0, 0]["instances"].fill_(7)
     assert np.array_equal(dataset[0, 0]["instances"].numpy(), expected[0][1])

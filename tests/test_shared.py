@@ -94,10 +94,10 @@ def test_dihedral_transforms_are_distinct_and_invertible():
     x = np.arange(12).reshape(3, 4)
     seen = set()
     for k, flip in dihedral.TRANSFORMS:
-        y = dihedral.forward(x, k, flip)
+        y = dihedral.forward(x, (k, flip))
         seen.add(y.tobytes() + bytes(y.shape))
-        assert np.array_equal(dihedral.inverse(y, k, flip), x)
-        t = dihedral.forward(torch.from_numpy(x), k, flip)
+        assert np.array_equal(dihedral.inverse(y, (k, flip)), x)
+        t = dihedral.forward(torch.from_numpy(x), (k, flip))
         assert np.array_equal(t.numpy(), y)
     assert len(seen) == 8
 

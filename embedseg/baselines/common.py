@@ -165,9 +165,9 @@ def random_patches(
         image = np.pad(image, [(0, 0)] + pad, mode="reflect")
         target = np.pad(target, pad, constant_values=target_fill)
         top, left = (rng.integers(size - patch + 1) for size in target.shape)
-        k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
-        xs.append(dihedral.forward(image[:, top : top + patch, left : left + patch], k, flip))
-        ys.append(dihedral.forward(target[top : top + patch, left : left + patch], k, flip))
+        t = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
+        xs.append(dihedral.forward(image[:, top : top + patch, left : left + patch], t))
+        ys.append(dihedral.forward(target[top : top + patch, left : left + patch], t))
     return np.ascontiguousarray(np.stack(xs)), np.ascontiguousarray(np.stack(ys))
 
 

@@ -58,9 +58,9 @@ def dihedral_augmenter(seed: int):
     rng = np.random.default_rng(seed)
 
     def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k, flip = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
+        t = dihedral.TRANSFORMS[rng.integers(len(dihedral.TRANSFORMS))]
         x_chw = x if x.ndim == 2 else np.moveaxis(x, -1, 0)
-        return channels_last(dihedral.forward(x_chw, k, flip)).copy(), dihedral.forward(y, k, flip).copy()
+        return channels_last(dihedral.forward(x_chw, t)).copy(), dihedral.forward(y, t).copy()
 
     return augment
 

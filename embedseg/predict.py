@@ -229,6 +229,9 @@ def predict_tiles(
     of shape `tile` (one length per spatial axis); the overlap per axis is at most a quarter of
     the tile, so tiles advance by at least half their length."""
     spatial = padded.shape[1:]
+    if any(t < min(size, 2 * NETWORK_MULTIPLE) for size, t in zip(spatial, tile)):
+        # tiles start at multiples of 8, so a tile of 8 along a cut axis cannot overlap its neighbour
+        raise ValueError(f"tiles {tuple(tile)} of a {tuple(spatial)} input: cut axes need tiles of at least 16")
     spans = [tile_spans(size, t, min(overlap, t // 4)) for size, t in zip(spatial, tile)]
     raw = torch.empty((2 * len(spatial) + 1, *spatial), device=padded.device)
     for axes in itertools.product(*spans):
@@ -376,10 +379,10 @@ def check_options(args: argparse.Namespace) -> None:
     for option, value in (("--seed-thresh", args.seed_thresh), ("--fg-thresh", args.fg_thresh)):
         if not 0.0 <= value <= 1.0:
             raise DataError(f"{option} {value}: must lie in [0, 1] (it thresholds the seed score, a probability)")
-    if args.tile_size is not None and any(t <= 0 or t % NETWORK_MULTIPLE for t in args.tile_size):
+    if args.tile_size is not None and any(t < 2 * NETWORK_MULTIPLE or t % NETWORK_MULTIPLE for t in args.tile_size):
         raise DataError(
-            f"--tile-size {' '.join(map(str, args.tile_size))}: every size must be a positive multiple of "
-            f"{NETWORK_MULTIPLE}, e.g. {DEFAULT_TILE}"
+            f"--tile-size {' '.join(map(str, args.tile_size))}: every size must be a multiple of "
+            f"{NETWORK_MULTIPLE} of at least {2 * NETWORK_MULTIPLE} (tiles overlap), e.g. {DEFAULT_TILE}"
         )
     if args.min_object_size is not None and args.min_object_size < 0:
         raise DataError(f"--min-object-size {args.min_object_size}: must be at least 0")

@@ -167,9 +167,11 @@ def test_tiled_3d_prediction_equals_untiled(tta: bool) -> None:
     image = np.random.default_rng(5).random((1, 20, 45, 38)).astype(np.float32)
     model = conv_toy_3d()
     whole = predict_raw(model, image, tta=tta, tile_size=(24, 48, 40))
-    tiled = predict_raw(model, image, tta=tta, tile_size=(8, 16, 16), overlap=4)
+    tiled = predict_raw(model, image, tta=tta, tile_size=(16, 16, 16), overlap=4)  # 2 × 3 × 3 tiles
     assert whole.shape == (7, 20, 45, 38) and whole.dtype == torch.float32
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 16"):  # a tile of 8 along Z could not overlap
+        predict_raw(model, image, tta=False, tile_size=(8, 16, 16))
 
 
 def test_cli_steps_run_a_3d_data_set(tmp_path: Path, one_thread) -> None:

@@ -71,7 +71,9 @@ def main() -> None:
     for tta in ("off", "on") if args.tta == "both" else (args.tta,):
         command = [sys.executable, __file__, "--one", "--tta", tta, "--threads", str(args.threads)]
         command += ["--shape", *map(str, args.shape), "--tile", *map(str, args.tile)]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            sys.exit(f"TTA {tta}: the measuring process failed:\n{result.stderr[-3000:]}")
         print(result.stdout.strip().splitlines()[-1], flush=True)
 
 

@@ -107,6 +107,8 @@ def test_fig1_of_a_volume_shows_middle_slice_and_projection(results_3d: Path) ->
 
     panel = qualitative_panel(results_3d, collect(results_3d), DS3)
     try:
+        titles = [ax.get_title() for ax in panel.axes if ax.get_title()]
+        assert titles == ["Input", "Ground truth", "EmbedSeg"]  # no 2-D-only U-Net column
         n_columns = len(panel.axes) // 2
         gt_slice = panel.axes[1].get_images()[0].get_array()  # column 1: ground truth
         gt_projection = panel.axes[n_columns + 1].get_images()[0].get_array()

@@ -216,7 +216,8 @@ def qualitative_panel(
         ("Ground truth", label_views(gt, gt_colours, len(gt_ids), lut, window)),
     ]
     own = [m for m in collection.methods(dataset) if not built_in(m)]
-    for method in (UNET, competitor(collection, dataset), *own, EMBEDSEG):
+    unet = (UNET,) if ndim == 2 else ()  # the 3-Class U-Net is 2-D: no empty panel for a volume
+    for method in (*unet, competitor(collection, dataset), *own, EMBEDSEG):
         if method is None:
             continue
         label = method_label(method)

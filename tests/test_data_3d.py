@@ -157,6 +157,28 @@ def test_multichannel_volumes_are_3d(tmp_path):
     assert settings.ndim == 3 and settings.in_channels == 2
 
 
+def test_imagej_multichannel_hyperstacks_become_channels_first(tmp_path):
+    src = write_volumes(tmp_path / "src")
+    for i in range(5):
+        image, _ = blobs(i)
+        hyperstack = np.stack([image, image // 2, image // 4], axis=1)  # ImageJ order (Z, C, Y, X)
+        tifffile.imwrite(src / "images" / f"v{i}.tif", hyperstack, imagej=True, metadata={"axes": "ZCYX"})
+    settings = run_prepare("folder", tmp_path / "out", "--source", str(src))
+    assert settings.ndim == 3 and settings.in_channels == 3
+    for path in (tmp_path / "out").glob("*/images/*.tif"):
+        stored = tifffile.imread(path)
+        assert stored.shape == (3, *SHAPE)
+        np.testing.assert_array_equal(stored[1], blobs(int(path.stem[1:]))[0] // 2)
+
+
+def test_time_series_are_refused(tmp_path):
+    src = write_volumes(tmp_path / "src")
+    series = np.zeros((2, *SHAPE), np.uint16)
+    tifffile.imwrite(src / "images" / "v3.tif", series, imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(DataError, match=re.escape(str(src / "images" / "v3.tif")) + ".*time axis"):
+        run_prepare("folder", tmp_path / "out", "--source", str(src), "--ndim", "3")
+
+
 def test_2d_images_with_one_hot_stacks_stay_2d(tmp_path):
     src = tmp_path / "src"
     for folder in ("images", "masks"):

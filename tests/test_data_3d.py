@@ -112,6 +112,10 @@ def test_voxel_size_from_imagej_and_ome_metadata(tmp_path):
     )
     tifffile.imwrite(tmp_path / "plain.tif", image, photometric="minisblack")
     tifffile.imwrite(tmp_path / "pixels.tif", image, imagej=True, metadata={"axes": "ZYX", "unit": "pixel"})
+    # Fiji writes µm escaped in its ASCII description
+    fiji = {"axes": "ZYX", "unit": "\\u00B5m", "spacing": 0.8}
+    tifffile.imwrite(tmp_path / "fiji.tif", image, imagej=True, resolution=(5.0, 5.0), metadata=fiji)
+    assert tiff_axes(tmp_path / "fiji.tif").voxel_size == (0.8, 0.2, 0.2)
     imagej, ome, plain, pixels = (tiff_axes(tmp_path / f"{n}.tif") for n in ("ij", "ome", "plain", "pixels"))
     assert imagej.has_z and imagej.voxel_size == (1.5, 0.25, 0.25)
     assert ome.has_z and ome.voxel_size == pytest.approx((2.0, 0.3, 0.3))

@@ -130,7 +130,10 @@ def test_folder_of_3d_stacks_is_detected_from_the_metadata(tmp_path):
     assert settings.extra["voxel_size_source"] == "TIFF metadata of v0.tif"
     assert not settings.one_hot and settings.in_channels == 1 and settings.normalization_factor == 65535.0
     assert settings.min_object_size == 4 * 8 * 8  # voxels of the smaller box
-    assert settings.crop_shape == (16, 32, 32)  # the default 256 shrunk per axis to the volumes
+    # official 3D rule: mean + 5 std of the object extents (max − min), rounded up to 8, y = x
+    extents = np.array([[3, 7, 7], [5, 7, 9]] * 4)  # the two boxes of the 4 train+val volumes
+    z, y, x = ((extents.mean(0) + 5 * extents.std(0)).astype(int) + 7) // 8 * 8
+    assert settings.crop_shape == (z, max(y, x), max(y, x)) == (16, 16, 16)
     for path in (tmp_path / "out").glob("*/masks/*.tif"):
         assert tifffile.imread(path).shape == SHAPE
 

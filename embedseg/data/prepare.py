@@ -363,7 +363,7 @@ def write_splits(
     settings.in_channels = next(iter(channels))
     if spec.name == "folder" and ndim == 3 and not crop_size_given:
         settings.crop_size = object_crop_size(np.array(extents).reshape(-1, 3))
-        log.info("%s: crop size %s from the object sizes (official 3D rule)", settings.name, settings.crop_size)
+        log.info("%s: crop size %s from the object sizes (official 3D rule)", spec.name, settings.crop_size)
     settings.crop_size = fitted_crop_size(
         settings.crop_size, shapes, crop_size_given, fit=spec.name == "folder" and not crop_size_given
     )

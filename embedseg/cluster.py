@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .embedding import GRID_SPACING, SIGMA_SCALE, bandwidth, gaussian_score, spatial_embedding_at
+from .embedding import GRID_SPACING, SIGMA_SCALE, Spacing, bandwidth, gaussian_score, spatial_embedding_at
 from .io import label_dtype
 
 PRESETS = ("paper", "current")
@@ -232,7 +232,7 @@ def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torc
 def cluster(
     raw: torch.Tensor,
     params: ClusterParams = ClusterParams(),
-    spacing: float | tuple[float, ...] = GRID_SPACING,
+    spacing: Spacing = GRID_SPACING,
 ) -> np.ndarray:
     """Instance labels of the spatial shape (uint16, or uint32 above 65535 objects) from raw outputs.
 

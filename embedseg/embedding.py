@@ -7,8 +7,10 @@ training and test time (docs/method.md §3). The grid spacings δ come from :fun
 EmbedSeg's grid of 1024 with pixel size 1, δ = 1/1023, and in 3-D δ_z = anisotropy·δ_x. The
 bandwidth of object k is ``s = exp(10·σ̄_raw)`` and its score is ``φ(e) = exp(−Σ_d s_d (e_d − C_d)²)``.
 
-Spacing arguments take either a tuple of per-axis δ in channel order (x, y[, z]), whose length
-gives the dimension, or one float: δ on both axes of a 2-D image (what 2-D callers pass).
+Spacing arguments take either a tuple of per-axis δ in channel order (x, y[, z]) or one float,
+the same δ on every axis. Where the array cannot tell the dimension (:func:`spatial_embedding`
+allows leading batch axes), the tuple's length gives it and a float means 2-D, so 2-D callers
+keep passing :data:`GRID_SPACING`.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def coordinate_grid(
 ) -> torch.Tensor:
     """Grid coordinates of a window of `shape` ((H, W) or (Z, Y, X)) starting at 0, shape (D, *shape):
     channel 0 = x (last axis), 1 = y, 2 = z, each ``index·δ`` of its axis."""
-    deltas = axis_spacing(spacing, len(shape))
     ndim = len(shape)
+    deltas = axis_spacing(spacing, ndim)
     channels = []
     for channel, delta in enumerate(deltas):
         axis = ndim - 1 - channel

@@ -162,7 +162,7 @@ class SpatialEmbLoss(nn.Module):
         ndim = prediction.dim() - 1
         spatial = prediction.shape[1:]
         n_pixels = spatial.numel()
-        n_sigma = self.n_sigma or ndim
+        n_sigma = ndim if self.n_sigma is None else self.n_sigma
         spacing = axis_spacing(self.spacing, ndim)
         embeddings = spatial_embedding(prediction[:ndim], spacing).reshape(ndim, 1, n_pixels)
         sigma = prediction[ndim : ndim + n_sigma].reshape(n_sigma, n_pixels)

@@ -183,11 +183,16 @@ def test_more_than_32767_objects_do_not_overflow():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_gives_the_cpu_labels():
-    truth = disks((64, 64), [(20, 20), (44, 40)], 9)
-    raw = synthetic_raw(truth, noise=1.0)
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_cuda_gives_the_cpu_labels(ndim):
+    if ndim == 2:
+        raw, spacing = synthetic_raw(disks((64, 64), [(20, 20), (44, 40)], 9), noise=1.0), GRID_SPACING
+    else:
+        raw, spacing = synthetic_raw(SIX_NUCLEI, radius_px=6, noise=1.0, spacing=ANISOTROPIC), ANISOTROPIC
     params = cluster.preset("current", 5)
-    np.testing.assert_array_equal(cluster.cluster(raw.cuda(), params), cluster.cluster(raw, params))
+    labels = cluster.cluster(raw, params, spacing)
+    assert len(np.unique(labels)) > 2
+    np.testing.assert_array_equal(cluster.cluster(raw.cuda(), params, spacing), labels)
 
 
 def test_embedding_of_selected_pixels_equals_the_full_embedding() -> None:

@@ -307,18 +307,23 @@ OFFICIAL_CROPS_3D = """
 import sys
 import numpy as np
 from EmbedSeg.utils.generate_crops import process_3d
+from EmbedSeg.utils.preprocess_data import calculate_foreground_weight
 
-image, mask, out = sys.argv[1:4]
+root, out = sys.argv[1:3]
 np.random.seed(0)
-process_3d(image, mask, out, "train", crop_size_x=16, crop_size_y=16, crop_size_z=8, center="medoid",
-           norm="absolute", anisotropy_factor=4.0, speed_up=1, data_type="8-bit")
+for subset in ("train", "val"):
+    process_3d(f"{root}/data/{subset}/images/v.tif", f"{root}/data/{subset}/masks/v.tif", out, subset,
+               crop_size_x=16, crop_size_y=16, crop_size_z=8, center="medoid", norm="absolute",
+               anisotropy_factor=4.0, speed_up=1, data_type="8-bit")
+print(calculate_foreground_weight(root, "data", ["train", "val"], "3d"))
 """
 
 
 def test_3d_crops_match_the_official_process_3d(tmp_path):
     """Every crop (image, mask, centre image) equals one of the official 0.2.5 `process_3d` crops
-    (absolute normalisation, medoid centres, anisotropy 4); the official names follow a random
-    id order, so crops are matched by their masks."""
+    (absolute normalisation, medoid centres, anisotropy 4; the official names follow a random id
+    order, so crops are matched by their masks), and the foreground weight is the official
+    `calculate_foreground_weight` of the train and val masks."""
     from benchmarks.compare_official import OFFICIAL_PYTHON
 
     if not OFFICIAL_PYTHON.exists():
@@ -326,32 +331,35 @@ def test_3d_crops_match_the_official_process_3d(tmp_path):
     import subprocess
 
     rng = np.random.default_rng(11)
-    labels = irregular_volume(rng, (20, 36, 40), 7)
-    image = rng.integers(0, 255, labels.shape).astype(np.uint8)
     root = tmp_path / "data"
     DatasetSettings(name="toy3d", ndim=3, voxel_size=(2.0, 0.5, 0.5), crop_size=(8, 16, 16)).save(root)
-    for subset in ("train", "val"):
+    n_objects = {}
+    for subset, count in (("train", 7), ("val", 4)):
+        labels = irregular_volume(rng, (20, 36, 40), count)
+        n_objects[subset] = len(np.unique(labels)) - 1
+        image = rng.integers(0, 255, labels.shape).astype(np.uint8)
         for folder, array in (("images", image), ("masks", labels)):
             (root / subset / folder).mkdir(parents=True, exist_ok=True)
-            if subset == "train":
-                tifffile.imwrite(root / subset / folder / "v.tif", array)
-    crops.make_crops(root, tmp_path / "ours", "medoid")
-    subprocess.run(
-        [str(OFFICIAL_PYTHON), "-c", OFFICIAL_CROPS_3D, str(root / "train" / "images" / "v.tif"),
-         str(root / "train" / "masks" / "v.tif"), str(tmp_path / "official")],
+            tifffile.imwrite(root / subset / folder / "v.tif", array)
+    settings = crops.make_crops(root, tmp_path / "ours", "medoid")
+    official_run = subprocess.run(
+        [str(OFFICIAL_PYTHON), "-c", OFFICIAL_CROPS_3D, str(tmp_path), str(tmp_path / "official")],
         check=True,
         capture_output=True,
+        text=True,
     )
-    official = {}
-    for path in (tmp_path / "official" / "train" / "masks").glob("*.tif"):
-        official[read(path).tobytes()] = (
-            read(tmp_path / "official" / "train" / "images" / path.name),
-            read(tmp_path / "official" / "train" / "center-medoid" / path.name),
-        )
-    ours = sorted((tmp_path / "ours" / "train" / "masks").glob("*.tif"))
-    assert len(ours) == len(official) == len(np.unique(labels)) - 1
-    for path in ours:
-        official_image, official_centers = official[read(path).astype(np.uint16).tobytes()]
-        ours_train = tmp_path / "ours" / "train"
-        np.testing.assert_array_equal(read(ours_train / "images" / path.name) / 255, official_image)
-        np.testing.assert_array_equal(read(ours_train / "centers" / path.name), official_centers)
+    assert settings.foreground_weight == pytest.approx(float(official_run.stdout.split()[-1]), rel=1e-12)
+    for subset in ("train", "val"):
+        official = {}
+        for path in (tmp_path / "official" / subset / "masks").glob("*.tif"):
+            official[read(path).tobytes()] = (
+                read(tmp_path / "official" / subset / "images" / path.name),
+                read(tmp_path / "official" / subset / "center-medoid" / path.name),
+            )
+        ours = sorted((tmp_path / "ours" / subset / "masks").glob("*.tif"))
+        assert len(ours) == len(official) == n_objects[subset]
+        for path in ours:
+            official_image, official_centers = official[read(path).astype(np.uint16).tobytes()]
+            ours_subset = tmp_path / "ours" / subset
+            np.testing.assert_array_equal(read(ours_subset / "images" / path.name) / 255, official_image)
+            np.testing.assert_array_equal(read(ours_subset / "centers" / path.name), official_centers)

@@ -112,6 +112,10 @@ def test_voxel_size_from_imagej_and_ome_metadata(tmp_path):
     )
     tifffile.imwrite(tmp_path / "plain.tif", image, photometric="minisblack")
     tifffile.imwrite(tmp_path / "pixels.tif", image, imagej=True, metadata={"axes": "ZYX", "unit": "pixel"})
+    # Fiji writes µm escaped in its ASCII description
+    fiji = {"axes": "ZYX", "unit": "\\u00B5m", "spacing": 0.8}
+    tifffile.imwrite(tmp_path / "fiji.tif", image, imagej=True, resolution=(5.0, 5.0), metadata=fiji)
+    assert tiff_axes(tmp_path / "fiji.tif").voxel_size == (0.8, 0.2, 0.2)
     imagej, ome, plain, pixels = (tiff_axes(tmp_path / f"{n}.tif") for n in ("ij", "ome", "plain", "pixels"))
     assert imagej.has_z and imagej.voxel_size == (1.5, 0.25, 0.25)
     assert ome.has_z and ome.voxel_size == pytest.approx((2.0, 0.3, 0.3))
@@ -126,7 +130,10 @@ def test_folder_of_3d_stacks_is_detected_from_the_metadata(tmp_path):
     assert settings.extra["voxel_size_source"] == "TIFF metadata of v0.tif"
     assert not settings.one_hot and settings.in_channels == 1 and settings.normalization_factor == 65535.0
     assert settings.min_object_size == 4 * 8 * 8  # voxels of the smaller box
-    assert settings.crop_shape == (16, 32, 32)  # the default 256 shrunk per axis to the volumes
+    # official 3D rule: mean + 5 std of the object extents (max − min), rounded up to 8, y = x
+    extents = np.array([[3, 7, 7], [5, 7, 9]] * 4)  # the two boxes of the 4 train+val volumes
+    z, y, x = ((extents.mean(0) + 5 * extents.std(0)).astype(int) + 7) // 8 * 8
+    assert settings.crop_shape == (z, max(y, x), max(y, x)) == (16, 16, 16)
     for path in (tmp_path / "out").glob("*/masks/*.tif"):
         assert tifffile.imread(path).shape == SHAPE
 
@@ -155,6 +162,28 @@ def test_multichannel_volumes_are_3d(tmp_path):
         tifffile.imwrite(src / "images" / f"v{i}.tif", np.stack([image, image // 2]))  # (C, Z, Y, X)
     settings = run_prepare("folder", tmp_path / "out", "--source", str(src))
     assert settings.ndim == 3 and settings.in_channels == 2
+
+
+def test_imagej_multichannel_hyperstacks_become_channels_first(tmp_path):
+    src = write_volumes(tmp_path / "src")
+    for i in range(5):
+        image, _ = blobs(i)
+        hyperstack = np.stack([image, image // 2, image // 4], axis=1)  # ImageJ order (Z, C, Y, X)
+        tifffile.imwrite(src / "images" / f"v{i}.tif", hyperstack, imagej=True, metadata={"axes": "ZCYX"})
+    settings = run_prepare("folder", tmp_path / "out", "--source", str(src))
+    assert settings.ndim == 3 and settings.in_channels == 3
+    for path in (tmp_path / "out").glob("*/images/*.tif"):
+        stored = tifffile.imread(path)
+        assert stored.shape == (3, *SHAPE)
+        np.testing.assert_array_equal(stored[1], blobs(int(path.stem[1:]))[0] // 2)
+
+
+def test_time_series_are_refused(tmp_path):
+    src = write_volumes(tmp_path / "src")
+    series = np.zeros((2, *SHAPE), np.uint16)
+    tifffile.imwrite(src / "images" / "v3.tif", series, imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(DataError, match=re.escape(str(src / "images" / "v3.tif")) + ".*time axis"):
+        run_prepare("folder", tmp_path / "out", "--source", str(src), "--ndim", "3")
 
 
 def test_2d_images_with_one_hot_stacks_stay_2d(tmp_path):

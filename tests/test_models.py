@@ -137,3 +137,14 @@ def test_official_3d_checkpoint_loads(tmp_path) -> None:
     assert torch.equal(loaded.decoders[0].output_conv.bias, source.decoders[0].output_conv.bias)
     with pytest.raises(RuntimeError, match="size mismatch|Missing key"):
         load_official_checkpoint(tmp_path / "best_iou_model.pth", device="cpu")  # as 2-D: wrong layout
+
+
+@pytest.mark.parametrize(("ndim", "shape"), [(2, (1, 1, 32, 24)), (3, (1, 1, 8, 16, 24))])
+def test_network_compiles_to_torchscript(ndim: int, shape: tuple[int, ...]) -> None:
+    """`embedseg export` ships a TorchScript copy of the network."""
+    torch.manual_seed(0)
+    model = BranchedERFNet(ndim=ndim).eval()
+    scripted = torch.jit.script(model)
+    x = torch.rand(shape)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))

@@ -56,8 +56,9 @@ class Sample:
 
     def read_image(self, rgb_to_grey: bool = False) -> np.ndarray:
         """The image as stored: (H, W) or (C, H, W), volumes (Z, Y, X) or (C, Z, Y, X); RGB(A)
-        pictures as :func:`reduce_rgb` says."""
-        return reduce_rgb(read_image(self.image_path), self.image_path, rgb_to_grey)
+        pictures as :func:`reduce_rgb` says; channels first (see :func:`channels_first`)."""
+        image = channels_first(read_image(self.image_path), self.image_path)
+        return reduce_rgb(image, self.image_path, rgb_to_grey)
 
     def read_labels(self) -> np.ndarray:
         """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative)."""
@@ -273,11 +274,16 @@ def read_bbbc010(root: Path, channel: str = "2") -> Source:
 
 @dataclass(frozen=True)
 class TiffAxes:
-    """What a TIFF file's metadata says about its axes: whether ImageJ or OME name a z axis, and
-    the voxel size (z, y, x) in µm when the metadata gives it in a length unit."""
+    """What a TIFF file's metadata says about its axes: their names (tifffile's series axes, e.g.
+    ``ZCYX`` for an ImageJ hyperstack; ``Q``/``S`` = unnamed), and the voxel size (z, y, x) in µm
+    when the metadata gives it in a length unit."""
 
-    has_z: bool = False
+    axes: str = ""
     voxel_size: tuple[float, float, float] | None = None
+
+    @property
+    def has_z(self) -> bool:
+        return "Z" in self.axes
 
 
 # Length units of ImageJ's `unit` and OME's PhysicalSize*Unit, in µm.
@@ -301,21 +307,33 @@ def tiff_axes(path: Path) -> TiffAxes:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            has_z = "Z" in tif.series[0].axes
+            axes = tif.series[0].axes
             if tif.is_ome:
-                return TiffAxes(has_z, ome_voxel_size(tif.ome_metadata))
+                return TiffAxes(axes, ome_voxel_size(tif.ome_metadata))
             meta = tif.imagej_metadata or {}
             unit = UNITS_IN_MICRONS.get(str(meta.get("unit", "")).strip())
             tags = tif.pages[0].tags
             if not tif.is_imagej or unit is None or "XResolution" not in tags or "YResolution" not in tags:
-                return TiffAxes(has_z)
+                return TiffAxes(axes)
             (x_num, x_den), (y_num, y_den) = tags["XResolution"].value, tags["YResolution"].value
             z = float(meta.get("spacing", 1.0))
-            return TiffAxes(has_z, (z * unit, y_den / y_num * unit, x_den / x_num * unit))
+            return TiffAxes(axes, (z * unit, y_den / y_num * unit, x_den / x_num * unit))
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise DataError(
             f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF"
         ) from exc
+
+
+def channels_first(image: np.ndarray, path: Path) -> np.ndarray:
+    """`image` with a channel axis that the TIFF metadata names moved to the front: ImageJ
+    hyperstacks store multi-channel volumes as (Z, C, Y, X), the pipeline wants (C, Z, Y, X).
+    A time axis is refused: one file must hold one image or volume."""
+    axes = tiff_axes(path).axes
+    if "T" in axes:
+        raise DataError(f"{path}: TIFF with a time axis ({axes}); save one image or volume per file")
+    if "C" in axes and len(axes) == image.ndim and axes.index("C") != 0:
+        return np.moveaxis(image, axes.index("C"), 0)
+    return image
 
 
 def ome_voxel_size(xml: str) -> tuple[float, float, float] | None:

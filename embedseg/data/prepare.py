@@ -315,6 +315,7 @@ def write_splits(
     dtypes: set[str] = set()
     channels: dict[int, Path] = {}  # channel count -> first image with it
     shapes: list[tuple[int, ...]] = []  # spatial shape of every train image
+    extents: list[list[int]] = []  # 3D: (z, y, x) extent of every train + val object
     one_hot = None if spec.name == "folder" else settings.one_hot  # `folder`: as the first mask is
     first: Sample | None = None
     for split in SPLITS:
@@ -340,6 +341,8 @@ def write_splits(
             dtypes.add(image.dtype.name)
             if split != "test" and labels.any():
                 smallest.append(min_object_size(labels, one_hot=ndim == 2 and bool(one_hot)))
+                if ndim == 3:
+                    extents.extend(object_extents(labels))
             if split == "train":
                 shapes.append(image.shape[-ndim:])
             write_tiff(out / split / "images" / f"{sample.name}.tif", image)
@@ -358,6 +361,9 @@ def write_splits(
     settings.min_object_size = min(smallest, default=0)
     settings.one_hot = bool(one_hot) and ndim == 2
     settings.in_channels = next(iter(channels))
+    if spec.name == "folder" and ndim == 3 and not crop_size_given:
+        settings.crop_size = object_crop_size(np.array(extents).reshape(-1, 3))
+        log.info("%s: crop size %s from the object sizes (official 3D rule)", spec.name, settings.crop_size)
     settings.crop_size = fitted_crop_size(
         settings.crop_size, shapes, crop_size_given, fit=spec.name == "folder" and not crop_size_given
     )
@@ -452,6 +458,24 @@ def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.nd
         ids = np.unique(labels[labels > 0])
         return (labels[None] == ids[:, None, None]).astype(np.uint16) if len(ids) else labels[None].astype(np.uint16)
     return labels
+
+
+def object_extents(labels: np.ndarray) -> list[list[int]]:
+    """Extent (max − min coordinate, per axis) of every object of a label image or volume."""
+    from scipy.ndimage import find_objects
+
+    return [[s.stop - s.start - 1 for s in box] for box in find_objects(labels) if box is not None]
+
+
+def object_crop_size(extents: np.ndarray, n_sigma: float = 5.0) -> tuple[int, int, int]:
+    """The official 3D notebooks' crop size from object extents (N, 3) (z, y, x): per axis the
+    mean + `n_sigma` standard deviations, truncated and rounded up to a multiple of 8, with y and
+    x both set to the larger of the two (at least 8; (8, 8, 8) without objects)."""
+    if not len(extents):
+        return (8, 8, 8)
+    size = (extents.mean(axis=0) + n_sigma * extents.std(axis=0)).astype(int)
+    z, y, x = np.maximum(8, (size + 7) // 8 * 8).tolist()
+    return (z, max(y, x), max(y, x))
 
 
 def min_object_size(labels: np.ndarray, one_hot: bool) -> int:

@@ -73,7 +73,8 @@ class NonBottleneck1d(nn.Module):
     def __init__(self, channels: int, dropout: float, dilation: int, ndim: int = 2) -> None:
         super().__init__()
         kind = layers_for(ndim)
-        # Names per half, in application order (the official order: first axis first).
+        # Names per half, in application order (the official order: first axis first); the last
+        # of each half feeds its BatchNorm (what models/fold.py needs).
         self.conv_names: tuple[tuple[str, ...], ...] = tuple(
             tuple(axis_kernel_name(axis, ndim, half) for axis in range(ndim)) for half in (1, 2)
         )
@@ -88,19 +89,23 @@ class NonBottleneck1d(nn.Module):
             setattr(self, f"bn{half}", kind.batch_norm(channels, eps=BN_EPS))
         self.dropout = kind.dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def half(self, x: torch.Tensor, names: tuple[str, ...], bn: nn.Module) -> torch.Tensor:
-        """One half without its final activation: conv → ReLU → … → conv → BN."""
-        for name in names[:-1]:
-            x = F.relu(getattr(self, name)(x), inplace=True)
-        return bn(getattr(self, names[-1])(x))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The layers are called by their official names, one branch per D: TorchScript (used by
+        # `embedseg export`) has no getattr by computed name, and resolves hasattr() when it
+        # compiles, so each network compiles only its own branch.
         # In-place ReLUs and sum: no layer's backward needs the tensors they overwrite, and on
         # the CPU allocating fresh full-size maps cost ~30 % of a 1024² TTA forward.
-        first, second = self.conv_names
-        out = F.relu(self.half(x, first, self.bn1), inplace=True)
-        out = self.dropout(self.half(out, second, self.bn2))
-        return F.relu(out.add_(x), inplace=True)
+        if hasattr(self, "conv1x1x3_1"):
+            out = self.conv1x3x1_1(F.relu(self.conv3x1x1_1(x), inplace=True))
+            out = self.conv1x1x3_1(F.relu(out, inplace=True))
+            out = F.relu(self.bn1(out), inplace=True)
+            out = self.conv1x3x1_2(F.relu(self.conv3x1x1_2(out), inplace=True))
+            out = self.bn2(self.conv1x1x3_2(F.relu(out, inplace=True)))
+        else:
+            out = self.conv1x3_1(F.relu(self.conv3x1_1(x), inplace=True))
+            out = F.relu(self.bn1(out), inplace=True)
+            out = self.bn2(self.conv1x3_2(F.relu(self.conv3x1_2(out), inplace=True)))
+        return F.relu(self.dropout(out).add_(x), inplace=True)
 
 
 class UpsamplerBlock(nn.Module):

@@ -5,7 +5,7 @@ virtual batches (gradients of m mini-batches summed before a step), rotation/fli
 (:func:`embedseg.crop_dataset.training_transforms`), random crops with replacement, validation
 after every epoch. 2-D or 3-D as the crops are: their settings (CROPS_DIR/dataset.json, also
 summarised in crops.json) give the dimension D, the anisotropy (the loss's grid spacing along Z)
-and the foreground weight of the seed loss (docs/method.md §9). Writes best.pt
+and the foreground weight of the seed loss (docs/method.md §12). Writes best.pt
 (strictly higher validation IoU), last.pt (every epoch; the run resumes from it), log.csv,
 memory.json and train.json. With the same seed a resumed CPU run ends with bit-identical
 weights to an uninterrupted one: every random number generator is saved in last.pt.

@@ -44,9 +44,7 @@ CLUSTER = "cluster"
 # Synthetic inputs (the driver writes them once; both workers read the same file)
 
 
-def nuclei_labels(
-    shape: tuple[int, ...], centres: np.ndarray, radii: np.ndarray, anisotropy: float
-) -> np.ndarray:
+def nuclei_labels(shape: tuple[int, ...], centres: np.ndarray, radii: np.ndarray, anisotropy: float) -> np.ndarray:
     """(Z, Y, X) uint16 labels of touching nuclei: each voxel within its nearest centre's radius
     (x-voxel units, z steps count `anisotropy`) gets that centre's id. centres: (N, 3) (z, y, x)."""
     from scipy.spatial import cKDTree
@@ -118,9 +116,7 @@ def write_inputs(folder: Path, seed: int = 0) -> list[str]:
     """``inputs.npz`` in `folder` with the inputs of every case; returns the case names."""
     rng = np.random.default_rng(seed)
     shape = (16, 64, 64)
-    centres = np.array(
-        [(4, 14, 14), (8, 16, 44), (11, 42, 18), (6, 44, 46), (12, 26, 30), (4, 52, 28)], dtype=float
-    )
+    centres = np.array([(4, 14, 14), (8, 16, 44), (11, 42, 18), (6, 44, 46), (12, 26, 30), (4, 52, 28)], dtype=float)
     centres += rng.uniform(-1, 1, size=centres.shape)
     labels = nuclei_labels(shape, centres, rng.uniform(9, 13, size=len(centres)), ANISOTROPY)
     arrays = {"prediction": synthetic_output(labels, centres, ANISOTROPY, rng), "truth": labels}
@@ -213,9 +209,7 @@ def compare(folder: Path, official_python: Path = OFFICIAL_PYTHON) -> list[tuple
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--official-python", type=Path, default=OFFICIAL_PYTHON)
     parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)

@@ -86,9 +86,7 @@ def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
     return [LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1)) for j, group in enumerate(groups)]
 
 
-def crop_origin(
-    centroid: np.ndarray, crop_size: int | tuple[int, ...], shape: tuple[int, ...]
-) -> tuple[int, ...]:
+def crop_origin(centroid: np.ndarray, crop_size: int | tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
     """First corner ((z0,) y0, x0) of the window centred on `centroid`, clipped into an image of
     `shape`; `crop_size` is one edge length or one per axis."""
     sizes = np.broadcast_to(crop_size, len(shape))
@@ -208,9 +206,7 @@ def crop_pair(
     return n_written, ratio
 
 
-def crop_subset(
-    data_dir: Path, subset: str, out_dir: Path, settings: DatasetSettings
-) -> tuple[int, list[float]]:
+def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSettings) -> tuple[int, list[float]]:
     """Crop every image of data_dir/subset/images (masks of the same name in masks/).
 
     `settings` gives the crop size, centre type (``center``), one-hot layout and normalisation.
@@ -238,9 +234,7 @@ def crop_subset(
         reasons = []
         if small:
             size = "x".join(map(str, settings.crop_shape)) if settings.ndim == 3 else settings.crop_shape[0]
-            reasons.append(
-                f"{small} smaller than the crop size {size} (pass a smaller --crop-size, a multiple of 8)"
-            )
+            reasons.append(f"{small} smaller than the crop size {size} (pass a smaller --crop-size, a multiple of 8)")
         if small < len(counts):
             reasons.append(f"{len(counts) - small} with no objects in their masks (annotate them)")
         raise DataError(

@@ -73,8 +73,7 @@ class DatasetSettings:
                 )
         if len(self.crop_shape) != self.ndim:
             raise DataError(
-                f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) "
-                f"for {self.ndim}D data"
+                f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) for {self.ndim}D data"
             )
 
     @property

@@ -411,7 +411,9 @@ def run(args: argparse.Namespace) -> int:
     model = inference_model(model, compile=args.compile, amp=args.amp)
     tile_size = default_tile(settings.ndim) if args.tile_size is None else args.tile_size
     if len(tile_size) not in (1, settings.ndim):
-        raise DataError(f"--tile-size: give one size or {settings.ndim} (one per axis) for this {settings.ndim}-D model")
+        raise DataError(
+            f"--tile-size: give one size or {settings.ndim} (one per axis) for this {settings.ndim}-D model"
+        )
     tile_size = tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
     min_object_size = args.min_object_size
     if min_object_size is None and args.clustering == "current":

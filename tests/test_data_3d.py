@@ -107,8 +107,13 @@ def test_voxel_size_from_imagej_and_ome_metadata(tmp_path):
         tmp_path / "ome.tif",
         image,
         ome=True,
-        metadata={"axes": "ZYX", "PhysicalSizeZ": 2000.0, "PhysicalSizeZUnit": "nm", "PhysicalSizeY": 0.3,
-                  "PhysicalSizeX": 0.3},
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeZ": 2000.0,
+            "PhysicalSizeZUnit": "nm",
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeX": 0.3,
+        },
     )
     tifffile.imwrite(tmp_path / "plain.tif", image, photometric="minisblack")
     tifffile.imwrite(tmp_path / "pixels.tif", image, imagej=True, metadata={"axes": "ZYX", "unit": "pixel"})

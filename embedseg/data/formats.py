@@ -319,9 +319,7 @@ def tiff_axes(path: Path) -> TiffAxes:
             z = float(meta.get("spacing", 1.0))
             return TiffAxes(axes, (z * unit, y_den / y_num * unit, x_den / x_num * unit))
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise DataError(
-            f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF"
-        ) from exc
+        raise DataError(f"{path}: cannot read the TIFF metadata ({exc}); the file is corrupt or not a TIFF") from exc
 
 
 def channels_first(image: np.ndarray, path: Path) -> np.ndarray:

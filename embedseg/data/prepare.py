@@ -185,9 +185,7 @@ def check_options(args: argparse.Namespace) -> None:
                 f"e.g. {max(8, size // 8 * 8)} instead of {size}"
             )
     if args.crop_size is not None and len(args.crop_size) not in (1, 2, 3):
-        raise DataError(
-            f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(args.crop_size)}"
-        )
+        raise DataError(f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(args.crop_size)}")
     for option, value in (("--limit", args.limit), ("--n-images", args.n_images)):
         if value is not None and value < 1:
             raise DataError(f"{option} {value}: must be a positive number of images")
@@ -348,9 +346,7 @@ def write_splits(
             write_tiff(out / split / "images" / f"{sample.name}.tif", image)
             write_labels(out / split / "masks" / f"{sample.name}.tif", labels)
     if ndim == 3 and one_hot:
-        raise DataError(
-            f"data set {spec.name!r}: one-hot masks are 2D only; 3D masks are (Z, Y, X) label stacks"
-        )
+        raise DataError(f"data set {spec.name!r}: one-hot masks are 2D only; 3D masks are (Z, Y, X) label stacks")
     if ndim == 2 and voxel_size is not None:
         raise DataError("--voxel-size is for 3D data sets (volumes); this data set is 2D")
     if ndim == 3:

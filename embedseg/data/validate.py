@@ -30,9 +30,7 @@ def check_image(image: np.ndarray, path: Path, ndim: int = 2) -> None:
         raise DataError(f"{path}: image contains NaN or infinite pixels; replace them (e.g. by 0)")
 
 
-def check_pair(
-    image: np.ndarray, labels: np.ndarray, image_path: Path, mask_path: Path, ndim: int = 2
-) -> None:
+def check_pair(image: np.ndarray, labels: np.ndarray, image_path: Path, mask_path: Path, ndim: int = 2) -> None:
     """The mask must cover the image: 2D a label image (H, W) or one-hot stack (K, H, W) with the
     image's (H, W); 3D a label volume (Z, Y, X) with the image's (Z, Y, X).
 

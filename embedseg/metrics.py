@@ -26,8 +26,8 @@ does (EmbedSeg's ``obtain_APdsb_one_hot``).
 The overlap table is built once per image by one ``bincount`` over the pixels of some object
 and reused for every τ. Where the pairs at the lowest τ form a matching, every τ keeps its pairs
 in one vectorised step. The Hungarian step runs only where the pairs with IoU ≥ τ do not already
-form a matching, and then only on the groups of mutually overlapping objects that hold such a conflict (the optimum splits
-over these groups, as objects without overlap add nothing to the cost).
+form a matching, and then only on the groups of mutually overlapping objects that hold such a
+conflict (the optimum splits over these groups, as objects without overlap add nothing to the cost).
 """
 
 from __future__ import annotations

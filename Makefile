@@ -61,7 +61,8 @@ test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not slurm"
 
-# The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); ~15 min on 2 cores.
+# The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); on 2 cores ~15 min with
+# AVX-512, up to ~45 min on AVX2-only CPUs (benchmarks/README.md, Item 5).
 # In this venv, not conda: --workflow-profile none skips workflow/profiles/default.
 demo: venv
 	$(BIN)/snakemake all --cores $(CORES) --workflow-profile none --configfile config/demo.yaml

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from compare_official import OFFICIAL_PYTHON, blob_labels, random_labels, worker_env
+from machine import describe_machine
 
 THRESHOLDS = tuple(np.round(np.arange(0.5, 0.901, 0.05), 2).tolist())
 PEERS = ("ours", "stardist", "official")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         write_pairs(pairs, args.pairs, args.size, args.objects)
         print(
             f"{args.pairs} pairs of {args.size}^2, ~{args.objects} objects each, {len(THRESHOLDS)} thresholds; "
-            f"load before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
+            f"before: {describe_machine()}"
         )
         results: dict[str, dict] = {}
         for _ in range(args.rounds):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe_machine
 
 from embedseg import centers, cluster, crops, predict
 from embedseg.dataset_settings import DatasetSettings
@@ -150,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{describe_machine()}; {torch.get_num_threads()} threads")
 
     seconds, n_objects = bench_cluster(args.repeats)
     print(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe_machine
 from skimage.draw import disk
 
 from embedseg.crop_dataset import CropDataset
@@ -116,6 +117,7 @@ def main() -> None:
             dataset[int(i), n % 8]
         item_ms = (time.perf_counter() - start) / len(index) * 1e3
 
+    print(describe_machine())
     print(
         f"{args.crops} crops of {args.size}^2 held in memory in {load_s:.1f} s; {args.threads} threads; "
         f"medians of {args.rounds} alternating rounds of {args.batches} batches of 2"

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import disc_batch  # noqa: E402 (benchmarks/ is not a package)
+from machine import describe_machine  # noqa: E402
 
 from embedseg.acceleration import Precision, inference_model, maybe_compile  # noqa: E402
 from embedseg.losses import SpatialEmbLoss  # noqa: E402
@@ -169,11 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    capability = torch.backends.cpu.get_cpu_capability()
-    print(
-        f"device {device}, {args.threads} threads (CPU capability {capability}), "
-        f"medians of {args.rounds} alternating rounds"
-    )
+    print(f"device {device}, {args.threads} threads, medians of {args.rounds} alternating rounds; {describe_machine()}")
     for name in args.cases:
         CASES[name](args, device)
 

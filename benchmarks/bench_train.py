@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from machine import describe_machine
 
 from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
@@ -112,6 +113,7 @@ def main() -> None:
 
     phases = time_steps(model, criterion, optimizer, batch, args.steps, device)
     loss_seconds = time_loss(criterion, batch, args.steps, device)
+    print(describe_machine())
     print(
         f"device {device}, {args.threads} CPU threads, batch 2 x {args.size}^2, {n_objects} objects, "
         f"median of {args.steps} steps"

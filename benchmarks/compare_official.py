@@ -451,11 +451,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.official_python.exists():
         parser.error(f"{args.official_python} not found: run `bash benchmarks/official_env.sh` first")
+    # Imported here: tests import this module as benchmarks.compare_official, without benchmarks/ on the path.
+    from machine import describe_machine
+
     with tempfile.TemporaryDirectory(prefix="compare-official-") as scratch:
         folder = args.folder or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         write_inputs(folder)
-        print(f"load before: {os.getloadavg()[0]:.2f} (1-min average, {os.cpu_count()} CPUs); {THREADS} threads")
+        print(f"before: {describe_machine()}; {THREADS} threads")
         pooled = benchmark(args.cases, folder, args.rounds, args.repeats, args.official_python)
         print(f"load after: {os.getloadavg()[0]:.2f}; medians over {args.rounds} rounds x {args.repeats} calls\n")
         print(format_table(pooled, args.cases))

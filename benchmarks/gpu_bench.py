@@ -242,7 +242,10 @@ def gpu_hours(shape: Shape, record: dict) -> float:
 
 
 def report(shapes: list[Shape], records: list[dict]) -> None:
+    from machine import describe_machine  # imports torch, which --dry-run and --help do without
+
     by_key = {(r["variant"], r["crop"], r["batch"]): r for r in records}
+    print(describe_machine())
     print("| variant | crop | batch | train steps/s | val s/batch | peak GPU MB | first step s (compile) |")
     print("|---|---|---|---|---|---|---|")
     for r in records:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from compare_official import OFFICIAL_PYTHON, THREADS, worker_env
+from machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.official_python} not found: run `bash benchmarks/official_env.sh` first")
     if not SHARED_DATA.is_dir():
         parser.error(f"real data not found at {SHARED_DATA} (set EMBEDSEG_SHARED_DATA)")
-    print(f"{args.steps} steps of batch 2 per peer; load {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"{args.steps} steps of batch 2 per peer; {describe_machine()}")
     rows = []
     for name in args.datasets:
         with tempfile.TemporaryDirectory(prefix=f"accuracy-{name}-") as scratch:

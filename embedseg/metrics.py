@@ -23,10 +23,11 @@ BBBC010's ground truth has overlapping objects, stored as a (K, H, W) stack; its
 (its matched prediction is the one of largest IoU), and a prediction as FP when no GT object
 does (EmbedSeg's ``obtain_APdsb_one_hot``).
 
-The overlap table is built once per image by one ``bincount`` and reused for every τ. The
-Hungarian step runs only where the pairs with IoU ≥ τ do not already form a matching, and then
-only on the groups of mutually overlapping objects that hold such a conflict (the optimum splits
-over these groups, as objects without overlap add nothing to the cost).
+The overlap table is built once per image by one ``bincount`` over the pixels of some object
+and reused for every τ. Where the pairs at the lowest τ form a matching, every τ keeps its pairs
+in one vectorised step. The Hungarian step runs only where the pairs with IoU ≥ τ do not already
+form a matching, and then only on the groups of mutually overlapping objects that hold such a
+conflict (the optimum splits over these groups, as objects without overlap add nothing to the cost).
 """
 
 from __future__ import annotations
@@ -190,6 +191,11 @@ def label_overlap(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.bincount(pair_index, minlength=(n_true + 1) * (n_pred + 1)).reshape(n_true + 1, n_pred + 1)
 
 
+def _non_negative(*labels: np.ndarray) -> bool:
+    """No negative id in any of the images (an unsigned one needs no pass over its pixels)."""
+    return all(image.dtype.kind == "u" or image.min() >= 0 for image in labels)
+
+
 def overlap_with_ids(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`label_overlap` of the relabelled images, for label images with any ids, and the
     original ids of its rows 1… and columns 1….
@@ -199,13 +205,19 @@ def overlap_with_ids(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np
     kept); ids keep their order, so this is the table of the relabelled images, entry for entry.
     """
     true, pred = np.asarray(true), np.asarray(pred)
-    if true.dtype.kind in "iu" and pred.dtype.kind in "iu" and true.size and true.min() >= 0 and pred.min() >= 0:
+    if true.dtype.kind in "iu" and pred.dtype.kind in "iu" and true.size and _non_negative(true, pred):
         rows, cols = int(true.max()) + 1, int(pred.max()) + 1
         if rows * cols <= MAX_IDS_PER_PIXEL * true.size:
-            pair_index = true.ravel().astype(np.intp)
-            pair_index *= cols
-            pair_index += pred.ravel()
+            # The pair index in the narrowest unsigned type that holds it (uint16 for up to 255
+            # objects per image) and only pixels of some object in the bincount: background of
+            # both images is most of a typical image, and the (0, 0) entry is what is left.
+            index_type = np.min_scalar_type(rows * cols)  # also holds cols itself
+            pair_index = true.ravel().astype(index_type)
+            pair_index *= index_type.type(cols)
+            pair_index += pred.ravel().astype(index_type, copy=False)
+            pair_index = pair_index[pair_index != 0]
             table = np.bincount(pair_index, minlength=rows * cols).reshape(rows, cols)
+            table[0, 0] = true.size - len(pair_index)
             present_rows, present_cols = table.any(axis=1), table.any(axis=0)
             present_rows[0] = present_cols[0] = True
             row_ids, col_ids = np.flatnonzero(present_rows), np.flatnonzero(present_cols)
@@ -238,6 +250,11 @@ def overlap_groups(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return groups[:n_true], groups[n_true:]
 
 
+def _crowded(indices: np.ndarray, length: int) -> np.ndarray:
+    """(length,) whether an object appears in more than one of the pairs (`indices`: its side)."""
+    return np.bincount(indices, minlength=length) > 1
+
+
 def assign(iou: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
     """(T, n_true): per τ, the column of each GT object's matched prediction in the one-to-one
     matching of StarDist's ``matching`` (−1: no match with IoU ≥ τ)."""
@@ -249,10 +266,19 @@ def assign(iou: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
     n_true, n_pred = iou.shape
     match = np.full((len(thresholds), n_true), -1, dtype=np.int64)
     groups = None
+    # The pairs above the lowest τ, found once; every τ picks its pairs from these few.
+    candidate_rows, candidate_cols = np.nonzero(iou >= thresholds.min(initial=1.0))
+    candidate_iou = iou[candidate_rows, candidate_cols]
+    if not _crowded(candidate_rows, n_true).any() and not _crowded(candidate_cols, n_pred).any():
+        # A matching at the lowest τ, so at every τ (its pairs are a subset): each τ keeps all
+        # its pairs, as below, for all τ at once.
+        taus, pairs = np.nonzero(candidate_iou[None, :] >= thresholds[:, None])
+        match[taus, candidate_rows[pairs]] = candidate_cols[pairs]
+        return match
     for t, tau in enumerate(thresholds):
-        rows, cols = np.nonzero(iou >= tau)
-        crowded_rows = np.bincount(rows, minlength=n_true) > 1
-        crowded_cols = np.bincount(cols, minlength=n_pred) > 1
+        above = candidate_iou >= tau
+        rows, cols = candidate_rows[above], candidate_cols[above]
+        crowded_rows, crowded_cols = _crowded(rows, n_true), _crowded(cols, n_pred)
         if not crowded_rows.any() and not crowded_cols.any():
             # The pairs with IoU ≥ τ already form a matching, so the best matching holds all of
             # them (what the Hungarian cost maximises first). Always the case for τ > 0.5, where

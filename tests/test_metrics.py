@@ -195,6 +195,13 @@ def test_overlap_table_of_raw_ids_equals_the_relabelled_one():
         metrics.overlap_table(full, full[::-1]),
         metrics.label_overlap(full, relabel_sequential(full[::-1])[0]),
     )
+    # The pair index's type is the narrowest that holds (n_true + 1)·(n_pred + 1): uint8 here,
+    # where the column count 256 itself does not fit an id of 255.
+    empty = np.zeros((4, 4), dtype=np.uint8)
+    last = empty.copy()
+    last[0, 0] = 255
+    np.testing.assert_array_equal(metrics.overlap_table(empty, last), [[15, 1]])
+    np.testing.assert_array_equal(metrics.overlap_table(last.astype(np.int64), last), [[15, 0], [0, 1]])
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -131,10 +131,7 @@ def score_volumes(
             f"{pred_path}: prediction shape {pred.shape} does not match GT {gt_path} {gt.shape}; "
             "predictions must be (Z, Y, X) label volumes of the GT's size"
         )
-    if exclude_border:
-        # metrics.border_ids looks at the 4 edges of a 2-D image only; a volume has 6 faces.
-        raise DataError("--exclude-border is available for 2-D data only; leave it off for this 3-D data set")
-    return match_labels(gt, pred, thresholds, ignore_label=ignore_label)
+    return match_labels(gt, pred, thresholds, ignore_label=ignore_label, exclude_border=exclude_border)
 
 
 def object_rows(counts: MatchCounts, tau: float) -> pd.DataFrame:

@@ -304,8 +304,10 @@ def assign(iou: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
 
 
 def border_ids(labels: np.ndarray) -> np.ndarray:
-    """Ids (> 0) of the objects touching the border of a label image (H, W)."""
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    """Ids (> 0) of the objects touching the border of a label image (H, W) or volume (Z, Y, X):
+    its first and last index along every axis (the 4 edges of an image, the 6 faces of a volume)."""
+    faces = [np.take(labels, index, axis=axis).ravel() for axis in range(labels.ndim) for index in (0, -1)]
+    edge = np.concatenate(faces)
     return np.unique(edge[edge != 0])
 
 

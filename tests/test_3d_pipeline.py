@@ -56,8 +56,14 @@ def test_evaluate_scores_volumes_by_the_data_sets_ndim(tmp_path: Path, capsys) -
     # The same volume read as 2-D data is a one-hot stack whose shape no label image has.
     assert main(["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "t.csv"), "--ndim", "2"])
     assert "prediction shape (16, 32, 32) does not match" in capsys.readouterr().err
-    assert main(["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "u.csv"), "--exclude-border"])
-    assert "2-D data only" in capsys.readouterr().err
+    # The border of a volume is its six faces.
+    touching = set(np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel()])))
+    touching |= set(np.unique(np.concatenate([labels[:, -1].ravel(), labels[..., 0].ravel(), labels[..., -1].ravel()])))
+    argv = ["evaluate", str(gt_dir), str(tmp_path / "pred"), "--out", str(tmp_path / "u.csv"), "--exclude-border"]
+    assert main(argv) == 0
+    inner = pd.read_csv(tmp_path / "u.csv").round({"tau": 2}).set_index("tau")
+    kept = set(np.unique(labels)) - touching - {0}
+    assert inner.loc[0.5, "tp"] + inner.loc[0.5, "fn"] == len(kept)
 
 
 def write_scores(path: Path, names: list[str], ap_at_010: float) -> None:

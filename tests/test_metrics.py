@@ -358,6 +358,16 @@ def test_exclude_border_drops_objects_touching_it_in_both_images():
     assert (inner.tp[0], inner.fp[0], inner.fn[0]) == (1, 1, 0)
 
 
+def test_border_ids_of_a_volume_are_on_its_six_faces():
+    volume = np.zeros((6, 8, 8), dtype=np.uint16)
+    volume[0, 3:5, 3:5] = 1  # only on the first z face: inside every (Y, X) edge
+    volume[2:4, 3:5, 3:5] = 2  # inside
+    volume[2:4, 3:5, 7] = 3  # on the last x face
+    volume[5, 1:3, 1:3] = 4  # only on the last z face
+    assert metrics.border_ids(volume).tolist() == [1, 3, 4]
+    assert metrics.border_ids(volume[2]).tolist() == [3]
+
+
 def brute_force_seg(true: np.ndarray, pred: np.ndarray) -> float:
     """CTC SEG object by object: the prediction covering more than half of the GT object, its IoU."""
     scores = []

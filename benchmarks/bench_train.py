@@ -28,6 +28,7 @@ from machine import describe_machine
 from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
 from embedseg.runtime import resolve_device
+from embedseg.train import make_optimizer
 
 OFFICIAL_SECONDS_PER_STEP = 0.88
 
@@ -107,7 +108,7 @@ def main() -> None:
     device = resolve_device(args.device)
     model = BranchedERFNet().to(device).train()
     criterion = SpatialEmbLoss(variance_loss=args.variance_loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    optimizer = make_optimizer(model)
     batch = disc_batch(args.size, args.objects)
     n_objects = sum(len(torch.unique(labels)) - 1 for labels in batch[1])
 

@@ -177,6 +177,10 @@ class Official:
         torch.save({"model_state_dict": model.state_dict()}, folder / OFFICIAL_WEIGHTS)
         return model
 
+    def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The official notebooks' optimiser."""
+        return torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+
     def loss(self) -> Callable[..., torch.Tensor]:
         from EmbedSeg.criterions.my_loss import SpatialEmbLoss
 
@@ -224,6 +228,12 @@ class Ours:
 
         return load_official_checkpoint(folder / OFFICIAL_WEIGHTS, device="cpu")
 
+    def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The optimiser of `embedseg train`."""
+        from embedseg.train import make_optimizer
+
+        return make_optimizer(model)
+
     def loss(self) -> Callable[..., torch.Tensor]:
         from embedseg.losses import SpatialEmbLoss
 
@@ -261,7 +271,7 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
     if case == "train_step":
         model = peer.model(folder).train()
         loss_fn = peer.loss()
-        optimiser = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+        optimiser = peer.optimizer(model)
         image, instances, centres = (
             torch.from_numpy(inputs[k]) for k in ("train_image", "train_instances", "train_centres")
         )

@@ -142,9 +142,12 @@ def run_worker(variant: str, crop: int, batch: int, val_batch: int, steps: int, 
     if variant == "official":
         model, loss_fn = official_step(device, crop)
         forward, precision = model, None
+        optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
     else:
+        from embedseg.train import make_optimizer
+
         model, loss_fn, forward, precision = ours_step(device, "--amp" in variant, "--compile" in variant)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-4)
+        optimizer = make_optimizer(model)
     train_batch = synthetic_batch(crop, batch, device)
     val_input = synthetic_batch(crop, val_batch, device)[0]
 

@@ -130,6 +130,13 @@ def make_loader(
     )
 
 
+def make_optimizer(model: torch.nn.Module) -> torch.optim.Adam:
+    """Adam with the paper's learning rate and weight decay, fused: one kernel over all parameters
+    instead of several per tensor; the same update up to float rounding. A CPU training step is
+    1.10x faster with 2 × 64² crops, 1.02x with 2 × 256² (benchmarks/README.md)."""
+    return torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY, fused=True)
+
+
 def run_batch(
     model: torch.nn.Module,
     criterion: SpatialEmbLoss,
@@ -341,7 +348,7 @@ def fit(
         spacing=grid_spacing(ndim, settings.anisotropy),
         foreground_weight=settings.foreground_weight,
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
+    optimizer = make_optimizer(model)
     generators = sampler_generators(config.seed)
     start_epoch, best_iou, history = 0, 0.0, []
     if checkpoint is not None:

@@ -136,7 +136,7 @@ def central_crop(image: np.ndarray, ndim: int = 2, source: str | os.PathLike = "
     for extent in spatial:
         length = min(SAMPLE_SIZE[ndim], extent) // NETWORK_MULTIPLE * NETWORK_MULTIPLE
         if length < MIN_INPUT:
-            raise DataError(f"{source}: {spatial} is below {MIN_INPUT} px along an axis; pass a larger --sample")
+            raise DataError(f"{source}: {spatial} is below {MIN_INPUT} px on an axis; pass a larger --sample")
         start = (extent - length) // 2
         out.append(slice(start, start + length))
     return image[(Ellipsis, *out)]
@@ -189,7 +189,8 @@ def preprocessing(settings: DatasetSettings) -> list:
     """The training normalisation as bioimage.io preprocessing (config.normalize's counterpart)."""
     from bioimageio.spec.model import v0_5
 
-    axes = [v0_5.AxisId(axis) for axis in SPACE_AXES[settings.ndim]]  # per image and channel, as normalize does
+    # per image and channel, as normalize does
+    axes = [v0_5.AxisId(axis) for axis in SPACE_AXES[settings.ndim]]
     if settings.normalization == "absolute":
         gain = 1.0 / float(settings.normalization_factor)
         return [v0_5.ScaleLinearDescr(kwargs=v0_5.ScaleLinearKwargs(gain=gain))]
@@ -262,12 +263,16 @@ def model_card(card: dict[str, Any]) -> str:
     selection = f"best validation IoU of {card['n_runs']} runs (seeds {seeds})" if card["n_runs"] > 1 else "-"
     ndim = card["config"]["ndim"]
     pixel, images = ("pixel", "2-D microscopy images") if ndim == 2 else ("voxel", "3-D microscopy volumes")
+    voxel_rows = []
+    if ndim == 3:
+        voxel_size = " × ".join(f"{v:g}" for v in settings["voxel_size"])
+        voxel_rows.append(["voxel size (z, y, x)", f"{voxel_size} µm"])
     lines = [
         f"# {card['name']}",
         "",
         f"EmbedSeg instance segmentation (Lalit et al. 2021) of {images}: a Branched ERF-Net "
-        f"predicts per-{pixel} spatial embeddings (offsets), clustering bandwidths (σ) and a seed map; a greedy "
-        "clustering turns them into instances. This package was written by `embedseg export` of the "
+        f"predicts per-{pixel} spatial embeddings (offsets), clustering bandwidths (σ) and a seed map; a "
+        "greedy clustering turns them into instances. This package was written by `embedseg export` of the "
         "embedseg-pipeline, a re-implementation of EmbedSeg.",
         "",
         "## Data",
@@ -281,7 +286,7 @@ def model_card(card: dict[str, Any]) -> str:
                 ["citation", data["citation"]],
                 ["licence of the data", data["licence"]],
                 ["normalisation", _normalisation_text(settings)],
-                *([["voxel size (z, y, x)", f"{settings['voxel_size']} µm"]] if ndim == 3 else []),
+                *voxel_rows,
             ],
         ),
         "",
@@ -337,7 +342,8 @@ def model_card(card: dict[str, Any]) -> str:
             "A voxel (k, i, j) (z, y, x) is embedded at e = tanh(offset) + (j·δ, i·δ, k·δ_z) with δ = 1/1023 "
             f"and δ_z = anisotropy·δ, anisotropy = voxel z / voxel x = {embedding['anisotropy']:g}"
         )
-    tta = f"on ({len(dihedral.transforms(ndim))} rotations/flips, raw outputs averaged)" if card["tta"] else "off"
+    n_transforms = len(dihedral.transforms(ndim))
+    tta = f"on ({n_transforms} rotations/flips, raw outputs averaged)" if card["tta"] else "off"
     tiling = card["config"]["tiling"]  # tile_size: one length for every axis or one per axis, as predict's
     tile = " × ".join(map(str, tiling["tile_size"])) + (" a side" if len(tiling["tile_size"]) == 1 else "")
     lines += [

@@ -280,18 +280,26 @@ def test_export_never_writes_into_its_inputs(run: Path, tmp_path: Path, capsys) 
 
 
 @pytest.mark.parametrize(
-    "normalization, step", [("percentile", "scale_range"), ("mean-std", "zero_mean_unit_variance")]
+    "normalization, step, shape",
+    [
+        ("percentile", "scale_range", (96, 80)),
+        ("mean-std", "zero_mean_unit_variance", (96, 80)),
+        ("percentile", "scale_range", (24, 40, 48)),  # a volume: percentiles over z, y, x
+    ],
 )
-def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, tmp_path) -> None:
+def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, shape, tmp_path) -> None:
     """bioimageio.core's test only passes if its preprocessing of the test input matches ours."""
     torch.manual_seed(0)
-    model = BranchedERFNet()
-    settings = DatasetSettings(name="synthetic-nuclei", normalization=normalization, normalization_factor=None)
+    ndim = len(shape)
+    model = BranchedERFNet(n_sigma=ndim, ndim=ndim)
+    settings = DatasetSettings(
+        name="synthetic-nuclei", normalization=normalization, normalization_factor=None, ndim=ndim
+    )
     save_checkpoint(
         tmp_path / "untrained.pt",
         {"model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict()},
     )
-    image = np.random.default_rng(0).integers(0, 4000, (96, 80)).astype(np.uint16)
+    image = np.random.default_rng(0).integers(0, 4000, shape).astype(np.uint16)
     write_tiff(tmp_path / "sample.tif", image)
     package = tmp_path / "untrained.zip"
     assert (
@@ -302,7 +310,8 @@ def test_each_normalisation_becomes_the_packages_preprocessing(normalization, st
     )  # runs bioimageio.core's test_model
     preprocessing = rdf(package)["inputs"][0]["preprocessing"]
     assert [entry["id"] for entry in preprocessing] == ["ensure_dtype", step, "ensure_dtype"]
-    assert preprocessing[1]["kwargs"]["axes"] == ["y", "x"]  # per image and channel, as in training
+    # per image and channel, as in training
+    assert preprocessing[1]["kwargs"]["axes"] == ["z", "y", "x"][-ndim:]
     if normalization == "percentile":
         kwargs = preprocessing[1]["kwargs"]
         assert (kwargs["min_percentile"], kwargs["max_percentile"]) == settings.percentiles

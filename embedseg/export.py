@@ -7,6 +7,9 @@ data licence and, when score files are given, the test AP_dsb of the model and t
 its sibling runs; ``config.embedseg`` carries what turns the raw output into instances (embedding
 constants, clustering thresholds, TTA) and what `embedseg predict` needs to load the package.
 
+2-D and 3-D models export alike: a 3-D package's tensors have a z axis (scaled by the data set's
+voxel size), its test tensors are volumes and config.embedseg holds the anisotropic grid spacing.
+
 Only the raw network output leaves the package's bioimage.io part: the greedy seed clustering is
 no standard bioimage.io post-processing, so consumers other than `embedseg predict` run it
 themselves from the config (docs/export.md). bioimageio.spec/core are imported only here, so they
@@ -33,22 +36,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
+from . import __version__, dihedral
 from .cluster import PRESETS, ClusterParams, preset
 from .dataset_settings import DatasetSettings
-from .embedding import GRID_SPACING, SIGMA_SCALE
+from .embedding import SIGMA_SCALE, grid_spacing
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
 from .models.erfnet import BranchedERFNet
 from .outputs import check_output_file
-from .predict import DEFAULT_OVERLAP, DEFAULT_TILE, NETWORK_MULTIPLE, network_input, segment
+from .predict import DEFAULT_OVERLAP, NETWORK_MULTIPLE, default_tile, network_input, segment
 from .schedule import BASE_LR, LR_HORIZON, LR_POWER
 
 log = logging.getLogger(__name__)
 
 INPUT_ID, OUTPUT_ID = "image", "prediction"
-SAMPLE_SIZE = 256  # test input and cover: at most this many pixels per axis, so the package stays small
+# Test input and cover: at most this many pixels (voxels) per axis, so the package stays small; a
+# 64³ volume's raw output (7 float32 channels) takes 7 MiB, twice in the package (.npy and .tif).
+SAMPLE_SIZE = {2: 256, 3: 64}
+SPACE_AXES = {2: ("y", "x"), 3: ("z", "y", "x")}  # bioimage.io axis ids of the spatial axes, in array order
 COVER_HEIGHT = 256  # at least, in pixels
 MIN_INPUT = 16  # smallest input edge stated in the spec (two multiples of the network's stride)
 # TorchScript must reproduce the state-dict model; both run the same float32 kernels on the CPU.
@@ -122,16 +128,18 @@ def sample_image(path: str | os.PathLike) -> tuple[Path, np.ndarray]:
     return path, read_image(path)
 
 
-def central_crop(image: np.ndarray, size: int = SAMPLE_SIZE) -> np.ndarray:
-    """(C, H, W) centre crop of at most `size` pixels per axis, cut to multiples of the network's stride."""
+def central_crop(image: np.ndarray, ndim: int = 2, source: str | os.PathLike = "sample image") -> np.ndarray:
+    """Centre crop of the last `ndim` axes of (C, H, W) or (C, Z, Y, X): at most SAMPLE_SIZE[ndim]
+    pixels per axis, cut to multiples of the network's stride; `source` names the image in errors."""
+    spatial = image.shape[-ndim:]
     out = []
-    for extent in image.shape[-2:]:
-        length = min(size, extent) // NETWORK_MULTIPLE * NETWORK_MULTIPLE
+    for extent in spatial:
+        length = min(SAMPLE_SIZE[ndim], extent) // NETWORK_MULTIPLE * NETWORK_MULTIPLE
         if length < MIN_INPUT:
-            raise DataError(f"sample image {image.shape[-2:]} is below {MIN_INPUT} px; pass a larger one")
+            raise DataError(f"{source}: {spatial} is below {MIN_INPUT} px on an axis; pass a larger --sample")
         start = (extent - length) // 2
         out.append(slice(start, start + length))
-    return image[..., out[0], out[1]]
+    return image[(Ellipsis, *out)]
 
 
 def code_version() -> str:
@@ -181,7 +189,8 @@ def preprocessing(settings: DatasetSettings) -> list:
     """The training normalisation as bioimage.io preprocessing (config.normalize's counterpart)."""
     from bioimageio.spec.model import v0_5
 
-    axes = [v0_5.AxisId("y"), v0_5.AxisId("x")]  # per image and channel, as normalize does
+    # per image and channel, as normalize does
+    axes = [v0_5.AxisId(axis) for axis in SPACE_AXES[settings.ndim]]
     if settings.normalization == "absolute":
         gain = 1.0 / float(settings.normalization_factor)
         return [v0_5.ScaleLinearDescr(kwargs=v0_5.ScaleLinearKwargs(gain=gain))]
@@ -197,18 +206,24 @@ def preprocessing(settings: DatasetSettings) -> list:
 
 
 def channel_names(model: BranchedERFNet) -> list[str]:
-    """Output channels in the network's order: offsets, bandwidths σ, seed logits."""
-    sigmas = ["sigma_x", "sigma_y"] if model.n_sigma == 2 else [f"sigma_{i}" for i in range(model.n_sigma)]
+    """Output channels in the network's order: offsets (x, y[, z]), bandwidths σ, seed logits."""
+    axes = "xyz"[: model.ndim]
+    per_axis = model.n_sigma == model.ndim
+    sigmas = [f"sigma_{a}" for a in axes] if per_axis else [f"sigma_{i}" for i in range(model.n_sigma)]
     seeds = ["seed"] if model.n_seed == 1 else [f"seed_{i}" for i in range(model.n_seed)]
-    return ["offset_x", "offset_y", *sigmas, *seeds]
+    return [*(f"offset_{a}" for a in axes), *sigmas, *seeds]
 
 
 def cover_image(image: np.ndarray, labels: np.ndarray, path: Path) -> None:
-    """PNG with the input (left) and the predicted instances over it (right)."""
+    """PNG with the input (left) and the predicted instances over it (right): `image` (C, H, W)
+    and `labels` (H, W), or of a volume (C, Z, Y, X) / (Z, Y, X) the middle z slice."""
     import imageio.v3 as iio
     from skimage.color import label2rgb
     from skimage.segmentation import find_boundaries
 
+    if labels.ndim == 3:
+        middle = labels.shape[0] // 2
+        image, labels = image[:, middle], labels[middle]
     channel = image[0].astype(np.float64)
     low, high = np.percentile(channel, (1, 99.8))
     gray = np.clip((channel - low) / (high - low + 1e-20), 0, 1)
@@ -246,12 +261,18 @@ def model_card(card: dict[str, Any]) -> str:
     split = ", ".join(f"{name} {n}" for name, n in counts.items()) or "not recorded"
     seeds = ", ".join(map(str, card["run_seeds"]))
     selection = f"best validation IoU of {card['n_runs']} runs (seeds {seeds})" if card["n_runs"] > 1 else "-"
+    ndim = card["config"]["ndim"]
+    pixel, images = ("pixel", "2-D microscopy images") if ndim == 2 else ("voxel", "3-D microscopy volumes")
+    voxel_rows = []
+    if ndim == 3:
+        voxel_size = " × ".join(f"{v:g}" for v in settings["voxel_size"])
+        voxel_rows.append(["voxel size (z, y, x)", f"{voxel_size} µm"])
     lines = [
         f"# {card['name']}",
         "",
-        "EmbedSeg instance segmentation (Lalit et al. 2021) of 2-D microscopy images: a Branched ERF-Net "
-        "predicts per-pixel spatial embeddings (offsets), clustering bandwidths (σ) and a seed map; a greedy "
-        "clustering turns them into instances. This package was written by `embedseg export` of the "
+        f"EmbedSeg instance segmentation (Lalit et al. 2021) of {images}: a Branched ERF-Net "
+        f"predicts per-{pixel} spatial embeddings (offsets), clustering bandwidths (σ) and a seed map; a "
+        "greedy clustering turns them into instances. This package was written by `embedseg export` of the "
         "embedseg-pipeline, a re-implementation of EmbedSeg.",
         "",
         "## Data",
@@ -265,6 +286,7 @@ def model_card(card: dict[str, Any]) -> str:
                 ["citation", data["citation"]],
                 ["licence of the data", data["licence"]],
                 ["normalisation", _normalisation_text(settings)],
+                *voxel_rows,
             ],
         ),
         "",
@@ -312,25 +334,35 @@ def model_card(card: dict[str, Any]) -> str:
             "",
             _table(header, rows),
         ]
-    clustering = card["clustering"]
+    clustering, embedding = card["clustering"], card["config"]["embedding"]
+    if ndim == 2:
+        grid = "A pixel (i, j) is embedded at e = tanh(offset) + (j·δ, i·δ) with δ = 1/1023"
+    else:
+        grid = (
+            "A voxel (k, i, j) (z, y, x) is embedded at e = tanh(offset) + (j·δ, i·δ, k·δ_z) with δ = 1/1023 "
+            f"and δ_z = anisotropy·δ, anisotropy = voxel z / voxel x = {embedding['anisotropy']:g}"
+        )
+    n_transforms = len(dihedral.transforms(ndim))
+    tta = f"on ({n_transforms} rotations/flips, raw outputs averaged)" if card["tta"] else "off"
+    tiling = card["config"]["tiling"]  # tile_size: one length for every axis or one per axis, as predict's
+    tile = " × ".join(map(str, tiling["tile_size"])) + (" a side" if len(tiling["tile_size"]) == 1 else "")
     lines += [
         "",
         "## From raw output to instances",
         "",
         f"The network output `{OUTPUT_ID}` has the channels {', '.join(card['channels'])} (raw values). "
-        "A pixel (i, j) is embedded at e = tanh(offset) + (j·δ, i·δ) with δ = 1/1023; the bandwidth is "
-        "s = exp(10·σ); seed score = sigmoid(seed). The greedy clustering (EmbedSeg's `cluster_fast`) takes "
-        "the unclustered foreground pixel with the highest seed score, groups the foreground pixels whose "
-        "score exp(−Σ s_d (e_d − e_seed,d)²) exceeds 0.5, and repeats while seeds exceed `seed_thresh`:",
+        f"{grid}; the bandwidth is s = exp(10·σ); seed score = sigmoid(seed). The greedy clustering "
+        f"(EmbedSeg's `cluster_fast`) takes the unclustered foreground {pixel} with the highest seed score, "
+        f"groups the foreground {pixel}s whose score exp(−Σ s_d (e_d − e_seed,d)²) exceeds 0.5, and repeats "
+        "while seeds exceed `seed_thresh`:",
         "",
         _table(["parameter", "value"], [[key, value] for key, value in clustering.items()]),
         "",
-        f"Test-time augmentation: {'on (8 rotations/flips, raw outputs averaged)' if card['tta'] else 'off'}."
-        f" Large images: tiles of {DEFAULT_TILE} px overlapping by {2 * DEFAULT_OVERLAP} px. All this is in "
-        f"the package's `config.{PACKAGE_CONFIG_KEY}`; with embedseg-pipeline installed, "
-        f"`{card['config']['predict_command']}` gives these labels.",
+        f"Test-time augmentation: {tta}. Large inputs: tiles of {tile} {pixel}s overlapping by "
+        f"{2 * tiling['overlap']} {pixel}s. All this is in the package's `config.{PACKAGE_CONFIG_KEY}`; with "
+        f"embedseg-pipeline installed, `{card['config']['predict_command']}` gives these labels.",
         "",
-        "Inputs: height and width must be multiples of 8 (pad, e.g. by reflection; crop the output back).",
+        "Inputs: every spatial axis must be a multiple of 8 (pad, e.g. by reflection; crop the output back).",
         "",
         "## Citations",
         "",
@@ -370,9 +402,14 @@ def build_description(
     (workdir / "README.md").write_text(model_card(card), encoding="utf-8")
     spatial = "a multiple of 8 (the ERF-Net downsamples 3x by 2); pad the image to it"
     float32 = v0_5.EnsureDtypeDescr(kwargs=v0_5.EnsureDtypeKwargs(dtype="float32"))
+    axes = SPACE_AXES[settings.ndim]
+    # 3-D: the voxel size (µm) the model was trained at; 2-D data sets record no pixel size.
+    scale = {} if settings.voxel_size is None else dict(zip(axes, settings.voxel_size))
+    unit = "micrometer" if scale else None
     inputs = v0_5.InputTensorDescr(
         id=v0_5.TensorId(INPUT_ID),
-        description=f"{settings.in_channels}-channel 2-D image as stored ({sample.dtype})",
+        description=f"{settings.in_channels}-channel {'2-D image' if settings.ndim == 2 else '3-D volume'} "
+        f"as stored ({sample.dtype})",
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[f"channel{i}" for i in range(settings.in_channels)]),
@@ -381,8 +418,10 @@ def build_description(
                     id=v0_5.AxisId(axis),
                     description=f"{axis}: {spatial}",
                     size=v0_5.ParameterizedSize(min=MIN_INPUT, step=NETWORK_MULTIPLE),
+                    scale=scale.get(axis, 1.0),
+                    unit=unit,
                 )
-                for axis in ("y", "x")
+                for axis in axes
             ],
         ],
         test_tensor=v0_5.FileDescr(source=workdir / "test_input.npy"),
@@ -401,8 +440,10 @@ def build_description(
                 v0_5.SpaceOutputAxis(
                     id=v0_5.AxisId(axis),
                     size=v0_5.SizeReference(tensor_id=v0_5.TensorId(INPUT_ID), axis_id=v0_5.AxisId(axis)),
+                    scale=scale.get(axis, 1.0),  # the input's: a size reference counts in scaled units
+                    unit=unit,
                 )
-                for axis in ("y", "x")
+                for axis in axes
             ],
         ],
         test_tensor=v0_5.FileDescr(source=workdir / "test_output.npy"),
@@ -440,7 +481,7 @@ def build_description(
         authors=[v0_5.Author(name=name) for name in options.authors],
         cite=cite,
         license=v0_5.LicenseId(options.license),
-        tags=["embedseg", "instance-segmentation", "2d", "pytorch", "erfnet", settings.name],
+        tags=["embedseg", "instance-segmentation", f"{settings.ndim}d", "pytorch", "erfnet", settings.name],
         documentation=v0_5.FileDescr(source=workdir / "README.md"),
         covers=[v0_5.FileDescr(source=workdir / "cover.png")],
         inputs=[inputs],
@@ -468,21 +509,28 @@ def build_description(
 def embedseg_config(
     model: BranchedERFNet, settings: DatasetSettings, options: PackageOptions, card: dict[str, Any]
 ) -> dict[str, Any]:
-    """config.embedseg: everything between the raw output and labels, plus provenance."""
+    """config.embedseg: everything between the raw output and labels, plus provenance.
+
+    ``embedding.grid_spacing`` has one δ per embedding channel (x, y[, z]): what
+    :func:`embedseg.cluster.cluster` takes as `spacing`; in 3-D δ_z = anisotropy·δ_x."""
+    ndim = settings.ndim
+    axes = ", ".join("xyz"[:ndim])
     return {
         "code_version": card["code_version"],
+        "ndim": ndim,
         "model_config": model.config,
         "settings": settings.to_dict(),
         "output_channels": card["channels"],
         "embedding": {
-            "grid_spacing": GRID_SPACING,
+            "grid_spacing": list(grid_spacing(ndim, settings.anisotropy)),
+            "anisotropy": settings.anisotropy,
             "sigma_scale": SIGMA_SCALE,
-            "formula": "e = tanh(offset) + grid_spacing*(x, y); s = exp(sigma_scale*sigma)",
+            "formula": f"e = tanh(offset) + grid_spacing*({axes}) per channel; s = exp(sigma_scale*sigma)",
         },
         "clustering": card["clustering"],
         "tta": options.tta,
         "predict_command": predict_command(card["file_name"], options),
-        "tiling": {"tile_size": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "multiple": NETWORK_MULTIPLE},
+        "tiling": {"tile_size": default_tile(ndim), "overlap": DEFAULT_OVERLAP, "multiple": NETWORK_MULTIPLE},
         "training": {
             "seed": card["train_args"].get("seed"),
             "best_val_iou": card["best_iou"],
@@ -561,7 +609,7 @@ def export(
     model.eval()
     settings = DatasetSettings.from_dict(checkpoint["settings"], source=f"{chosen.checkpoint} (settings)")
     sample_path, image = sample_image(sample)
-    crop = central_crop(image[None] if image.ndim == 2 else image)
+    crop = central_crop(image[None] if image.ndim == settings.ndim else image, settings.ndim, sample_path)
     normalised = network_input(crop, settings, sample_path)
     with torch.inference_mode():
         raw = model(torch.from_numpy(normalised)[None])
@@ -617,8 +665,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sample",
         required=True,
         metavar="IMAGE_OR_DIR",
-        help="image of the data set (or a folder: its first image) for the test input and "
-        f"cover; its centre, at most {SAMPLE_SIZE} px a side, is used",
+        help="image (volume) of the data set, or a folder: its first image, for the test input "
+        f"and cover; its centre, at most {SAMPLE_SIZE[2]} px a side ({SAMPLE_SIZE[3]} in 3-D), is used",
     )
     parser.add_argument(
         "--scores",

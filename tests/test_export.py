@@ -3,9 +3,11 @@ the model's evidence, and give `embedseg predict` the labels of the checkpoint t
 
 One tiny real Snakemake run (synthetic nuclei, two seeds trained for one epoch, medoid + TTA,
 `export: true`) trains, predicts, scores and exports through the workflow's `export` target; the
-tests read its results. Snakemake (and with it `embedseg export`, which runs bioimageio.core's test
-before writing) and the explicit model test run without network: in a network namespace of their
-own where the kernel allows one (`unshare -rn`), and always with proxies that refuse every request.
+tests read its results. A 3-D model (synthetic nuclei volumes of 16 × 32 × 32, voxels 2 × 1 × 1 µm,
+trained for one step by the CLI) is exported by `embedseg export` itself. Snakemake (and with it
+`embedseg export`, which runs bioimageio.core's test before writing) and the explicit model test
+run without network: in a network namespace of their own where the kernel allows one
+(`unshare -rn`), and always with proxies that refuse every request.
 """
 
 from __future__ import annotations
@@ -164,17 +166,22 @@ def test_export_target_packages_the_seed_best_on_validation_with_test_scores(run
     assert "seeds 1, 2" in readme and "split seed 1234" in readme and "code version" in readme
 
 
-def test_package_passes_bioimageio_model_test_offline(run: Path) -> None:
+def assert_model_test_passes_offline(package: Path, cwd: Path) -> None:
+    """bioimageio.core's test_model, in a subprocess without network, passes for both weight formats."""
     script = (
         "import json, sys; from bioimageio.core import test_model; s = test_model(sys.argv[1]); "
         "print(json.dumps({'status': s.status, 'tests': [[d.name, d.status] for d in s.details]}))"
     )
-    result = offline([sys.executable, "-c", script, str(PACKAGE)], run)
+    result = offline([sys.executable, "-c", script, str(package)], cwd)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "passed", summary
     names = " ".join(name for name, _ in summary["tests"])
     for weights in ("pytorch_state_dict", "torchscript"):
         assert f"Reproduce test outputs from test inputs ({weights})" in names
+
+
+def test_package_passes_bioimageio_model_test_offline(run: Path) -> None:
+    assert_model_test_passes_offline(PACKAGE, run)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # bioimage.io format
@@ -273,18 +280,26 @@ def test_export_never_writes_into_its_inputs(run: Path, tmp_path: Path, capsys) 
 
 
 @pytest.mark.parametrize(
-    "normalization, step", [("percentile", "scale_range"), ("mean-std", "zero_mean_unit_variance")]
+    "normalization, step, shape",
+    [
+        ("percentile", "scale_range", (96, 80)),
+        ("mean-std", "zero_mean_unit_variance", (96, 80)),
+        ("percentile", "scale_range", (24, 40, 48)),  # a volume: percentiles over z, y, x
+    ],
 )
-def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, tmp_path) -> None:
+def test_each_normalisation_becomes_the_packages_preprocessing(normalization, step, shape, tmp_path) -> None:
     """bioimageio.core's test only passes if its preprocessing of the test input matches ours."""
     torch.manual_seed(0)
-    model = BranchedERFNet()
-    settings = DatasetSettings(name="synthetic-nuclei", normalization=normalization, normalization_factor=None)
+    ndim = len(shape)
+    model = BranchedERFNet(n_sigma=ndim, ndim=ndim)
+    settings = DatasetSettings(
+        name="synthetic-nuclei", normalization=normalization, normalization_factor=None, ndim=ndim
+    )
     save_checkpoint(
         tmp_path / "untrained.pt",
         {"model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict()},
     )
-    image = np.random.default_rng(0).integers(0, 4000, (96, 80)).astype(np.uint16)
+    image = np.random.default_rng(0).integers(0, 4000, shape).astype(np.uint16)
     write_tiff(tmp_path / "sample.tif", image)
     package = tmp_path / "untrained.zip"
     assert (
@@ -295,7 +310,108 @@ def test_each_normalisation_becomes_the_packages_preprocessing(normalization, st
     )  # runs bioimageio.core's test_model
     preprocessing = rdf(package)["inputs"][0]["preprocessing"]
     assert [entry["id"] for entry in preprocessing] == ["ensure_dtype", step, "ensure_dtype"]
-    assert preprocessing[1]["kwargs"]["axes"] == ["y", "x"]  # per image and channel, as in training
+    # per image and channel, as in training
+    assert preprocessing[1]["kwargs"]["axes"] == ["z", "y", "x"][-ndim:]
     if normalization == "percentile":
         kwargs = preprocessing[1]["kwargs"]
         assert (kwargs["min_percentile"], kwargs["max_percentile"]) == settings.percentiles
+
+
+PACKAGE_3D = Path("nuclei-3d.zip")
+VOXEL_SIZE = [2.0, 1.0, 1.0]  # the registry's for synthetic-nuclei-3d: anisotropy 2
+
+
+@pytest.fixture(scope="module")
+def run_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder with a tiny prepared 3-D data set, a model trained on it for one step and the model's
+    package, written by `embedseg export` without network (which runs bioimageio.core's test)."""
+    workdir = tmp_path_factory.mktemp("export-3d")
+    size = ["--n-images", "6", "--image-size", "32", "--image-depth", "16", "--crop-size", "16", "32", "32"]
+    assert cli.main(["prepare", "synthetic-nuclei-3d", "--out", str(workdir / "data"), *size]) == 0
+    crops = ["crops", str(workdir / "data"), "--out", str(workdir / "crops"), "--center", "medoid"]
+    assert cli.main(crops) == 0
+    steps = ["--epochs", "1", "--train-size", "2", "--batch-size", "2", "--virtual-batch", "1"]
+    train = ["train", str(workdir / "crops"), "--out", str(workdir / "model"), *steps]
+    assert cli.main([*train, "--val-size", "2", "--val-batch-size", "2"]) == 0
+    clustering = [f"--{key.replace('_', '-')}={value}" for key, value in PREDICT.items()]
+    sample = str(workdir / "data" / "test" / "images")
+    export = ["-m", "embedseg", "export", "model", "--sample", sample, "--out", str(PACKAGE_3D), *clustering]
+    offline([sys.executable, *export], workdir)
+    return workdir
+
+
+def test_3d_package_passes_bioimageio_model_test_offline(run_3d: Path) -> None:
+    assert_model_test_passes_offline(PACKAGE_3D, run_3d)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # bioimage.io format
+def test_3d_package_has_a_scaled_z_axis_volumes_and_the_anisotropic_grid(run_3d: Path) -> None:
+    package = run_3d / PACKAGE_3D
+    description = rdf(package)
+    assert "3d" in description["tags"]
+    (inputs,), (outputs,) = description["inputs"], description["outputs"]
+    for tensor in (inputs, outputs):
+        spatial = [axis for axis in tensor["axes"] if axis["type"] == "space"]
+        assert [axis["id"] for axis in spatial] == ["z", "y", "x"]
+        assert [axis["scale"] for axis in spatial] == VOXEL_SIZE  # output sizes refer to the input's
+        assert {axis["unit"] for axis in spatial} == {"micrometer"}
+    assert [axis["size"]["step"] for axis in inputs["axes"] if axis["type"] == "space"] == [8, 8, 8]
+    channels = next(axis for axis in outputs["axes"] if axis["type"] == "channel")["channel_names"]
+    assert channels == ["offset_x", "offset_y", "offset_z", "sigma_x", "sigma_y", "sigma_z", "seed"]
+    ours = description["config"]["embedseg"]
+    assert ours["ndim"] == ours["model_config"]["ndim"] == 3 and ours["settings"]["voxel_size"] == VOXEL_SIZE
+    assert ours["embedding"]["anisotropy"] == 2.0
+    np.testing.assert_allclose(ours["embedding"]["grid_spacing"], [1 / 1023, 1 / 1023, 2 / 1023])
+    assert ours["tiling"]["tile_size"] == [128, 256, 256]
+    # The test tensors are the whole sample volume (16 × 32 × 32 is below the 64-voxel crop).
+    test_input = np.load(io.BytesIO(package_file(package, inputs["test_tensor"]["source"])))
+    expected = np.load(io.BytesIO(package_file(package, outputs["test_tensor"]["source"])))
+    assert test_input.shape == (1, 1, 16, 32, 32) and expected.shape == (1, 7, 16, 32, 32)
+    torchscript = package_file(package, description["weights"]["torchscript"]["source"])
+    scripted = torch.jit.load(io.BytesIO(torchscript))
+    with torch.inference_mode():
+        raw = scripted(torch.from_numpy(test_input.astype(np.float32) / 255))
+    np.testing.assert_allclose(raw.numpy(), expected, atol=1e-5)
+    readme = package_file(package, "README.md").decode()
+    assert "3-D microscopy volumes" in readme and "16 rotations/flips" in readme
+    assert "δ_z = anisotropy·δ, anisotropy = voxel z / voxel x = 2" in readme
+    assert "| voxel size (z, y, x) | 2 × 1 × 1 µm |" in readme
+
+
+def test_predict_on_the_3d_package_gives_the_checkpoints_labels(run_3d: Path, tmp_path: Path) -> None:
+    """16-fold TTA, tiled: the package loads as the 3-D network with the data set's anisotropy."""
+    images = run_3d / "data" / "test" / "images"
+    clustering = [f"--{key.replace('_', '-')}={value}" for key, value in PREDICT.items()]
+    options = ["--images", str(images), "--device", "cpu", "--tile-size", "16", "16", "16", *clustering]
+    for name, model in (("package", run_3d / PACKAGE_3D), ("checkpoint", run_3d / "model" / "best.pt")):
+        assert cli.main(["predict", str(model), "--out", str(tmp_path / name), *options]) == 0
+    for path in sorted(images.iterdir()):
+        from_package = read_labels(tmp_path / "package" / path.name)
+        assert from_package.shape == (16, 32, 32) and from_package.max() > 1
+        np.testing.assert_array_equal(from_package, read_labels(tmp_path / "checkpoint" / path.name))
+
+
+def test_3d_package_output_clustered_by_its_config_gives_the_labels(run_3d: Path, tmp_path: Path) -> None:
+    """docs/export.md's recipe: bioimageio.core runs the network, `cluster` with the config's
+    parameters and grid spacing gives the labels of `embedseg predict --no-tta`."""
+    from bioimageio.core import load_model_description, predict
+
+    from embedseg.cluster import ClusterParams, cluster
+    from embedseg.io import read_image
+
+    images = run_3d / "data" / "test" / "images"
+    model = load_model_description(run_3d / PACKAGE_3D)
+    ours = model.config.embedseg
+    params = ClusterParams(**{key: value for key, value in ours["clustering"].items() if key != "preset"})
+    clustering = [f"--{key.replace('_', '-')}={value}" for key, value in PREDICT.items()]
+    out = tmp_path / "pred"
+    predict_args = ["predict", str(run_3d / PACKAGE_3D), "--images", str(images), "--out", str(out)]
+    assert cli.main([*predict_args, "--no-tta", "--device", "cpu", *clustering]) == 0
+    for path in sorted(images.iterdir()):
+        volume = read_image(path)
+        sample = predict(model=model, inputs={"image": volume[None, None]})
+        raw = sample.members["prediction"].data.to_numpy()[0]
+        labels = cluster(torch.from_numpy(raw), params, ours["embedding"]["grid_spacing"])
+        expected = read_labels(out / path.name)
+        assert expected.max() > 1
+        np.testing.assert_array_equal(labels, expected)

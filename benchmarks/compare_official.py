@@ -10,6 +10,8 @@ after one warm-up call, on 2 threads, and reports its peak RSS (one process per 
 peaks do not mix). A runs first in every round and saves its network weights; B loads them
 (`load_official_checkpoint`), so both networks compute with the same weights, and the outputs
 of both are compared at the end: raw network output, TTA output, clustering labels and medoids.
+The forward and TTA cases run the network as each package's prediction does: the official
+eval-mode model, ours the inference copy of `embedseg predict` (BatchNorm folded, channels_last).
 
 The workers import only what their side needs: this file's top level uses the standard
 library, NumPy and torch, which both virtual environments have.
@@ -189,6 +191,10 @@ class Official:
             prediction, instances, instances > 0, centres, w_inst=1, w_var=10, w_seed=1
         ).mean()
 
+    def inference(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The network its prediction runs: the eval-mode model itself."""
+        return model.eval()
+
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         from EmbedSeg.utils.test_time_augmentation import apply_tta_2d
 
@@ -241,6 +247,13 @@ class Ours:
         criterion = SpatialEmbLoss(variance_loss="fixed", foreground_weight=10.0)
         return lambda prediction, instances, centres: criterion(prediction, instances, centres)[0]
 
+    def inference(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The network `embedseg predict` runs: BatchNorm folded, channels_last (equal outputs
+        to float rounding)."""
+        from embedseg.acceleration import inference_model
+
+        return inference_model(model)
+
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         from embedseg.predict import predict_raw
 
@@ -289,7 +302,7 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
 
         return step
     if case in ("forward", "tta"):
-        model = peer.model(folder).eval()
+        model = peer.inference(peer.model(folder))
         image = torch.from_numpy(inputs["image"])
         if case == "forward":
             return torch.no_grad()(lambda: model(image)[0].numpy())

@@ -13,6 +13,10 @@ of both are compared at the end: raw network output, TTA output, clustering labe
 The forward and TTA cases run the network as each package's prediction does: the official
 eval-mode model, ours the inference copy of `embedseg predict` (BatchNorm folded, channels_last).
 
+After the timing table, a second one gives the network cases' compute rates (GFLOP/s from
+the convolutions' operation count) beside this machine's float32 matrix-product rate: what a
+target ratio would demand of the CPU.
+
 The workers import only what their side needs: this file's top level uses the standard
 library, NumPy and torch, which both virtual environments have.
 """
@@ -439,6 +443,51 @@ def equivalence(folder: Path, cases: list[str]) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def network_gflop(case: str, inputs: dict[str, np.ndarray]) -> float:
+    """Floating-point operations of one call of a network case, in GFLOP (convolutions, counted by
+    ``torch.utils.flop_counter`` on our network, the same layers as the official): the training
+    step's forward and backward (the loss and Adam are not counted), one forward of the image, or
+    eight for TTA."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from embedseg.models import BranchedERFNet
+
+    model = BranchedERFNet()
+    image = torch.from_numpy(inputs["train_image" if case == "train_step" else "image"])
+    with FlopCounterMode(display=False) as counter:
+        if case == "train_step":
+            model.train()(image).sum().backward()
+        else:
+            with torch.no_grad():
+                model.eval()(image)
+    return counter.get_total_flops() / 1e9 * (8 if case == "tta" else 1)
+
+
+def format_rates(
+    pooled: dict[tuple[str, str], dict[str, Any]], cases: list[str], inputs: dict[str, np.ndarray], ceiling: float
+) -> str:
+    """Markdown table of the network cases' compute rates against `ceiling`, this machine's
+    matrix-product GFLOP/s on the same thread count: how far a target ratio is from what the CPU
+    can do at all."""
+    header = ("case", "GFLOP", "official GFLOP/s", "ours GFLOP/s", "ours / matmul", "target needs")
+    rows = [
+        f"float32 matmul on {THREADS} threads: {ceiling:.0f} GFLOP/s",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    by_name = {c.name: c for c in CASES}
+    for name in (c for c in cases if c in ("train_step", "forward", "tta")):
+        gflop = network_gflop(name, inputs)
+        rate_a, rate_b = (gflop / statistics.median(pooled[(p, name)]["seconds"]) for p in ("official", "ours"))
+        needed = by_name[name].target * rate_a
+        rows.append(
+            f"| {by_name[name].label} | {gflop:.1f} | {rate_a:.0f} | {rate_b:.0f} | {rate_b / ceiling:.0%} | "
+            f"{needed:.0f} GFLOP/s = {needed / ceiling:.0%} of matmul |"
+        )
+    return "\n".join(rows)
+
+
 def format_table(pooled: dict[tuple[str, str], dict[str, Any]], cases: list[str]) -> str:
     """Markdown table: median wall seconds, their ratio A/B against the target, the ratio of
     median CPU seconds (less sensitive to other load on the machine), peak RSS."""
@@ -486,6 +535,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load after: {os.getloadavg()[0]:.2f}; medians over {args.rounds} rounds x {args.repeats} calls\n")
         print(format_table(pooled, args.cases))
         print()
+        if any(case in args.cases for case in ("train_step", "forward", "tta")):
+            from machine import matmul_gflops
+
+            inputs = dict(np.load(folder / "inputs.npz"))
+            print(format_rates(pooled, args.cases, inputs, matmul_gflops(THREADS)))
+            print()
         failed = 0
         for check, passed, detail in equivalence(folder, args.cases):
             print(f"{'PASS' if passed else 'FAIL'}  {check}: {detail}")

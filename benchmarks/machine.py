@@ -5,6 +5,8 @@ differs by ~2x between AVX-512 and AVX2-only machines of the same kind."""
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 import torch
 
@@ -21,3 +23,22 @@ def describe_machine() -> str:
         f"CPU capability {torch.backends.cpu.get_cpu_capability()} (oneDNN ISA limit: {onednn}), "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} (1-min)"
     )
+
+
+def matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Float32 GFLOP/s of a (size × size) matrix product on `threads` threads: the rate this CPU
+    reaches on the most favourable dense kernel, a practical ceiling for convolutions (median of
+    `repeats` after one warm-up; the thread count is restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        torch.mm(a, b)
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            seconds.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * size**3 / statistics.median(seconds) / 1e9

@@ -35,13 +35,17 @@ class ChunkedAdam(torch.optim.Adam):
     parameter becomes a view of it; unused parameters stay apart and untouched, as in Adam), with
     their moments alike. Each step copies the gradients into a flat buffer (one ``cat``) and runs
     ``torch.optim.adam.adam(..., foreach=False)`` over `chunk_elements`-long pieces. Anything the
-    flat path does not cover — a different set of parameters with gradients, AMSGrad, several
-    parameter groups, a parameter that no longer aliases the buffer (``model.to(...)``) — takes
-    torch.optim.Adam's own step for that step, on the same per-parameter state.
+    flat path does not cover — parameters off the CPU, a different set of parameters with
+    gradients, AMSGrad, several parameter groups — takes torch.optim.Adam's own step for that
+    step, on the same per-parameter state; a parameter that no longer aliases the buffer
+    (``model.to(...)``) has the buffers rebuilt.
     """
 
     def __init__(
-        self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], chunk_elements: int = CHUNK_ELEMENTS, **options
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        chunk_elements: int = CHUNK_ELEMENTS,
+        **options: Any,
     ) -> None:
         super().__init__(params, **options)
         self.chunk_elements = chunk_elements
@@ -91,7 +95,10 @@ class ChunkedAdam(torch.optim.Adam):
         if group["amsgrad"] or group["capturable"] or group["differentiable"] or group["fused"]:
             return None
         with_grad = [p for p in group["params"] if p.grad is not None]
-        if not with_grad or any(p.grad.is_sparse or p.dtype != torch.float32 for p in with_grad):
+        # CPU only: on CUDA, torch's foreach kernels already update many tensors per launch.
+        if not with_grad or any(
+            p.grad.is_sparse or p.dtype != torch.float32 or p.device.type != "cpu" for p in with_grad
+        ):
             return None
         if self._flat is not None and self._flat_still_valid(group["params"]):
             return self._flat
@@ -100,10 +107,9 @@ class ChunkedAdam(torch.optim.Adam):
 
     def _flat_still_valid(self, params: list[torch.Tensor]) -> bool:
         """Same parameters with gradients, each still a view at its place in the buffer."""
-        flat = self._flat
-        members = flat["members"]
+        members = self._flat["members"]
         return all(
-            (p.grad is not None) == (id(p) in members) and (id(p) not in members or p.data_ptr() == members[id(p)])
+            (p.grad is not None) == (id(p) in members) and (p.grad is None or p.data_ptr() == members[id(p)])
             for p in params
         )
 
@@ -114,8 +120,6 @@ class ChunkedAdam(torch.optim.Adam):
         if len(counts) > 1 or (counts and len([s for s in states if s]) != len(states)):
             return None  # trained by different numbers of steps: Adam's own step handles that
         device = params[0].device
-        if any(p.device != device for p in params):
-            return None
         offsets, layout, total = [], [], 0
         for p in params:
             gap = -total % ALIGNMENT

@@ -1,6 +1,7 @@
 """Seconds per training step (batch 2 × 256², loss and Adam step included) and the loss's share.
 
     .venv/bin/python benchmarks/bench_train.py [--threads 2] [--objects 20] [--steps 10] [--device cpu]
+        [--optimizer make_optimizer|torch-adam]
 
 Prints the median over `--steps` steps after two warm-up steps, split into network forward,
 loss forward, backward and optimiser step, then the loss alone (forward + backward on a fixed
@@ -9,8 +10,10 @@ prediction). The batch matches benchmarks/compare_official.py's training case: t
 step on the 2-core development machine (2 threads).
 
 The network's forward and backward take about 3/4 of a step on CPU and are the same
-computation as the official network, so the step gains only what the loss saves (the loss alone
-is ≈ 1.5× faster than the official per-object loop). Timings with 2 threads are meaningful
+computation as the official network, so the step gains only what the loss and the optimiser
+save (the loss alone is ≈ 1.5× faster than the official per-object loop; `make_optimizer`'s
+ChunkedAdam vs `--optimizer torch-adam`: the same numbers, ≈ 1.5× less optimiser time). The
+last line gives the process's peak RSS. Timings with 2 threads are meaningful
 only on an otherwise idle machine: under contention OpenMP threads spin-wait and a step can
 take 10× longer; compare with `--threads 1` there.
 """
@@ -18,6 +21,7 @@ take 10× longer; compare with `--threads 1` there.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -28,6 +32,7 @@ from machine import describe_machine
 from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
 from embedseg.runtime import resolve_device
+from embedseg.schedule import BASE_LR, WEIGHT_DECAY
 from embedseg.train import make_optimizer
 
 OFFICIAL_SECONDS_PER_STEP = 0.88
@@ -101,6 +106,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--variance-loss", choices=("paper", "fixed"), default="paper")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--optimizer",
+        choices=("make_optimizer", "torch-adam"),
+        default="make_optimizer",
+        help="embedseg.train.make_optimizer (ChunkedAdam) or plain torch.optim.Adam with the same settings",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -108,7 +119,10 @@ def main() -> None:
     device = resolve_device(args.device)
     model = BranchedERFNet().to(device).train()
     criterion = SpatialEmbLoss(variance_loss=args.variance_loss)
-    optimizer = make_optimizer(model)
+    if args.optimizer == "torch-adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
+    else:
+        optimizer = make_optimizer(model)
     batch = disc_batch(args.size, args.objects)
     n_objects = sum(len(torch.unique(labels)) - 1 for labels in batch[1])
 
@@ -117,7 +131,7 @@ def main() -> None:
     print(describe_machine())
     print(
         f"device {device}, {args.threads} CPU threads, batch 2 x {args.size}^2, {n_objects} objects, "
-        f"median of {args.steps} steps"
+        f"optimiser {args.optimizer}, median of {args.steps} steps"
     )
     print("  " + "  ".join(f"{name} {seconds:.3f} s" for name, seconds in phases.items()))
     print(f"  loss alone (forward + backward): {loss_seconds:.3f} s")
@@ -126,6 +140,7 @@ def main() -> None:
             f"  official EmbedSeg 0.2.5: {OFFICIAL_SECONDS_PER_STEP:.2f} s/step -> speed-up "
             f"{OFFICIAL_SECONDS_PER_STEP / phases['step']:.2f}x"
         )
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

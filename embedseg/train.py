@@ -45,6 +45,7 @@ from .io import DataError, UserError, atomic_write, write_json
 from .layout import LOG_COLUMNS
 from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
+from .optim import ChunkedAdam, separate_state_dict_storage
 from .outputs import MODEL, OutputError, check_output, replacing
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
 from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
@@ -133,10 +134,15 @@ def make_loader(
 def make_optimizer(model: torch.nn.Module) -> torch.optim.Adam:
     """Adam with the paper's learning rate and weight decay (the official code's optimiser).
 
-    Not ``fused=True``: it is 1.10x faster per CPU step on small crops, but its rounding sends
-    training on another trajectory (benchmarks/README.md), and reproduction comes first.
+    :class:`embedseg.optim.ChunkedAdam`: torch.optim.Adam's numbers bit for bit and its
+    state_dict, with the update run over one flat buffer in cache-sized chunks. It makes the
+    model's trained parameters views of that buffer, so the model's state_dict is told to copy
+    them out (checkpoints unchanged). Not ``fused=True``: it is 1.10x faster per CPU step on
+    small crops, but its rounding sends training on another trajectory (benchmarks/README.md),
+    and reproduction comes first.
     """
-    return torch.optim.Adam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
+    separate_state_dict_storage(model)
+    return ChunkedAdam(model.parameters(), lr=BASE_LR, weight_decay=WEIGHT_DECAY)
 
 
 def run_batch(

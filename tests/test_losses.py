@@ -9,7 +9,9 @@ import torch
 from embedseg import losses
 from embedseg.embedding import (
     GRID_SPACING,
+    bandwidth,
     coordinate_grid,
+    gaussian_score,
     grid_spacing,
     spatial_embedding,
     spatial_embedding_at,
@@ -156,6 +158,54 @@ def test_variance_variants_differ_only_with_anisotropic_sigma() -> None:
     pred[:, 3] = pred[:, 2]
     paper, fixed = (SpatialEmbLoss(variance_loss=v)(pred, instances, centers)[0] for v in ("paper", "fixed"))
     torch.testing.assert_close(paper, fixed)
+
+
+def autograd_object_hinges(
+    embeddings: torch.Tensor, centers: torch.Tensor, s: torch.Tensor, masks: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """Hinges (K,) of `rows` objects at a time as plain autograd differentiates them: φ, then the
+    Lovász hinge through torch.sort (the graph that keeps every (K, P) intermediate)."""
+    hinges = []
+    for center, s_block, mask in zip(centers.split(rows), s.split(rows), masks.split(rows)):
+        phi = gaussian_score(embeddings, center.T, s_block.T)
+        labels = mask.to(phi.dtype)
+        errors = 1.0 - (2.0 * phi - 1.0) * (2.0 * labels - 1.0)
+        errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+        hinges.append((torch.relu(errors_sorted) * losses.lovasz_grad(labels.gather(1, order))).sum(dim=1))
+    return torch.cat(hinges)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4])
+def test_object_hinges_equal_plain_autograd_bit_for_bit(rows: int) -> None:
+    """ObjectHinges keeps one (K, P) tensor for backward instead of autograd's dozen; its hinges, φ
+    and gradients must be the very same float32 numbers."""
+    instances, centers = label_batch()
+    pred = random_prediction(1).detach().float()[0]
+    object_index, pixel_index, n_objects = object_pixels(instances[0])
+    masks = torch.zeros((n_objects, SIZE * SIZE), dtype=torch.bool)
+    masks[object_index, pixel_index] = True
+    grid = coordinate_grid(SIZE, SIZE).reshape(2, -1)
+    object_centres = object_centers(grid, centers[0].reshape(-1), object_index, pixel_index, n_objects)
+    weights = torch.rand(n_objects, generator=torch.Generator().manual_seed(1))  # unequal upstream gradients
+    results = []
+    for use_function in (True, False):
+        embeddings = spatial_embedding(pred[:2]).reshape(2, 1, -1).requires_grad_(True)
+        sigma_mean = (0.3 + 0.01 * torch.arange(2 * n_objects, dtype=torch.float32)).reshape(n_objects, 2)
+        s = bandwidth(sigma_mean.requires_grad_(True))
+        if use_function:
+            hinges, targets, ious = losses.ObjectHinges.apply(
+                embeddings, object_centres, s, object_index, pixel_index, rows, True
+            )
+            assert not targets.requires_grad and not ious.requires_grad
+            phi = gaussian_score(embeddings, object_centres.T, s.T)
+            assert torch.equal(targets, phi[object_index, pixel_index])
+            assert torch.equal(ious, losses.iou_rows(phi > 0.5, masks)) and 0 < ious.min()
+        else:
+            hinges = autograd_object_hinges(embeddings, object_centres, s, masks, rows)
+        results.append((hinges, *torch.autograd.grad((hinges * weights).sum(), (embeddings, sigma_mean))))
+    for got, expected in zip(*results):
+        assert got.abs().sum() > 0
+        assert torch.equal(got, expected)
 
 
 def test_object_centers_fall_back_to_centroid() -> None:

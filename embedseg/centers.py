@@ -11,9 +11,9 @@ The exact medoid is the pixel minimising the sum of Euclidean distances to all p
 object. The official code builds the full N×N distance matrix (3 GB for N = 20,000); here only
 the pixels that can still be the medoid are summed exactly, after a screen that depends on the
 size: none for tiny objects (all sums, by blocks of columns); for small ones, tangent planes of
-the convex function S(p) = Σ_i ‖p − p_i‖ at the pixel nearest the centroid and its 2D axis
-neighbours, whose maximum is a lower bound of S that rules out every pixel but the few near
-the minimum (O(N)); for large ones, or where the planes leave too many pixels (non-convex
+the convex function S(p) = Σ_i ‖p − p_i‖ at the 2D axis neighbours of the centroid, whose
+maximum is a lower bound of S that rules out every pixel but the few near the minimum (O(N));
+for large ones, or where the planes leave too many pixels (non-convex
 shapes), an FFT convolution of the object mask with a distance kernel (O(bbox volume · log)),
 keeping the pixels whose FFT sum is within rounding of the minimum. Exact sums use the official
 summation order of EmbedSeg 0.2.5: float64 distances, accumulated per column sequentially over
@@ -125,7 +125,7 @@ def _fft_distance_sums(coords: np.ndarray, anisotropy: float) -> np.ndarray:
     return sums[tuple(local.T)]
 
 
-# Tangent points of the screen around the centroid, as steps (D, 2D): +1, then −1 along each axis.
+# Tangent points of the screen as steps from the centroid (D, K = 2D): +1, then −1 along each axis.
 _STAR_STEPS = {ndim: np.hstack([np.eye(ndim), -np.eye(ndim)]) for ndim in (2, 3)}
 
 
@@ -134,27 +134,25 @@ def _tangent_candidates(coords: np.ndarray, anisotropy: float) -> np.ndarray:
     out as the medoid; always holds the medoid (and every pixel tied with it).
 
     S(x) = Σ_i ‖x − p_i‖ is convex, so S(x) ≥ S(t) − g_t·(x − t) for any point t, with
-    g_t = Σ_{p_i ≠ t} (p_i − t)/‖p_i − t‖ (minus a subgradient). The points t are the pixel c
-    nearest the centroid m and the 2D points m ± one step along each axis: when the minimum of
-    S is near m they surround it, so the largest of their planes rises in every direction away
-    from it. A pixel whose bound exceeds S(c) by more than the float rounding of these sums
-    (FFT_CANDIDATE_RTOL) is not the medoid. (D, K = 2D + 1, N) arrays: O(N) work, a dozen NumPy
-    calls.
+    g_t = Σ_{p_i ≠ t} (p_i − t)/‖p_i − t‖ (minus a subgradient). The 2D points t are the centroid
+    ± one step along each axis: when the minimum of S is near the centroid they surround it, so
+    the largest of their planes, B(x), rises in every direction away from it. The pixel with the
+    lowest B gives an upper bound of the minimum, its S; a pixel whose B exceeds that by more than
+    the float rounding of these sums (FFT_CANDIDATE_RTOL) is not the medoid. (D, 2D, N) arrays:
+    O(N) work, a dozen NumPy calls.
     """
     scales = np.asarray(axis_scales(coords.shape[1], anisotropy))[:, None]
     points = coords.T * scales  # (D, N) float64
-    centroid = points.sum(axis=1, keepdims=True) / points.shape[1]
-    offsets = points - centroid
-    nearest = int(np.argmin(np.einsum("dn,dn->n", offsets, offsets)))
-    tangent_points = np.concatenate([points[:, nearest, None], centroid + scales * _STAR_STEPS[len(points)]], 1)
+    tangent_points = points.sum(axis=1, keepdims=True) / points.shape[1] + scales * _STAR_STEPS[len(points)]
     differences = points[:, None, :] - tangent_points[:, :, None]  # p_i − t (D, K, N)
     distances = np.sqrt(np.einsum("dkn,dkn->kn", differences, differences))
-    sums = distances.sum(axis=1)  # S(t) (K,)
     # A zero distance has zero differences, so any finite inverse gives it the weight 0 it has
     # in the subgradient.
     g = np.einsum("dkn,kn->dk", differences, 1.0 / np.maximum(distances, 1e-12))
-    bound = sums[:, None] - np.einsum("dk,dkn->kn", g, differences)  # (K, N), each ≤ S(p_n)
-    return np.flatnonzero(bound.max(axis=0) <= sums[0] * (1 + FFT_CANDIDATE_RTOL))
+    bound = (distances.sum(axis=1)[:, None] - np.einsum("dk,dkn->kn", g, differences)).max(axis=0)  # (N,)
+    offsets = points - points[:, int(np.argmin(bound)), None]
+    upper = np.sqrt(np.einsum("dn,dn->n", offsets, offsets)).sum()
+    return np.flatnonzero(bound <= upper * (1 + FFT_CANDIDATE_RTOL))
 
 
 def medoid_index(coords: np.ndarray, anisotropy: float = 1.0) -> int:

@@ -199,11 +199,10 @@ def proposal_members(
 
     embeddings, sigma_raw: (D, K) float32 tensors; embeddings64 (float64), sigma_np: the same on
     the host. The exponent x = Σ_d s_d (e_d − c_d)² is computed in float64 from the float32 inputs
-    (exactly converted); the float32
-    x of the paper code is within ~1e-6 relative of it (a few roundings), so where x is outside
-    ln 2 · (1 ± _UNSURE_RTOL) both agree on exp(−x) > 0.5. The few pixels inside that band (and
-    seeds whose float32 bandwidth would overflow) are scored with :func:`gaussian_score`. One
-    NumPy pass instead of a dozen small torch calls per seed.
+    (exactly converted); the paper code's float32 x is within ~1e-6 relative of it (a few
+    roundings), so where x is outside ln 2 · (1 ± _UNSURE_RTOL) both agree on exp(−x) > 0.5. The
+    few pixels inside that band (and seeds whose float32 bandwidth would overflow) are scored with
+    :func:`gaussian_score`. One NumPy pass instead of a dozen small torch calls per seed.
     """
     sigma = sigma_np[:, seed]
     if sigma.max() > _SIGMA_FLOAT32_SAFE:
@@ -246,7 +245,9 @@ def single_torch_thread() -> Iterator[None]:
 
     The greedy loop issues hundreds of tiny ops; with intra-op threads, the idle OpenMP workers
     spin between them and on a busy machine take the core from the main thread (clustering a
-    1024² image was 3-6× slower with 2 threads than with 1 on shared cores)."""
+    1024² image was 3-6× slower with 2 threads than with 1 on shared cores; measured again after
+    the per-seed work moved to NumPy, at load 1.7 on 2 cores: 26.6 ms with 1 thread, 132.5 ms
+    with 2, identical labels — benchmarks/README.md, issue 17)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -13,9 +13,9 @@ the pixels that can still be the medoid are summed exactly, after a screen that 
 size: none for tiny objects (all sums, by blocks of columns); for small ones, tangent planes of
 the convex function S(p) = Σ_i ‖p − p_i‖ at the 2D axis neighbours of the centroid, whose
 maximum is a lower bound of S that rules out every pixel but the few near the minimum (O(N));
-for large ones, or where the planes leave too many pixels (non-convex
-shapes), an FFT convolution of the object mask with a distance kernel (O(bbox volume · log)),
-keeping the pixels whose FFT sum is within rounding of the minimum. Exact sums use the official
+for large ones, or where the planes leave too many pixels (non-convex shapes), an FFT
+convolution of the object mask with a distance kernel (O(bbox volume · log)), keeping the
+pixels whose FFT sum is within rounding of the minimum. Exact sums use the official
 summation order of EmbedSeg 0.2.5: float64 distances, accumulated per column sequentially over
 the rows (what ``np.sum(D, axis=0)`` does on its C-ordered matrix), so ties broken by rounding
 pick the same pixel as the official code.
@@ -37,8 +37,9 @@ CENTER_TYPES = ("medoid", "approximate-medoid", "centroid")
 
 # Objects up to this many pixels get exact sums for every pixel (N² distances); up to
 # TANGENT_MAX_PIXELS they are screened by tangent planes, larger ones by FFT. Medians over 5
-# blobs each (1 thread, 2026-11-30): exact / tangent / FFT 45 / 51 / 137 µs at 96 px, 69 / 53 /
-# 155 µs at 128 px, — / 81 / 195 µs at 500 px, — / 344 / 894 µs at 4,000 px.
+# blobs each (benchmarks/bench_core.py, 1 thread, 2026-11-30), exact / tangent / FFT: 33 / 50 /
+# 126 µs at 64 px, 45 / 51 / 137 µs at 96 px, 70 / 54 / 137 µs at 128 px, 3,613 / 80 / 197 µs at
+# 500 px, — / 310 / 889 µs at 4,000 px.
 EXACT_ALL_MAX_PIXELS = 112
 TANGENT_MAX_PIXELS = 4096
 # More survivors of the tangent screen than this means it was loose (a non-convex object whose

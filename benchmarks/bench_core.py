@@ -4,7 +4,9 @@ Prints seconds (median of --repeats runs) for:
   1. 8-fold TTA inference of an untrained Branched ERF-Net on a 1024² image,
   2. greedy clustering of a synthetic 1024² prediction with 100 objects,
   3. the exact medoid of a 20,000 px object (disk, and a ring where many pixels nearly tie),
-     with the peak memory the computation allocates,
+     with the peak memory the computation allocates; and of small blobs (64-4,000 px) through
+     each path of ``centers.medoid_index`` (exact sums, tangent-plane screen, FFT screen), the
+     timings behind its size limits,
   4. crop generation with medoid centres on a real Usiigaci label image (synthetic if the
      shared data is absent).
 Official EmbedSeg 0.2.5 reference figures (measured on 2 cores, near idle): TTA 1024² 18.8 s,
@@ -103,6 +105,37 @@ def bench_medoid(repeats: int) -> list[tuple[str, int, float, int]]:
     return rows
 
 
+# Size limits of `centers` that send every object through one path of `medoid_index`.
+MEDOID_PATHS = {
+    "exact": {"EXACT_ALL_MAX_PIXELS": 10**9},
+    "tangent": {"EXACT_ALL_MAX_PIXELS": 0, "TANGENT_MAX_PIXELS": 10**9, "TANGENT_MAX_CANDIDATES": 10**9},
+    "fft": {"EXACT_ALL_MAX_PIXELS": 0, "TANGENT_MAX_PIXELS": 0},
+}
+
+
+def bench_small_medoids(repeats: int, areas: tuple[int, ...] = (64, 128, 500, 2000, 4000)) -> list[str]:
+    """Per area: median over 5 blobs (compare_official's shape) of the median time of each path."""
+    from compare_official import blob_mask
+
+    rng = np.random.default_rng(0)
+    defaults = {name: getattr(centers, name) for limits in MEDOID_PATHS.values() for name in limits}
+    lines = []
+    for area in areas:
+        blobs = [np.argwhere(blob_mask(area, rng)) for _ in range(5)]
+        row = []
+        for path, limits in MEDOID_PATHS.items():
+            if path == "exact" and area > 1000:
+                continue  # N² distances: tens of ms
+            for name, value in limits.items():
+                setattr(centers, name, value)
+            seconds = statistics.median(timed(lambda c=c: centers.medoid(c), max(repeats, 20)) for c in blobs)
+            for name, value in defaults.items():
+                setattr(centers, name, value)
+            row.append(f"{path} {seconds * 1e6:.0f} µs")
+        lines.append(f"medoid of a {area} px blob: " + ", ".join(row))
+    return lines
+
+
 def bench_crops(repeats: int, crop_size: int) -> tuple[float, str, int]:
     if (USIIGACI / "instances_ids.png").exists():
         image, labels = read_image(USIIGACI / "raw.tif"), read_image(USIIGACI / "instances_ids.png")
@@ -163,6 +196,8 @@ def main() -> None:
             f"exact medoid, {name} of {n_pixels} px: {seconds:.3f} s, peak {peak / 2**20:.0f} MiB "
             f"(official {OFFICIAL['medoid']} s / 3.05 GB, {OFFICIAL['medoid'] / seconds:.0f}× faster)"
         )
+    for line in bench_small_medoids(args.repeats):
+        print(line)
     seconds, source, n_objects = bench_crops(1, args.crop_size)
     print(f"medoid crops ({args.crop_size}²) of {source} ({n_objects} objects): {seconds:.2f} s")
     if not args.skip_tta:

@@ -8,10 +8,14 @@ masks), and return the centre as a tuple of D ints in the same axis order. Ties 
 pixel in that order, as in the official code (``np.where`` + ``np.argmin``).
 
 The exact medoid is the pixel minimising the sum of Euclidean distances to all pixels of the
-object. The official code builds the full N×N distance matrix (3 GB for N = 20,000); here the
-sums are computed either by blocks of columns or, for large objects, by an FFT convolution of the
-object mask with a distance kernel (O(bbox volume · log)), after which only the few pixels whose
-FFT sum is within rounding of the minimum are re-summed exactly. Exact sums use the official
+object. The official code builds the full N×N distance matrix (3 GB for N = 20,000); here only
+the pixels that can still be the medoid are summed exactly, after a screen that depends on the
+size: none for tiny objects (all sums, by blocks of columns); for small ones, tangent planes of
+the convex function S(p) = Σ_i ‖p − p_i‖ at the 2D axis neighbours of the centroid, whose
+maximum is a lower bound of S that rules out every pixel but the few near the minimum (O(N));
+for large ones, or where the planes leave too many pixels (non-convex shapes), an FFT
+convolution of the object mask with a distance kernel (O(bbox volume · log)), keeping the
+pixels whose FFT sum is within rounding of the minimum. Exact sums use the official
 summation order of EmbedSeg 0.2.5: float64 distances, accumulated per column sequentially over
 the rows (what ``np.sum(D, axis=0)`` does on its C-ordered matrix), so ties broken by rounding
 pick the same pixel as the official code.
@@ -31,10 +35,17 @@ import numpy as np
 
 CENTER_TYPES = ("medoid", "approximate-medoid", "centroid")
 
-# Objects up to this many pixels get exact sums for every pixel (N² distances, cheap; for compact
-# objects the FFT screen is faster from ~200 px on: 88 vs 177 µs at 256 px, 79 vs 60 µs at 144);
-# larger ones are screened by FFT first.
-EXACT_ALL_MAX_PIXELS = 192
+# Objects up to this many pixels get exact sums for every pixel (N² distances); up to
+# TANGENT_MAX_PIXELS they are screened by tangent planes, larger ones by FFT. Medians over 5
+# blobs each (benchmarks/bench_core.py, 1 thread, 2026-11-30), exact / tangent / FFT: 33 / 50 /
+# 126 µs at 64 px, 45 / 51 / 137 µs at 96 px, 70 / 54 / 137 µs at 128 px, 3,613 / 80 / 197 µs at
+# 500 px, — / 310 / 889 µs at 4,000 px.
+EXACT_ALL_MAX_PIXELS = 112
+TANGENT_MAX_PIXELS = 4096
+# More survivors of the tangent screen than this means it was loose (a non-convex object whose
+# medoid is far from its centroid): exact sums of them all would then cost about as much as the
+# FFT screen (~7 µs per survivor of a 500 px object, ~200 µs for the FFT).
+TANGENT_MAX_CANDIDATES = 32
 # Relative width of the window above the FFT minimum in which candidates are re-summed exactly;
 # FFT rounding is ~1e-12 relative, neighbouring pixels of the medoid differ by ≫ 1e-7.
 FFT_CANDIDATE_RTOL = 1e-7
@@ -115,13 +126,49 @@ def _fft_distance_sums(coords: np.ndarray, anisotropy: float) -> np.ndarray:
     return sums[tuple(local.T)]
 
 
+# Tangent points of the screen as steps from the centroid (D, K = 2D): +1, then −1 along each axis.
+_STAR_STEPS = {ndim: np.hstack([np.eye(ndim), -np.eye(ndim)]) for ndim in (2, 3)}
+
+
+def _tangent_candidates(coords: np.ndarray, anisotropy: float) -> np.ndarray:
+    """Indices (sorted) of the pixels of coords (N, D) that the tangent-plane bound cannot rule
+    out as the medoid; always holds the medoid (and every pixel tied with it).
+
+    S(x) = Σ_i ‖x − p_i‖ is convex, so S(x) ≥ S(t) − g_t·(x − t) for any point t, with
+    g_t = Σ_{p_i ≠ t} (p_i − t)/‖p_i − t‖ (minus a subgradient). The 2D points t are the centroid
+    ± one step along each axis: when the minimum of S is near the centroid they surround it, so
+    the largest of their planes, B(x), rises in every direction away from it. The pixel with the
+    lowest B gives an upper bound of the minimum, its S; a pixel whose B exceeds that by more than
+    the float rounding of these sums (FFT_CANDIDATE_RTOL) is not the medoid. (D, 2D, N) arrays:
+    O(N) work, a dozen NumPy calls.
+    """
+    scales = np.asarray(axis_scales(coords.shape[1], anisotropy))[:, None]
+    points = coords.T * scales  # (D, N) float64
+    tangent_points = points.sum(axis=1, keepdims=True) / points.shape[1] + scales * _STAR_STEPS[len(points)]
+    differences = points[:, None, :] - tangent_points[:, :, None]  # p_i − t (D, K, N)
+    distances = np.sqrt(np.einsum("dkn,dkn->kn", differences, differences))
+    # A zero distance has zero differences, so any finite inverse gives it the weight 0 it has
+    # in the subgradient.
+    g = np.einsum("dkn,kn->dk", differences, 1.0 / np.maximum(distances, 1e-12))
+    bound = (distances.sum(axis=1)[:, None] - np.einsum("dk,dkn->kn", g, differences)).max(axis=0)  # (N,)
+    offsets = points - points[:, int(np.argmin(bound)), None]
+    upper = np.sqrt(np.einsum("dn,dn->n", offsets, offsets)).sum()
+    return np.flatnonzero(bound <= upper * (1 + FFT_CANDIDATE_RTOL))
+
+
 def medoid_index(coords: np.ndarray, anisotropy: float = 1.0) -> int:
     """Index of the exact medoid of coords (N, D): minimal sum of L2 distances, first on ties."""
     coords = np.asarray(coords, dtype=np.int64)
     if len(coords) <= EXACT_ALL_MAX_PIXELS:
         return int(np.argmin(distance_sums(coords, anisotropy=anisotropy)))
-    approx = _fft_distance_sums(coords, anisotropy)
-    candidates = np.flatnonzero(approx <= approx.min() * (1 + FFT_CANDIDATE_RTOL) + 1e-6)
+    candidates = None
+    if len(coords) <= TANGENT_MAX_PIXELS:
+        candidates = _tangent_candidates(coords, anisotropy)
+        if len(candidates) == 1:  # every other pixel's sum is larger by far more than rounding
+            return int(candidates[0])
+    if candidates is None or len(candidates) > TANGENT_MAX_CANDIDATES:
+        approx = _fft_distance_sums(coords, anisotropy)
+        candidates = np.flatnonzero(approx <= approx.min() * (1 + FFT_CANDIDATE_RTOL) + 1e-6)
     return int(candidates[np.argmin(distance_sums(coords, candidates, anisotropy=anisotropy))])
 
 

@@ -14,8 +14,10 @@ Speed: instead of taking an argmax and scoring all foreground pixels at every st
 visited in the argmax order (descending score, ascending index), sorted lazily in batches of the
 strongest still-unclustered candidates (:func:`seed_batches`), and each proposal is scored only
 on the pixels whose embedding lies in the box where the score can exceed 0.5, found through a
-bucketing of the embeddings into cells (:class:`EmbeddingCells`). Those scores use the same
-float32 formula as the paper code, so the labels are the same. One code path for 2D and 3D: the
+bucketing of the embeddings into cells (:class:`EmbeddingCells`). There, φ > 0.5 is decided in
+float64 NumPy wherever the exponent Σ_d s_d (e_d − c_d)² is clearly below or above ln 2, and with
+the paper code's float32 torch formula for the rare pixels within rounding of ln 2
+(:func:`proposal_members`), so the labels are the same. One code path for 2D and 3D: the
 dimension D comes from the number of output channels (2D+1).
 """
 
@@ -35,6 +37,12 @@ from .io import label_dtype
 PRESETS = ("paper", "current")
 # Pixels whose term of one axis alone exceeds this are outside the proposal (φ < 0.5 with margin).
 _LOG2_WITH_MARGIN = math.log(2.0) * (1 + 1e-3)
+# Relative half-width of the band around ln 2 in which the float64 exponent does not decide φ > 0.5:
+# the paper code's float32 exponent differs from it by a few float32 roundings (~1e-6 relative).
+_UNSURE_RTOL = 1e-4
+# Above this σ_raw, s = exp(10 σ_raw) overflows float32 (inf, and inf · 0 = NaN at the seed itself),
+# which float64 does not reproduce: such seeds are scored in float32 only.
+_SIGMA_FLOAT32_SAFE = 8.0
 
 
 @dataclass(frozen=True)
@@ -96,13 +104,16 @@ class EmbeddingCells:
         self.origin, self.end = embeddings.min(axis=1).tolist(), embeddings.max(axis=1).tolist()
         self.cell = cell
         # float64, as the box bounds: a float32 rounding must not push a pixel out of its box.
-        offsets = embeddings.astype(np.float64) - np.asarray(self.origin)[:, None]
+        offsets = embeddings.astype(np.float64, copy=False) - np.asarray(self.origin)[:, None]
         cells = np.floor(offsets / cell).astype(np.int64)
         extents = (cells.max(axis=1) + 1).tolist()
         extents[0] += 1  # room for the exclusive upper bound of an x range
         self.strides = [math.prod(extents[:d]) for d in range(len(extents))]  # x: 1, y: n_x, z: n_x·n_y
         keys = sum(cells[d] * stride for d, stride in enumerate(self.strides))
-        self.order = np.argsort(keys, kind="stable")
+        # NumPy's stable sort of 16-bit keys is a radix sort, ~10× faster than of int64 ones; the
+        # sorted keys stay int64, since searchsorted would convert a uint16 array at every call.
+        narrow = keys.astype(np.uint16) if self.strides[-1] * extents[-1] <= 2**16 else keys
+        self.order = np.argsort(narrow, kind="stable")
         self.sorted_keys = keys[self.order]
 
     def pixels_in_box(self, center: list[float], radii: tuple[float, ...]) -> np.ndarray:
@@ -143,7 +154,7 @@ def greedy_cluster(
     labels = np.zeros(n_pixels, dtype=np.int64)
     unclustered = np.ones(n_pixels, dtype=bool)
     n_unclustered = n_pixels
-    embeddings_np = embeddings.cpu().numpy()
+    embeddings64 = embeddings.cpu().numpy().astype(np.float64)  # exact; the box and score maths in float64
     sigma_np = sigma_raw.cpu().numpy()
     cells = None
     count = 1
@@ -151,7 +162,7 @@ def greedy_cluster(
         if cells is None:  # cells about as large as the boxes of the strongest seeds
             # (the radius falls with σ, so this is about the median radius; any size is correct)
             typical = _box_radii([float(np.median(sigma_np[:, batch[:1000]]))])[0]
-            cells = EmbeddingCells(embeddings_np, cell=float(np.clip(typical, 1e-6, 4.0)))
+            cells = EmbeddingCells(embeddings64, cell=float(np.clip(typical, 1e-6, 4.0)))
         position = 0
         while n_unclustered > params.min_unclustered_sum:
             position = _next_unclustered(unclustered, batch, position)
@@ -161,10 +172,8 @@ def greedy_cluster(
             position += 1
             unclustered[seed] = False
             n_unclustered -= 1
-            near = cells.pixels_in_box(embeddings_np[:, seed].tolist(), _box_radii(sigma_np[:, seed].tolist()))
-            near_t = torch.from_numpy(near).to(seeds.device)
-            phi = gaussian_score(embeddings[:, near_t], embeddings[:, seed], bandwidth(sigma_raw[:, seed]))
-            proposal = near[(phi > 0.5).cpu().numpy()]
+            near = cells.pixels_in_box(embeddings64[:, seed].tolist(), _box_radii(sigma_np[:, seed].tolist()))
+            proposal = near[proposal_members(embeddings, sigma_raw, embeddings64, sigma_np, seed, near)]
             n_free = int(np.count_nonzero(unclustered[proposal]))
             # n_free / |proposal| > 0.5, in integers
             if len(proposal) > params.min_object_size and 2 * n_free > len(proposal):
@@ -175,6 +184,41 @@ def greedy_cluster(
         if n_unclustered <= params.min_unclustered_sum:
             break
     return labels
+
+
+def proposal_members(
+    embeddings: torch.Tensor,
+    sigma_raw: torch.Tensor,
+    embeddings64: np.ndarray,
+    sigma_np: np.ndarray,
+    seed: int,
+    near: np.ndarray,
+) -> np.ndarray:
+    """φ > 0.5 (bool (n,)) for the pixels `near` (n,) around pixel `seed`, exactly as the paper
+    code's float32 torch formula decides it.
+
+    embeddings, sigma_raw: (D, K) float32 tensors; embeddings64 (float64), sigma_np: the same on
+    the host. The exponent x = Σ_d s_d (e_d − c_d)² is computed in float64 from the float32 inputs
+    (exactly converted); the paper code's float32 x is within ~1e-6 relative of it (a few
+    roundings), so where x is outside ln 2 · (1 ± _UNSURE_RTOL) both agree on exp(−x) > 0.5. The
+    few pixels inside that band (and seeds whose float32 bandwidth would overflow) are scored with
+    :func:`gaussian_score`. One NumPy pass instead of a dozen small torch calls per seed.
+    """
+    sigma = sigma_np[:, seed]
+    if sigma.max() > _SIGMA_FLOAT32_SAFE:
+        unsure = np.arange(len(near))
+        inside = np.zeros(len(near), dtype=bool)
+    else:
+        s = np.exp(SIGMA_SCALE * sigma.astype(np.float64))  # (D,)
+        differences = np.take(embeddings64, near, axis=1) - embeddings64[:, seed, None]  # (D, n)
+        exponent = s @ (differences * differences)
+        inside = exponent < math.log(2.0) * (1 - _UNSURE_RTOL)
+        unsure = np.flatnonzero(np.abs(exponent - math.log(2.0)) <= math.log(2.0) * _UNSURE_RTOL)
+    if len(unsure):
+        pixels = torch.from_numpy(near[unsure]).to(embeddings.device)
+        phi = gaussian_score(embeddings[:, pixels], embeddings[:, seed], bandwidth(sigma_raw[:, seed]))
+        inside[unsure] = (phi > 0.5).cpu().numpy()
+    return inside
 
 
 def _box_radii(sigma_raw: list[float]) -> tuple[float, ...]:
@@ -201,7 +245,9 @@ def single_torch_thread() -> Iterator[None]:
 
     The greedy loop issues hundreds of tiny ops; with intra-op threads, the idle OpenMP workers
     spin between them and on a busy machine take the core from the main thread (clustering a
-    1024² image was 3-6× slower with 2 threads than with 1 on shared cores)."""
+    1024² image was 3-6× slower with 2 threads than with 1 on shared cores; measured again after
+    the per-seed work moved to NumPy, at load 1.7 on 2 cores: 26.6 ms with 1 thread, 132.5 ms
+    with 2, identical labels — benchmarks/README.md, issue 17)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -219,10 +265,16 @@ def foreground_pixels(seed_logits: torch.Tensor, fg_thresh: float) -> tuple[torc
     exact float comparison on the sigmoid.
     """
     logits = seed_logits.flatten()
-    if 0.0 < fg_thresh < 1.0:
-        candidates = torch.nonzero(logits > math.log(fg_thresh / (1.0 - fg_thresh)) - 1.0).squeeze(1)
-    else:
-        candidates = torch.arange(logits.numel(), device=logits.device)
+    bound = math.log(fg_thresh / (1.0 - fg_thresh)) - 1.0 if 0.0 < fg_thresh < 1.0 else -math.inf
+    if logits.device.type == "cpu":
+        # The same steps with NumPy's comparison, nonzero and indexing (3-9× faster than torch's
+        # on one thread); the sigmoid and its comparison stay torch's, as in the paper code.
+        values = logits.detach().numpy()
+        candidates = np.flatnonzero(values > bound)
+        seeds = torch.sigmoid(torch.from_numpy(values[candidates]))
+        keep = (seeds > fg_thresh).numpy()
+        return torch.from_numpy(candidates[keep]), torch.from_numpy(seeds.numpy()[keep])
+    candidates = torch.nonzero(logits > bound).squeeze(1)
     seeds = torch.sigmoid(logits[candidates])
     keep = seeds > fg_thresh
     return candidates[keep], seeds[keep]

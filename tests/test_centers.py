@@ -40,26 +40,60 @@ def brute_force_medoid(mask: np.ndarray) -> tuple[int, int]:
 
 
 SHAPES = [ring(), c_shape(), ring(41, 0, 15)]
+# Size limits that send every object through one path of `medoid_index`: exact sums of all
+# pixels, the tangent-plane screen (no FFT fallback), or the FFT screen.
+PATHS = {
+    "exact": {"EXACT_ALL_MAX_PIXELS": 10**9},
+    "tangent": {"EXACT_ALL_MAX_PIXELS": 0, "TANGENT_MAX_PIXELS": 10**9, "TANGENT_MAX_CANDIDATES": 10**9},
+    "fft": {"EXACT_ALL_MAX_PIXELS": 0, "TANGENT_MAX_PIXELS": 0},
+}
 
 
+def use_path(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(centers, name, value)
+
+
+@pytest.mark.parametrize("path", [None, *PATHS])
 @pytest.mark.parametrize("mask", SHAPES, ids=["ring", "c-shape", "disk"])
-def test_medoid_matches_brute_force_on_fixed_shapes(mask, monkeypatch):
-    expected = brute_force_medoid(mask)
-    assert centers.medoid(mask) == expected
-    # Same answer through the FFT screening path used for large objects.
-    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)
-    assert centers.medoid(mask) == expected
+def test_medoid_matches_brute_force_on_fixed_shapes(mask, path, monkeypatch):
+    if path:
+        use_path(monkeypatch, path)
+    assert centers.medoid(mask) == brute_force_medoid(mask)
 
 
-def test_medoid_matches_brute_force_on_random_shapes(monkeypatch):
+@pytest.mark.parametrize("path", [None, *PATHS])
+def test_medoid_matches_brute_force_on_random_shapes(path, monkeypatch):
     rng = np.random.default_rng(3)
     masks = [random_blob(rng) for _ in range(12)]
-    direct = [centers.medoid(m) for m in masks]
-    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)
-    screened = [centers.medoid(m) for m in masks]
     expected = [brute_force_medoid(m) for m in masks]
-    assert direct == expected
-    assert screened == expected
+    if path:
+        use_path(monkeypatch, path)
+    assert [centers.medoid(m) for m in masks] == expected
+
+
+def test_tangent_screen_keeps_the_medoid_and_ties_and_rules_out_the_rest():
+    """The screen keeps the medoid and every pixel within rounding of it, and on compact objects
+    rules out all but a handful of pixels (all but one where the medoid is unique)."""
+    rng = np.random.default_rng(4)
+    for mask in [ring(41, 0, 15), ring(33, 0, 9.5), *(random_blob(rng) for _ in range(8))]:
+        coords = np.argwhere(mask)
+        candidates = centers._tangent_candidates(coords, 1.0)
+        sums = centers.distance_sums(coords)
+        assert np.argmin(sums) in candidates
+        assert set(np.flatnonzero(sums <= sums.min() * (1 + 1e-9))) <= set(candidates.tolist())
+    for disk in (ring(41, -1, 15), ring(33, -1, 9.5), np.ones((11, 21), dtype=bool)):  # unique medoid
+        assert len(centers._tangent_candidates(np.argwhere(disk), 1.0)) == 1
+    # A disk missing its centre pixel: the minimum of S lies off the object; the 8 pixels around it.
+    assert len(centers._tangent_candidates(np.argwhere(ring(41, 0, 15)), 1.0)) == 8
+    # The 4 pixels around a rectangle's centre tie up to the rounding of the official summation
+    # order, which decides between them: all 4 must reach the exact sums.
+    rectangle = np.argwhere(np.ones((12, 20), dtype=bool))
+    sums = centers.distance_sums(rectangle)
+    tied = np.flatnonzero(sums <= sums.min() * (1 + 1e-12))
+    assert len(tied) == 4
+    assert set(tied) <= set(centers._tangent_candidates(rectangle, 1.0).tolist())
+    assert centers.medoid(rectangle) == tuple(rectangle[np.argmin(sums)])
 
 
 def test_c_shape_medoid_lies_on_the_object_while_the_centroid_does_not():
@@ -120,18 +154,21 @@ def test_empty_and_malformed_input_raise():
         centers.object_center(np.ones((2, 2), dtype=bool), "middle")
 
 
-def test_medoid_of_real_cells_matches_exact_sums(shared_data):
-    """Usiigaci cells (irregular, with stray specks): FFT screening picks the exact-sum medoid."""
+def test_medoid_of_real_cells_matches_exact_sums(shared_data, monkeypatch):
+    """Usiigaci cells (irregular, with stray specks): both screens pick the exact-sum medoid."""
     from embedseg.io import read_labels
 
     labels = read_labels(shared_data / "usiigaci-2017" / "train" / "set1" / "instances_ids.png")
     ids, sizes = np.unique(labels[labels > 0], return_counts=True)
-    mid_sized = ids[(sizes > centers.EXACT_ALL_MAX_PIXELS) & (sizes < 2500)]  # FFT path, cheap checks
+    mid_sized = ids[(sizes > centers.EXACT_ALL_MAX_PIXELS) & (sizes < 2500)]  # screened, cheap checks
     assert len(mid_sized) >= 3
     for label_id in mid_sized[:3]:
         coords = np.argwhere(labels == label_id)
         exact = coords[np.argmin(centers.distance_sums(coords))]
         assert centers.medoid(coords) == tuple(exact)
+        monkeypatch.setattr(centers, "TANGENT_MAX_PIXELS", 0)  # the FFT screen as well
+        assert centers.medoid(coords) == tuple(exact)
+        monkeypatch.undo()
 
 
 def sequential_column_sums(coords: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -180,16 +217,18 @@ def volume_shapes() -> dict[str, np.ndarray]:
     return {"ellipsoid": ellipsoid((9, 17, 15), (4, 8, 6)), "shell": shell, "c-slab": c_slab, **blobs}
 
 
-@pytest.mark.parametrize("anisotropy", [1.0, 2.0, 1.7])
+@pytest.mark.parametrize("anisotropy", [1.0, 2.0, 1.7, 0.5])
 @pytest.mark.parametrize("name", list(volume_shapes()))
-def test_3d_medoid_matches_brute_force_on_both_paths(name, anisotropy, monkeypatch):
+def test_3d_medoid_matches_brute_force_on_every_path(name, anisotropy, monkeypatch):
     mask = volume_shapes()[name]
     coords = np.argwhere(mask)
     expected = brute_force_medoid_3d(coords, anisotropy)
     assert centers.medoid(mask, anisotropy) == expected
     assert centers.object_center(coords, "medoid", anisotropy=anisotropy) == expected
-    monkeypatch.setattr(centers, "EXACT_ALL_MAX_PIXELS", 0)  # FFT screening for any size
-    assert centers.medoid(coords, anisotropy) == expected
+    for path in PATHS:
+        use_path(monkeypatch, path)
+        assert centers.medoid(coords, anisotropy) == expected, path
+        monkeypatch.undo()
 
 
 def test_anisotropy_moves_the_3d_medoid():

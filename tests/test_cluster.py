@@ -272,11 +272,13 @@ def test_3d_min_object_size_counts_voxels():
     assert not cluster.cluster(raw, cluster.preset("current", 27), ANISOTROPIC).any()
 
 
+@pytest.mark.parametrize("cell", [0.004, 0.0001], ids=["16-bit keys", "64-bit keys"])  # 13^D vs 500^D cells
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_cells_find_every_pixel_inside_a_box(ndim):
+def test_cells_find_every_pixel_inside_a_box(ndim, cell):
     rng = np.random.default_rng(ndim)
     embeddings = rng.uniform(0, 0.05, size=(ndim, 3000))
-    cells = cluster.EmbeddingCells(embeddings, cell=0.004)
+    cells = cluster.EmbeddingCells(embeddings, cell=cell)
+    assert np.all(np.diff(cells.sorted_keys) >= 0)
     for _ in range(50):
         centre = rng.uniform(-0.01, 0.06, size=ndim)
         radii = rng.uniform(0, 0.02, size=ndim)
@@ -285,7 +287,7 @@ def test_cells_find_every_pixel_inside_a_box(ndim):
         assert set(inside) <= set(found.tolist())
         assert len(found) == len(set(found.tolist()))  # no pixel twice
         # a lookup, not a scan: only pixels of cells that overlap the box
-        assert np.all(np.abs(embeddings[:, found] - centre[:, None]) <= radii[:, None] + 0.004)
+        assert np.all(np.abs(embeddings[:, found] - centre[:, None]) <= radii[:, None] + cell)
     assert len(cells.pixels_in_box([0.025] * ndim, (math.inf,) * ndim)) == 3000
 
 
@@ -294,3 +296,37 @@ def test_raw_outputs_of_other_shapes_are_rejected():
         cluster.cluster(torch.zeros(7, 16, 16))
     with pytest.raises(ValueError, match="5, H, W"):
         cluster.cluster(torch.zeros(6, 4, 16, 16))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_proposal_members_decide_as_the_float32_formula_at_the_threshold(ndim, monkeypatch):
+    """Pixels placed on the φ = 0.5 boundary, up to ±1e-6 relative in the exponent: the float64
+    screen plus the float32 re-check of its unsure band give exactly the paper formula's verdict
+    (without the band, float64 alone disagrees on some); so do seeds whose float32 bandwidth
+    overflows (σ_raw = 9: s = inf)."""
+    from embedseg.embedding import bandwidth, gaussian_score
+
+    rng = np.random.default_rng(ndim)
+    n = 20000
+    sigma = rng.uniform(-1.0, 1.0, size=(ndim, n)).astype(np.float32)
+    sigma[:, 1] = 9.0
+    s = np.exp(10.0 * sigma[:, 0].astype(np.float64))
+    direction = rng.normal(size=(ndim, n))
+    exponent = math.log(2.0) * (1 + rng.uniform(-1e-6, 1e-6, size=n))
+    centre = rng.uniform(0.2, 0.8, size=(ndim, 1))
+    embeddings = (centre + direction * np.sqrt(exponent / (s[:, None] * direction**2).sum(axis=0))).astype(np.float32)
+    embeddings[:, 0] = centre[:, 0]
+    embeddings_t, sigma_t = torch.from_numpy(embeddings), torch.from_numpy(sigma)
+
+    def members(seed: int) -> np.ndarray:
+        return cluster.proposal_members(embeddings_t, sigma_t, embeddings.astype(np.float64), sigma, seed, np.arange(n))
+
+    def paper_formula(seed: int) -> np.ndarray:
+        return (gaussian_score(embeddings_t, embeddings_t[:, seed], bandwidth(sigma_t[:, seed])) > 0.5).numpy()
+
+    expected = paper_formula(0)
+    assert 1000 < np.count_nonzero(expected) < n - 1000
+    np.testing.assert_array_equal(members(0), expected)
+    np.testing.assert_array_equal(members(1), paper_formula(1))
+    monkeypatch.setattr(cluster, "_UNSURE_RTOL", 0.0)
+    assert np.count_nonzero(members(0) != expected) > 0

@@ -32,9 +32,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return image, instances, torch.stack([centers, centers.T])
 
 
-def train_steps(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: range, virtual_batch: int = 2
-) -> None:
+def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: range, virtual_batch: int = 2) -> None:
     """`steps` optimiser steps as train_epoch takes them: mean gradient of `virtual_batch`
     mini-batches (same Dropout masks for every model: seeded per mini-batch), learning rate by epoch."""
     image, instances, centers = batch()

@@ -120,18 +120,14 @@ def lovasz_hinge_rows(
 
 
 class ObjectHinges(torch.autograd.Function):
-    """Per-object terms of one image, `rows` objects at a time: the Lovász hinge of each object's
-    Gaussian score φ_k = gaussian_score(e, C_k, s_k), φ_k on the object's pixels (the seed
-    targets) and IoU(φ_k > 0.5, M_k).
+    """Lovász hinges of K objects' Gaussian scores φ_k = gaussian_score(e, C_k, s_k) (K,), and φ.
 
     The sort of the Lovász hinge makes autograd keep about a dozen (K, P) tensors per image until
     the backward pass (≈ 150 MB for a batch of 2 × 256² with 20 objects each). Here the forward
-    keeps one per block, ∂hinge/∂φ, taken from the sorted order right away, and no (K, P) tensor
-    of the whole image is built (fresh allocations that large cost page faults on every step).
-    The backward recomputes φ block by block (cheap elementwise work, no sort) and lets autograd
-    differentiate that part, so the gradients are the ones the plain autograd graph gives.
-    Differentiable in `embeddings` and `s` once (no double backward); the centres get no gradient
-    (they come from the grid).
+    keeps one: ∂hinge/∂φ, taken from the sorted order right away. The backward recomputes φ block
+    by block (cheap elementwise work, no sort) and lets autograd differentiate that part, so the
+    gradients are the ones the plain autograd graph gives. Differentiable in `embeddings` and `s`
+    once (no double backward); the centres get no gradient (they come from the grid).
     """
 
     @staticmethod
@@ -140,48 +136,37 @@ class ObjectHinges(torch.autograd.Function):
         embeddings: torch.Tensor,
         centers: torch.Tensor,
         s: torch.Tensor,
-        object_index: torch.Tensor,
-        pixel_index: torch.Tensor,
+        masks: torch.Tensor,
         rows: int,
         with_grad: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """embeddings (D, 1, P), centers (K, D), s (K, n_sigma); memberships (object_index,
-        pixel_index) (M,) as :func:`object_pixels` gives them. Returns (hinges (K,), φ_k at each
-        membership (M,), IoUs (K,)); the last two are not differentiable. Without `with_grad`
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """embeddings (D, 1, P), centers (K, D), s (K, n_sigma), masks (K, P) bool; objects scored
+        `rows` at a time. Returns (hinges (K,), φ (K, P), not differentiable). Without `with_grad`
         (validation: grad mode is off outside, which the forward cannot see) nothing is kept."""
         if centers.requires_grad:
             raise ValueError("ObjectHinges gives the object centres no gradient; pass them detached")
-        n_pixels = embeddings.shape[-1]
-        block_of_pair = object_index // rows
-        targets = embeddings.new_empty(object_index.shape)
-        hinges, ious, grads = [], [], []
-        for block, (center, s_block) in enumerate(zip(centers.split(rows), s.split(rows))):
-            pairs = torch.nonzero(block_of_pair == block).squeeze(1)
-            row, pixel = object_index[pairs] - block * rows, pixel_index[pairs]
-            mask = torch.zeros((len(center), n_pixels), dtype=torch.bool, device=embeddings.device)
-            mask[row, pixel] = True
-            phi = gaussian_score(embeddings, center.T, s_block.T)  # (rows, P)
-            targets[pairs] = phi[row, pixel]
-            ious.append(iou_rows(phi > 0.5, mask))
-            hinge, grad_logits = lovasz_hinge_rows(2.0 * phi - 1.0, mask, with_grad)
+        phi_blocks, hinges, grads = [], [], []
+        for center, s_block, mask in zip(centers.split(rows), s.split(rows), masks.split(rows)):
+            phi_blocks.append(gaussian_score(embeddings, center.T, s_block.T))  # (rows, P)
+            hinge, grad_logits = lovasz_hinge_rows(2.0 * phi_blocks[-1] - 1.0, mask, with_grad)
             hinges.append(hinge)
             if with_grad:
                 grads.append(grad_logits.mul_(2.0))  # logits = 2φ − 1: exact
-        ious = torch.cat(ious)
-        ctx.mark_non_differentiable(targets, ious)
+        phi = torch.cat(phi_blocks)
+        ctx.mark_non_differentiable(phi)
         if with_grad:
-            ctx.save_for_backward(embeddings, centers, s, *grads)
+            ctx.save_for_backward(embeddings, centers, s, torch.cat(grads))
         ctx.rows = rows
-        return torch.cat(hinges), targets, ious
+        return torch.cat(hinges), phi
 
     @staticmethod
     @once_differentiable
     def backward(
-        ctx: Any, grad_hinges: torch.Tensor, _grad_targets: torch.Tensor | None, _grad_ious: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None, None, None]:
-        embeddings, centers, s, *grad_phi = ctx.saved_tensors
+        ctx: Any, grad_hinges: torch.Tensor, _grad_phi: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None, None, None]:
+        embeddings, centers, s, grad_phi = ctx.saved_tensors
         rows = ctx.rows
-        blocks = list(zip(centers.split(rows), s.split(rows), grad_phi, grad_hinges.split(rows)))
+        blocks = list(zip(centers.split(rows), s.split(rows), grad_phi.split(rows), grad_hinges.split(rows)))
         grad_embeddings, grad_s = None, []
         # Last block first, summed in that order: the order in which autograd accumulates the
         # blocks' contributions to the shared embeddings, so the sum rounds as it did there.
@@ -193,7 +178,7 @@ class ObjectHinges(torch.autograd.Function):
             grad_e, grad_s_block = torch.autograd.grad(phi, (e, s_leaf), grad_hinge[:, None] * grad_phi_block)
             grad_embeddings = grad_e if grad_embeddings is None else grad_embeddings + grad_e
             grad_s.append(grad_s_block)
-        return grad_embeddings, None, torch.cat(grad_s[::-1]), None, None, None, None
+        return grad_embeddings, None, torch.cat(grad_s[::-1]), None, None, None
 
 
 def rows_per_block(n_rows: int, row_length: int, device: torch.device) -> int:
@@ -279,16 +264,19 @@ class SpatialEmbLoss(nn.Module):
         grid = coordinate_grid(*spatial, spacing=spacing, device=prediction.device, dtype=prediction.dtype)
         grid, on_center = grid.reshape(ndim, n_pixels), center_image.reshape(n_pixels).bool()
         centers = object_centers(grid, on_center, object_index, pixel_index, n_objects)
+        masks = torch.zeros((n_objects, n_pixels), dtype=torch.bool, device=prediction.device)
+        masks[object_index, pixel_index] = True
         rows = rows_per_block(n_objects, n_pixels, prediction.device)
         with_grad = torch.is_grad_enabled() and prediction.requires_grad
-        hinges, targets, ious = ObjectHinges.apply(
-            embeddings, centers, bandwidth(sigma_mean), object_index, pixel_index, rows, with_grad
-        )
+        hinges, phi = ObjectHinges.apply(embeddings, centers, bandwidth(sigma_mean), masks, rows, with_grad)
         instance_loss = hinges.mean()
         # Overlapping one-hot objects give a pixel one seed target per object, as the official loop does.
-        seed_loss = seed_loss + self.foreground_weight * (seed[pixel_index] - targets).pow(2).sum()
+        seed_loss = (
+            seed_loss
+            + self.foreground_weight * (seed[pixel_index] - phi[object_index, pixel_index]).pow(2).sum()
+        )
         loss = self.w_inst * instance_loss + self.w_var * variance.mean() + self.w_seed * seed_loss / n_pixels
-        return loss, ious
+        return loss, iou_rows(phi > 0.5, masks)
 
     def variance_per_object(
         self,

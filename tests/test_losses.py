@@ -193,13 +193,9 @@ def test_object_hinges_equal_plain_autograd_bit_for_bit(rows: int) -> None:
         sigma_mean = (0.3 + 0.01 * torch.arange(2 * n_objects, dtype=torch.float32)).reshape(n_objects, 2)
         s = bandwidth(sigma_mean.requires_grad_(True))
         if use_function:
-            hinges, targets, ious = losses.ObjectHinges.apply(
-                embeddings, object_centres, s, object_index, pixel_index, rows, True
-            )
-            assert not targets.requires_grad and not ious.requires_grad
-            phi = gaussian_score(embeddings, object_centres.T, s.T)
-            assert torch.equal(targets, phi[object_index, pixel_index])
-            assert torch.equal(ious, losses.iou_rows(phi > 0.5, masks)) and 0 < ious.min()
+            hinges, phi = losses.ObjectHinges.apply(embeddings, object_centres, s, masks, rows, True)
+            assert not phi.requires_grad
+            torch.testing.assert_close(phi, gaussian_score(embeddings, object_centres.T, s.T), rtol=0, atol=0)
         else:
             hinges = autograd_object_hinges(embeddings, object_centres, s, masks, rows)
         results.append((hinges, *torch.autograd.grad((hinges * weights).sum(), (embeddings, sigma_mean))))

@@ -272,8 +272,7 @@ class SpatialEmbLoss(nn.Module):
         instance_loss = hinges.mean()
         # Overlapping one-hot objects give a pixel one seed target per object, as the official loop does.
         seed_loss = (
-            seed_loss
-            + self.foreground_weight * (seed[pixel_index] - phi[object_index, pixel_index]).pow(2).sum()
+            seed_loss + self.foreground_weight * (seed[pixel_index] - phi[object_index, pixel_index]).pow(2).sum()
         )
         loss = self.w_inst * instance_loss + self.w_var * variance.mean() + self.w_seed * seed_loss / n_pixels
         return loss, iou_rows(phi > 0.5, masks)

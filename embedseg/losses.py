@@ -271,6 +271,7 @@ class SpatialEmbLoss(nn.Module):
         hinges, phi = ObjectHinges.apply(embeddings, centers, bandwidth(sigma_mean), masks, rows, with_grad)
         instance_loss = hinges.mean()
         # Overlapping one-hot objects give a pixel one seed target per object, as the official loop does.
+        # φ leaves ObjectHinges without a gradient: the seed target is detached, as in the official loss.
         seed_loss = (
             seed_loss + self.foreground_weight * (seed[pixel_index] - phi[object_index, pixel_index]).pow(2).sum()
         )

@@ -1,4 +1,4 @@
-"""Speed of the AP_dsb evaluation: ours (embedseg.metrics) against StarDist's matching and the
+"""Speed of the AP_dsb evaluation: ours (embedseg.core.metrics) against StarDist's matching and the
 official EmbedSeg 0.2.5 way of calling it, on the same label images, with identical numbers.
 
     bash benchmarks/official_env.sh        # once: .venv-official also holds stardist (no TensorFlow)
@@ -63,7 +63,7 @@ def write_pairs(path: Path, n_pairs: int, size: int, n_objects: int, seed: int =
 def evaluate(peer: str, truths: list[np.ndarray], predictions: list[np.ndarray]) -> list[float]:
     """AP_dsb at every τ of THRESHOLDS with `peer`'s code."""
     if peer == "ours":
-        from embedseg.metrics import match_labels
+        from embedseg.core.metrics import match_labels
 
         per_image = [match_labels(t, p, np.asarray(THRESHOLDS)).ap for t, p in zip(truths, predictions)]
         return np.mean(per_image, axis=0).tolist()
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {'peer':<44} | {'seconds':>8} | {'peer/ours':>9} | {'warm-up s':>9} |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 11}|{'-' * 11}|")
     labels = {
-        "ours": "ours (embedseg.metrics), all tau at once",
+        "ours": "ours (embedseg.core.metrics), all tau at once",
         "stardist": "stardist matching_dataset, all tau at once",
         "official": "official EmbedSeg, one call per image and tau",
     }

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from machine import describe_machine
 
-from embedseg import centers, cluster, crops, predict
+from embedseg import crops, predict
+from embedseg.core import centers, cluster
+from embedseg.core.embedding import GRID_SPACING
 from embedseg.dataset_settings import DatasetSettings
-from embedseg.embedding import GRID_SPACING
 from embedseg.io import read_image
 
 OFFICIAL = {"tta": 18.8, "cluster": 0.63, "medoid": 5.7}

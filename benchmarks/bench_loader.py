@@ -25,10 +25,10 @@ import torch
 from machine import describe_machine
 from skimage.draw import disk
 
+from embedseg.core.losses import SpatialEmbLoss
 from embedseg.crop_dataset import CropDataset
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
-from embedseg.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
 from embedseg.train import make_loader
 

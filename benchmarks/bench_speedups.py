@@ -33,7 +33,7 @@ from bench_train import disc_batch  # noqa: E402 (benchmarks/ is not a package)
 from machine import describe_machine  # noqa: E402
 
 from embedseg.acceleration import Precision, inference_model, maybe_compile  # noqa: E402
-from embedseg.losses import SpatialEmbLoss  # noqa: E402
+from embedseg.core.losses import SpatialEmbLoss  # noqa: E402
 from embedseg.models import BranchedERFNet  # noqa: E402
 from embedseg.predict import predict_raw  # noqa: E402
 from embedseg.runtime import resolve_device  # noqa: E402

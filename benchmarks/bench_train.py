@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from machine import describe_machine
 
-from embedseg.losses import SpatialEmbLoss
+from embedseg.core.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
 from embedseg.runtime import resolve_device
 from embedseg.schedule import BASE_LR, WEIGHT_DECAY

@@ -245,7 +245,7 @@ class Ours:
         return make_optimizer(model)
 
     def loss(self) -> Callable[..., torch.Tensor]:
-        from embedseg.losses import SpatialEmbLoss
+        from embedseg.core.losses import SpatialEmbLoss
 
         # EmbedSeg 0.2.5 has the fixed per-channel variance term.
         criterion = SpatialEmbLoss(variance_loss="fixed", foreground_weight=10.0)
@@ -264,7 +264,7 @@ class Ours:
         return predict_raw(model, image[0].numpy(), tta=True)
 
     def cluster(self, prediction: torch.Tensor) -> np.ndarray:
-        from embedseg.cluster import ClusterParams, cluster
+        from embedseg.core.cluster import ClusterParams, cluster
 
         return cluster(
             prediction,
@@ -272,7 +272,7 @@ class Ours:
         )
 
     def medoid(self, mask: np.ndarray) -> tuple[int, int]:
-        from embedseg.centers import medoid
+        from embedseg.core.centers import medoid
 
         return medoid(mask)
 

@@ -122,7 +122,7 @@ def official_step(device, crop: int):
 def ours_step(device, amp: bool, compile: bool):
     """Model, loss closure, the callable that runs the model (compiled or not) and the precision."""
     from embedseg.acceleration import Precision, maybe_compile
-    from embedseg.losses import SpatialEmbLoss
+    from embedseg.core.losses import SpatialEmbLoss
     from embedseg.models import BranchedERFNet
 
     model = BranchedERFNet().to(device)

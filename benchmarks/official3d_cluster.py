@@ -149,14 +149,14 @@ def official_medoid(mask: np.ndarray, anisotropy: float) -> tuple[int, ...]:
 
 
 def our_cluster(prediction: torch.Tensor) -> np.ndarray:
-    from embedseg.cluster import ClusterParams, cluster
-    from embedseg.embedding import grid_spacing
+    from embedseg.core.cluster import ClusterParams, cluster
+    from embedseg.core.embedding import grid_spacing
 
     return cluster(prediction, ClusterParams(**SETTINGS), grid_spacing(3, ANISOTROPY))
 
 
 def our_medoid(mask: np.ndarray, anisotropy: float) -> tuple[int, ...]:
-    from embedseg.centers import medoid
+    from embedseg.core.centers import medoid
 
     return medoid(mask, anisotropy)
 

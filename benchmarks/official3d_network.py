@@ -137,8 +137,8 @@ def official_peer(folder: Path, settings: dict[str, Any]) -> tuple[torch.nn.Modu
 
 def our_peer(folder: Path, settings: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
     """Our network with the official weights, and our loss in the official 3-D configuration."""
-    from embedseg.embedding import grid_spacing
-    from embedseg.losses import SpatialEmbLoss
+    from embedseg.core.embedding import grid_spacing
+    from embedseg.core.losses import SpatialEmbLoss
     from embedseg.models import load_official_checkpoint
 
     model = load_official_checkpoint(folder / WEIGHTS, device="cpu", ndim=3)

@@ -246,8 +246,8 @@ def run_ours(
 
 def scores(data_dir: Path, predictions: dict[str, np.ndarray]) -> np.ndarray:
     """AP_dsb per τ (9,) over the test images: mean of per-image TP/(TP+FP+FN)."""
+    from embedseg.core.metrics import match_labels
     from embedseg.io import list_images, read_labels
-    from embedseg.metrics import match_labels
 
     return np.mean(
         [match_labels(read_labels(p), predictions[p.name]).ap for p in list_images(data_dir / "test" / "masks")], axis=0

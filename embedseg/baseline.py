@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import methods
-from ..outputs import BASELINE_MODEL, PREDICTIONS, replacing
-from .configs import add_options, from_args
+from . import methods
+from .baselines.configs import add_options, from_args
+from .outputs import BASELINE_MODEL, PREDICTIONS, replacing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ STEPS: dict[str, tuple[str, str]] = {
         "embedseg.evaluate",
         "score predicted label images against ground truth (AP_dsb per image and IoU threshold)",
     ),
-    "baseline": ("embedseg.baselines.cli", "train or run a baseline: " + ", ".join(BASELINES)),
+    "baseline": ("embedseg.baseline", "train or run a baseline: " + ", ".join(BASELINES)),
     "command": ("embedseg.command", "run a method of one's own: a train or predict command template (config methods:)"),
     "tables": (
         "embedseg.report.tables",

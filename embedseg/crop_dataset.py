@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .core.labels import relabel_sequential
 from .dataset_settings import DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels
-from .labels import relabel_sequential
 
 # A training transform: rotate by k·90° in the plane of two axes (counted from the end, np.rot90
 # direction from the first towards the second), then flip along one axis (None: no flip).

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .centers import CENTER_TYPES, object_center
+from .core.centers import CENTER_TYPES, object_center
+from .core.labels import fill_label_holes
 from .data.splits import PAPER_SPLIT_SEED
 from .dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
-from .labels import fill_label_holes
 from .outputs import CROPS, replacing
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Ground truth and predictions are label TIFFs with the same file names: 2-D label
 (GT also one-hot stacks (K, H, W)) or, for a 3-D data set, label volumes (Z, Y, X); which one a
 3-axis GT is comes from the data set's ``ndim`` (``--ndim``, default: the dataset.json of the
 prepared data set the GT folder belongs to), never from its shape. The scores file has one
-row per image and threshold τ = 0.10, 0.15, …, 0.90, columns :data:`COLUMNS` (embedseg.metrics
+row per image and threshold τ = 0.10, 0.15, …, 0.90, columns :data:`COLUMNS` (embedseg.core.metrics
 defines each, counting voxels in 3-D); the mean of `ap` over images at τ = 0.50 … 0.90 is the
 number the paper reports in 2-D, at τ = 0.1, 0.2, …, 0.9 in 3-D.
 ``--objects`` also writes one row per GT object and per unmatched prediction at one τ, so that the
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .core.metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .dataset_settings import DATASET_JSON
 from .io import DataError, atomic_write, list_images, read_json, read_labels
-from .metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .outputs import check_output_file
 
 COLUMNS = [

@@ -36,10 +36,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__, dihedral
-from .cluster import PRESETS, ClusterParams, preset
+from . import __version__
+from .core import dihedral
+from .core.cluster import PRESETS, ClusterParams, preset
+from .core.embedding import SIGMA_SCALE, grid_spacing
 from .dataset_settings import DatasetSettings
-from .embedding import SIGMA_SCALE, grid_spacing
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
@@ -512,7 +513,7 @@ def embedseg_config(
     """config.embedseg: everything between the raw output and labels, plus provenance.
 
     ``embedding.grid_spacing`` has one δ per embedding channel (x, y[, z]): what
-    :func:`embedseg.cluster.cluster` takes as `spacing`; in 3-D δ_z = anisotropy·δ_x."""
+    :func:`embedseg.core.cluster.cluster` takes as `spacing`; in 3-D δ_z = anisotropy·δ_x."""
     ndim = settings.ndim
     axes = ", ".join("xyz"[:ndim])
     return {

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .core.labels import label_dtype
+
 IMAGE_SUFFIXES = (".tif", ".tiff")
 
 
@@ -115,11 +117,6 @@ def check_labels(labels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read and validate a label image (H, W) or one-hot/overlap stack (K, H, W)."""
     return check_labels(read_image(path), path)
-
-
-def label_dtype(max_label: int) -> type:
-    """Smallest of uint16/uint32 that holds `max_label` (never uint8/int16: no 255/32767 overflow)."""
-    return np.uint16 if max_label <= np.iinfo(np.uint16).max else np.uint32
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray, compress: bool = True) -> None:

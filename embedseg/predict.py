@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import dihedral
-from .cluster import PRESETS, ClusterParams, cluster, preset
+from .core import dihedral
+from .core.cluster import PRESETS, ClusterParams, cluster, preset
+from .core.embedding import grid_spacing
 from .data.formats import IMAGE_FILE_SUFFIXES, reduce_rgb
 from .data.validate import check_image
 from .dataset_settings import DatasetSettings, normalize
-from .embedding import grid_spacing
 from .io import DataError, list_images, read_image, write_labels, write_tiff
 from .outputs import PREDICTIONS, replacing
 

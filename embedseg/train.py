@@ -37,13 +37,13 @@ from tqdm import tqdm
 
 from . import __version__
 from .acceleration import Precision, maybe_compile
+from .core.embedding import grid_spacing
+from .core.losses import SpatialEmbLoss
 from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
 from .dataset_settings import DatasetSettings
-from .embedding import grid_spacing
 from .io import DataError, UserError, atomic_write, write_json
 from .layout import LOG_COLUMNS
-from .losses import SpatialEmbLoss
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
 from .outputs import MODEL, OutputError, check_output, replacing

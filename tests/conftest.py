@@ -103,7 +103,7 @@ def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> float:
     Every image must have one row per threshold τ = 0.10 … 0.90.
     """
     from embedseg.cli import main
-    from embedseg.metrics import EVALUATION_THRESHOLDS
+    from embedseg.core.metrics import EVALUATION_THRESHOLDS
 
     assert main(["evaluate", str(gt_dir), str(pred_dir), "--out", str(out_csv)]) == 0
     with open(out_csv) as handle:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from embedseg.cli import main
+from embedseg.core.metrics import EVALUATION_THRESHOLDS
 from embedseg.io import write_json, write_labels, write_tiff
-from embedseg.metrics import EVALUATION_THRESHOLDS
 from embedseg.report.results import TAUS_3D, collect
 
 DS3 = "blobs-3d"

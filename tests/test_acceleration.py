@@ -20,7 +20,7 @@ from torch import nn
 
 from embedseg import cli, predict
 from embedseg.acceleration import COMPILE_TOLERANCE, CompiledModel, Precision, inference_model
-from embedseg.losses import SpatialEmbLoss
+from embedseg.core.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet, read_checkpoint
 from embedseg.models.fold import fold_batchnorm
 

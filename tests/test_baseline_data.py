@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from embedseg import methods
-from embedseg.baselines.cli import add_arguments
+from embedseg.baseline import add_arguments
 from embedseg.baselines.configs import from_args
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import read_labels

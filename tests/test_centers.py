@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from embedseg import centers
+from embedseg.core import centers
 
 
 def ring(size: int = 61, inner: float = 18, outer: float = 28) -> np.ndarray:

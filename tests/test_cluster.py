@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedseg import cluster
-from embedseg.embedding import GRID_SPACING
+from embedseg.core import cluster
+from embedseg.core.embedding import GRID_SPACING
 
 SEED_LOGIT = 6.0
 ANISOTROPIC = (GRID_SPACING, GRID_SPACING, 2 * GRID_SPACING)  # (δ_x, δ_y, δ_z) of z steps twice as long
@@ -197,7 +197,7 @@ def test_cuda_gives_the_cpu_labels(ndim):
 
 def test_embedding_of_selected_pixels_equals_the_full_embedding() -> None:
     """Clustering embeds only foreground pixels; the values must be those of the whole image."""
-    from embedseg.embedding import spatial_embedding, spatial_embedding_at
+    from embedseg.core.embedding import spatial_embedding, spatial_embedding_at
 
     offsets = torch.randn(2, 37, 53, generator=torch.Generator().manual_seed(0))
     pixels = torch.randperm(37 * 53, generator=torch.Generator().manual_seed(1))[:500]
@@ -304,7 +304,7 @@ def test_proposal_members_decide_as_the_float32_formula_at_the_threshold(ndim, m
     screen plus the float32 re-check of its unsure band give exactly the paper formula's verdict
     (without the band, float64 alone disagrees on some); so do seeds whose float32 bandwidth
     overflows (σ_raw = 9: s = inf)."""
-    from embedseg.embedding import bandwidth, gaussian_score
+    from embedseg.core.embedding import bandwidth, gaussian_score
 
     rng = np.random.default_rng(ndim)
     n = 20000

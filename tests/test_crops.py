@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from embedseg import centers, cli, crops
+from embedseg import cli, crops
+from embedseg.core import centers
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import DataError
 

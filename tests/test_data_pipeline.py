@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import torch
 
-from embedseg import dihedral
+from embedseg.core import dihedral
 from embedseg.crop_dataset import CropDataset, relabel_sequential
 from embedseg.dataset_settings import DatasetSettings, normalize
 from embedseg.io import read_image, read_labels

@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_cluster import ANISOTROPIC, SIX_NUCLEI, disks, synthetic_raw
 
-from embedseg import dihedral
-from embedseg.embedding import GRID_SPACING
+from embedseg.core import dihedral
+from embedseg.core.embedding import GRID_SPACING
 
 
 def distinct(x: np.ndarray) -> bytes:

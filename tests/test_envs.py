@@ -28,7 +28,7 @@ ENVS = REPO / "workflow" / "envs"
 BASELINE_COMMON = [
     "embedseg/__main__.py",
     "embedseg/cli.py",
-    "embedseg/baselines/cli.py",
+    "embedseg/baseline.py",
     "embedseg/baselines/common.py",
 ]
 RUNNERS = {method.env: [] for method in methods.BASELINES.values()}

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from embedseg import cli, evaluate, metrics
+from embedseg import cli, evaluate
+from embedseg.core import metrics
 
 
 def write(folder, name, array):

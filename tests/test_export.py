@@ -396,7 +396,7 @@ def test_3d_package_output_clustered_by_its_config_gives_the_labels(run_3d: Path
     parameters and grid spacing gives the labels of `embedseg predict --no-tta`."""
     from bioimageio.core import load_model_description, predict
 
-    from embedseg.cluster import ClusterParams, cluster
+    from embedseg.core.cluster import ClusterParams, cluster
     from embedseg.io import read_image
 
     images = run_3d / "data" / "test" / "images"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from embedseg.cli import main
+from embedseg.core.labels import flatten_labels
 from embedseg.data.synthetic import make_cells, make_worms
 from embedseg.io import read_image, write_labels, write_tiff
-from embedseg.labels import flatten_labels
 from embedseg.layout import VAL_OBJECT_IOU, VAL_PIXEL_MIOU
 from embedseg.report.figures import (
     ap_curves,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedseg import losses
-from embedseg.embedding import (
+from embedseg.core import losses
+from embedseg.core.embedding import (
     GRID_SPACING,
     bandwidth,
     coordinate_grid,
@@ -16,7 +16,7 @@ from embedseg.embedding import (
     spatial_embedding,
     spatial_embedding_at,
 )
-from embedseg.losses import SpatialEmbLoss, object_centers, object_pixels
+from embedseg.core.losses import SpatialEmbLoss, object_centers, object_pixels
 
 from discs import disc_centers, disc_labels, disc_stack
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedseg import metrics
+from embedseg.core import metrics
 
 
 def brute_force_ap(true: np.ndarray, pred: np.ndarray, tau: float) -> tuple[int, int, int, float]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedseg.cluster import ClusterParams
+from embedseg.core.cluster import ClusterParams
+from embedseg.core.metrics import match_labels
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
-from embedseg.metrics import match_labels
 from embedseg.models import load_checkpoint
 from embedseg.predict import segment
 from embedseg.train import TrainConfig, train

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from embedseg import cli, predict
+from embedseg.core.embedding import GRID_SPACING
 from embedseg.dataset_settings import DatasetSettings
-from embedseg.embedding import GRID_SPACING
 
 
 class BrightestPixelToy(nn.Module):

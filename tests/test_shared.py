@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedseg import dihedral, embedding
+from embedseg.core import dihedral, embedding
 from embedseg.dataset_settings import DatasetSettings, normalize
 from embedseg.io import DataError, atomic_write, check_labels, read_labels, write_labels
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from embedseg.cli import main
+from embedseg.core.metrics import EVALUATION_THRESHOLDS
 from embedseg.evaluate import COLUMNS
 from embedseg.io import DataError, write_json
-from embedseg.metrics import EVALUATION_THRESHOLDS
 from embedseg.report.paper import load_paper
 from embedseg.report.render import Cell, rank_columns
 from embedseg.report.results import TAUS, collect

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedseg.losses import SpatialEmbLoss
+from embedseg.core.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet
 from embedseg.optim import ChunkedAdam
 from embedseg.schedule import learning_rate

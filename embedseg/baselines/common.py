@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dihedral, layout
+from .. import layout
+from ..core import dihedral
+from ..core.labels import flatten_labels
 from ..dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
-from ..labels import flatten_labels
 
 
 @dataclass
@@ -173,6 +174,6 @@ def random_patches(
 
 def mean_ap50(true_labels: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray]) -> float:
     """Mean over images of TP/(TP+FP+FN) at IoU 0.5 (the paper's AP_dsb), for tuning on validation."""
-    from ..metrics import match_labels
+    from ..core.metrics import match_labels
 
     return float(np.mean([match_labels(t, p, np.array([0.5])).ap[0] for t, p in zip(true_labels, pred_labels)]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dihedral
+from ..core import dihedral
 from ..io import DataError, write_json
 from ..layout import LOG_CSV, MEMORY_JSON
 from ..runtime import peak_memory

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .embedding import GRID_SPACING, SIGMA_SCALE, Spacing, bandwidth, gaussian_score, spatial_embedding_at
-from .io import label_dtype
+from .labels import label_dtype
 
 PRESETS = ("paper", "current")
 # Pixels whose term of one axis alone exceeds this are outside the proposal (φ < 0.5 with margin).

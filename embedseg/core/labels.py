@@ -9,6 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def label_dtype(max_label: int) -> type:
+    """Smallest of uint16/uint32 that holds `max_label` (never uint8/int16: no 255/32767 overflow)."""
+    return np.uint16 if max_label <= np.iinfo(np.uint16).max else np.uint32
+
+
 def flatten_labels(labels: np.ndarray) -> np.ndarray:
     """(K, H, W) one-hot stack → (H, W) label image with ids 1..K; (H, W) is returned unchanged.
 

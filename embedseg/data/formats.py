@@ -31,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import DataError, check_labels, label_dtype, read_image, read_labels
-from ..labels import fill_label_holes  # StarDist's hole filling, as the crop step uses it
+from ..core.labels import (
+    fill_label_holes,  # StarDist's hole filling, as the crop step uses it
+    label_dtype,
+)
+from ..io import DataError, check_labels, read_image, read_labels
 
 LAYOUTS = ("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010")
 IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")

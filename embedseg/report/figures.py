@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..core.labels import flatten_labels
 from ..evaluate import labels_ndim
 from ..io import DataError, atomic_write, list_images, read_image, read_labels
-from ..labels import flatten_labels
 from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
 from ..methods import BASELINES, EMBEDSEG, NEVEN, built_in
 from ..methods import label as method_label
@@ -65,7 +65,7 @@ def match_to_gt(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
 
     gt, pred: (H, W) label images. IoU > 0.5 makes the match one-to-one.
     """
-    from ..metrics import iou_from_intersection, label_overlap, relabel
+    from ..core.metrics import iou_from_intersection, label_overlap, relabel
 
     overlap = label_overlap(relabel(gt)[0], relabel(pred)[0])  # (n_gt + 1, n_pred + 1), row/col 0 = background
     iou = iou_from_intersection(overlap[1:, 1:], overlap[1:].sum(axis=1), overlap[:, 1:].sum(axis=0))

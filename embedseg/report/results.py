@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .. import layout
+from ..core.metrics import THRESHOLDS
 from ..evaluate import COLUMNS as SCORE_COLUMNS
 from ..evaluate import labels_ndim
 from ..io import DataError, read_json
 from ..layout import LOG_COLUMNS, LOG_CSV, LOG_REQUIRED, MEMORY_JSON, NOT_RUN, SEED_DIR, model_dir, scores_file
 from ..methods import order as method_order
-from ..metrics import THRESHOLDS
 
 log = logging.getLogger(__name__)
 

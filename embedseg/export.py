@@ -42,6 +42,7 @@ from .core.cluster import PRESETS, ClusterParams, preset
 from .core.embedding import SIGMA_SCALE, grid_spacing
 from .dataset_settings import DatasetSettings
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
+from .layout import BEST_PT
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
 from .models.erfnet import BranchedERFNet
@@ -110,7 +111,7 @@ class PackageOptions:
 def checkpoint_path(path: str | os.PathLike) -> Path:
     """best.pt of a model folder written by `embedseg train`, or the checkpoint file itself."""
     path = Path(path)
-    return path / "best.pt" if path.is_dir() else path
+    return path / BEST_PT if path.is_dir() else path
 
 
 def select_best(runs: Sequence[Run]) -> Run:

@@ -7,13 +7,18 @@ method's environment (TensorFlow for StarDist, Cellpose's own torch) import it.
 A run folder ``results/{run}`` holds (docs/interfaces.md)::
 
     data/{ds}/                                prepared split (dataset.json, train/ val/ test/)
-    models/{ds}/{model}/seed{s}/              training output: log.csv, memory.json, …
+    data-resplit/{ds}/seed{s}/                the same with run s's own validation split
+    crops/{ds}/{center}/                      training crops (crops-resplit/{ds}/{center}/seed{s}/)
+    models/{ds}/{model}/seed{s}/              training output: train.json, best.pt, last.pt, log.csv, memory.json
     predictions/{ds}/{method}/seed{s}/        one label TIFF per test image
     predictions/{ds}/{method}/NOT_RUN.txt     a method that declined to run, with the reason
     scores/{ds}/{method}/seed{s}.csv          per-image scores (`embedseg evaluate`)
     status/{ds}/{method}/seed{s}.{step}       empty flags of finished baseline steps
+    export/{ds}/{method}.zip                  bioimage.io package (`embedseg export`)
+    tables/, figures/                         `embedseg tables`, `embedseg figures`
+    logs/{step}/….log, benchmarks/{step}/….tsv each workflow job's log and Snakemake benchmark
 
-Our TTA/no-TTA variants (methods ``embedseg-{center}-{tta}``) share the model
+Our TTA/no-TTA variants (:class:`embedseg.methods.Variant`) share the model
 ``embedseg-{center}``; every other method's model folder has the method's name.
 """
 
@@ -23,10 +28,14 @@ import os
 import re
 from pathlib import Path
 
+from .methods import Variant
+
 NOT_RUN = "NOT_RUN.txt"
 LOG_CSV = "log.csv"
 MEMORY_JSON = "memory.json"
 TRAIN_JSON = "train.json"  # written by `embedseg train` whenever training (re)starts
+BEST_PT = "best.pt"  # checkpoint of the best validation epoch (what predict and export read)
+LAST_PT = "last.pt"  # checkpoint of the last epoch (what a resumed training starts from)
 
 # Validation metrics in log.csv; the two IoUs measure different things and never share a column.
 VAL_OBJECT_IOU = "val_iou"  # EmbedSeg: mean IoU of the clustered objects with their GT (official name)
@@ -40,7 +49,6 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", VAL_OBJECT_IOU, VAL_PIXE
 LOG_REQUIRED = ("epoch", "lr", "train_loss", "val_loss", "seconds")  # older logs lack a metric column
 
 SEED_DIR = re.compile(r"seed(\d+)")
-_OURS = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")
 
 PathLike = str | os.PathLike
 
@@ -54,15 +62,24 @@ def data_dir(results: PathLike, dataset: str) -> Path:
     return Path(results) / "data" / dataset
 
 
-def embedseg_model(center: str) -> str:
-    """Model folder name shared by our variants ``embedseg-{center}-tta`` and ``-notta``."""
-    return f"embedseg-{center}"
+def resplit_data_dir(results: PathLike, dataset: str, seed: int | str) -> Path:
+    """Prepared data of run `seed` with `resplit: true`: its own train/val split."""
+    return Path(results) / "data-resplit" / dataset / seed_dir(seed)
+
+
+def crops_dir(results: PathLike, dataset: str, center: str) -> Path:
+    return Path(results) / "crops" / dataset / center
+
+
+def resplit_crops_dir(results: PathLike, dataset: str, center: str, seed: int | str) -> Path:
+    """Crops of run `seed` with `resplit: true` (cut from its own split)."""
+    return Path(results) / "crops-resplit" / dataset / center / seed_dir(seed)
 
 
 def model_name(method: str) -> str:
     """Model folder of a method: ``embedseg-{center}`` for our variants, else the method itself."""
-    ours = _OURS.fullmatch(method)
-    return embedseg_model(ours["center"]) if ours else method
+    variant = Variant.parse(method)
+    return variant.model if variant else method
 
 
 def model_dir(results: PathLike, dataset: str, method: str, seed: int | str) -> Path:
@@ -95,3 +112,31 @@ def scores_file(results: PathLike, dataset: str, method: str, seed: int | str) -
 def status_flag(results: PathLike, dataset: str, method: str, seed: int | str, step: str) -> Path:
     """Empty file marking that a baseline's `step` (trained | predicted) has finished."""
     return Path(results) / "status" / dataset / method / f"{seed_dir(seed)}.{step}"
+
+
+def export_package(results: PathLike, dataset: str, method: str) -> Path:
+    """The bioimage.io zip of a method's model on a data set (`embedseg export`)."""
+    return Path(results) / "export" / dataset / f"{method}.zip"
+
+
+def tables_dir(results: PathLike) -> Path:
+    return Path(results) / "tables"
+
+
+def figures_dir(results: PathLike) -> Path:
+    return Path(results) / "figures"
+
+
+def job_log(results: PathLike, step: str, *parts: str) -> Path:
+    """Log of a workflow job: ``logs/{step}/{part}/…/{last part}.log`` (``logs/{step}.log``)."""
+    return _job_file(Path(results, "logs"), step, parts, ".log")
+
+
+def job_benchmark(results: PathLike, step: str, *parts: str) -> Path:
+    """Snakemake benchmark of a workflow job: ``benchmarks/{step}/{part}/…/{last part}.tsv``."""
+    return _job_file(Path(results, "benchmarks"), step, parts, ".tsv")
+
+
+def _job_file(root: Path, step: str, parts: tuple[str, ...], suffix: str) -> Path:
+    *folders, last = (step, *parts)
+    return root.joinpath(*folders, last + suffix)  # not with_suffix: names may hold dots

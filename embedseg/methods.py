@@ -114,30 +114,70 @@ _BUILT_IN_BASELINES = (
 )
 BASELINES: dict[str, Method] = {method.name: method for method in _BUILT_IN_BASELINES}
 
-# Our network: `embedseg-{center}-{tta}`; the paper's two named variants.
-EMBEDSEG = "embedseg-medoid-tta"
-NEVEN = "embedseg-centroid-notta"
+# Our network: one model per centre type, each predicted with and without test-time augmentation.
+_VARIANT_NAME = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")  # the one spelling
+TTA_WORDS = {True: "tta", False: "notta"}  # the last part of a variant's name
 EMBEDSEG_ENV = "embedseg"
-_EMBEDSEG_NAME = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")
 
 
-def embedseg_name(center: str, tta: bool | str) -> str:
-    """``embedseg-{center}-{tta|notta}``; `tta` is a flag or already ``tta``/``notta``."""
-    suffix = tta if isinstance(tta, str) else ("tta" if tta else "notta")
-    return f"embedseg-{center}-{suffix}"
+def embedseg_model(center: str) -> str:
+    """Model folder name shared by the variants ``embedseg-{center}-tta`` and ``-notta``."""
+    return f"embedseg-{center}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of our network's variants: its centre type and whether prediction uses TTA.
+
+    name: ``embedseg-{center}-{tta|notta}`` (method, folder and wildcard name);
+    model: the model folder both TTA settings share; flag: the `embedseg predict|export` switch.
+    """
+
+    center: str
+    tta: bool
+
+    @property
+    def name(self) -> str:
+        return f"{embedseg_model(self.center)}-{TTA_WORDS[self.tta]}"
+
+    @property
+    def model(self) -> str:
+        return embedseg_model(self.center)
+
+    @property
+    def flag(self) -> str:
+        return "--tta" if self.tta else "--no-tta"
+
+    @classmethod
+    def parse(cls, name: str) -> Variant | None:
+        """The variant a method name spells, or None if `name` is not one of ours."""
+        match = _VARIANT_NAME.fullmatch(name)
+        return None if match is None else cls(match["center"], match["tta"] == TTA_WORDS[True])
+
+
+# The paper's two named variants, and the ablation of Table 2 (what each other variant changes).
+EMBEDSEG = Variant("medoid", tta=True).name
+NEVEN = Variant("centroid", tta=False).name
+ABLATIONS = {
+    Variant("centroid", tta=True).name: "medoid → centroid",
+    Variant("medoid", tta=False).name: "no TTA",
+    NEVEN: "both (= Neven et al.)",
+}
+# Variants that only answer the ablation; Table 1 shows EmbedSeg and Neven et al. of the four.
+TABLE2_ONLY = tuple(name for name in ABLATIONS if name != NEVEN)
 
 
 def embedseg_variant(name: str) -> Method | None:
     """The entry of one of our variants (any centre type), or None if `name` is not one."""
-    match = _EMBEDSEG_NAME.fullmatch(name)
-    if match is None:
+    variant = Variant.parse(name)
+    if variant is None:
         return None
     if name == EMBEDSEG:
         label = "EmbedSeg"
     elif name == NEVEN:
         label = "Neven et al."
     else:
-        label = f"EmbedSeg ({match['center']}, {'TTA' if match['tta'] == 'tta' else 'no TTA'})"
+        label = f"EmbedSeg ({variant.center}, {'TTA' if variant.tta else 'no TTA'})"
     return Method(
         name=name,
         label=label,

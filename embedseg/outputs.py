@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import __version__
 from .io import UserError, write_json
+from .layout import LAST_PT, TRAIN_JSON
 
 PathLike = str | os.PathLike
 
@@ -42,7 +43,7 @@ DATA = OutputKind("prepared data set", ("dataset.json",), "embedseg prepare")
 CROPS = OutputKind("crops folder", ("crops.json",), "embedseg crops")
 # train.json is rewritten when training (re)starts; last.pt alone is what a killed job leaves
 # once Snakemake has deleted train.json, its declared output.
-MODEL = OutputKind("model folder", ("train.json", "last.pt"), "embedseg train")
+MODEL = OutputKind("model folder", (TRAIN_JSON, LAST_PT), "embedseg train")
 BASELINE_MODEL = OutputKind("baseline model folder", ("baseline.json",), "embedseg baseline … train")
 METHOD_MODEL = OutputKind("command method model folder", ("command.json",), "embedseg command train")
 PREDICTIONS = OutputKind("predictions folder", ("predictions.json",), "embedseg predict")

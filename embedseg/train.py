@@ -43,7 +43,7 @@ from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
 from .dataset_settings import DatasetSettings
 from .io import DataError, UserError, atomic_write, write_json
-from .layout import LOG_COLUMNS
+from .layout import BEST_PT, LAST_PT, LOG_COLUMNS, LOG_CSV, MEMORY_JSON, TRAIN_JSON
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
 from .outputs import MODEL, OutputError, check_output, replacing
@@ -309,7 +309,7 @@ def train(
     settings = DatasetSettings.load(crops_dir)
     device = resolve_device(config.device)
     run_fingerprint = fingerprint(crops_dir, settings, config)
-    last_path = out_dir / "last.pt"
+    last_path = out_dir / LAST_PT
     try:
         if config.resume and last_path.is_file():
             checkpoint = read_checkpoint(last_path, device)
@@ -362,7 +362,7 @@ def fit(
     if checkpoint is not None:
         start_epoch, best_iou, history = resume(checkpoint, model, optimizer, generators)
     write_json(
-        out_dir / "train.json",
+        out_dir / TRAIN_JSON,
         {
             "crops_dir": str(crops_dir),
             "args": dataclasses.asdict(config),
@@ -429,10 +429,10 @@ def fit(
             "scaler_state_dict": precision.scaler.state_dict(),
         }
         if improved:
-            save_checkpoint(out_dir / "best.pt", state)
-        save_checkpoint(out_dir / "last.pt", state)
-        write_log(out_dir / "log.csv", history)
-        write_memory_json(out_dir / "memory.json", device)
+            save_checkpoint(out_dir / BEST_PT, state)
+        save_checkpoint(out_dir / LAST_PT, state)
+        write_log(out_dir / LOG_CSV, history)
+        write_memory_json(out_dir / MEMORY_JSON, device)
         log.info(
             "epoch %d: lr %.3e train %.4f val %.4f val IoU %.4f%s",
             epoch,
@@ -518,5 +518,5 @@ def run(args: argparse.Namespace) -> int:
     history = train(args.crops_dir, args.out, config, args.force)
     if history:
         best = max(history, key=lambda row: row["val_iou"])
-        print(f"best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}; model in {args.out / 'best.pt'}")
+        print(f"best val IoU {best['val_iou']:.4f} at epoch {best['epoch']}; model in {args.out / BEST_PT}")
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..dataset_settings import DatasetSettings
 from ..io import DataError
+from . import names
 from .synthetic import VOXEL_SIZE_3D
 
 RELEASE_URL = "https://github.com/juglab/EmbedSeg/releases/download/v0.1.0/{name}.zip"
@@ -108,9 +109,9 @@ REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            name="bbbc010-2012",
+            name=names.BBBC010,
             layout="embedseg",
-            url=RELEASE_URL.format(name="bbbc010-2012"),
+            url=RELEASE_URL.format(name=names.BBBC010),
             test_split=0.5,  # 100 images -> 50 test (the release zip has train/ only)
             settings={**_ABSOLUTE_16BIT, "crop_size": 256, "one_hot": True, "val_split": "crop"},
             citation=(
@@ -122,9 +123,9 @@ REGISTRY: dict[str, DatasetSpec] = {
             licence="BBBC terms of use (https://bbbc.broadinstitute.org/BBBC010)",
         ),
         DatasetSpec(
-            name="usiigaci-2017",
+            name=names.USIIGACI,
             layout="embedseg",
-            url=RELEASE_URL.format(name="usiigaci-2017"),
+            url=RELEASE_URL.format(name=names.USIIGACI),
             test_split=5,  # 50 sets -> 45 train/val + 5 test (Tsai et al.)
             settings={**_ABSOLUTE_16BIT, "crop_size": 512},
             citation=(
@@ -136,9 +137,9 @@ REGISTRY: dict[str, DatasetSpec] = {
             licence="MIT (Okinawa Institute of Science and Technology, github.com/oist/Usiigaci)",
         ),
         DatasetSpec(
-            name="dsb-2018",
+            name=names.DSB,
             layout="embedseg",
-            url=RELEASE_URL.format(name="dsb-2018"),
+            url=RELEASE_URL.format(name=names.DSB),
             test_split=50,  # StarDist subset: 447 train/val + 50 test
             dtype="uint8",
             settings={**_ABSOLUTE_8BIT, "crop_size": 256},
@@ -149,16 +150,18 @@ REGISTRY: dict[str, DatasetSpec] = {
             doi="10.1038/s41592-019-0612-7",
             licence="CC0 1.0",
         ),
-        synthetic_spec("synthetic-worms", {**_ABSOLUTE_16BIT, "crop_size": 96, "one_hot": True, "val_split": "crop"}),
-        synthetic_spec("synthetic-cells", {**_ABSOLUTE_16BIT, "crop_size": 64}),
-        synthetic_spec("synthetic-nuclei", {**_ABSOLUTE_8BIT, "crop_size": 64}),
         synthetic_spec(
-            "synthetic-nuclei-3d",
+            names.SYNTHETIC_WORMS, {**_ABSOLUTE_16BIT, "crop_size": 96, "one_hot": True, "val_split": "crop"}
+        ),
+        synthetic_spec(names.SYNTHETIC_CELLS, {**_ABSOLUTE_16BIT, "crop_size": 64}),
+        synthetic_spec(names.SYNTHETIC_NUCLEI, {**_ABSOLUTE_8BIT, "crop_size": 64}),
+        synthetic_spec(
+            names.SYNTHETIC_NUCLEI_3D,
             {**_ABSOLUTE_8BIT, "ndim": 3, "voxel_size": VOXEL_SIZE_3D, "crop_size": (16, 64, 64)},
         ),
         # 108 volumes 70×378×401 (uint16); notebook: split_train_test 10 %, split_train_val 15 %.
         cbg_3d_spec(
-            "Mouse-Organoid-Cells-CBG",
+            names.MOUSE_ORGANOID_CELLS,
             (1.0, 0.1733, 0.1733),
             (32, 200, 200),
             sha256="3695ac340473900ace8c37fd7f3ae0d37217de9f2b86c2341f36b1727825e48b",
@@ -166,7 +169,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         # 9 volumes 113×660×700 (uint16); notebook: 2 test and 2 validation volumes (counts).
         cbg_3d_spec(
-            "Platynereis-Nuclei-CBG",
+            names.PLATYNEREIS_NUCLEI,
             (2.031, 0.406, 0.406),
             (32, 136, 136),
             sha256="448cb7b46f2fe7d472795e05c8d7dfb40f259d94595ad2cfd256bc2aa4ab3be7",
@@ -176,7 +179,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         # 2 volumes (uint16): the zip's test/ holds the test sub-volume (:, :, 256:512) of the
         # second; validation: 15 % of the training crops.
         cbg_3d_spec(
-            "Mouse-Skull-Nuclei-CBG",
+            names.MOUSE_SKULL_NUCLEI,
             (0.2, 0.073, 0.073),
             (96, 128, 128),
             sha256="3600ec261a48bf953820e0536cacd0bb8a5141be6e7435a4cb0fffeb0caf594e",
@@ -185,7 +188,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         # 2 volumes 515×648×648 (uint8): the zip's test/ holds the sub-volume (300:405, :, :);
         # validation: 15 % of the training crops.
         cbg_3d_spec(
-            "Platynereis-ISH-Nuclei-CBG",
+            names.PLATYNEREIS_ISH_NUCLEI,
             (0.4501, 0.4499, 0.4499),
             (80, 80, 80),
             sha256="bc9284df6f6d691a8e81b47310d95617252cc98ebf7daeab55801b330ba921e0",
@@ -193,7 +196,7 @@ REGISTRY: dict[str, DatasetSpec] = {
             settings={"val_split": "crop"},
         ),
         DatasetSpec(
-            name="folder",
+            name=names.FOLDER,
             layout="folder",
             test_split=0.1,
             dtype="any",  # normalisation factor follows the images' dtype (see prepare)

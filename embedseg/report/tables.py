@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import DataError, atomic_write
-from ..methods import EMBEDSEG
+from ..methods import ABLATIONS, EMBEDSEG, TABLE2_ONLY
 from ..methods import label as method_label
 from ..methods import order as method_order
 from ..outputs import TABLES, replacing
@@ -36,13 +36,6 @@ from .results import TAUS, Collection, collect, training_memory
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = {
-    "embedseg-centroid-tta": "medoid → centroid",
-    "embedseg-medoid-notta": "no TTA",
-    "embedseg-centroid-notta": "both (= Neven et al.)",
-}
-# Variants that only answer the ablation; Table 1 shows EmbedSeg and Neven et al. of the four.
-TABLE2_ONLY = ("embedseg-centroid-tta", "embedseg-medoid-notta")
 MEMORY_KINDS = {"cuda_max_allocated": "CUDA", "cpu_peak_rss": "CPU RSS", "mixed": "mixed"}
 
 

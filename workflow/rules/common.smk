@@ -62,7 +62,7 @@ SEEDS = config["seeds"]
 CENTERS = config["centers"]
 TTA = ["tta" if on else "notta" for on in config["tta"]]
 # EmbedSeg = embedseg-medoid-tta, Neven et al. = embedseg-centroid-notta (docs/interfaces.md).
-EMBEDSEG_METHODS = [methods.embedseg_name(center, tta) for center in CENTERS for tta in TTA]
+EMBEDSEG_METHODS = [methods.Variant(center, tta).name for center in CENTERS for tta in config["tta"]]
 BASELINE_SEEDS = config["baselines"]["seeds"]
 BASELINE_ENVS = {name: method.env for name, method in methods.BASELINES.items()}  # conda env names
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
@@ -394,7 +394,7 @@ def model_marker(ds: str, center: str, seed) -> str:
     a failed job's outputs, so best.pt, last.pt, log.csv and memory.json, which a preempted job
     needs to resume, must not be declared; train.json is rewritten whenever training (re)starts,
     so even a resumed job with no epochs left produces it."""
-    return str(layout.model_dir(RESULTS, ds, layout.embedseg_model(center), seed) / layout.TRAIN_JSON)
+    return str(layout.model_dir(RESULTS, ds, methods.embedseg_model(center), seed) / layout.TRAIN_JSON)
 
 
 def trained_models() -> list[str]:

@@ -62,6 +62,15 @@ def data_dir(results: PathLike, dataset: str) -> Path:
     return Path(results) / "data" / dataset
 
 
+def test_images(data: PathLike) -> Path:
+    """The test images of a prepared data set (folder `data`)."""
+    return Path(data) / "test" / "images"
+
+
+def test_masks(data: PathLike) -> Path:
+    return Path(data) / "test" / "masks"
+
+
 def resplit_data_dir(results: PathLike, dataset: str, seed: int | str) -> Path:
     """Prepared data of run `seed` with `resplit: true`: its own train/val split."""
     return Path(results) / "data-resplit" / dataset / seed_dir(seed)

@@ -1,12 +1,84 @@
+# Data sets: prepared (downloaded, synthesised or read from one's own source, then split) and cut
+# into training crops.
+
+
+def check_sources() -> None:
+    """Stop at start-up, naming the config key, when a data set has no source it could be read
+    from, instead of failing later inside its `prepare` job."""
+    for ds, settings in config["datasets"].items():
+        key = f"datasets.{ds}.source"
+        if settings.get("source") is None and (ds not in dataset_names.DATASETS or ds == dataset_names.FOLDER):
+            raise WorkflowError(
+                f"config {key} is missing: {ds!r} is not a data set `embedseg prepare` can download or "
+                "synthesise, so give the zip file or folder (images/ and masks/) it is read from"
+            )
+        source = workflow_args.local_source(settings.get("source"))
+        if source is not None and not source.exists():
+            raise WorkflowError(
+                f"config {key}: {source} does not exist (relative paths are read from the working "
+                f"directory {os.getcwd()}); fix the path or copy the data there"
+            )
+
+
+check_sources()
+
+
+def prepare_dataset(wildcards) -> str:
+    """The positional data set of `embedseg prepare`: a registry name (embedseg/data/names.py),
+    or `folder` for one's own data."""
+    return wildcards.ds if wildcards.ds in dataset_names.DATASETS else dataset_names.FOLDER
+
+
+def source_input(wildcards) -> list[str]:
+    """A local source as the input of `prepare`, so that changing the data re-runs it."""
+    source = workflow_args.local_source(config["datasets"][wildcards.ds].get("source"))
+    return [] if source is None else [str(source)]
+
+
+def dataset_options(wildcards) -> str:
+    """Options of `embedseg prepare` from config `datasets.<ds>` (unset keys: its defaults)."""
+    return workflow_args.prepare_options(config["datasets"][wildcards.ds])
+
+
+def run_data(wildcards) -> str:
+    """Prepared data a run trains on: one folder per data set, or with `resplit: true` one per
+    run (`prepare_resplit`, its validation split drawn with seed split_seed + run)."""
+    if config["resplit"]:
+        return str(layout.resplit_data_dir(RESULTS, wildcards.ds, wildcards.seed))
+    return str(layout.data_dir(RESULTS, wildcards.ds))
+
+
+def run_crops(wildcards) -> str:
+    """Crops a run trains on: one folder per data set and centre, or with `resplit: true` one
+    per run (rule crops_resplit)."""
+    if config["resplit"]:
+        return str(layout.resplit_crops_dir(RESULTS, wildcards.ds, wildcards.center, wildcards.seed))
+    return str(layout.crops_dir(RESULTS, wildcards.ds, wildcards.center))
+
+
+def prepared_data() -> list[str]:
+    """The prepared folder of every data set (figures draws its test images and masks)."""
+    return [str(layout.data_dir(RESULTS, ds)) for ds in DATASETS]
+
+
+def crops_output(path) -> str:
+    """crops/ of a data set: a temp() folder (deleted once its trainings are done, re-made when
+    needed) where config `temp_crops` asks for it; nothing else reads it."""
+    return temp(directory(str(path))) if config["temp_crops"] else directory(str(path))
+
+
+DATA = str(layout.data_dir(RESULTS, "{ds}"))
+
+
 rule prepare:
     input:
         source_input,
     output:
-        directory(f"{RESULTS}/data/{{ds}}"),
+        directory(DATA),
     log:
-        f"{RESULTS}/logs/prepare/{{ds}}.log",
+        str(layout.job_log(RESULTS, "prepare", "{ds}")),
     benchmark:
-        f"{RESULTS}/benchmarks/prepare/{{ds}}.tsv"
+        str(layout.job_benchmark(RESULTS, "prepare", "{ds}"))
     conda:
         conda_env("embedseg")
     threads: step_resources("prepare")["threads"]
@@ -19,19 +91,19 @@ rule prepare:
         dataset=prepare_dataset,
         options=dataset_options,
     shell:
-        "run-embedseg prepare {params.dataset} --out {output} --cache {params.cache}"
-        " --seed {params.seed} {params.options} > {log} 2>&1"
+        "run-embedseg prepare {params.dataset:q} --out {output:q} --cache {params.cache:q}"
+        " --seed {params.seed} {params.options} > {log:q} 2>&1"
 
 
 rule crops:
     input:
-        f"{RESULTS}/data/{{ds}}",
+        DATA,
     output:
-        crops_output(f"{RESULTS}/crops/{{ds}}/{{center}}"),
+        crops_output(layout.crops_dir(RESULTS, "{ds}", "{center}")),
     log:
-        f"{RESULTS}/logs/crops/{{ds}}/{{center}}.log",
+        str(layout.job_log(RESULTS, "crops", "{ds}", "{center}")),
     benchmark:
-        f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}.tsv"
+        str(layout.job_benchmark(RESULTS, "crops", "{ds}", "{center}"))
     conda:
         conda_env("embedseg")
     threads: step_resources("crops")["threads"]
@@ -41,7 +113,7 @@ rule crops:
     params:
         seed=config["split_seed"],
     shell:
-        "run-embedseg crops {input} --out {output} --center {wildcards.center}" " --seed {params.seed} > {log} 2>&1"
+        "run-embedseg crops {input:q} --out {output:q} --center {wildcards.center} --seed {params.seed} > {log:q} 2>&1"
 
 
 # With `resplit: true` every run trains on its own train/val split: run k draws its validation
@@ -49,11 +121,11 @@ rule crops:
 # so all runs are scored on the prepared data set's test images.
 use rule prepare as prepare_resplit with:
     output:
-        directory(f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}"),
+        directory(str(layout.resplit_data_dir(RESULTS, "{ds}", "{seed}"))),
     log:
-        f"{RESULTS}/logs/prepare/{{ds}}/seed{{seed}}.log",
+        str(layout.job_log(RESULTS, "prepare", "{ds}", layout.seed_dir("{seed}"))),
     benchmark:
-        f"{RESULTS}/benchmarks/prepare/{{ds}}/seed{{seed}}.tsv"
+        str(layout.job_benchmark(RESULTS, "prepare", "{ds}", layout.seed_dir("{seed}")))
     params:
         cache=config["cache"],
         seed=config["split_seed"],
@@ -63,12 +135,12 @@ use rule prepare as prepare_resplit with:
 
 use rule crops as crops_resplit with:
     input:
-        f"{RESULTS}/data-resplit/{{ds}}/seed{{seed}}",
+        str(layout.resplit_data_dir(RESULTS, "{ds}", "{seed}")),
     output:
-        directory(f"{RESULTS}/crops-resplit/{{ds}}/{{center}}/seed{{seed}}"),
+        directory(str(layout.resplit_crops_dir(RESULTS, "{ds}", "{center}", "{seed}"))),
     log:
-        f"{RESULTS}/logs/crops/{{ds}}/{{center}}/seed{{seed}}.log",
+        str(layout.job_log(RESULTS, "crops", "{ds}", "{center}", layout.seed_dir("{seed}"))),
     benchmark:
-        f"{RESULTS}/benchmarks/crops/{{ds}}/{{center}}/seed{{seed}}.tsv"
+        str(layout.job_benchmark(RESULTS, "crops", "{ds}", "{center}", layout.seed_dir("{seed}")))
     params:
         seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),

@@ -2,10 +2,11 @@
 # (medoid centres, TTA, when the config trains and predicts them) of the seed with the best
 # validation IoU; `embedseg export` picks that seed, and its card gives the test AP_dsb of the
 # model and the mean ± sd over all seeds. Target `export`; part of `all` when config `export` is true.
-EXPORT_CENTER = "medoid" if "medoid" in CENTERS else CENTERS[0]
-EXPORT_TTA = "tta" if "tta" in TTA else TTA[0]
-EXPORT_METHOD = f"embedseg-{EXPORT_CENTER}-{EXPORT_TTA}"
-EXPORTED_PACKAGES = [f"{RESULTS}/export/{ds}/{EXPORT_METHOD}.zip" for ds in DATASETS]
+EXPORT_VARIANT = Variant(
+    "medoid" if "medoid" in CENTERS else CENTERS[0],
+    True if True in config["tta"] else config["tta"][0],
+)
+EXPORTED_PACKAGES = [str(layout.export_package(RESULTS, ds, EXPORT_VARIANT.name)) for ds in DATASETS]
 
 
 localrules:
@@ -20,17 +21,15 @@ rule export:
 rule export_package:
     input:
         # every seed's model and test scores, in the same order
-        models=lambda wildcards: [model_marker(wildcards.ds, wildcards.center, seed) for seed in SEEDS],
-        scores=lambda wildcards: [
-            scores_file(wildcards.ds, f"embedseg-{wildcards.center}-{wildcards.tta}", seed) for seed in SEEDS
-        ],
-        data=f"{RESULTS}/data/{{ds}}",
+        models=lambda wildcards: [model_marker(wildcards.ds, wildcards.variant, seed) for seed in SEEDS],
+        scores=lambda wildcards: [scores_file(wildcards.ds, wildcards.variant, seed) for seed in SEEDS],
+        data=DATA,
     output:
-        f"{RESULTS}/export/{{ds}}/embedseg-{{center}}-{{tta}}.zip",
+        str(layout.export_package(RESULTS, "{ds}", "{variant}")),
     log:
-        f"{RESULTS}/logs/export/{{ds}}/embedseg-{{center}}-{{tta}}.log",
+        str(layout.job_log(RESULTS, "export", "{ds}", "{variant}")),
     benchmark:
-        f"{RESULTS}/benchmarks/export/{{ds}}/embedseg-{{center}}-{{tta}}.tsv"
+        str(layout.job_benchmark(RESULTS, "export", "{ds}", "{variant}"))
     conda:
         conda_env("embedseg")
     threads: step_resources("export")["threads"]
@@ -39,8 +38,9 @@ rule export_package:
         runtime=step_resources("export")["runtime"],
     params:
         # the model folders (best.pt) of the train.json markers
-        models=lambda wildcards, input: " ".join(str(Path(marker).parent) for marker in input.models),
-        options=clustering_options,
+        models=lambda wildcards, input: [str(Path(marker).parent) for marker in input.models],
+        sample=lambda wildcards, input: layout.test_images(input.data),
+        options=variant_options(workflow_args.clustering_options),
     shell:
-        "run-embedseg export {params.models} --scores {input.scores} --sample {input.data}/test/images"
-        " --out {output} {params.options} > {log} 2>&1"
+        "run-embedseg export {params.models:q} --scores {input.scores:q} --sample {params.sample:q}"
+        " --out {output:q} {params.options} > {log:q} 2>&1"

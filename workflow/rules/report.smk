@@ -1,3 +1,13 @@
+def selection_options() -> str:
+    """`--datasets` of `embedseg tables|figures`. Methods and seeds are found from the scores
+    folders, because the baselines differ per data set and run fewer seeds than our network."""
+    return workflow_args.option("--datasets", DATASETS)
+
+
+TABLES = layout.tables_dir(RESULTS)
+FIGURES = layout.figures_dir(RESULTS)
+
+
 # Each rule declares all it reads, so that --summary and --report are complete: train.json stands
 # for its model folder (memory.json, log.csv: see model_marker), a baseline's flags for its
 # model and predictions.
@@ -12,24 +22,24 @@ rule tables:
         paper=PAPER_RESULTS,
     output:
         report(
-            multiext(f"{RESULTS}/tables/table1", ".csv", ".md", ".tex"),
+            multiext(str(TABLES / "table1"), ".csv", ".md", ".tex"),
             caption="../report/table1.rst",
             category="Tables",
         ),
         report(
-            multiext(f"{RESULTS}/tables/table2", ".csv", ".md", ".tex"),
+            multiext(str(TABLES / "table2"), ".csv", ".md", ".tex"),
             caption="../report/table2.rst",
             category="Tables",
         ),
         report(
-            f"{RESULTS}/tables/comparison_to_paper.md",
+            str(TABLES / "comparison_to_paper.md"),
             caption="../report/comparison.rst",
             category="Tables",
         ),
     log:
-        f"{RESULTS}/logs/tables.log",
+        str(layout.job_log(RESULTS, "tables")),
     benchmark:
-        f"{RESULTS}/benchmarks/tables.tsv"
+        str(layout.job_benchmark(RESULTS, "tables"))
     conda:
         conda_env("embedseg")
     threads: step_resources("report")["threads"]
@@ -37,13 +47,13 @@ rule tables:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     params:
-        results=lambda wildcards, output: Path(output[0]).parent.parent,
-        out_dir=lambda wildcards, output: Path(output[0]).parent,
+        results=RESULTS,
+        out_dir=str(TABLES),
         selection=selection_options(),
-        not_comparable=optional_flag("--not-comparable", config["report"]["not_comparable"]),
+        not_comparable=workflow_args.option("--not-comparable", config["report"]["not_comparable"]),
     shell:
-        "run-embedseg tables {params.results} --paper {input.paper} --out {params.out_dir}"
-        " {params.selection} {params.not_comparable} > {log} 2>&1"
+        "run-embedseg tables {params.results:q} --paper {input.paper:q} --out {params.out_dir:q}"
+        " {params.selection} {params.not_comparable} > {log:q} 2>&1"
 
 
 rule figures:
@@ -57,24 +67,21 @@ rule figures:
         predictions=embedseg_predictions() + command_predictions(),
     output:
         report(
-            expand(f"{RESULTS}/figures/fig1_{{ds}}.png", ds=DATASETS),
+            [str(FIGURES / f"fig1_{ds}.png") for ds in DATASETS],
             caption="../report/fig1.rst",
             category="Figures",
         ),
-        report(f"{RESULTS}/figures/ap_curves.png", caption="../report/ap_curves.rst", category="Figures"),
+        report(str(FIGURES / "ap_curves.png"), caption="../report/ap_curves.rst", category="Figures"),
         report(
-            f"{RESULTS}/figures/training_curves.png",
+            str(FIGURES / "training_curves.png"),
             caption="../report/training_curves.rst",
             category="Figures",
         ),
-        expand(
-            f"{RESULTS}/figures/{{name}}.pdf",
-            name=[f"fig1_{ds}" for ds in DATASETS] + ["ap_curves", "training_curves"],
-        ),
+        [str(FIGURES / f"{name}.pdf") for name in [*(f"fig1_{ds}" for ds in DATASETS), "ap_curves", "training_curves"]],
     log:
-        f"{RESULTS}/logs/figures.log",
+        str(layout.job_log(RESULTS, "figures")),
     benchmark:
-        f"{RESULTS}/benchmarks/figures.tsv"
+        str(layout.job_benchmark(RESULTS, "figures"))
     conda:
         conda_env("embedseg")
     threads: step_resources("report")["threads"]
@@ -82,8 +89,8 @@ rule figures:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     params:
-        results=lambda wildcards, output: Path(output[0]).parent.parent,
-        out_dir=lambda wildcards, output: Path(output[0]).parent,
+        results=RESULTS,
+        out_dir=str(FIGURES),
         selection=selection_options(),
     shell:
-        "run-embedseg figures {params.results} --out {params.out_dir} {params.selection} > {log} 2>&1"
+        "run-embedseg figures {params.results:q} --out {params.out_dir:q} {params.selection} > {log:q} 2>&1"

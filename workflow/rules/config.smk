@@ -1,0 +1,107 @@
+# Configuration check, start-up checks and the constants every rule file uses. Option strings
+# and other pure helpers live in embedseg/workflow_args.py (unit-tested without Snakemake).
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def checkout_root() -> Path:
+    """The repository this rule file belongs to (not the working directory, which differs under
+    --directory, snakedeploy or `module`): its `embedseg` package is what the jobs run."""
+    root = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+    if not (root / "embedseg" / "__init__.py").is_file():
+        raise WorkflowError(
+            f"the workflow runs the `embedseg` package of its own repository, but {root} is not a local "
+            "checkout of it: clone the repository and load the workflow (`snakefile:` of a module) from the clone"
+        )
+    return root
+
+
+REPO = checkout_root()
+# Result layout, method registry, data-set names and option builders of this checkout (standard
+# library only).
+sys.path.insert(0, str(REPO))
+from embedseg import layout, methods, workflow_args
+from embedseg.data import names as dataset_names
+from embedseg.methods import Variant
+
+
+def startup_check(check, *args):
+    """Run a check of the library; its ValueError (which names the config key) stops the workflow."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+startup_check(
+    methods.check_baselines,
+    [name for ds in config["datasets"].values() for name in ds.get("baselines", [])]
+    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"]],
+    "config keys datasets.*.baselines, baselines.train_args and baselines.predict_args",
+)
+RESULTS = f"results/{config['run_name']}"
+DATASETS = list(config["datasets"])
+SEEDS = config["seeds"]
+CENTERS = config["centers"]
+# EmbedSeg = embedseg-medoid-tta, Neven et al. = embedseg-centroid-notta (docs/interfaces.md).
+VARIANTS = [Variant(center, tta) for center in CENTERS for tta in config["tta"]]
+EMBEDSEG_METHODS = [variant.name for variant in VARIANTS]
+BASELINE_SEEDS = config["baselines"]["seeds"]
+BASELINE_ENVS = {name: method.env for name, method in methods.BASELINES.items()}  # conda env names
+DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+# The paper's numbers ship with the workflow, not with the working directory.
+PAPER_RESULTS = config["report"]["paper_results"] or str(REPO / "config" / "paper_results.yaml")
+GPUS = int(config["gpu"])  # resource gpu=1 makes cluster profiles request a GPU for the job
+DEVICE = startup_check(workflow_args.job_device, config["device"], config["gpu"])
+
+
+def step_resources(step: str) -> dict:
+    """threads, mem_mb and runtime (minutes) of one step: config `resources.<step>` over defaults."""
+    return {**DEFAULT_RESOURCES, **config["resources"].get(step, {})}
+
+
+# --- Software: conda environments and the package ---------------------------------------------
+
+# Conda environment name -> file (relative to this file). Snakemake builds an env from
+# `<name>.<platform>.pin.txt` beside the file when there is one (docs/cluster.md, lockfiles).
+CONDA_ENVS = {name: f"../envs/{name}.yaml" for name in ("embedseg", "stardist", "cellpose", "maskrcnn")}
+
+
+def conda_env(name: str) -> str:
+    """The `conda:` file of environment `name` (a key of CONDA_ENVS)."""
+    return CONDA_ENVS[name]
+
+
+# Every job runs `run-embedseg <step> …` (workflow/bin/run-embedseg): `python -m embedseg` with
+# this checkout first on the module path, set by the script itself because with conda Snakemake
+# removes PYTHONPATH from the job's environment, and the working directory (which `python -m`
+# searches) need not be the checkout. workflow/bin goes first on PATH, which conda activation
+# keeps (it puts the environment's bin/ before it; the environments lack `embedseg`). Not
+# `shell.prefix`: global to every workflow loaded with this one as a module, and it replaces
+# Snakemake's `set -euo pipefail`. Not a copy installed into each env: the env's hash ignores the
+# package's code, so the copy would go stale with every edit. Without conda, `python` is the
+# interpreter running Snakemake (the project venv).
+os.environ.update(
+    PATH=os.pathsep.join([str(REPO / "workflow" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+)
+
+# Said at every start, dry runs included, because it decides whether jobs share a GPU.
+GPU_LIMIT = workflow.global_resources.get("gpu").value
+logger.info(
+    f"GPU jobs at once on this machine: {GPU_LIMIT} (resource gpu; --resources gpu=N changes it)"
+    if GPU_LIMIT is not None
+    else "GPU jobs at once on this machine: unlimited, they may share a GPU (set --resources gpu=N)"
+)
+
+
+wildcard_constraints:
+    ds="|".join(map(re.escape, DATASETS)),
+    seed=r"\d+",

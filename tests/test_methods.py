@@ -91,6 +91,26 @@ def test_values_are_shell_quoted() -> None:
     assert command == "cp 'a b'/x {literal} '$(rm -rf ~); '\"'\"'q'\"'\"''"
 
 
+@pytest.mark.parametrize("center", ["medoid", "approximate-medoid", "centroid"])
+@pytest.mark.parametrize("tta", [True, False])
+def test_variant_names_round_trip(center: str, tta: bool) -> None:
+    variant = methods.Variant(center, tta)
+    assert methods.Variant.parse(variant.name) == variant
+    assert variant.model == f"embedseg-{center}" and variant.name.startswith(variant.model + "-")
+    assert variant.flag == ("--tta" if tta else "--no-tta")
+
+
+@pytest.mark.parametrize("name", ["stardist", "embedseg-medoid", "embedseg-medoid-TTA", "xembedseg-medoid-tta"])
+def test_other_names_are_no_variant(name: str) -> None:
+    assert methods.Variant.parse(name) is None and methods.embedseg_variant(name) is None
+
+
+def test_paper_variants_and_ablations() -> None:
+    assert (methods.label(methods.EMBEDSEG), methods.label(methods.NEVEN)) == ("EmbedSeg", "Neven et al.")
+    assert set(methods.TABLE2_ONLY) == set(methods.ABLATIONS) - {methods.NEVEN}
+    assert all(methods.Variant.parse(name) for name in methods.ABLATIONS)
+
+
 def test_example_separates_touching_objects() -> None:
     """Two overlapping discs: one connected component above Otsu's threshold, two objects after
     the distance-transform watershed, each holding its disc's centre."""

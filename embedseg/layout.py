@@ -1,6 +1,6 @@
 """Where every step's results live, the marker files and the training-log columns.
 
-One source for the workflow (``workflow/rules/common.smk``), the report (tables, figures) and
+One source for the workflow (``workflow/rules/*.smk``), the report (tables, figures) and
 the methods (`embedseg train`, the baselines). Standard library only: the Snakefile and every
 method's environment (TensorFlow for StarDist, Cellpose's own torch) import it.
 

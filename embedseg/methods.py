@@ -1,6 +1,6 @@
 """The methods the pipeline compares: one registry of names, runners, environments and help.
 
-The workflow (``workflow/rules/common.smk``: wildcards, conda environments, config checks), the
+The workflow (``workflow/rules/config.smk``: wildcards, conda environments, config checks), the
 `embedseg baseline` command line, the report (display names, order) and the tests read it, so
 adding a baseline means one :class:`Method` entry here plus its runner module. Standard library
 only: the Snakefile and every method's environment import it.

@@ -102,6 +102,57 @@ logger.info(
 )
 
 
+# --- Start-up checks of what only the workflow knows: its data sets, methods and files -------
+
+
+def check_sources() -> None:
+    """Stop at start-up, naming the config key, when a data set has no source it could be read
+    from, instead of failing later inside its `prepare` job."""
+    for ds, settings in config["datasets"].items():
+        key = f"datasets.{ds}.source"
+        if settings.get("source") is None and (ds not in dataset_names.DATASETS or ds == dataset_names.FOLDER):
+            raise WorkflowError(
+                f"config {key} is missing: {ds!r} is not a data set `embedseg prepare` can download or "
+                "synthesise, so give the zip file or folder (images/ and masks/) it is read from"
+            )
+        source = workflow_args.local_source(settings.get("source"))
+        if source is not None and not source.exists():
+            raise WorkflowError(
+                f"config {key}: {source} does not exist (relative paths are read from the working "
+                f"directory {os.getcwd()}); fix the path or copy the data there"
+            )
+
+
+check_sources()
+
+
+def command_methods() -> dict:
+    """Registry entries of config `methods:` (embedseg/methods.py checks names and placeholders),
+    after checking what only the workflow knows: its data sets and files."""
+    found = startup_check(methods.command_methods, config.get("methods", {}), "config methods")
+    for name, entry in config.get("methods", {}).items():
+        unknown = [ds for ds in entry.get("datasets") or [] if ds not in DATASETS]
+        if unknown:
+            raise WorkflowError(f"config methods.{name}.datasets: {unknown} not in `datasets:` ({', '.join(DATASETS)})")
+        env_file = entry.get("conda")
+        if env_file is not None and not Path(env_file).expanduser().is_file():
+            raise WorkflowError(
+                f"config methods.{name}.conda: {env_file} does not exist (relative paths are read from the "
+                f"working directory {os.getcwd()})"
+            )
+    return found
+
+
+COMMAND_METHODS = command_methods()
+
+
 wildcard_constraints:
     ds="|".join(map(re.escape, DATASETS)),
     seed=r"\d+",
+    center="|".join(CENTERS),
+    # both TTA settings of every centre: a variant's predictions can be asked for by name
+    variant="|".join(re.escape(Variant(center, tta).name) for center in CENTERS for tta in (True, False)),
+    baseline="|".join(BASELINE_ENVS),
+    # (?!) matches nothing: without config `methods` the jobs of methods.smk match no file
+    command="|".join(map(re.escape, COMMAND_METHODS)) or "(?!)",
+    method="|".join(map(re.escape, EMBEDSEG_METHODS + list(BASELINE_ENVS) + list(COMMAND_METHODS))),

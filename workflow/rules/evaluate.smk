@@ -1,26 +1,6 @@
 # Scores of every method's predictions, one CSV per run (docs/interfaces.md).
 
 
-wildcard_constraints:
-    method="|".join(map(re.escape, EMBEDSEG_METHODS + list(BASELINE_ENVS) + list(COMMAND_METHODS))),
-
-
-def scores_file(ds: str, method: str, seed) -> str:
-    return str(layout.scores_file(RESULTS, ds, method, seed))
-
-
-def embedseg_scores() -> list[str]:
-    return [scores_file(ds, m, s) for ds in DATASETS for m in EMBEDSEG_METHODS for s in SEEDS]
-
-
-def prediction_input(wildcards) -> str:
-    """What `evaluate` waits for: a predictions folder (ours, a command method's), or a
-    baseline's 'predicted' flag."""
-    if Variant.parse(wildcards.method) or wildcards.method in COMMAND_METHODS:
-        return str(layout.predictions_dir(RESULTS, wildcards.ds, wildcards.method, wildcards.seed))
-    return checkpoints.baseline_predict.get(ds=wildcards.ds, baseline=wildcards.method, seed=wildcards.seed).output[0]
-
-
 rule evaluate:
     input:
         data=DATA,

@@ -1,9 +1,3 @@
-def selection_options() -> str:
-    """`--datasets` of `embedseg tables|figures`. Methods and seeds are found from the scores
-    folders, because the baselines differ per data set and run fewer seeds than our network."""
-    return workflow_args.option("--datasets", DATASETS)
-
-
 TABLES = layout.tables_dir(RESULTS)
 FIGURES = layout.figures_dir(RESULTS)
 
@@ -47,8 +41,8 @@ rule tables:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     params:
-        results=RESULTS,
-        out_dir=str(TABLES),
+        results=lambda wildcards, output: Path(output[0]).parent.parent,
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
         selection=selection_options(),
         not_comparable=workflow_args.option("--not-comparable", config["report"]["not_comparable"]),
     shell:
@@ -89,8 +83,8 @@ rule figures:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     params:
-        results=RESULTS,
-        out_dir=str(FIGURES),
+        results=lambda wildcards, output: Path(output[0]).parent.parent,
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
         selection=selection_options(),
     shell:
         "run-embedseg figures {params.results:q} --out {params.out_dir:q} {params.selection} > {log:q} 2>&1"

@@ -102,8 +102,3 @@ def job_device(device: str, gpu: bool) -> str:
     if device == "cpu":
         raise ValueError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
     return "cuda" if device == "auto" else device
-
-
-def words(values: list[object]) -> str:
-    """Several values as shell words: ``a 'b c'``."""
-    return " ".join(map(quote, values))

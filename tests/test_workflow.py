@@ -10,6 +10,7 @@ venv runs every job (tests/test_conda_workflow.py covers the conda route).
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -181,6 +182,22 @@ def test_own_dataset_is_planned_from_its_source(tmp_path: Path) -> None:
     assert "prepare folder --out results/test/data/mydata" in prepare
     for option in (f"--source '{source}'", "--layout folder", "--normalization percentile", "--test-fraction 0.25"):
         assert option in prepare
+
+
+def test_values_with_spaces_and_dollars_reach_their_step_as_one_word(tmp_path: Path) -> None:
+    """Every path and value a rule passes is shell-quoted: the download cache and the paper's
+    numbers in folders with a space and a `$` in their names."""
+    paper = tmp_path / "my dir" / "paper $x.yaml"
+    paper.parent.mkdir()
+    paper.write_text((REPO / "config" / "paper_results.yaml").read_text())
+    config = {**load_config("test.yaml"), "cache": "cache dir $HOME", "report": {"paper_results": str(paper)}}
+    (tmp_path / "awkward.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(tmp_path / "awkward.yaml"))
+    commands = [shlex.split(m) for m in re.findall(r"^Shell command: (run-embedseg .*)$", result.stdout, re.MULTILINE)]
+    prepare = next(words for words in commands if words[1] == "prepare")
+    tables = next(words for words in commands if words[1] == "tables")
+    assert prepare[prepare.index("--cache") + 1] == "cache dir $HOME"
+    assert tables[tables.index("--paper") + 1] == str(paper)
 
 
 def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:

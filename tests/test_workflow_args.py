@@ -5,7 +5,10 @@ command lines, so that neither can gain a key the other lacks."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,8 @@ from embedseg import layout, workflow_args
 from embedseg.cli import build_parser
 from embedseg.methods import Variant
 
-SCHEMA = yaml.safe_load(
-    (Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text()
-)
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 AWKWARD = ["cache dir", "$HOME", "it's", "a;b", "*"]  # each must reach the step as one word
 
 
@@ -106,6 +108,18 @@ def test_a_gpu_job_on_the_cpu_is_refused() -> None:
 def test_job_logs_keep_dots_in_names() -> None:
     assert layout.job_log("r", "evaluate", "ds", "my.method", "seed1") == Path("r/logs/evaluate/ds/my.method/seed1.log")
     assert layout.job_benchmark("r", "prepare", "v1.2") == Path("r/benchmarks/prepare/v1.2.tsv")
+
+
+def test_the_workflows_modules_need_only_the_standard_library() -> None:
+    """What the Snakefile imports loads without site-packages (`python -S`: no NumPy, no torch)."""
+    code = (
+        "import sys; import embedseg.workflow_args, embedseg.layout, embedseg.methods, embedseg.data.names; "
+        "print(*sorted({name.split('.')[0] for name in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["embedseg"]
 
 
 # --- The schema against the steps' command lines ------------------------------------------------

@@ -12,6 +12,7 @@ A run folder ``results/{run}`` holds (docs/interfaces.md)::
     predictions/{ds}/{method}/NOT_RUN.txt     a method that declined to run, with the reason
     scores/{ds}/{method}/seed{s}.csv          per-image scores (`embedseg evaluate`)
     status/{ds}/{method}/seed{s}.{step}       empty flags of finished baseline steps
+    benchmarks/{step}/{ds}/{name}/seed{s}.tsv Snakemake benchmark of a run's job (s, cpu_time, …)
 
 Our TTA/no-TTA variants (methods ``embedseg-{center}-{tta}``) share the model
 ``embedseg-{center}``; every other method's model folder has the method's name.
@@ -38,6 +39,10 @@ VAL_METRICS = {
 # Columns of every method's per-epoch log.csv; a value a method does not have stays empty.
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", VAL_OBJECT_IOU, VAL_PIXEL_MIOU, "seconds")
 LOG_REQUIRED = ("epoch", "lr", "train_loss", "val_loss", "seconds")  # older logs lack a metric column
+
+# Steps of one run's job with a Snakemake benchmark, by what they do (the rules' names).
+TRAIN_BENCHMARKS = ("train", "baseline_train", "method_train")
+PREDICT_BENCHMARKS = ("predict", "baseline_predict", "method_predict")
 
 SEED_DIR = re.compile(r"seed(\d+)")
 _OURS = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")
@@ -95,3 +100,10 @@ def scores_file(results: PathLike, dataset: str, method: str, seed: int | str) -
 def status_flag(results: PathLike, dataset: str, method: str, seed: int | str, step: str) -> Path:
     """Empty file marking that a baseline's `step` (trained | predicted) has finished."""
     return Path(results) / "status" / dataset / method / f"{seed_dir(seed)}.{step}"
+
+
+def benchmark_file(results: PathLike, step: str, dataset: str, name: str, seed: int | str) -> Path:
+    """The Snakemake benchmark TSV of one run's `step` job (:data:`TRAIN_BENCHMARKS`,
+    :data:`PREDICT_BENCHMARKS`); `name` is the job's model folder (``embedseg-{center}`` for
+    `train`) or method."""
+    return Path(results) / "benchmarks" / step / dataset / name / f"{seed_dir(seed)}.tsv"

@@ -22,6 +22,7 @@ from embedseg.report.tables import write_tables
 PAPER = Path(__file__).resolve().parents[1] / "config" / "paper_results.yaml"
 DS = "synthetic-nuclei"
 EMBEDSEG, UNET, CELLPOSE = "embedseg-medoid-tta", "3class-unet", "cellpose-trained"
+OWN = "otsu-watershed"  # a method of one's own without training
 # Test masks of 100 × 200 and 50 × 40 pixels: 0.022 megapixels.
 TEST_MPX = (100 * 200 + 50 * 40) / 1e6
 # Seed 1 levels off (flat over its last 2 of 10 epochs); seed 2 still climbs 0.05 per epoch.
@@ -78,6 +79,8 @@ def results(tmp_path: Path) -> Path:
     # Cellpose logs epochs but keeps no record of its batch size.
     write_log(model_dir(run, DS, CELLPOSE, 1) / "log.csv", [np.nan] * 3)
     write_scores(run / "scores" / DS / CELLPOSE / "seed1.csv")
+    write_scores(run / "scores" / DS / OWN / "seed1.csv")
+    write_benchmark(benchmark_file(run, "method_predict", DS, OWN, 1), 0.11, 0.1)
     return run
 
 
@@ -100,10 +103,13 @@ def test_budget_table_numbers(results: Path, tmp_path: Path) -> None:
     assert unet["train_device_s"] == 50.0  # on the GPU: wall time × 1 GPU, whatever cpu_time says
     assert unet["converged"] == "yes" and unet["target_epochs"] == 2  # 0.6 ≥ 0.9 × 0.6 at epoch 2
     assert np.isnan(unet["inference_s_per_mpx"])  # no prediction benchmark: empty, never invented
+    assert table.loc[(DS, OWN), "inference_s_per_mpx"] == pytest.approx(5.0)  # 0.11 s / 0.022 Mpx
+    assert np.isnan(table.loc[(DS, OWN), "steps"])
     md = (out / "budget.md").read_text()
     embedseg_row = next(line for line in md.splitlines() if line.startswith("| EmbedSeg"))
     assert "| 80 |" in embedseg_row and "| 640 |" in embedseg_row and "| 25 |" in embedseg_row
     assert "120 (1/2 runs)" in embedseg_row and "no (1/2 runs)" in embedseg_row
+    assert "≥ 230 (1/2 runs)" in embedseg_row  # CPU time of a 2-minute job: Snakemake's samples miss some
     assert f"more than {CONVERGENCE_RISE}" in md and "last 20 % of the validated epochs" in md
 
 
@@ -118,6 +124,8 @@ def test_missing_facts_are_na_with_their_reason(results: Path, tmp_path: Path) -
     assert f"n/a [{letters['no validation score in log.csv']}]" in cellpose_row  # converged
     no_benchmark = letters["no Snakemake benchmark of the job (run outside the workflow?)"]
     assert f"n/a [{no_benchmark}]" in cellpose_row and f"n/a [{no_benchmark}]" in unet_row
+    own_row = next(line for line in md.splitlines() if line.startswith(f"| {OWN}"))
+    assert f"n/a [{letters['no model folder: the method trains nothing here (or elsewhere)']}]" in own_row
     table = pd.read_csv(tmp_path / "tables" / "budget.csv").set_index("method")
     assert np.isnan(table.loc[CELLPOSE, "steps"]) and table.loc[CELLPOSE, "epochs"] == 3
 

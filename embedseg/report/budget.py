@@ -43,6 +43,8 @@ CONVERGENCE_WINDOW = 0.2
 CONVERGENCE_RISE = 0.01
 TARGET_FRACTION = 0.9  # time to target: first epoch whose validation score ≥ 0.9 × the final one
 NOT_CONVERGED = "not converged"
+SNAKEMAKE_SAMPLING_S = 30  # snakemake.benchmark.BENCHMARK_INTERVAL
+LOWER_BOUND_BELOW_S = 100 * SNAKEMAKE_SAMPLING_S
 CONVERGENCE_JSON = "convergence.json"
 
 DEFINITIONS = {
@@ -60,7 +62,10 @@ DEFINITIONS = {
     "train_wall_s": "wall time of the training job (Snakemake benchmark s)",
     "train_device_s": (
         "CPU training: CPU time of the job (user + system over all cores, Snakemake benchmark cpu_time); "
-        "GPU training: wall time of the job × 1 GPU"
+        "GPU training: wall time of the job × 1 GPU. Snakemake samples a job's CPU time every "
+        f"{SNAKEMAKE_SAMPLING_S} s after its first 15 s and keeps each process's last sample, so cpu_time can "
+        f"miss up to {SNAKEMAKE_SAMPLING_S} s per process: ≥ marks a job shorter than {LOWER_BOUND_BELOW_S} s, "
+        "where that is more than 1 %"
     ),
     "epoch_s": "sum of the per-epoch seconds in log.csv (training and validation loops only)",
     "inference_s_per_mpx": (
@@ -99,7 +104,7 @@ def convergence(log: pd.DataFrame) -> Convergence:
     validated = log[log[metric].notna()]
     epochs, score = validated["epoch"].to_numpy(dtype=float), validated[metric].to_numpy(dtype=float)
     final = float(score[-1])
-    reached = int(np.argmax(score >= TARGET_FRACTION * final))  # the last epoch always reaches it
+    reached = int(np.argmax(score >= TARGET_FRACTION * final))  # scores ≥ 0: the last epoch reaches it
     seconds = pd.to_numeric(log["seconds"], errors="coerce").cumsum()
     result = Convergence(
         metric=metric,
@@ -135,6 +140,7 @@ class RunBudget:
     patches_per_epoch: int | None = None
     train_wall_s: float | None = None
     train_device_s: float | None = None
+    train_device_s_lower_bound: bool = False  # CPU time of a short job (DEFINITIONS["train_device_s"])
     device: str | None = None
     epoch_s: float | None = None
     inference_s_per_mpx: float | None = None
@@ -254,8 +260,9 @@ def run_budget(results: str | Path, dataset: str, method: str, seed: int, megapi
         budget.inference_s_per_mpx = seconds / mpx
 
     fill("inference_s_per_mpx", inference)
-    if not budget.trained:
-        budget.missing.update(dict.fromkeys(TRAINING_FACTS, UNTRAINED[method]))
+    if not budget.trained or not model_dir.is_dir():
+        reason = UNTRAINED.get(method, "no model folder: the method trains nothing here (or elsewhere)")
+        budget.missing.update(dict.fromkeys(TRAINING_FACTS, reason))
         return budget
 
     def epochs() -> None:
@@ -284,6 +291,7 @@ def run_budget(results: str | Path, dataset: str, method: str, seed: int, megapi
         budget.device = "cuda" if gpu else "cpu"
         measured = training_job()
         budget.train_device_s = measured.get("s") if gpu else measured.get("cpu_time")
+        budget.train_device_s_lower_bound = not gpu and measured.get("s", 0) < LOWER_BOUND_BELOW_S
         if budget.train_device_s is None:
             raise Unavailable(f"the training job's benchmark has no {'wall' if gpu else 'CPU'} time")
 
@@ -315,11 +323,14 @@ class Column:
     value: Callable[[RunBudget], float | None]
     because: tuple[str, ...]
     count: bool = False
+    at_least: Callable[[RunBudget], bool] = lambda run: False  # the run's value is a lower bound
 
     def text(self, value: float) -> str:
         if self.count:
             return f"{value:,.0f}".replace(",", " ")
-        return f"{value:+.3f}" if self.name == "val_rise" else f"{value:.3g}" if value < 100 else f"{value:.0f}"
+        if self.name == "val_rise":
+            return f"{value:+.3f}".replace("-0.000", "+0.000")
+        return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
 COLUMNS = (
@@ -327,7 +338,13 @@ COLUMNS = (
     Column("Steps", "steps", lambda b: b.steps, ("epochs", "steps"), count=True),
     Column("Patches", "patches", lambda b: b.patches, ("epochs", "steps"), count=True),
     Column("Train wall (s)", "train_wall_s", lambda b: b.train_wall_s, ("train_wall_s",)),
-    Column("Device (s)", "train_device_s", lambda b: b.train_device_s, ("train_device_s",)),
+    Column(
+        "Device (s)",
+        "train_device_s",
+        lambda b: b.train_device_s,
+        ("train_device_s",),
+        at_least=lambda b: b.train_device_s_lower_bound,
+    ),
     Column("Inference (s/Mpx)", "inference_s_per_mpx", lambda b: b.inference_s_per_mpx, ("inference_s_per_mpx",)),
     Column(
         f"Epochs to {TARGET_FRACTION * 100:.0f} %",
@@ -367,6 +384,8 @@ def _cell(column: Column, runs: list[RunBudget], footnotes: Footnotes) -> tuple[
         text = f"{column.text(min(present))}–{column.text(max(present))}"
     else:
         text = column.text(mean)
+    if any(column.at_least(run) for run in runs if column.value(run) is not None):
+        text = f"≥ {text}"
     if len(present) < len(values):
         text += f" ({len(present)}/{len(values)} runs)"
     return Cell(text=text), mean
@@ -408,6 +427,7 @@ def budget_table(results: Path, collection: Collection) -> tuple[pd.DataFrame, G
                 cells.append(cell)
             converged, record["converged"] = _converged_cell(runs, footnotes)
             record["not_converged_runs"] = sum(run.convergence.converged is False for run in runs)
+            record["train_device_s_lower_bound"] = any(run.train_device_s_lower_bound for run in runs)
             record["device"] = "/".join(sorted({run.device for run in runs if run.device})) or None
             record["val_metric"] = next((run.convergence.metric for run in runs if run.convergence.metric), None)
             records.append(record)
@@ -415,7 +435,7 @@ def budget_table(results: Path, collection: Collection) -> tuple[pd.DataFrame, G
         grid.sections[dataset] = rows
     grid.notes = [budget_note(), *footnotes.notes()]
     columns = ["dataset", "method", "label", "model", "runs", *(c.name for c in COLUMNS)]
-    columns += ["converged", "not_converged_runs", "device", "val_metric"]
+    columns += ["converged", "not_converged_runs", "train_device_s_lower_bound", "device", "val_metric"]
     return pd.DataFrame.from_records(records, columns=columns), grid, every_run
 
 

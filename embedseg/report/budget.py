@@ -59,7 +59,10 @@ DEFINITIONS = {
     ),
     "steps": "optimiser steps over all logged epochs",
     "patches": "training crops/patches passed forward and backward over all logged epochs",
-    "train_wall_s": "wall time of the training job (Snakemake benchmark s)",
+    "train_wall_s": (
+        "wall time of the training job (Snakemake benchmark s; of its last attempt only where a preempted "
+        "training was resumed)"
+    ),
     "train_device_s": (
         "CPU training: CPU time of the job (user + system over all cores, Snakemake benchmark cpu_time); "
         "GPU training: wall time of the job × 1 GPU. Snakemake samples a job's CPU time every "
@@ -246,7 +249,7 @@ def run_budget(results: str | Path, dataset: str, method: str, seed: int, megapi
     model_dir = layout.model_dir(results, dataset, method, seed)
     budget = RunBudget(dataset, method, model, seed, trained=method not in UNTRAINED)
 
-    def fill(name: str, get) -> None:
+    def fill(name: str, get: Callable[[], None]) -> None:
         try:
             get()
         except Unavailable as reason:

@@ -48,6 +48,10 @@ VAL_METRICS = {
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", VAL_OBJECT_IOU, VAL_PIXEL_MIOU, "seconds")
 LOG_REQUIRED = ("epoch", "lr", "train_loss", "val_loss", "seconds")  # older logs lack a metric column
 
+# Steps of one run's job with a Snakemake benchmark, by what they do (the rules' names).
+TRAIN_BENCHMARKS = ("train", "baseline_train", "method_train")
+PREDICT_BENCHMARKS = ("predict", "baseline_predict", "method_predict")
+
 SEED_DIR = re.compile(r"seed(\d+)")
 
 PathLike = str | os.PathLike

@@ -186,3 +186,43 @@ def test_method_colours_agree_across_figures() -> None:
     assert training["embedseg-centroid"] == curves["embedseg-centroid-notta"]  # Neven et al.'s model
     assert training["3class-unet"] == curves["3class-unet"]
     assert len(set(curves.values())) == len(curves)
+
+
+def test_training_curves_fit_their_titles_and_mark_the_runs_still_rising() -> None:
+    """Two data sets (rows, named on the left); column titles once, inside their column; the
+    still-rising EmbedSeg run ends in a marker, the flat U-Net run does not."""
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(10)
+    rising = dict(model="embedseg-medoid", seed=1, val_iou=0.3 + 0.05 * epochs, val_pixel_miou=np.nan)
+    flat = dict(model="3class-unet", seed=1, val_iou=np.nan, val_pixel_miou=np.full(10, 0.7))
+    logs = pd.concat(
+        [
+            pd.DataFrame({"epoch": epochs, "train_loss": 1.0, "val_loss": 1.0, "seconds": 1.0, "dataset": ds, **run})
+            for ds in ("synthetic-nuclei-long-name", "synthetic-worms")
+            for run in (rising, flat)
+        ]
+    )
+    fig = training_curves(logs)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = np.array(fig.axes).reshape(2, 3)
+        titles = [ax.title for ax in axes[0]]
+        assert all(t.get_text() for t in titles) and not any(ax.get_title() for ax in axes[1])
+        boxes = [t.get_window_extent(renderer) for t in titles]
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0  # the titles no longer run into each other
+        for box, ax in zip(boxes, axes[0]):
+            column = ax.get_tightbbox(renderer)
+            assert column.x0 - 1 <= box.x0 and box.x1 <= column.x1 + 1
+        assert [ax.get_ylabel().split("\n")[0] for ax in axes[:, 0]] == [
+            "synthetic-nuclei-long-name",
+            "synthetic-worms",
+        ]
+        _, object_iou, pixel_miou = axes[0]
+        assert len(object_iou.collections) == 1 and not pixel_miou.collections  # rising marked, flat not
+        legend = [text.get_text() for text in fig.legends[0].get_texts()]
+        assert any(label.startswith("not converged") for label in legend)
+    finally:
+        plt.close(fig)

@@ -249,7 +249,8 @@ def test_cli_writes_every_output_and_reports_errors(results: Path, tmp_path: Pat
         == 0
     )
     names = {p.name for p in out.iterdir()}
-    assert names == {f"table{i}.{ext}" for i in (1, 2) for ext in ("csv", "md", "tex")} | {"comparison_to_paper.md"}
+    tables = {f"table{i}.{ext}" for i in (1, 2) for ext in ("csv", "md", "tex")}
+    assert names == tables | {"comparison_to_paper.md", "budget.csv", "budget.md", "convergence.json"}
     assert "No data set has EmbedSeg together with an ablation variant" in (out / "table2.md").read_text()
     assert main(["tables", str(tmp_path / "nowhere"), "--paper", str(PAPER), "--out", str(out)]) == 2
     assert "results folder not found" in capsys.readouterr().err

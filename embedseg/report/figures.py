@@ -3,7 +3,7 @@
 Writes into FIG_DIR: ``fig1_{ds}.{png,pdf}`` (input, ground truth, 3-Class U-Net, the best other
 built-in method, each method of one's own, EmbedSeg; full image and a zoomed window, for a 3-D
 data set the middle Z slice and the maximum projection along Z), ``ap_curves.{png,pdf}`` (mean AP over runs
-with a ± 1 sd band) and ``training_curves.{png,pdf}`` (loss and validation IoU per run).
+with a ± 1 sd band) and ``training_curves.{png,pdf}`` (loss and validation IoU per run, not-converged runs marked).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
 from ..methods import BASELINES, EMBEDSEG, NEVEN, built_in
 from ..methods import label as method_label
 from ..outputs import FIGURES, replacing
+from .budget import CONVERGENCE_RISE, CONVERGENCE_WINDOW, convergence
 from .results import Collection, collect, read_scores, training_logs
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ PAPER_WIDTH = 7.0  # inches: a full-width figure in a two-column paper
 UNET = "3class-unet"
 MATCH_IOU = 0.5  # a prediction takes its GT object's colour above this IoU (then the match is unique)
 N_COLOURS = 4096
+NOT_CONVERGED_LABEL = (
+    f"not converged: val. score rose > {CONVERGENCE_RISE}\nover the last {CONVERGENCE_WINDOW * 100:.0f} % of epochs"
+)
 
 
 def method_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
@@ -311,16 +315,23 @@ def ap_curves(collection: Collection) -> matplotlib.figure.Figure:
 
 
 def training_curves(logs: pd.DataFrame) -> matplotlib.figure.Figure:
-    """Rows = data sets; first column: train (solid) and val (dashed) loss, then one column per
-    validation metric that some run logged (object IoU of EmbedSeg, pixel mIoU of the U-Net:
-    different quantities, so never on one axis); one colour per model, one thin line per run."""
+    """Rows = data sets (named on the left); first column: train (solid) and val (dashed) loss,
+    then one column per validation metric that some run logged (object IoU of EmbedSeg, pixel
+    mIoU of the U-Net: different quantities, so never on one axis); one colour per model, one
+    thin line per run. A run that had not converged (:func:`embedseg.report.budget.convergence`)
+    ends in an open triangle on its validation curve. logs: :func:`training_logs`."""
+    import textwrap
+
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     datasets = sorted(logs["dataset"].unique())
     metrics = [m for m in VAL_METRICS if m in logs.columns and logs[m].notna().any()]
     n_rows = max(1, len(datasets))
-    fig, axes = plt.subplots(n_rows, 1 + len(metrics), figsize=(PAPER_WIDTH, 2.2 * n_rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, 1 + len(metrics), figsize=(PAPER_WIDTH, 1.9 * n_rows + 0.9), squeeze=False, layout="constrained"
+    )
     if not datasets:
         axes[0, 0].text(
             0.5,
@@ -332,29 +343,56 @@ def training_curves(logs: pd.DataFrame) -> matplotlib.figure.Figure:
         )
     models = sorted(logs["model"].unique())
     colours = method_colours(models)
+    run_counts: dict[str, set[int]] = {}  # model -> its number of runs per data set
     for row, dataset in zip(axes, datasets):
         loss_ax, metric_axes = row[0], dict(zip(metrics, row[1:]))
         for model, model_runs in logs[logs["dataset"] == dataset].sort_values("epoch").groupby("model"):
             n_runs = model_runs["seed"].nunique()
-            for index, (_, run) in enumerate(model_runs.groupby("seed")):
-                # one legend entry per model
-                label = f"{model} ({n_runs} run{'s' if n_runs > 1 else ''})" if index == 0 else "_nolegend_"
-                loss_ax.plot(run["epoch"], run["train_loss"], color=colours[model], linewidth=0.9, label=label)
+            run_counts.setdefault(model, set()).add(n_runs)
+            for _, run in model_runs.groupby("seed"):
+                loss_ax.plot(run["epoch"], run["train_loss"], color=colours[model], linewidth=0.9)
                 loss_ax.plot(run["epoch"], run["val_loss"], color=colours[model], linewidth=0.9, linestyle="--")
+                still_rising = convergence(run).converged is False
                 for metric, ax in metric_axes.items():
                     if run[metric].notna().any():
                         ax.plot(run["epoch"], run[metric], color=colours[model], linewidth=0.9)
-        loss_ax.set_title(f"{dataset}: loss (train solid, val dashed)", fontsize=8)
-        for metric, ax in metric_axes.items():
-            ax.set_title(f"{dataset}: {VAL_METRICS[metric]}", fontsize=8)
+                        if still_rising:
+                            last = run[run[metric].notna()].iloc[-1]
+                            ax.scatter(
+                                last["epoch"],
+                                last[metric],
+                                marker="^",
+                                s=22,
+                                facecolor="none",
+                                edgecolor=colours[model],
+                                linewidth=0.9,
+                                zorder=3,
+                            )
+        loss_ax.set_ylabel(f"{dataset}\nloss", fontsize=8)
+        for ax in metric_axes.values():
             ax.set_ylim(0, 1)
         for ax in row:
-            ax.set_xlabel("epoch", fontsize=8)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        loss_ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
+    titles = ["loss (train solid, val dashed)", *(VAL_METRICS[m] for m in metrics)]
+    for ax, title in zip(axes[0], titles):  # column titles once, on the top row; wrapped to fit
+        ax.set_title(textwrap.fill(title, 22), fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=8)
+    handles = []
+    for model in models:
+        fewest, most = min(run_counts[model]), max(run_counts[model])
+        runs = f"{fewest} run{'s' if most > 1 else ''}" if fewest == most else f"{fewest}–{most} runs"
+        handles.append(Line2D([], [], color=colours[model], linewidth=0.9, label=f"{model} ({runs})"))
+    if any(ax.collections for ax in axes.flat):
+        handles.append(
+            Line2D(
+                [], [], color="grey", marker="^", markerfacecolor="none", linestyle="none", label=NOT_CONVERGED_LABEL
+            )
+        )
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=7, frameon=False)
     return fig
 
 

@@ -30,6 +30,7 @@ from ..methods import ABLATIONS, EMBEDSEG, TABLE2_ONLY
 from ..methods import label as method_label
 from ..methods import order as method_order
 from ..outputs import TABLES, replacing
+from .budget import mark_table1, write_budget
 from .paper import Paper, PaperRow, load_paper
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
 from .results import TAUS, Collection, collect, training_memory
@@ -534,7 +535,8 @@ def write_tables(
     not_comparable: str | None = None,
     metric: str = "ap",
 ) -> None:
-    """Write table1/table2 as CSV, Markdown and LaTeX, and comparison_to_paper.md, into `out`.
+    """Write table1/table2 as CSV, Markdown and LaTeX, comparison_to_paper.md and the budget
+    companion of Table 1 (:mod:`embedseg.report.budget`) into `out`.
     `collection` holds the runs' `metric`; the paper reports AP_dsb only, so for another metric
     the comparison file says so instead of comparing."""
     name = METRICS[metric][0]
@@ -543,6 +545,7 @@ def write_tables(
     if any(collection.taus_of(ds) != TAUS for ds in collection.datasets):
         thresholds += " (2-D data sets; 3-D data sets: τ = 0.1 … 0.9, as the paper's 3-D tables)"
     frame1, grid1 = table1(collection, paper, results, metric)
+    mark_table1(frame1, grid1, write_budget(results, collection, out))  # budget.{csv,md}, convergence.json
     frame2, grid2 = table2(collection, metric)
     for stem, frame, grid, caption, note_column in (
         (

@@ -30,6 +30,14 @@ rule tables:
             caption="../report/comparison.rst",
             category="Tables",
         ),
+        # budget and convergence of every trained run (embedseg/report/budget.py), from the
+        # train and predict jobs' benchmark files, which exist once their outputs above do
+        report(
+            multiext(str(TABLES / "budget"), ".csv", ".md"),
+            caption="../report/budget.rst",
+            category="Tables",
+        ),
+        str(TABLES / "convergence.json"),
     log:
         str(layout.job_log(RESULTS, "tables")),
     benchmark:

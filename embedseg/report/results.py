@@ -21,12 +21,21 @@ from ..evaluate import COLUMNS as SCORE_COLUMNS
 from ..evaluate import labels_ndim
 from ..io import DataError, read_json
 from ..layout import LOG_COLUMNS, LOG_CSV, LOG_REQUIRED, MEMORY_JSON, NOT_RUN, SEED_DIR, model_dir, scores_file
+from ..methods import EMBEDSEG
 from ..methods import order as method_order
 
 log = logging.getLogger(__name__)
 
 TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds of its 2-D tables, as `evaluate` writes them
 TAUS_3D = tuple(np.round(np.arange(0.1, 0.9 + 1e-9, 0.1), 2).tolist())  # those of its 3-D tables
+ABLATIONS = {
+    "embedseg-centroid-tta": "medoid → centroid",
+    "embedseg-medoid-notta": "no TTA",
+    "embedseg-centroid-notta": "both (= Neven et al.)",
+}
+# Variants that only answer the ablation; Table 1 shows EmbedSeg and Neven et al. of the four.
+TABLE2_ONLY = ("embedseg-centroid-tta", "embedseg-medoid-notta")
+MEMORY_KINDS = {"cuda_max_allocated": "CUDA", "cpu_peak_rss": "CPU RSS", "mixed": "mixed"}
 
 
 def dataset_taus(results: Path, dataset: str) -> tuple[float, ...]:
@@ -264,3 +273,24 @@ def training_logs(
         if frames
         else pd.DataFrame(columns=[*LOG_COLUMNS, "dataset", "model", "seed"])
     )
+
+
+def memory_text(memory: tuple[int, str] | None) -> str:
+    if memory is None:
+        return "–"
+    peak, kind = memory
+    return f"{peak / 2**30:.2f} ({MEMORY_KINDS[kind]})"
+
+
+def paired_delta(collection: Collection, dataset: str, variant: str) -> pd.DataFrame:
+    """Δ per seed (rows) and τ (columns): the variant's run minus EmbedSeg's run of the same seed."""
+    base, other = collection.runs(dataset, EMBEDSEG), collection.runs(dataset, variant)
+    common = base.index.intersection(other.index)
+    if common.empty:
+        raise DataError(
+            f"{dataset}: {variant} and {EMBEDSEG} share no seed, so Table 2 cannot pair runs; "
+            "run both with the same --seeds"
+        )
+    if len(common) < max(len(base), len(other)):
+        log.warning("%s: %s paired with %s on seeds %s only", dataset, variant, EMBEDSEG, list(common))
+    return other.loc[common] - base.loc[common]

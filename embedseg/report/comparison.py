@@ -14,10 +14,54 @@ from ..methods import label as method_label
 from ..methods import order as method_order
 from .paper import Paper, PaperRow
 from .render import Cell, Grid, to_markdown
-from .results import ABLATIONS, TABLE2_ONLY, TAUS, Collection, memory_text, paired_delta, training_memory
-from .stats import Summary, consistent, summarise, tau_headers
+from .results import ABLATIONS, TABLE2_ONLY, TAUS, Collection, memory_text, paired_delta, paired_scores, training_memory
+from .stats import (
+    INTERVAL_NOTE,
+    MIN_VERDICT_RUNS,
+    SMALL_N_NOTE,
+    Paired,
+    Summary,
+    consistent,
+    paired_images,
+    summarise,
+    tau_headers,
+)
 
 TAU_HEADERS = tau_headers(TAUS)
+
+
+def paired_rows(paired: Paired, a: str, b: str) -> list[list[Cell]]:
+    """Rows of a per-image paired comparison of A with B (columns: name, n, τ…): the mean
+    difference [interval] with the Wilcoxon p, the median difference [interval], P(A > B)."""
+    untestable = f"not testable ({paired.n_images} images)"
+    mean = [
+        Cell(m, signed=True, ci=(lo, hi), p=p, remark="" if np.isfinite(p) else untestable)
+        for m, lo, hi, p in zip(paired.mean, paired.mean_low, paired.mean_high, paired.p)
+    ]
+    median = [
+        Cell(m, signed=True, ci=(lo, hi)) for m, lo, hi in zip(paired.median, paired.median_low, paired.median_high)
+    ]
+    n = Cell(text=f"{paired.seeds_text()} × {paired.n_images} images")
+    return [
+        [Cell(text="  per image: mean Δ"), n, *mean],
+        [Cell(text="  per image: median Δ"), Cell(), *median],
+        [Cell(text=f"  per image: P({a} > {b})"), Cell(), *[Cell(v) for v in paired.prob]],
+    ]
+
+
+def paired_note(name: str) -> str:
+    """What the per-image paired rows mean (for the notes of a table that has them)."""
+    return (
+        f"Per-image rows: Δ{name} per (seed, test image) on the same test images; mean Δ and median Δ "
+        "are the mean and median over images of each image's Δ averaged over the seeds, with a 95 % "
+        "two-level bootstrap interval (9999 resamples, seeded: resample the runs, then the images, so "
+        "that both the training variance and the test-image sampling are in; runs of the same trained "
+        "model, TTA on/off, resampled as pairs); p = Wilcoxon signed-rank test of the per-image Δ "
+        "(the image is the unit; given only where the non-zero differences are enough to reach p < 0.05, "
+        'at least 6, else "not testable"); '
+        "P(A > B) = share of (image, seed) pairs where A scores higher (ties count ½; every seed "
+        "pair for separately trained models)."
+    )
 
 
 def _comparison_rows(
@@ -45,7 +89,7 @@ def _comparison_rows(
         [Cell(), Cell(text="SE of difference"), *[Cell(v) for v in se], Cell()],
         [
             Cell(),
-            Cell(text="consistent (≤ 1.96 SE)"),
+            Cell(text="consistent (≤ t SE)"),
             *[Cell(text="" if math.isnan(v) else ("yes" if v else "NO")) for v in inside],
             Cell(),
         ],
@@ -145,15 +189,15 @@ def compare_dataset(
 
 def verdict(verdicts: list[tuple[str, np.ndarray]]) -> str:
     """One line: in how many (row, τ) cells the paper's number is consistent with ours (within
-    1.96 standard errors of the difference of means), and which rows miss it at how many τ."""
+    t(0.975, n − 1) standard errors of the difference of means), and which rows miss it at how many τ."""
     compared = [(name, inside[~np.isnan(inside)]) for name, inside in verdicts]
     compared = [(name, inside) for name, inside in compared if inside.size]
     if not compared:
-        return "Verdict: none — no method has both the paper's number and at least two runs here."
+        return f"Verdict: none — no method has both the paper's number and at least {MIN_VERDICT_RUNS} runs here."
     m = sum(inside.size for _, inside in compared)
     k = int(sum(inside.sum() for _, inside in compared))
     if k == m:
-        return f"Verdict: consistent with the paper — within 1.96 standard errors of the difference in all {m} cells."
+        return f"Verdict: consistent with the paper — within t(0.975, n − 1) standard errors of the difference in all {m} cells."
     misses = ", ".join(
         f"{name} ({int(inside.size - inside.sum())}/{inside.size} τ)"
         for name, inside in compared
@@ -161,7 +205,7 @@ def verdict(verdicts: list[tuple[str, np.ndarray]]) -> str:
     )
     quality = "mostly consistent with" if k >= 0.75 * m else "not consistent with"
     return (
-        f"Verdict: {quality} the paper — within 1.96 standard errors of the difference in {k} of {m} "
+        f"Verdict: {quality} the paper — within t(0.975, n − 1) standard errors of the difference in {k} of {m} "
         f"cells; outside at: {misses}."
     )
 
@@ -172,11 +216,11 @@ def comparison_markdown(collection: Collection, paper: Paper, results: Path, not
         "# Comparison with the paper",
         "",
         f"Results: `{results}`. Paper: {paper.source} (EmbedSeg and Neven et al. rows: means over {paper.runs} runs).",
-        "Ours: mean ± sample sd (ddof = 1) over our runs (n) [95 % bootstrap interval of the mean]; "
+        f"Ours: mean ± sample sd (ddof = 1) over our runs (n) {INTERVAL_NOTE}; {SMALL_N_NOTE} "
         f"difference = ours − paper; SE of difference = sd · √(1/n + 1/{paper.runs}), the standard error "
         f"of the difference of our mean and the paper's {paper.runs}-run mean with our sd standing in for "
-        "the paper's; \"consistent\" = the difference is at most 1.96 SE (allowing for the paper's rounding "
-        "to three decimals; needs n ≥ 2). "
+        "the paper's; \"consistent\" = the difference is at most t(0.975, n − 1) SE (allowing for the paper's rounding "
+        f"to three decimals; needs n ≥ {MIN_VERDICT_RUNS}: no verdict from fewer runs). "
         '"ours, trained here" marks methods this pipeline trains where the paper used a published model. '
         "Table 2 rows pair runs by seed. Train memory: ours = largest peak over runs in GiB (CUDA = GPU max "
         "allocated, CPU RSS = process peak), paper = training GPU memory as printed.",
@@ -198,4 +242,37 @@ def comparison_markdown(collection: Collection, paper: Paper, results: Path, not
             f"Not comparable to the paper ({not_comparable}): no verdict." if not_comparable else verdict(verdicts)
         )
         out += ["", to_markdown(grid).replace("\n### ", "\n#### ").replace("### ", "#### ", 1)]
+    out += ["## EmbedSeg against every other method, image by image", "", win_tie_loss(collection)]
     return "\n".join(out).rstrip() + "\n"
+
+
+def win_tie_loss(collection: Collection) -> str:
+    """Markdown: per method compared with EmbedSeg and per data set, over the τ columns, how
+    often EmbedSeg wins (the interval of the per-image paired mean difference lies above 0),
+    ties (contains 0) or loses; and the totals across data sets."""
+    counts: dict[str, dict[str, np.ndarray]] = {}
+    for dataset in collection.datasets:
+        measured = [m for m in collection.methods(dataset) if (dataset, m) not in collection.not_run]
+        if EMBEDSEG not in measured:
+            continue
+        for other in measured:
+            if other != EMBEDSEG:
+                paired = paired_images(*paired_scores(collection, dataset, EMBEDSEG, other))
+                wtl = np.array([(paired.verdicts() == v).sum() for v in (1, 0, -1)])
+                counts.setdefault(ABLATIONS.get(other, method_label(other)), {})[dataset] = wtl
+    if not counts:
+        return "No data set has EmbedSeg and another method: nothing to compare."
+    datasets = sorted({d for row in counts.values() for d in row})
+    grid = Grid(columns=["EmbedSeg vs", *datasets, "all data sets"])
+    rows = []
+    for name, row in counts.items():
+        total = sum(row.values())
+        cells = [Cell(text="–" if d not in row else "–".join(map(str, row[d]))) for d in datasets]
+        rows.append([Cell(text=name), *cells, Cell(text="–".join(map(str, total)))])
+    grid.sections["Wins–ties–losses of EmbedSeg over the τ columns"] = rows
+    grid.notes = [
+        "Each cell counts the τ columns of the data set at which EmbedSeg wins–ties–loses against the "
+        "method: win = the 95 % two-level bootstrap interval of the per-image mean ΔAP_dsb (EmbedSeg − "
+        "method, as in Table 2's per-image rows) lies above 0, loss = below 0, tie = it contains 0."
+    ]
+    return to_markdown(grid).replace("### ", "#### ")

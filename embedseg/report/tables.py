@@ -21,11 +21,32 @@ from ..methods import EMBEDSEG
 from ..methods import label as method_label
 from ..methods import order as method_order
 from ..outputs import TABLES, replacing
-from .comparison import comparison_markdown
+from .comparison import comparison_markdown, paired_note, paired_rows
 from .paper import Paper, PaperRow, load_paper
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
-from .results import ABLATIONS, TABLE2_ONLY, TAUS, Collection, collect, memory_text, paired_delta, training_memory
-from .stats import sign_flip_p, summarise, tau_headers
+from .results import (
+    ABLATIONS,
+    TABLE2_ONLY,
+    TAUS,
+    Collection,
+    collect,
+    memory_text,
+    paired_delta,
+    paired_scores,
+    training_memory,
+)
+from .stats import (
+    ALPHA,
+    INTERVAL_NOTE,
+    PAIRED_PARTS,
+    SMALL_N_NOTE,
+    VARIANCE_NOTE,
+    Summary,
+    paired_images,
+    sign_flip_p,
+    summarise,
+    tau_headers,
+)
 
 TAU_HEADERS = tau_headers(TAUS)
 # Score column of `embedseg evaluate` -> (short name, what it is), for every per-τ score.
@@ -39,6 +60,7 @@ METRICS = {
     "rq": ("RQ", "recognition quality RQ = F1"),
     "pq": ("PQ", "panoptic quality PQ = SQ·RQ"),
     "seg": ("SEG", "Cell Tracking Challenge SEG (independent of τ)"),
+    "msa": ("mSA", "mSA = mean AP_dsb over τ = 0.50 … 0.95 (independent of τ)"),
 }
 
 
@@ -47,28 +69,45 @@ def _tau_columns(*parts: str, taus: tuple[float, ...] = TAUS) -> list[str]:
 
 
 Row = tuple[dict, list[Cell]]  # (CSV record, rendered cells) of one table row
+# Table 1's columns after the paper's τ: the scores of the current literature (results.EXTRAS but
+# the metric at τ = 0.95, which is in the CSV only: the τ columns stay the paper's 0.50 … 0.90).
+EXTRA_HEADERS = ["mSA", "F1@0.5"]
+
+
+def extra_columns(metric: str) -> list[str]:
+    """CSV names of :data:`~embedseg.report.results.EXTRAS` for a table of `metric`."""
+    return [f"{metric}_0.95", "msa", "f1_0.50"]
+
+
+def _extras_record(summary: Summary, metric: str) -> dict[str, float]:
+    """CSV fields {name}, sd_{name}, ci_low_{name}, ci_high_{name} of the extra scores."""
+    parts = {"": summary.mean, "sd_": summary.sd, "ci_low_": summary.ci_low, "ci_high_": summary.ci_high}
+    return {f"{prefix}{name}": v for prefix, values in parts.items() for name, v in zip(extra_columns(metric), values)}
 
 
 def _measured_row(collection: Collection, results: Path, dataset: str, method: str, metric: str) -> Row:
     runs = collection.runs(dataset, method)
     summary = summarise(runs)
+    extras = summarise(collection.extras.loc[(dataset, method)])
     memory = training_memory(results, dataset, method, list(runs.index))
     record = dict(
         status="measured",
         runs=len(runs),
         **summary.record(metric),
+        **_extras_record(extras, metric),
         memory_gib=None if memory is None else memory[0] / 2**30,
         memory_kind=None if memory is None else memory[1],
         note="",
     )
-    return record, [Cell(text=str(len(runs))), *summary.cells(), Cell(text=memory_text(memory)), Cell()]
+    cells = [*summary.cells(), *extras.cells()[1:]]
+    return record, [Cell(text=str(len(runs))), *cells, Cell(text=memory_text(memory)), Cell()]
 
 
 def _not_run_row(reason: str, n_taus: int) -> Row:
     record = dict(status="not run", runs=0, note=reason)
     return record, [
         Cell(text="0"),
-        *[Cell(text="–") for _ in range(n_taus)],
+        *[Cell(text="–") for _ in range(n_taus + len(EXTRA_HEADERS))],
         Cell(text="–"),
         Cell(text=f"not run: {reason}"),
     ]
@@ -79,6 +118,7 @@ def _reported_row(row: PaperRow) -> Row:
     return record, [
         Cell(text="reported"),
         *[Cell(v) for v in row.ap],
+        *[Cell(text="–") for _ in EXTRA_HEADERS],
         Cell(text=row.gpu_memory or "–"),
         Cell(text=f"reported: {row.citation}"),
     ]
@@ -97,7 +137,7 @@ def table1(collection: Collection, paper: Paper, results: Path, metric: str = "a
     AP_dsb, the paper's score) its reported-only literature rows. Returns the CSV frame and the
     rendered grid; a 3-D data set's section has its own τ columns (0.1 … 0.9, as the paper's
     3-D tables)."""
-    grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, "Memory (GiB)", "Note"])
+    grid = Grid(columns=["Method", "Runs", *TAU_HEADERS, *EXTRA_HEADERS, "Memory (GiB)", "Note"])
     records = []
     for dataset in collection.datasets:
         section_columns(grid, collection, dataset)
@@ -116,16 +156,21 @@ def table1(collection: Collection, paper: Paper, results: Path, metric: str = "a
             if paper_row.reported:  # grouped with the other non-EmbedSeg methods, before ours
                 rows.append(((1, method), method, paper_row.label or method, _reported_row(paper_row)))
         rows.sort(key=lambda r: r[0])
-        rank_columns([cells for *_, (record, cells) in rows if record["status"] == "measured"], range(1, 1 + len(TAUS)))
+        rank_columns(
+            [cells for *_, (record, cells) in rows if record["status"] == "measured"],
+            range(1, 1 + len(TAUS) + len(EXTRA_HEADERS)),
+        )
         records += [
             dict(dataset=dataset, method=method, label=label, **record) for _, method, label, (record, _) in rows
         ]
         grid.sections[dataset] = [[Cell(text=label), *cells] for _, _, label, (_, cells) in rows]
     grid.notes = [
         f"{METRICS[metric][1]} per test image at IoU threshold τ, averaged over the test images of a "
-        "run; cells = mean ± sample standard deviation (ddof = 1) over runs (seeds) [95 % bootstrap "
-        "confidence interval of the mean: percentile, 9999 resamples, seeded]. Bold = best, underlined = "
-        "second best per τ among our measured rows (reported literature rows are not ranked). Memory = "
+        f"run; cells = mean ± sample standard deviation (ddof = 1) over runs (seeds) {INTERVAL_NOTE}. "
+        f"{VARIANCE_NOTE} {SMALL_N_NOTE} mSA = mean of AP_dsb over τ = 0.50, 0.55, … 0.95 and F1@0.5 = F1 at "
+        "τ = 0.50, per image and then averaged like the τ columns (the scores of the current literature; "
+        f"table1.csv also has {METRICS[metric][0]} at τ = 0.95: the τ columns here stay the paper's). Bold = best, underlined = "
+        "second best per column among our measured rows (reported literature rows are not ranked). Memory = "
         "largest training peak over the runs: CUDA = torch max allocated on the GPU, CPU RSS = peak "
         "resident memory of the training process (not comparable with the paper's GPU memory)."
     ]
@@ -136,6 +181,7 @@ def table1(collection: Collection, paper: Paper, results: Path, metric: str = "a
         "status",
         "runs",
         *_tau_columns(metric, "sd", "ci_low", "ci_high", taus=collection.all_taus),
+        *[f"{prefix}{name}" for prefix in ("", "sd_", "ci_low_", "ci_high_") for name in extra_columns(metric)],
         "memory_gib",
         "memory_kind",
         "note",
@@ -197,13 +243,30 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
                 for seed, values in zip(delta.index, delta.to_numpy(dtype=float))
             ]
             rows.append([Cell(text=label), Cell(text=str(len(delta))), *summary.cells(signed=True, p=p)])
+            paired = paired_images(*paired_scores(collection, dataset, variant, EMBEDSEG), taus=taus)
+            records.append(
+                dict(
+                    dataset=dataset,
+                    method=variant,
+                    label=label,
+                    quantity=f"delta_{name}_image",
+                    runs=paired.n_seeds,
+                    n_seeds_embedseg=paired.n_seeds_b,
+                    n_images=paired.n_images,
+                    pairing="by seed (same model)" if paired.same_model else "two-level bootstrap",
+                    **paired.record(),
+                )
+            )
+            rows += paired_rows(paired, label, "EmbedSeg")
         grid.sections[dataset] = rows
     grid.notes = [
-        f"EmbedSeg row: {name}, mean ± sd (ddof = 1) over runs [95 % bootstrap interval of the mean]. "
+        f"EmbedSeg row: {name}, mean ± sd (ddof = 1) over runs {INTERVAL_NOTE}. "
         f"Other rows: Δ{name} = {name}(variant) − {name}(EmbedSeg) of the same seed, mean ± sd of these "
-        "paired differences [95 % bootstrap interval] and p = two-sided sign-flip permutation test of "
-        "their mean (exact: all 2^n sign patterns); Runs = number of pairs. table2.csv also lists each "
-        "seed's difference."
+        "paired differences [95 % t-interval] and p = two-sided sign-flip permutation test of "
+        "their mean (exact: all 2^n sign patterns), given only where its smallest possible p, 2/2^n, is "
+        f'below α = {ALPHA} (n ≥ 6 pairs), else "not testable at n"; Runs = number of pairs. {VARIANCE_NOTE} '
+        f"{SMALL_N_NOTE} table2.csv also lists each seed's difference.",
+        paired_note(name),
     ]
     if not grid.sections:
         grid.notes.insert(0, "No data set has EmbedSeg together with an ablation variant; Table 2 is empty.")
@@ -214,7 +277,11 @@ def table2(collection: Collection, metric: str = "ap") -> tuple[pd.DataFrame, Gr
         "quantity",
         "runs",
         "seed",
+        "n_seeds_embedseg",
+        "n_images",
+        "pairing",
         *_tau_columns("value", "sd", "ci_low", "ci_high", "p", taus=collection.all_taus),
+        *_tau_columns(*PAIRED_PARTS, taus=collection.all_taus),
     ]
     return pd.DataFrame.from_records(records, columns=columns), grid
 

@@ -90,15 +90,14 @@ def _measured_row(collection: Collection, results: Path, dataset: str, method: s
     summary = summarise(runs)
     extras = summarise(collection.extras.loc[(dataset, method)])
     memory = training_memory(results, dataset, method, list(runs.index))
-    record = dict(
-        status="measured",
-        runs=len(runs),
-        **summary.record(metric),
-        **_extras_record(extras, metric),
+    memory_fields = dict(
         memory_gib=None if memory is None else memory[0] / 2**30,
         memory_kind=None if memory is None else memory[1],
         note="",
     )
+    # For the metric f1 its τ = 0.50 column is also the extra F1@0.5: the same value.
+    record = dict(status="measured", runs=len(runs)) | summary.record(metric) | _extras_record(extras, metric)
+    record |= memory_fields
     cells = [*summary.cells(), *extras.cells()[1:]]
     return record, [Cell(text=str(len(runs))), *cells, Cell(text=memory_text(memory)), Cell()]
 

@@ -316,7 +316,13 @@ def write_tables(
             f"{title} of every method at IoU thresholds {thresholds} (Table 1)",
             len(grid1.columns) - 1,
         ),
-        ("table2", frame2, grid2, f"Ablation: Δ{name} relative to EmbedSeg, paired by seed (Table 2)", None),
+        (
+            "table2",
+            frame2,
+            grid2,
+            f"Ablation: Δ{name} relative to EmbedSeg, paired by seed and per image (Table 2)",
+            None,
+        ),
     ):
         with atomic_write(out / f"{stem}.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")

@@ -257,7 +257,8 @@ def win_tie_loss(collection: Collection) -> str:
             continue
         for other in measured:
             if other != EMBEDSEG:
-                paired = paired_images(*paired_scores(collection, dataset, EMBEDSEG, other))
+                scores = paired_scores(collection, dataset, EMBEDSEG, other)
+                paired = paired_images(*scores, taus=collection.taus_of(dataset))
                 wtl = np.array([(paired.verdicts() == v).sum() for v in (1, 0, -1)])
                 counts.setdefault(ABLATIONS.get(other, method_label(other)), {})[dataset] = wtl
     if not counts:

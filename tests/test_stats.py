@@ -102,3 +102,16 @@ def test_two_level_bootstrap_keeps_the_training_variance() -> None:
     # P(A > B) of separately trained models over every seed pair (5 × 5) and image.
     assert separate.prob[0] == pytest.approx(((a[:, None] - b[None]) > 0).mean())
     assert separate.seeds_text() == "5 + 5 seeds"
+
+
+def test_no_interval_from_too_few_images_or_runs() -> None:
+    rng = np.random.default_rng(4)
+    b = rng.uniform(0.3, 0.7, size=(5, 8, 1))
+    few_images = stats.paired_images(b[:, :4] + 0.1, b[:, :4], same_model=True, taus=(0.5,))
+    assert few_images.no_interval == "no interval: 4 images" and np.isnan(few_images.mean_low).all()
+    assert np.isnan(few_images.verdicts()).all() and few_images.mean[0] == pytest.approx(0.1)
+    # Two runs of separately trained models say nothing about the training variance; of the
+    # same model (TTA on/off) they are paired, and the images carry the interval.
+    separate = stats.paired_images(b[:2] + 0.1, b[:2], same_model=False, taus=(0.5,))
+    assert separate.no_interval == "no interval: 2 + 2 seeds" and np.isnan(separate.median_high).all()
+    assert stats.paired_images(b[:2] + 0.1, b[:2], same_model=True, taus=(0.5,)).verdicts()[0] == 1

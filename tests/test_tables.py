@@ -159,10 +159,13 @@ def test_table2_paired_deltas_and_per_image_rows(results: Path, tmp_path: Path) 
     # P(Neven > EmbedSeg) over (image, seed pair), ties ½: image a, 0.7/0.6/0.9 against 0.9/0.8/1.0,
     # 1 win and 1 tie; image b, 0.7/0.8/0.7 against 0.7/0.8/0.8, 1 win and 4 ties: (2.5 + 3) / 18.
     assert image["prob_0.50"] == pytest.approx(4.5 / 18)
-    assert image["ci_low_0.50"] < -0.1 < image["ci_high_0.50"] and np.isnan(image["p_0.50"])  # 2 images
+    # 2 images (and 3 runs of separately trained models): no interval, no test.
+    assert np.isnan(image["ci_low_0.50"]) and np.isnan(image["median_low_0.50"]) and np.isnan(image["p_0.50"])
     md = (out / "table2.md").read_text()
     assert "| both (= Neven et al.) | 3 | -0.100† (-0.100, -0.100, -0.100) |" in md
-    assert "|   per image: mean Δ | 3 + 3 seeds × 2 images | -0.100 [" in md and "not testable (2 images)" in md
+    assert (
+        "|   per image: mean Δ | 3 + 3 seeds × 2 images | -0.100 no interval: 2 images not testable (2 images) |" in md
+    )
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert not any("p =" in line for line in rows)
     again = make_tables(results, tmp_path / "again")
@@ -201,7 +204,9 @@ def test_nine_runs_give_t_intervals_and_p_values(tmp_path: Path) -> None:
     assert frame.loc["delta_AP_image", "p_0.50"] == pytest.approx(2 / 2**6)
     md = (out / "table2.md").read_text()
     rows = "\n".join(line for line in md.splitlines() if line.startswith("| "))
-    assert "p = 0.0039" in rows and "p = 0.031" in rows and "not testable" not in rows
+    assert "p = 0.0039" in rows and "p = 0.031" in rows and "not testable" not in rows and "no interval" not in rows
+    # 9 + 9 runs × 6 images: the two-level bootstrap interval of EmbedSeg − Neven lies above 0 at every τ.
+    assert "| both (= Neven et al.) | 9–0–0 | 9–0–0 |" in (out / "comparison_to_paper.md").read_text()
 
 
 def test_five_runs_have_an_interval_but_no_test(tmp_path: Path) -> None:
@@ -233,8 +238,8 @@ def test_comparison_verdicts_use_the_t_quantile(results: Path, tmp_path: Path) -
     assert "|  | consistent (≤ t SE) | yes | NO | NO |" in bbbc
     assert "|  | consistent (≤ t SE) |  |  |" in bbbc  # the U-Net's row: no verdict from 2 runs
     assert "Not in the paper" in synthetic and "Verdict" not in synthetic.split("## EmbedSeg against")[0]
-    # The win/tie/loss summary: EmbedSeg beats the U-Net on both images of every seed pair.
-    assert "| 3-Class U-Net | 9–0–0 | 9–0–0 |" in text and "| both (= Neven et al.) | 0–9–0 | 0–9–0 |" in text
+    # The win/tie/loss summary: 2 test images give no interval, so no verdict.
+    assert "| 3-Class U-Net | 0–0–0, no verdict at 9 τ | 0–0–0, no verdict at 9 τ |" in text
     flagged = (make_tables(results, tmp_path / "f", not_comparable="demo data") / "comparison_to_paper.md").read_text()
     assert "Not comparable to the paper: demo data" in flagged and "Verdict" not in flagged
 

@@ -15,6 +15,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import layout
@@ -25,7 +26,7 @@ from .results import collect, paired_scores
 from .stats import Paired, paired_images, tau_headers
 from .tables import METRICS
 
-VERDICT = {1: "win", 0: "tie", -1: "loss"}
+VERDICT = {1: "win", 0: "tie", -1: "loss"}  # NaN: "no verdict" (no interval)
 PARTS = ("mean", "mean_low", "mean_high", "median", "median_low", "median_high", "p", "prob")
 
 
@@ -69,10 +70,14 @@ def compare_frame(found: dict[str, Paired], a: str, b: str) -> pd.DataFrame:
                     n_images=paired.n_images,
                     pairing="by seed (same model)" if paired.same_model else "two-level bootstrap",
                     **{part: getattr(paired, part)[i] for part in PARTS},
-                    verdict=VERDICT[int(paired.verdicts()[i])],
+                    verdict=_verdict(paired.verdicts()[i]),
                 )
             )
     return pd.DataFrame(rows)
+
+
+def _verdict(value: float) -> str:
+    return "no verdict" if np.isnan(value) else VERDICT[int(value)]
 
 
 def compare_markdown(found: dict[str, Paired], a: str, b: str, metric: str = "ap") -> str:
@@ -83,11 +88,11 @@ def compare_markdown(found: dict[str, Paired], a: str, b: str, metric: str = "ap
     for dataset, paired in found.items():
         if paired.taus != first.taus:
             grid.section_columns[dataset] = ["", "n", *tau_headers(paired.taus)]
-        verdicts = [Cell(text=VERDICT[int(v)]) for v in paired.verdicts()]
+        verdicts = [Cell(text=_verdict(v)) for v in paired.verdicts()]
         grid.sections[dataset] = [*paired_rows(paired, a, b), [Cell(text="  verdict"), Cell(), *verdicts]]
     grid.notes = [
         f"Δ{name} = {name}({a}) − {name}({b}). {paired_note(name)} Verdict per τ: win = the interval of "
-        "the mean Δ lies above 0, loss = below 0, tie = it contains 0."
+        "the mean Δ lies above 0, loss = below 0, tie = it contains 0, no verdict = no interval."
     ]
     return f"# {a} vs {b}: per-image paired comparison of {name}\n\n{to_markdown(grid)}"
 

@@ -35,11 +35,18 @@ def paired_rows(paired: Paired, a: str, b: str) -> list[list[Cell]]:
     difference [interval] with the Wilcoxon p, the median difference [interval], P(A > B)."""
     untestable = f"not testable ({paired.n_images} images)"
     mean = [
-        Cell(m, signed=True, ci=(lo, hi), p=p, remark="" if np.isfinite(p) else untestable)
+        Cell(
+            m,
+            signed=True,
+            ci=(lo, hi),
+            p=p,
+            remark=" ".join(filter(None, (paired.no_interval, "" if np.isfinite(p) else untestable))),
+        )
         for m, lo, hi, p in zip(paired.mean, paired.mean_low, paired.mean_high, paired.p)
     ]
     median = [
-        Cell(m, signed=True, ci=(lo, hi)) for m, lo, hi in zip(paired.median, paired.median_low, paired.median_high)
+        Cell(m, signed=True, ci=(lo, hi), remark=paired.no_interval)
+        for m, lo, hi in zip(paired.median, paired.median_low, paired.median_high)
     ]
     n = Cell(text=f"{paired.seeds_text()} × {paired.n_images} images")
     return [
@@ -56,7 +63,8 @@ def paired_note(name: str) -> str:
         "are the mean and median over images of each image's Δ averaged over the seeds, with a 95 % "
         "two-level bootstrap interval (9999 resamples, seeded: resample the runs, then the images, so "
         "that both the training variance and the test-image sampling are in; runs of the same trained "
-        "model, TTA on/off, resampled as pairs); p = Wilcoxon signed-rank test of the per-image Δ "
+        "model, TTA on/off, resampled as pairs; no interval from fewer than 5 images, nor from fewer "
+        "than 5 runs of either of two separately trained models); p = Wilcoxon signed-rank test of the per-image Δ "
         "(the image is the unit; given only where the non-zero differences are enough to reach p < 0.05, "
         'at least 6, else "not testable"); '
         "P(A > B) = share of (image, seed) pairs where A scores higher (ties count ½; every seed "
@@ -246,6 +254,12 @@ def comparison_markdown(collection: Collection, paper: Paper, results: Path, not
     return "\n".join(out).rstrip() + "\n"
 
 
+def _wtl_text(counts: np.ndarray) -> str:
+    """ "3–5–1" (wins–ties–losses), with ", no verdict at k τ" where k τ had no interval."""
+    text = "–".join(map(str, counts[:3]))
+    return f"{text}, no verdict at {counts[3]} τ" if counts[3] else text
+
+
 def win_tie_loss(collection: Collection) -> str:
     """Markdown: per method compared with EmbedSeg and per data set, over the τ columns, how
     often EmbedSeg wins (the interval of the per-image paired mean difference lies above 0),
@@ -259,7 +273,8 @@ def win_tie_loss(collection: Collection) -> str:
             if other != EMBEDSEG:
                 scores = paired_scores(collection, dataset, EMBEDSEG, other)
                 paired = paired_images(*scores, taus=collection.taus_of(dataset))
-                wtl = np.array([(paired.verdicts() == v).sum() for v in (1, 0, -1)])
+                verdicts = paired.verdicts()
+                wtl = np.array([*((verdicts == v).sum() for v in (1, 0, -1)), np.isnan(verdicts).sum()])
                 counts.setdefault(ABLATIONS.get(other, method_label(other)), {})[dataset] = wtl
     if not counts:
         return "No data set has EmbedSeg and another method: nothing to compare."
@@ -268,12 +283,13 @@ def win_tie_loss(collection: Collection) -> str:
     rows = []
     for name, row in counts.items():
         total = sum(row.values())
-        cells = [Cell(text="–" if d not in row else "–".join(map(str, row[d]))) for d in datasets]
-        rows.append([Cell(text=name), *cells, Cell(text="–".join(map(str, total)))])
+        cells = [Cell(text="–" if d not in row else _wtl_text(row[d])) for d in datasets]
+        rows.append([Cell(text=name), *cells, Cell(text=_wtl_text(total))])
     grid.sections["Wins–ties–losses of EmbedSeg over the τ columns"] = rows
     grid.notes = [
         "Each cell counts the τ columns of the data set at which EmbedSeg wins–ties–loses against the "
         "method: win = the 95 % two-level bootstrap interval of the per-image mean ΔAP_dsb (EmbedSeg − "
-        "method, as in Table 2's per-image rows) lies above 0, loss = below 0, tie = it contains 0."
+        "method, as in Table 2's per-image rows) lies above 0, loss = below 0, tie = it contains 0; "
+        '"no verdict at k τ": too few images or runs for an interval (docs/statistics.md).'
     ]
     return to_markdown(grid).replace("### ", "#### ")

@@ -163,7 +163,7 @@ class Paired:
 
     mean / median: of the per-image differences D_i (each image's A − B, averaged over the
     seeds), with the 95 % percentile two-level bootstrap interval (`*_low`, `*_high`: resample
-    the runs, then the images); p: Wilcoxon signed-rank p of the D_i (NaN where the number of
+    the runs, then the images; NaN where :attr:`no_interval`); p: Wilcoxon signed-rank p of the D_i (NaN where the number of
     non-zero D_i cannot reach ALPHA); prob: P(A > B) over (image, seed) pairs, ties counting ½.
     same_model: the runs are paired by seed (the same trained model, e.g. TTA on/off) rather
     than resampled separately (separately trained models).
@@ -194,9 +194,23 @@ class Paired:
         """ "3 seeds" for runs paired by seed, "3 + 2 seeds" for separately trained models."""
         return f"{self.n_seeds} seeds" if self.same_model else f"{self.n_seeds} + {self.n_seeds_b} seeds"
 
+    @property
+    def no_interval(self) -> str:
+        """Why there is no interval (and no verdict), or "" if there is one: a bootstrap over
+        fewer than MIN_INTERVAL_RUNS images, or over fewer runs of separately trained models (the
+        training variance of 2 runs is no estimate), cannot cover 95 %."""
+        if self.n_images < MIN_INTERVAL_RUNS:
+            return f"no interval: {self.n_images} images"
+        if not self.same_model and min(self.n_seeds, self.n_seeds_b) < MIN_INTERVAL_RUNS:
+            return f"no interval: {self.seeds_text()}"
+        return ""
+
     def verdicts(self) -> np.ndarray:
-        """Per τ +1 (win: the mean's interval lies above 0), −1 (loss: below 0) or 0 (tie)."""
-        return np.where(self.mean_low > 0, 1, np.where(self.mean_high < 0, -1, 0))
+        """Per τ +1 (win: the mean's interval lies above 0), −1 (loss: below 0), 0 (tie: it
+        contains 0) or NaN (no interval: :attr:`no_interval`)."""
+        if self.no_interval:
+            return np.full(len(self.mean), np.nan)
+        return np.where(self.mean_low > 0, 1.0, np.where(self.mean_high < 0, -1.0, 0.0))
 
 
 def wilcoxon_testable(n: int) -> bool:
@@ -254,7 +268,7 @@ def paired_images(a: np.ndarray, b: np.ndarray, same_model: bool, taus: tuple[fl
     tail = 100 * (1 - CONFIDENCE) / 2
     mean_ci = np.percentile(np.concatenate(means), [tail, 100 - tail], axis=0)
     median_ci = np.percentile(np.concatenate(medians), [tail, 100 - tail], axis=0)
-    return Paired(
+    paired = Paired(
         n_seeds=len(a),
         n_seeds_b=len(b),
         n_images=n_images,
@@ -269,3 +283,7 @@ def paired_images(a: np.ndarray, b: np.ndarray, same_model: bool, taus: tuple[fl
         prob=prob,
         taus=taus,
     )
+    if paired.no_interval:
+        for part in ("mean_low", "mean_high", "median_low", "median_high"):
+            setattr(paired, part, np.full(len(taus), np.nan))
+    return paired

@@ -115,3 +115,14 @@ def test_no_interval_from_too_few_images_or_runs() -> None:
     separate = stats.paired_images(b[:2] + 0.1, b[:2], same_model=False, taus=(0.5,))
     assert separate.no_interval == "no interval: 2 + 2 seeds" and np.isnan(separate.median_high).all()
     assert stats.paired_images(b[:2] + 0.1, b[:2], same_model=True, taus=(0.5,)).verdicts()[0] == 1
+
+
+def test_a_row_says_why_it_has_no_test() -> None:
+    from embedseg.report.comparison import paired_rows
+
+    b = np.full((1, 8, 1), 0.5)
+    d = np.array([0.1, 0.2, 0.1, 0, 0, 0, 0, 0])  # 3 of 8 images differ: 2/2³ > α
+    paired = stats.paired_images(b + d[None, :, None], b, same_model=True, taus=(0.5,))
+    assert paired.n_nonzero[0] == 3 and np.isnan(paired.p[0])
+    mean_row = paired_rows(paired, "A", "B")[0]
+    assert mean_row[2].plain().endswith("not testable (3 of 8 images differ)") and "[" in mean_row[2].plain()

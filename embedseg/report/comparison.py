@@ -34,16 +34,16 @@ def paired_rows(paired: Paired, a: str, b: str) -> list[list[Cell]]:
     """Rows of a per-image paired comparison of A with B (columns: name, n, τ…): the mean
     difference [interval] with the Wilcoxon p, the median difference [interval], P(A > B)."""
 
-    def remark(p: float) -> str:
+    def remark(p: float, nonzero: int) -> str:
         if np.isfinite(p):
             return ""
         if paired.no_interval:  # "no interval: 3 images" -> "no interval, no test: 3 images"
             return paired.no_interval.replace("no interval", "no interval, no test")
-        return f"not testable ({paired.n_images} images)"
+        return f"not testable ({nonzero} of {paired.n_images} images differ)"
 
     mean = [
-        Cell(m, signed=True, ci=(lo, hi), p=p, remark=remark(p) or paired.no_interval)
-        for m, lo, hi, p in zip(paired.mean, paired.mean_low, paired.mean_high, paired.p)
+        Cell(m, signed=True, ci=(lo, hi), p=p, remark=remark(p, k) or paired.no_interval)
+        for m, lo, hi, p, k in zip(paired.mean, paired.mean_low, paired.mean_high, paired.p, paired.n_nonzero)
     ]
     median = [
         Cell(m, signed=True, ci=(lo, hi), remark=paired.no_interval)

@@ -181,6 +181,7 @@ class Paired:
     median_high: np.ndarray
     p: np.ndarray
     prob: np.ndarray
+    n_nonzero: np.ndarray  # images with D_i ≠ 0, the sample size of the Wilcoxon test
     taus: tuple[float, ...] = TAUS
 
     def record(self) -> dict[str, float]:
@@ -281,6 +282,7 @@ def paired_images(a: np.ndarray, b: np.ndarray, same_model: bool, taus: tuple[fl
         median_high=median_ci[1],
         p=_wilcoxon_p(per_image),
         prob=prob,
+        n_nonzero=(per_image != 0).sum(axis=0),
         taus=taus,
     )
     if paired.no_interval:

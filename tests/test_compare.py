@@ -45,6 +45,11 @@ def test_compare_tta_against_no_tta_pairs_by_seed(results: Path, tmp_path: Path,
     assert "|   verdict |  | win |" in printed
 
 
-def test_compare_without_a_common_data_set_fails(results: Path, capsys) -> None:
+def test_compare_refuses_a_missing_method_and_its_inputs_as_out(results: Path, capsys) -> None:
     assert main(["compare", "embedseg-medoid-tta", "3class-unet", "--results", str(results)]) == 2
     assert "no data set has scores of both" in capsys.readouterr().err
+    scores = results / "scores" / DS / "embedseg-medoid-tta" / "seed0.csv"
+    before = scores.read_text()
+    argv = ["compare", "embedseg-medoid-tta", "embedseg-medoid-notta", "--results", str(results)]
+    assert main([*argv, "--out", str(scores), "--force"]) == 2
+    assert "RESULTS_DIR/scores" in capsys.readouterr().err and scores.read_text() == before

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import layout
 from ..io import DataError, atomic_write
+from ..outputs import check_output_file
 from .comparison import paired_note, paired_rows
 from .render import Cell, Grid, to_markdown
 from .results import collect, paired_scores
@@ -104,9 +105,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with both)")
     parser.add_argument("--metric", choices=list(METRICS), default="ap", help="score compared (default: AP_dsb)")
     parser.add_argument("--out", type=Path, metavar="CSV", help="also write one row per data set and τ")
+    parser.add_argument("--force", action="store_true", help="replace CSV even if `embedseg compare` did not write it")
+
+
+def is_compare_file(path: Path) -> bool:
+    """True for a CSV that `embedseg compare` wrote (its header starts with dataset,a,b,)."""
+    with open(path, "rb") as handle:
+        return handle.readline().startswith(b"dataset,a,b,")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        inputs = {f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "data")}
+        check_output_file(args.out, inputs, is_compare_file, "embedseg compare", args.force)
     found = compare(args.results, args.a, args.b, args.datasets, args.metric)
     if args.out:
         with atomic_write(args.out) as tmp:

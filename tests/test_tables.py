@@ -166,6 +166,8 @@ def test_table2_paired_deltas_and_per_image_rows(results: Path, tmp_path: Path) 
     assert "|   per image: mean Δ | 3 + 3 seeds × 2 images | -0.100 no interval, no test: 2 images |" in md
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert not any("p =" in line for line in rows)
+    tex = (out / "table2.tex").read_text()
+    assert r"3 + 3 seeds $\times$ 2 images" in tex and all(ord(c) < 128 for c in tex)  # pdflatex-safe
     again = make_tables(results, tmp_path / "again")
     assert (again / "table2.csv").read_text() == (out / "table2.csv").read_text()  # seeded: deterministic
 

@@ -192,6 +192,10 @@ _LATEX_SPECIAL = {
     "−": "$-$",
     "…": r"\dots{}",
     "†": r"$^\dagger$",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+    "α": r"$\alpha$",
+    "½": r"$\frac{1}{2}$",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
 }

@@ -38,6 +38,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "embedseg.report.tables",
         "write Table 1, Table 2 and the comparison to the paper from per-image scores",
     ),
+    "compare": (
+        "embedseg.report.compare",
+        "compare two methods image by image: paired differences, Wilcoxon, P(A > B)",
+    ),
     "figures": ("embedseg.report.figures", "draw the qualitative panels, AP-vs-threshold curves and training curves"),
 }
 

@@ -4,9 +4,12 @@ Ground truth and predictions are label TIFFs with the same file names: 2-D label
 (GT also one-hot stacks (K, H, W)) or, for a 3-D data set, label volumes (Z, Y, X); which one a
 3-axis GT is comes from the data set's ``ndim`` (``--ndim``, default: the dataset.json of the
 prepared data set the GT folder belongs to), never from its shape. The scores file has one
-row per image and threshold τ = 0.10, 0.15, …, 0.90, columns :data:`COLUMNS` (embedseg.core.metrics
-defines each, counting voxels in 3-D); the mean of `ap` over images at τ = 0.50 … 0.90 is the
-number the paper reports in 2-D, at τ = 0.1, 0.2, …, 0.9 in 3-D.
+row per image and threshold τ = 0.10, 0.15, …, 0.95, columns :data:`COLUMNS` (embedseg.core.metrics
+defines each, counting voxels in 3-D). `ap` is AP_dsb = TP/(TP+FP+FN) (the Data Science Bowl's
+"average precision" of one image at one τ), not COCO's AP (area under a precision–recall curve);
+the mean of `ap` over images at τ = 0.50 … 0.90 is the number the paper reports in 2-D, at
+τ = 0.1, 0.2, …, 0.9 in 3-D. `msa` (the same on every row of an image) is the mean of `ap` over
+τ = 0.50 … 0.95, `f1` at τ = 0.50 the F1@0.5 of the current literature.
 ``--objects`` also writes one row per GT object and per unmatched prediction at one τ, so that the
 failures can be found (:func:`object_rows`). ``--ignore-label`` and ``--exclude-border`` change
 which pixels and objects are scored (both off by default, as in the paper).
@@ -42,6 +45,7 @@ COLUMNS = [
     "rq",
     "pq",
     "seg",
+    "msa",
 ]
 OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
@@ -210,7 +214,12 @@ def is_scores_file(path: Path) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
     parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
-    parser.add_argument("--out", required=True, metavar="CSV", help=f"scores file ({','.join(COLUMNS)})")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="CSV",
+        help=f"scores file ({','.join(COLUMNS)}); ap = AP_dsb = TP/(TP+FP+FN), not COCO AP",
+    )
     parser.add_argument(
         "--one-hot",
         choices=("auto", "yes", "no"),
@@ -275,10 +284,23 @@ def run(args: argparse.Namespace) -> int:
     write_scores(args.out, scores)
     if args.objects:
         write_scores(args.objects, objects)
-    means = scores.groupby("tau")[["ap", "f1", "pq"]].mean()
-    n_images = scores["image"].nunique()
-    seg = scores.groupby("image")["seg"].first().mean()
-    print(f"mean over {n_images} images (AP_dsb, F1, PQ); SEG {seg:.4f}:")
-    for tau, row in means.iterrows():
-        print(f"  tau {tau:.2f}: {row['ap']:.4f}  f1 {row['f1']:.4f}  pq {row['pq']:.4f}")
+    print(summary_text(scores))
     return 0
+
+
+def summary_text(scores: pd.DataFrame) -> str:
+    """The means over images that `evaluate` prints, every number labelled: the per-image scores
+    independent of τ (mSA, F1@0.5, SEG), then AP_dsb, F1 and PQ per τ."""
+    means = scores.groupby("tau")[["ap", "f1", "pq"]].mean()
+    per_image = scores.groupby("image")[["msa", "seg"]].first().mean()
+    f1_050 = means["f1"].get(0.5, float("nan"))
+    lines = [
+        f"mean over {scores['image'].nunique()} images: mSA (AP_dsb over tau 0.50-0.95) {per_image['msa']:.4f}  "
+        f"F1@0.50 {f1_050:.4f}  SEG {per_image['seg']:.4f}",
+        "per tau (AP_dsb = TP/(TP+FP+FN), not COCO AP):",
+    ]
+    lines += [
+        f"  tau {tau:.2f}: AP_dsb {row['ap']:.4f}  F1 {row['f1']:.4f}  PQ {row['pq']:.4f}"
+        for tau, row in means.iterrows()
+    ]
+    return "\n".join(lines)

@@ -100,7 +100,7 @@ def baseline_python(venv: str, modules: str, make_target: str) -> Path:
 def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> float:
     """Score predictions with `embedseg evaluate` (in this process); mean AP_dsb at IoU 0.5.
 
-    Every image must have one row per threshold τ = 0.10 … 0.90.
+    Every image must have one row per threshold of EVALUATION_THRESHOLDS (τ = 0.10 … 0.95).
     """
     from embedseg.cli import main
     from embedseg.core.metrics import EVALUATION_THRESHOLDS

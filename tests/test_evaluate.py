@@ -63,8 +63,9 @@ def test_cli_writes_scores_objects_and_prints_means(folders, capsys):
         "rq",
         "pq",
         "seg",
+        "msa",
     ]
-    assert len(scores) == 2 * 17 and sorted(scores.tau.unique()) == pytest.approx(np.arange(0.1, 0.91, 0.05))
+    assert len(scores) == 2 * 18 and sorted(scores.tau.unique()) == pytest.approx(np.arange(0.1, 0.96, 0.05))
     a = scores[scores.image == "a.tif"]
     assert (a.ap == 1).all() and (a.tp == 2).all() and (a.pq == 1).all() and (a.seg == 1).all()
     b = scores[scores.image == "b.tif"].set_index("tau")
@@ -73,6 +74,8 @@ def test_cli_writes_scores_objects_and_prints_means(folders, capsys):
     # b at τ = 0.5: one pair of IoU 0.6, one GT object missed: F1 = 2/3, SQ = 0.6, PQ = 0.4, SEG = 0.6/2
     assert (b.loc[0.5, "precision"], b.loc[0.5, "recall"], b.loc[0.5, "f1"]) == pytest.approx((1, 0.5, 2 / 3))
     assert (b.loc[0.5, "sq"], b.loc[0.5, "pq"], b.loc[0.5, "seg"]) == pytest.approx((0.6, 0.4, 0.3))
+    # b's mSA: AP_dsb 1/2 at τ = 0.50, 0.55, 0.60 (the IoU-0.6 pair), 0 at the seven τ up to 0.95.
+    assert b.msa.to_numpy() == pytest.approx(np.full(18, 3 * 0.5 / 10)) and (a.msa == 1).all()
     table = pd.read_csv(objects)
     assert list(table.columns) == ["image", "tau", "gt_id", "pred_id", "iou", "status"]
     b_objects = table[table.image == "b.tif"].set_index("gt_id")
@@ -80,7 +83,9 @@ def test_cli_writes_scores_objects_and_prints_means(folders, capsys):
     assert b_objects.loc[2, "status"] == "missed" and b_objects.loc[2, "pred_id"] == 0
     assert (table.tau == 0.5).all() and len(table) == 4
     printed = capsys.readouterr().out
-    assert "tau 0.50: 0.7500" in printed and "tau 0.90: 0.5000" in printed and "SEG 0.6500" in printed
+    assert "tau 0.50: AP_dsb 0.7500  F1 0.8333" in printed and "tau 0.95: AP_dsb 0.5000" in printed
+    assert "mSA (AP_dsb over tau 0.50-0.95) 0.5750  F1@0.50 0.8333  SEG 0.6500" in printed
+    assert "not COCO AP" in printed
 
 
 def test_objects_show_near_misses_and_false_positives(folders):

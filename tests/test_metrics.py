@@ -293,8 +293,29 @@ def test_every_score_equals_stardist_matching_on_random_label_images(tmp_path):
         ours = counts.scores()
         for column, expected in theirs.items():
             np.testing.assert_allclose(ours[column], expected, rtol=1e-6, atol=1e-9, err_msg=column)
+        # mSA = mean of StarDist's accuracy (AP_dsb) over τ = 0.50 … 0.95, the same on every row.
+        msa = theirs["ap"][np.isin(taus, metrics.MSA_THRESHOLDS)].mean()
+        np.testing.assert_allclose(ours["msa"], msa, rtol=1e-6, atol=1e-9, err_msg="msa")
         conflicts += int(((counts.iou >= 0.1).sum(axis=0) > 1).any())
     assert conflicts >= 3  # the Hungarian step was really exercised
+
+
+def test_msa_and_f1_of_a_hand_made_case():
+    # GT objects 1 and 2 (8 and 6 pixels); prediction 5 is 6 pixels of object 1 (IoU 6/8),
+    # prediction 6 is object 2 exactly, prediction 7 is spurious: TP 2, FP 1, FN 0 while
+    # τ ≤ 0.75, then TP 1, FP 2, FN 1.
+    true = np.zeros((4, 8), dtype=np.int32)
+    true[0:2, 0:4], true[3, 0:6] = 1, 2
+    pred = np.zeros_like(true)
+    pred[0:2, 0:3] = 5
+    pred[3, 0:6], pred[1, 6:8] = 6, 7
+    counts = metrics.match_labels(true, pred, metrics.EVALUATION_THRESHOLDS)
+    ap = dict(zip(metrics.EVALUATION_THRESHOLDS.round(2), counts.ap))
+    assert ap[0.75] == pytest.approx(2 / 3) and ap[0.8] == pytest.approx(1 / 4) and ap[0.95] == pytest.approx(1 / 4)
+    # Over τ = 0.50 … 0.95: six thresholds at 2/3, four at 1/4.
+    assert counts.msa == pytest.approx((6 * 2 / 3 + 4 * 1 / 4) / 10)
+    assert counts.scores()["f1"][np.isclose(counts.thresholds, 0.5)] == pytest.approx(2 * 2 / (2 * 2 + 1))
+    assert np.isnan(metrics.match_labels(true, pred, metrics.THRESHOLDS).msa)  # 0.95 not evaluated
 
 
 def test_hand_made_scores_pq_and_seg():

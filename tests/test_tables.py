@@ -31,7 +31,8 @@ SD_EMBEDSEG = np.std([0.8, 0.8, 0.9], ddof=1)  # 0.0577
 
 
 def write_scores(path: Path, ap_at_050: tuple[float, ...]) -> None:
-    """Scores as `evaluate` writes them (τ = 0.10 … 0.90); F1 = AP + 0.05, the other scores 0."""
+    """Scores as `evaluate` writes them (τ = 0.10 … 0.95); F1 = AP + 0.05, mSA the mean of AP
+    over τ = 0.50 … 0.95 (AP at 0.50 − 0.225), the other scores 0."""
     rows = [
         dict(
             image=f"img{i}.tif",
@@ -48,6 +49,7 @@ def write_scores(path: Path, ap_at_050: tuple[float, ...]) -> None:
             rq=0,
             pq=0,
             seg=0,
+            msa=ap - 0.225,
         )
         for i, ap in enumerate(ap_at_050)
         for tau in EVALUATION_THRESHOLDS
@@ -86,9 +88,11 @@ def test_table1_means_sds_memory_and_rows(results: Path, tmp_path: Path) -> None
     assert ours["ap_0.50"] == pytest.approx(0.8 + 1 / 30)
     assert ours["ap_0.70"] == pytest.approx(0.8 + 1 / 30 - 0.2)
     assert ours["sd_0.50"] == pytest.approx(SD_EMBEDSEG) and ours["sd_0.90"] == pytest.approx(SD_EMBEDSEG)
-    # Runs 0.8, 0.8, 0.9: a bootstrap mean is 0.8 with probability (2/3)³ = 0.30 and 0.9 with
-    # 1/27 = 0.037, both > 2.5 %, so the 95 % percentile interval is [0.8, 0.9].
-    assert (ours["ci_low_0.50"], ours["ci_high_0.50"]) == pytest.approx((0.8, 0.9))
+    assert np.isnan(ours["ci_low_0.50"]) and np.isnan(ours["ci_high_0.50"])  # 3 runs: no interval
+    # The scores of the current literature: τ = 0.95, mSA and F1@0.5, with their sd over runs.
+    assert ours["ap_0.95"] == pytest.approx(0.8 + 1 / 30 - 0.45)
+    assert (ours["msa"], ours["sd_msa"]) == pytest.approx((0.8 + 1 / 30 - 0.225, SD_EMBEDSEG))
+    assert ours["f1_0.50"] == pytest.approx(0.8 + 1 / 30 + 0.05) and np.isnan(ours["ci_low_msa"])
     assert ours["memory_gib"] == pytest.approx(3.0) and ours["memory_kind"] == "cuda_max_allocated"
     unet = table.loc[(DS, "3class-unet")]
     assert (unet["ap_0.50"], unet["sd_0.50"]) == pytest.approx((0.45, np.std([0.4, 0.5], ddof=1)))
@@ -107,68 +111,144 @@ def test_best_and_second_best_marked_among_measured_rows(results: Path, tmp_path
     out = make_tables(results, tmp_path / "t")
     md, tex = (out / "table1.md").read_text(), (out / "table1.tex").read_text()
     # EmbedSeg best, Neven et al. second at every τ; PatchPerPix's reported 0.930 is higher but not ranked.
-    assert md.count("**0.833 ± 0.058 [0.800, 0.900]**") == 1 and md.count("<u>0.733 ± 0.058 [0.700, 0.800]</u>") == 1
+    # 3 runs: the mean, marked †, and each run's value; no interval, no p-value in any row.
+    assert md.count("**0.833† (0.800, 0.800, 0.900)**") == 1 and md.count("<u>0.733† (0.700, 0.700, 0.800)</u>") == 1
+    assert "| 3-Class U-Net | 2 | 0.450† (0.400, 0.500) |" in md
+    assert "† n < 5: no interval, no test" in md and "t-interval of the mean, n − 1 degrees of freedom" in md
+    assert "training seeds on the fixed test set" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert not any("[" in line or "p =" in line or " ± " in line for line in rows)
     bbbc = md.split("### synthetic-cells")[0]
-    assert bbbc.count("**") == 2 * len(TAUS) and bbbc.count("<u>") == len(TAUS)
+    ranked = len(TAUS) + 2  # the τ columns, mSA and F1@0.5
+    assert bbbc.count("**") == 2 * ranked and bbbc.count("<u>") == ranked
+    assert "| mSA | F1@0.5 |" in md and "| **0.608† (0.575, 0.575, 0.675)** |" in md
     assert "| PatchPerPix | reported | 0.930 |" in md
     assert "not run: stardist is not installed" in md
     assert (
-        r"\shortstack{$\mathbf{0.833}$\\{\scriptsize $\pm 0.058$}\\{\scriptsize $[0.800, 0.900]$}}" in tex
-        and r"$\underline{0.733}$" in tex
+        r"\shortstack{$\mathbf{0.833}^{\dagger}$\\{\scriptsize $(0.800, 0.800, 0.900)$}}" in tex
+        and r"$\underline{0.733}^{\dagger}$" in tex
     )
     assert r"PatchPerPix\textsuperscript{c}" in tex and r"\textsuperscript{c}reported: Hirsch" in tex
-    assert (
-        tex.split("synthetic-cells")[0].count(r"\mathbf{") == len(TAUS) and "\\toprule" in tex and "\\bottomrule" in tex
-    )
+    assert tex.split("synthetic-cells")[0].count(r"\mathbf{") == ranked and "\\toprule" in tex and "\\bottomrule" in tex
 
 
-def test_table2_paired_deltas_intervals_and_sign_flip_p(results: Path, tmp_path: Path) -> None:
+def test_table2_paired_deltas_and_per_image_rows(results: Path, tmp_path: Path) -> None:
     out = make_tables(results, tmp_path / "t")
     frame = pd.read_csv(out / "table2.csv")
-    table = frame[~frame.quantity.str.endswith("_seed")].set_index(["dataset", "method"])
-    neven = table.loc[(DS, "embedseg-centroid-notta")]
-    assert neven["quantity"] == "delta_AP" and neven["runs"] == 3
-    assert neven["value_0.50"] == pytest.approx(-0.1) and neven["sd_0.50"] == pytest.approx(0.0, abs=1e-12)
-    # Three differences of −0.1: 2 of the 2³ sign patterns reach |mean| 0.1, so p = 1/4 exactly.
-    assert neven["p_0.50"] == pytest.approx(0.25) and neven["ci_low_0.50"] == pytest.approx(-0.1)
-    centroid = table.loc[(DS, "embedseg-centroid-tta")]  # paired differences −0.05, 0, −0.05
-    assert centroid["value_0.80"] == pytest.approx(-1 / 30) and centroid["sd_0.80"] == pytest.approx(
-        np.std([-0.05, 0, -0.05], ddof=1)
-    )
-    assert centroid["p_0.80"] == pytest.approx(0.5)  # the 0 flips to itself: 4 of 8 patterns reach |mean| 1/30
-    assert (centroid["ci_low_0.80"], centroid["ci_high_0.80"]) == pytest.approx((-0.05, 0.0))
+    runs = frame[frame.quantity == "delta_AP"].set_index(["dataset", "method"])
+    neven = runs.loc[(DS, "embedseg-centroid-notta")]
+    assert neven["runs"] == 3 and neven["value_0.50"] == pytest.approx(-0.1)
+    assert neven["sd_0.50"] == pytest.approx(0.0, abs=1e-12)
+    # 3 pairs: the sign-flip test's smallest p is 2/2³ = 0.25 > α, so no p and no interval.
+    assert np.isnan(neven["p_0.50"]) and np.isnan(neven["ci_low_0.50"])
+    centroid = runs.loc[(DS, "embedseg-centroid-tta")]  # paired differences −0.05, 0, −0.05
+    assert centroid["value_0.80"] == pytest.approx(-1 / 30)
+    assert centroid["sd_0.80"] == pytest.approx(np.std([-0.05, 0, -0.05], ddof=1))
     seeds = frame[(frame.method == "embedseg-centroid-tta") & (frame.quantity == "delta_AP_seed")]
     assert seeds.set_index("seed")["value_0.50"].to_dict() == pytest.approx({0: -0.05, 1: 0.0, 2: -0.05})
-    assert table.loc[(DS, "embedseg-medoid-tta"), "value_0.50"] == pytest.approx(0.8 + 1 / 30)
-    assert "synthetic-cells" not in table.index.get_level_values("dataset")  # no ablation runs there
-    assert "| both (= Neven et al.) | 3 | -0.100 ± 0.000 [-0.100, -0.100] p = 0.25 |" in (out / "table2.md").read_text()
+    assert frame.set_index(["method", "quantity"]).loc[("embedseg-medoid-tta", "AP"), "value_0.50"] == pytest.approx(
+        0.8 + 1 / 30
+    )
+    assert "synthetic-cells" not in set(frame.dataset)  # no ablation runs there
+    # Per image (Neven − EmbedSeg): image a 0.733 − 0.9, image b 0.733 − 0.767 over the seeds:
+    # mean and median −0.1; separately trained models: every one of the 3 × 3 seed pairs per image.
+    image = frame[frame.quantity == "delta_AP_image"].set_index("method").loc["embedseg-centroid-notta"]
+    assert (image["runs"], image["n_seeds_embedseg"], image["n_images"]) == (3, 3, 2)
+    assert image["pairing"] == "two-level bootstrap"
+    assert (image["value_0.50"], image["median_0.50"]) == pytest.approx((-0.1, -0.1))
+    # P(Neven > EmbedSeg) over (image, seed pair), ties ½: image a, 0.7/0.6/0.9 against 0.9/0.8/1.0,
+    # 1 win and 1 tie; image b, 0.7/0.8/0.7 against 0.7/0.8/0.8, 1 win and 4 ties: (2.5 + 3) / 18.
+    assert image["prob_0.50"] == pytest.approx(4.5 / 18)
+    # 2 images (and 3 runs of separately trained models): no interval, no test.
+    assert np.isnan(image["ci_low_0.50"]) and np.isnan(image["median_low_0.50"]) and np.isnan(image["p_0.50"])
+    md = (out / "table2.md").read_text()
+    assert "| both (= Neven et al.) | 3 | -0.100† (-0.100, -0.100, -0.100) |" in md
+    assert "|   per image: mean Δ | 3 + 3 seeds × 2 images | -0.100 no interval, no test: 2 images |" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert not any("p =" in line for line in rows)
+    tex = (out / "table2.tex").read_text()
+    assert r"3 + 3 seeds $\times$ 2 images" in tex and all(ord(c) < 128 for c in tex)  # pdflatex-safe
     again = make_tables(results, tmp_path / "again")
     assert (again / "table2.csv").read_text() == (out / "table2.csv").read_text()  # seeded: deterministic
 
 
-def test_comparison_verdicts_use_the_standard_error_of_the_difference(results: Path, tmp_path: Path) -> None:
+def nine_runs(run: Path, images: int = 6) -> None:
+    """EmbedSeg and Neven et al. over 9 seeds on `images` test images; Neven et al. is worse
+    on every image of every seed."""
+    rng = np.random.default_rng(3)
+    for seed in range(9):
+        ours = 0.7 + 0.05 * rng.standard_normal() + 0.02 * np.arange(images)
+        write_scores(run / "scores" / DS / "embedseg-medoid-tta" / f"seed{seed}.csv", tuple(ours))
+        worse = ours - 0.05 - 0.01 * rng.random(images)
+        write_scores(run / "scores" / DS / "embedseg-centroid-notta" / f"seed{seed}.csv", tuple(worse))
+
+
+def test_nine_runs_give_t_intervals_and_p_values(tmp_path: Path) -> None:
+    from scipy.stats import t
+
+    run = tmp_path / "results" / "nine"
+    nine_runs(run)
+    out = make_tables(run, tmp_path / "t")
+    table1 = pd.read_csv(out / "table1.csv").set_index("method")
+    ours = table1.loc["embedseg-medoid-tta"]
+    half = t.ppf(0.975, 8) * ours["sd_0.50"] / 3
+    assert (ours["ci_low_0.50"], ours["ci_high_0.50"]) == pytest.approx(
+        (ours["ap_0.50"] - half, ours["ap_0.50"] + half)
+    )
+    md1 = (out / "table1.md").read_text()
+    assert f"[{ours['ap_0.50'] - half:.3f}, {ours['ap_0.50'] + half:.3f}]" in md1 and "†" not in md1.split("\n\n")[2]
+    frame = pd.read_csv(out / "table2.csv").set_index("quantity")
+    # Every one of the 9 differences is negative: exact sign-flip p = 2/2⁹.
+    assert frame.loc["delta_AP", "p_0.50"] == pytest.approx(2 / 2**9)
+    # 6 images, each worse under Neven et al.: exact Wilcoxon p = 2/2⁶ < 0.05, so it is printed.
+    assert frame.loc["delta_AP_image", "p_0.50"] == pytest.approx(2 / 2**6)
+    md = (out / "table2.md").read_text()
+    rows = "\n".join(line for line in md.splitlines() if line.startswith("| "))
+    assert "p = 0.0039" in rows and "p = 0.031" in rows and "not testable" not in rows and "no interval" not in rows
+    # 9 + 9 runs × 6 images: the two-level bootstrap interval of EmbedSeg − Neven lies above 0 at every τ.
+    assert "| both (= Neven et al.) | 9–0–0 | 9–0–0 |" in (out / "comparison_to_paper.md").read_text()
+
+
+def test_five_runs_have_an_interval_but_no_test(tmp_path: Path) -> None:
+    run = tmp_path / "results" / "five"
+    nine_runs(run)
+    for method in ("embedseg-medoid-tta", "embedseg-centroid-notta"):
+        for seed in range(5, 9):
+            (run / "scores" / DS / method / f"seed{seed}.csv").unlink()
+    md = (make_tables(run, tmp_path / "t") / "table2.md").read_text()
+    # 2/2⁵ = 0.0625 ≥ α: the interval is shown, the p-value is not.
+    assert "not testable at n = 5" in md and "p = 0.062" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| both"))
+    assert "[" in row and "†" not in row
+
+
+def test_comparison_verdicts_use_the_t_quantile(results: Path, tmp_path: Path) -> None:
     text = (make_tables(results, tmp_path / "t") / "comparison_to_paper.md").read_text()
     bbbc, synthetic = text.split("## synthetic-cells")
-    # 3-Class U-Net: n = 2, sd 0.0707, SE = 0.0707·√(1/2 + 1/9) = 0.055: |0.45 − 0.521| = 0.071 ≤ 1.96 SE,
-    # but at τ = 0.65 |0.30 − 0.44| = 0.14 > 0.108 (± 2 sd = 0.141 of single runs would have accepted it).
+    # EmbedSeg: n = 3, sd 0.0577, SE = 0.0577·√(1/3 + 1/9) = 0.0385, t(0.975, 2) = 4.30: at τ = 0.50
+    # |0.833 − 0.962| = 0.129 ≤ 0.166 (1.96 SE = 0.075 would have said no), at 0.55 0.169 > 0.166.
+    # The 3-Class U-Net has 2 runs: no verdict, so 4 rows × 9 τ are compared.
     assert (
-        "Verdict: not consistent with the paper — within 1.96 standard errors of the difference in "
-        "13 of 45 cells" in bbbc
+        "Verdict: not consistent with the paper — within t(0.975, n − 1) standard errors of the difference "
+        "in 14 of 36 cells" in bbbc
     )
-    assert "3-Class U-Net (6/9 τ), Neven et al. (8/9 τ), EmbedSeg (9/9 τ), ΔAP both (= Neven et al.) (9/9 τ)." in bbbc
-    assert "| 3-Class U-Net | ours (n = 2) | 0.450 ± 0.071 [0.400, 0.500] |" in bbbc
-    assert "|  | difference | -0.071 |" in bbbc and "|  | SE of difference | 0.055 |" in bbbc
-    assert "|  | consistent (≤ 1.96 SE) | yes | yes | yes | NO |" in bbbc
-    assert "Not in the paper" in synthetic and "Verdict" not in synthetic
+    assert "Neven et al. (7/9 τ), EmbedSeg (6/9 τ), ΔAP both (= Neven et al.) (9/9 τ)." in bbbc
+    assert "3-Class U-Net (" not in bbbc.split("Verdict")[1].split("\n")[0]
+    assert "| 3-Class U-Net | ours (n = 2) | 0.450† (0.400, 0.500) |" in bbbc
+    assert "|  | consistent (≤ t SE) | yes | NO | NO |" in bbbc
+    assert "|  | consistent (≤ t SE) |  |  |" in bbbc  # the U-Net's row: no verdict from 2 runs
+    assert "Not in the paper" in synthetic and "Verdict" not in synthetic.split("## EmbedSeg against")[0]
+    # The win/tie/loss summary: 2 test images give no interval, so no verdict.
+    assert "| 3-Class U-Net | 0–0–0, no verdict at 9 τ | 0–0–0, no verdict at 9 τ |" in text
     flagged = (make_tables(results, tmp_path / "f", not_comparable="demo data") / "comparison_to_paper.md").read_text()
     assert "Not comparable to the paper: demo data" in flagged and "Verdict" not in flagged
 
 
-@pytest.mark.parametrize("offset, consistent", [(0.07, True), (0.08, False)])
-def test_comparison_consistent_within_196_standard_errors(
+@pytest.mark.parametrize("offset, consistent", [(0.16, True), (0.17, False)])
+def test_comparison_consistent_within_t_standard_errors(
     results: Path, tmp_path: Path, offset: float, consistent: bool
 ) -> None:
-    # EmbedSeg: n = 3, sd 0.0577: 1.96 · 0.0577 · √(1/3 + 1/9) = 0.0754 (+ 0.0005 rounding).
+    # EmbedSeg: n = 3, sd 0.0577: t(0.975, 2) · 0.0577 · √(1/3 + 1/9) = 0.1656 (+ 0.0005 rounding).
     paper = tmp_path / "paper.yaml"
     ours = [round(float(0.8 + 1 / 30 - (t - 0.5) + offset), 3) for t in TAUS]
     paper.write_text(
@@ -178,7 +258,8 @@ def test_comparison_consistent_within_196_standard_errors(
     )
     text = (make_tables(results, tmp_path / "t", paper=paper) / "comparison_to_paper.md").read_text()
     expected = (
-        f"Verdict: consistent with the paper — within 1.96 standard errors of the difference in all {len(TAUS)} cells"
+        "Verdict: consistent with the paper — within t(0.975, n − 1) standard errors of the difference in all "
+        f"{len(TAUS)} cells"
     )
     assert (expected in text) == consistent
 
@@ -196,7 +277,7 @@ def test_rows_the_paper_took_from_published_models_are_trained_here(tmp_path: Pa
 
 
 def test_any_metric_can_be_tabulated(results: Path, tmp_path: Path) -> None:
-    assert set(METRICS) == set(COLUMNS[COLUMNS.index("ap") :])  # every per-τ score of `evaluate`
+    assert set(METRICS) == set(COLUMNS[COLUMNS.index("ap") :])  # every score of `evaluate`
     out = tmp_path / "f1"
     assert main(["tables", str(results), "--paper", str(PAPER), "--out", str(out), "--metric", "f1"]) == 0
     table = pd.read_csv(out / "table1.csv").set_index(["dataset", "method"])

@@ -10,6 +10,9 @@ with a zero denominator is 0):
 - precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2·TP / (2·TP + FP + FN);
 - mean matched IoU = SQ = mean IoU of the TP pairs, RQ = F1 and panoptic quality PQ = SQ · RQ
   (Kirillov et al. 2019; StarDist's ``panoptic_quality``);
+- mSA (mean segmentation accuracy, independent of τ): the mean of AP_dsb over τ = 0.50, 0.55,
+  …, 0.95 (:data:`MSA_THRESHOLDS`; NaN if some of them were not evaluated), and F1 at τ = 0.5
+  is the F1 row at 0.50 — the scores of the current literature (NeurIPS 2022 cell segmentation);
 - SEG of the Cell Tracking Challenge (independent of τ): per GT object R the IoU with the
   prediction S covering more than half of R (|R ∩ S| > 0.5·|R|), else 0; averaged over R.
 
@@ -37,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(0.50, 0.90 + 1e-9, 0.05), 2)  # the paper's 2D tables: τ = 0.50, 0.55, …, 0.90
-EVALUATION_THRESHOLDS = np.round(np.arange(0.10, 0.90 + 1e-9, 0.05), 2)  # what `evaluate` writes: 0.10 … 0.90
+EVALUATION_THRESHOLDS = np.round(np.arange(0.10, 0.95 + 1e-9, 0.05), 2)  # what `evaluate` writes: 0.10 … 0.95
+MSA_THRESHOLDS = np.round(np.arange(0.50, 0.95 + 1e-9, 0.05), 2)  # mSA = mean AP_dsb over τ = 0.50 … 0.95
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -125,6 +129,12 @@ class MatchCounts:
         return np.where(covering, self.iou, 0.0).max(axis=1, initial=0.0)
 
     @property
+    def msa(self) -> float:
+        """Mean AP_dsb over :data:`MSA_THRESHOLDS`; NaN unless all of them are in `thresholds`."""
+        at = [np.flatnonzero(np.isclose(self.thresholds, t)) for t in MSA_THRESHOLDS]
+        return float(np.mean(self.ap[np.concatenate(at)])) if all(len(i) for i in at) else float("nan")
+
+    @property
     def seg(self) -> float:
         """The Cell Tracking Challenge SEG score of the image (0 without GT objects)."""
         return float(self.seg_iou.mean()) if len(self.true_ids) else 0.0
@@ -145,6 +155,7 @@ class MatchCounts:
             "rq": rq,
             "pq": sq * rq,
             "seg": np.full(len(self.thresholds), self.seg),
+            "msa": np.full(len(self.thresholds), self.msa),
         }
 
 

@@ -10,12 +10,14 @@ import math
 from dataclasses import dataclass, field
 
 BEST, SECOND = 1, 2
+SMALL_N = "†"  # marks a mean of 2 … 4 runs, shown with each run's value and no interval
 
 
 @dataclass
 class Cell:
-    """One table cell: a mean (± sd, [confidence interval], p-value) or a text; `rank` 1/2
-    marks best/second best."""
+    """One table cell: a mean (± sd, [confidence interval], p-value, remark) or a text; `rank`
+    1/2 marks best/second best. A mean of a few runs carries the runs' values (`runs`) instead
+    of an sd and interval, and is marked :data:`SMALL_N`."""
 
     value: float | None = None
     sd: float | None = None
@@ -24,18 +26,20 @@ class Cell:
     signed: bool = False  # show a + on positive values (ΔAP)
     ci: tuple[float, float] | None = None  # 95 % confidence interval of the mean
     p: float | None = None  # p-value of a test against zero (Table 2)
+    runs: tuple[float, ...] = ()  # each run's value, for a mean of too few runs for an interval
+    remark: str = ""  # e.g. why there is no p-value
 
     def number(self) -> str:
         """The value with three decimals; ΔAP with a sign, except for a (rounded) zero."""
-        text = f"{self.value:.3f}".replace("-0.000", "0.000")
-        return f"+{text}" if self.signed and text[0] != "-" and text != "0.000" else text
+        return _signed(self.value, self.signed)
 
     def has_sd(self) -> bool:
         return self.sd is not None and not math.isnan(self.sd)
 
     def extras(self) -> list[str]:
-        """The confidence interval and the p-value as printed, where known."""
-        shown = []
+        """The runs' values, the confidence interval and the p-value as printed, where known
+        (formulae only: `remark` is text)."""
+        shown = [f"({', '.join(_signed(v, self.signed) for v in self.runs)})"] if self.runs else []
         if self.ci is not None and not any(math.isnan(v) for v in self.ci):
             shown.append(f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]".replace("-0.000", "0.000"))
         if self.p is not None and not math.isnan(self.p):
@@ -45,8 +49,9 @@ class Cell:
     def plain(self) -> str:
         if not _is_number(self):
             return self.text
-        text = f"{self.number()} ± {self.sd:.3f}" if self.has_sd() else self.number()
-        return " ".join([text, *self.extras()])
+        text = self.number() + (SMALL_N if self.runs else "")
+        text = f"{text} ± {self.sd:.3f}" if self.has_sd() else text
+        return " ".join([text, *self.extras(), *([self.remark] if self.remark else [])])
 
 
 @dataclass
@@ -73,6 +78,11 @@ def rank_columns(rows: list[list[Cell]], columns: range) -> None:
         for row in rows:
             if _is_number(row[col]) and round(row[col].value, 3) in shown[:2]:
                 row[col].rank = shown.index(round(row[col].value, 3)) + 1
+
+
+def _signed(value: float, signed: bool) -> str:
+    text = f"{value:.3f}".replace("-0.000", "0.000")
+    return f"+{text}" if signed and text[0] != "-" and text != "0.000" else text
 
 
 def _is_number(cell: Cell) -> bool:
@@ -153,10 +163,12 @@ def _tex_cell(cell: Cell) -> str:
         number = f"\\mathbf{{{number}}}"  # \textbf does not reach into math mode
     elif cell.rank == SECOND:
         number = f"\\underline{{{number}}}"
-    lines = [f"${number}$"]
+    lines = [f"${number}^{{\\dagger}}$" if cell.runs else f"${number}$"]
     if cell.has_sd():
         lines.append(f"{{\\scriptsize $\\pm {cell.sd:.3f}$}}")
     lines += [f"{{\\scriptsize ${extra}$}}" for extra in cell.extras()]
+    if cell.remark:
+        lines.append(f"{{\\scriptsize {latex_escape(cell.remark)}}}")
     stacked = "\\\\".join(lines)
     return lines[0] if len(lines) == 1 else f"\\shortstack{{{stacked}}}"
 
@@ -179,6 +191,11 @@ _LATEX_SPECIAL = {
     "–": "--",
     "−": "$-$",
     "…": r"\dots{}",
+    "†": r"$^\dagger$",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+    "α": r"$\alpha$",
+    "½": r"$\frac{1}{2}$",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
 }

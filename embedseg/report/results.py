@@ -21,12 +21,18 @@ from ..evaluate import COLUMNS as SCORE_COLUMNS
 from ..evaluate import labels_ndim
 from ..io import DataError, read_json
 from ..layout import LOG_COLUMNS, LOG_CSV, LOG_REQUIRED, MEMORY_JSON, NOT_RUN, SEED_DIR, model_dir, scores_file
+from ..methods import EMBEDSEG
 from ..methods import order as method_order
 
 log = logging.getLogger(__name__)
 
 TAUS = tuple(THRESHOLDS.tolist())  # the paper's IoU thresholds of its 2-D tables, as `evaluate` writes them
 TAUS_3D = tuple(np.round(np.arange(0.1, 0.9 + 1e-9, 0.1), 2).tolist())  # those of its 3-D tables
+# Per-run scores beside the paper's τ columns (Table 1's CSV, and its mSA and F1@0.5 columns): the
+# table's metric at τ = 0.95 (the first entry: "metric" stands for the metric's name), mSA, F1@0.5.
+EXTRAS = ("metric_0.95", "msa", "f1_0.50")
+EXTRA_TAUS = (0.5, 0.95)  # the thresholds :func:`run_extras` reads
+MEMORY_KINDS = {"cuda_max_allocated": "CUDA", "cpu_peak_rss": "CPU RSS", "mixed": "mixed"}
 
 
 def dataset_taus(results: Path, dataset: str) -> tuple[float, ...]:
@@ -44,9 +50,11 @@ def not_run_reason(results: Path, dataset: str, method: str) -> str | None:
     return reason or "no reason given"
 
 
-def read_scores(path: Path, metric: str = "ap", taus: Sequence[float] = TAUS) -> pd.DataFrame:
+def read_scores(
+    path: Path, metric: str = "ap", taus: Sequence[float] = TAUS, also: Sequence[float] = ()
+) -> pd.DataFrame:
     """Read and check one per-image scores CSV (`embedseg evaluate`'s columns), restricted to
-    the rows at τ ∈ `taus`.
+    the rows at τ ∈ `taus` (and those at τ ∈ `also`, where present, unchecked).
 
     Every image must carry a finite `metric` at every τ in `taus`; anything else is an
     error naming the file, because a silently shorter mean would bias the table.
@@ -70,7 +78,8 @@ def read_scores(path: Path, metric: str = "ap", taus: Sequence[float] = TAUS) ->
         raise DataError(f"{path}: NaN or non-numeric tau/{metric} values; re-run `embedseg evaluate`")
     scores["tau"] = values["tau"].round(2)
     scores[metric] = values[metric]
-    scores = scores[scores["tau"].isin(taus)]
+    kept = scores[scores["tau"].isin((*taus, *also))]
+    scores = kept[kept["tau"].isin(taus)]
     per_image = scores.groupby("image")["tau"].agg(frozenset)
     incomplete = per_image[per_image != frozenset(taus)]
     if per_image.empty:
@@ -82,7 +91,7 @@ def read_scores(path: Path, metric: str = "ap", taus: Sequence[float] = TAUS) ->
         )
     if scores.duplicated(["image", "tau"]).any():
         raise DataError(f"{path}: repeated (image, tau) rows; re-run `embedseg evaluate`")
-    return scores
+    return kept
 
 
 def run_ap(scores: pd.DataFrame, metric: str = "ap") -> pd.Series:
@@ -91,17 +100,35 @@ def run_ap(scores: pd.DataFrame, metric: str = "ap") -> pd.Series:
     return scores.groupby("tau")[metric].mean()
 
 
+def run_extras(scores: pd.DataFrame, metric: str = "ap") -> pd.Series:
+    """The scores of the current literature for one run, means over images: `metric` at
+    τ = 0.95, mSA and F1 at τ = 0.50 (:data:`EXTRAS`); NaN where the scores file lacks them
+    (written before `evaluate` scored them)."""
+    per_image = scores.drop_duplicates("image").set_index("image")
+    at = {tau: scores[scores["tau"] == tau].set_index("image") for tau in EXTRA_TAUS}
+    values = {
+        EXTRAS[0]: at[0.95][metric].mean() if len(at[0.95]) else np.nan,
+        "msa": per_image["msa"].mean() if "msa" in per_image else np.nan,
+        "f1_0.50": at[0.5]["f1"].mean() if "f1" in at[0.5] and len(at[0.5]) else np.nan,
+    }
+    return pd.Series(values)
+
+
 @dataclass
 class Collection:
     """Per-run AP of every (data set, method, seed) found, plus the methods that could not run.
 
     ap: DataFrame, MultiIndex (dataset, method, seed), one column per τ of any data set (NaN
     at the thresholds a data set is not reported at).
+    extras: the same index, columns :data:`EXTRAS` (:func:`run_extras`).
+    images: the per-image scores behind `ap`, MultiIndex (dataset, method, seed, image).
     not_run: {(dataset, method): reason}.
     taus: the thresholds of each data set (:func:`dataset_taus`); absent = :data:`TAUS`.
     """
 
     ap: pd.DataFrame
+    extras: pd.DataFrame = field(default_factory=pd.DataFrame)
+    images: pd.DataFrame = field(default_factory=pd.DataFrame)
     not_run: dict[tuple[str, str], str] = field(default_factory=dict)
     taus: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
@@ -123,6 +150,10 @@ class Collection:
         if dataset in self.ap.index.get_level_values("dataset"):
             found |= set(self.ap.loc[dataset].index.get_level_values("method"))
         return sorted(found, key=method_order)
+
+    def image_scores(self, dataset: str, method: str) -> pd.DataFrame:
+        """Per-image scores (rows: (seed, image), columns: the data set's τ)."""
+        return self.images.loc[(dataset, method), list(self.taus_of(dataset))]
 
     def runs(self, dataset: str, method: str) -> pd.DataFrame:
         """AP per run (rows: seed, columns: the data set's τ); empty if the method has no scores."""
@@ -176,6 +207,8 @@ def collect(
             f"{results}: no scores/ or predictions/ folders; run the workflow (or `embedseg evaluate`) first"
         )
     rows: dict[tuple[str, str, int], pd.Series] = {}
+    extras: dict[tuple[str, str, int], pd.Series] = {}
+    images: dict[tuple[str, str, int], pd.DataFrame] = {}
     not_run: dict[tuple[str, str], str] = {}
     taus = {dataset: dataset_taus(results, dataset) for dataset in dataset_names}
     for dataset in dataset_names:
@@ -192,12 +225,24 @@ def collect(
                     f"predictions/{dataset}/{method}/{NOT_RUN}; run `embedseg evaluate` for it"
                 )
             for seed in method_seeds:
-                scores = read_scores(scores_file(results, dataset, method, seed), metric, taus[dataset])
-                rows[(dataset, method, seed)] = run_ap(scores, metric)
+                path = scores_file(results, dataset, method, seed)
+                scores = read_scores(path, metric, taus[dataset], also=EXTRA_TAUS)
+                key = (dataset, method, seed)
+                shown = scores[scores["tau"].isin(taus[dataset])]
+                rows[key] = run_ap(shown, metric)
+                images[key] = shown.pivot(index="image", columns="tau", values=metric)
+                extras[key] = run_extras(scores, metric)
     index = pd.MultiIndex.from_tuples(list(rows), names=["dataset", "method", "seed"])
     columns = sorted({t for values in taus.values() for t in values})
     ap = pd.DataFrame(list(rows.values()), index=index, columns=columns).sort_index()
-    return Collection(ap=ap, not_run=not_run, taus=taus)
+    extra = pd.DataFrame(list(extras.values()), index=index, columns=list(EXTRAS)).sort_index()
+    names = ["dataset", "method", "seed", "image"]
+    per_image = (
+        pd.concat(images, names=names).sort_index()
+        if images
+        else pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=names))
+    )
+    return Collection(ap=ap, extras=extra, images=per_image, not_run=not_run, taus=taus)
 
 
 def read_memory(path: Path) -> tuple[int, str] | None:
@@ -264,3 +309,47 @@ def training_logs(
         if frames
         else pd.DataFrame(columns=[*LOG_COLUMNS, "dataset", "model", "seed"])
     )
+
+
+def paired_scores(collection: Collection, dataset: str, a: str, b: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-image scores of methods `a` and `b` on the same test images, for
+    :func:`embedseg.report.stats.paired_images`: arrays (n_seeds, n_images, n_taus) and whether
+    the two are the same trained model (TTA on/off), whose runs are then paired by seed (the
+    seeds both have) rather than taken as they are."""
+    frames = {m: collection.image_scores(dataset, m) for m in (a, b)}
+    images = {m: sorted(set(f.index.get_level_values("image"))) for m, f in frames.items()}
+    if images[a] != images[b]:
+        raise DataError(
+            f"{dataset}: {a} and {b} were scored on different test images ({len(images[a])} and "
+            f"{len(images[b])}, e.g. {sorted(set(images[a]) ^ set(images[b]))[:3]}); evaluate both on one test set"
+        )
+    same_model = layout.model_name(a) == layout.model_name(b)
+    seeds = {m: sorted(set(f.index.get_level_values("seed"))) for m, f in frames.items()}
+    if same_model:
+        common = sorted(set(seeds[a]) & set(seeds[b]))
+        if not common:
+            raise DataError(f"{dataset}: {a} and {b} share no seed; run both with the same --seeds")
+        seeds = {a: common, b: common}
+    arrays = [np.stack([frames[m].loc[s].loc[images[m]].to_numpy(dtype=float) for s in seeds[m]]) for m in (a, b)]
+    return arrays[0], arrays[1], same_model
+
+
+def memory_text(memory: tuple[int, str] | None) -> str:
+    if memory is None:
+        return "–"
+    peak, kind = memory
+    return f"{peak / 2**30:.2f} ({MEMORY_KINDS[kind]})"
+
+
+def paired_delta(collection: Collection, dataset: str, variant: str) -> pd.DataFrame:
+    """Δ per seed (rows) and τ (columns): the variant's run minus EmbedSeg's run of the same seed."""
+    base, other = collection.runs(dataset, EMBEDSEG), collection.runs(dataset, variant)
+    common = base.index.intersection(other.index)
+    if common.empty:
+        raise DataError(
+            f"{dataset}: {variant} and {EMBEDSEG} share no seed, so Table 2 cannot pair runs; "
+            "run both with the same --seeds"
+        )
+    if len(common) < max(len(base), len(other)):
+        log.warning("%s: %s paired with %s on seeds %s only", dataset, variant, EMBEDSEG, list(common))
+    return other.loc[common] - base.loc[common]

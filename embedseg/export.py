@@ -41,12 +41,12 @@ from .core import dihedral
 from .core.cluster import PRESETS, ClusterParams, preset
 from .core.embedding import SIGMA_SCALE, grid_spacing
 from .dataset_settings import DatasetSettings
+from .inference import DEFAULT_OVERLAP, NETWORK_MULTIPLE, default_tile, network_input, segment
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
 from .models.erfnet import BranchedERFNet
 from .outputs import check_output_file
-from .predict import DEFAULT_OVERLAP, NETWORK_MULTIPLE, default_tile, network_input, segment
 from .schedule import BASE_LR, LR_HORIZON, LR_POWER
 
 log = logging.getLogger(__name__)

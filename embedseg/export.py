@@ -38,14 +38,15 @@ import torch
 
 from . import __version__
 from .core import dihedral
-from .core.cluster import PRESETS, ClusterParams, preset
+from .core.cluster import ClusterParams
 from .core.embedding import SIGMA_SCALE, grid_spacing
 from .dataset_settings import DatasetSettings
-from .inference import DEFAULT_OVERLAP, NETWORK_MULTIPLE, default_tile, network_input, segment
+from .inference import DEFAULT_OVERLAP, ClusteringConfig, default_tile, network_input, segment
 from .io import DataError, atomic_write, list_images, read_image, write_tiff
 from .models import erfnet, read_checkpoint
 from .models.checkpoint import PACKAGE_CONFIG_KEY, is_package
-from .models.erfnet import BranchedERFNet
+from .models.erfnet import NETWORK_MULTIPLE, BranchedERFNet
+from .options import add_options, from_args
 from .outputs import check_output_file
 from .schedule import BASE_LR, LR_HORIZON, LR_POWER
 
@@ -683,10 +684,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="the scores were predicted with test-time augmentation (recorded for consumers)",
     )
-    parser.add_argument("--clustering", choices=PRESETS, default="paper", help="clustering preset, as for predict")
-    parser.add_argument("--min-object-size", type=int, default=None, help="as for predict")
-    parser.add_argument("--seed-thresh", type=float, default=0.9, help="as for predict")
-    parser.add_argument("--fg-thresh", type=float, default=0.5, help="as for predict")
+    add_options(parser, ClusteringConfig)  # as for predict; the package records them
     parser.add_argument("--name", default=None, help="model name (default: EmbedSeg DATASET seed N)")
     parser.add_argument(
         "--author", action="append", default=[], dest="authors", help="author of the package (repeat for several)"
@@ -711,10 +709,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("embedseg export needs bioimageio.core: pip install 'embedseg-pipeline[export]'")
     runs = load_runs(args.models, args.scores)
     settings = DatasetSettings.from_dict(read_checkpoint(select_best(runs).checkpoint, "cpu")["settings"])
-    min_object_size = args.min_object_size
-    if min_object_size is None and args.clustering == "current":
-        min_object_size = settings.min_object_size
-    params = preset(args.clustering, min_object_size, args.seed_thresh, args.fg_thresh)
+    params = from_args(ClusteringConfig, args).params(settings)
     options = PackageOptions(args.clustering, params, args.tta, tuple(args.authors), args.license, args.name)
     path = export(runs, args.out, args.sample, options, args.check)
     print(f"bioimage.io package: {path}")

@@ -24,22 +24,24 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .core import dihedral
-from .core.cluster import ClusterParams, cluster
+from .core.cluster import PRESETS, ClusterParams, cluster, preset
 from .core.embedding import grid_spacing
 from .data.formats import reduce_rgb
 from .data.validate import check_image
 from .dataset_settings import DatasetSettings, normalize
 from .io import DataError
+from .models.erfnet import NETWORK_MULTIPLE
+from .options import option
 
 log = logging.getLogger(__name__)
 
-NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2 (every axis, also Z in 3-D)
 DEFAULT_TILE = 1024
 # 3-D: 128 × 256 × 256 voxels per tile. Measured on CPU (benchmarks/predict3d_memory.py): one
 # such tile adds ~0.5 GiB of activations (~1.3 GiB with TTA), so a 256 × 512 × 512 volume peaked
@@ -50,6 +52,41 @@ MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
 # On CPU, big batches thrash the caches: a 1024² forward of batch 2 took 2.3× longer per image
 # than batch 1 (1 thread, busy 2-core machine); small tiles still gain from batching.
 CPU_BATCH_PIXELS = 512 * 512
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """How raw outputs become labels: the clustering options of `embedseg predict`, which
+    `embedseg export` records in a package. Defaults: :class:`~embedseg.core.cluster.ClusterParams`."""
+
+    clustering: str = option(
+        "paper",
+        "paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size",
+        choices=PRESETS,
+    )
+    min_object_size: int | None = option(
+        None,
+        "proposals need more pixels than this (default: 36 for paper, the data set's "
+        "smallest training object for current)",
+        type=int,
+    )
+    seed_thresh: float = option(ClusterParams.seed_thresh, "stop when the best seed score is below")
+    fg_thresh: float = option(ClusterParams.fg_thresh, "foreground = seed score above")
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--seed-thresh", self.seed_thresh), ("--fg-thresh", self.fg_thresh)):
+            if not 0.0 <= value <= 1.0:
+                raise DataError(f"{flag} {value}: must lie in [0, 1] (it thresholds the seed score, a probability)")
+        if self.min_object_size is not None and self.min_object_size < 0:
+            raise DataError(f"--min-object-size {self.min_object_size}: must be at least 0")
+
+    def params(self, settings: DatasetSettings) -> ClusterParams:
+        """The preset's thresholds; `current` without --min-object-size takes the data set's
+        smallest training object (``settings.min_object_size``)."""
+        min_object_size = self.min_object_size
+        if min_object_size is None and self.clustering == "current":
+            min_object_size = settings.min_object_size
+        return preset(self.clustering, min_object_size, self.seed_thresh, self.fg_thresh)
 
 
 def default_batch_size(tile_shape: Sequence[int], device: torch.device) -> int:

@@ -80,9 +80,10 @@ def from_args(config: type[Config], args: argparse.Namespace) -> Config:
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with "(default: …)" after each option that has a default: not after a required
-    option or one whose default None means "not given" (its help says what happens then)."""
+    option, a flag that is off unless given, or one whose default None means "not given" (its
+    help says what happens then)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default is None:
+        if action.required or action.default is None or isinstance(action, argparse._StoreTrueAction):
             return action.help or ""
         return super()._get_help_string(action)

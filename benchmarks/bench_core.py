@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from machine import describe_machine
 
-from embedseg import crops, predict
+from embedseg import crops, inference
 from embedseg.core import centers, cluster
 from embedseg.core.embedding import GRID_SPACING
 from embedseg.dataset_settings import DatasetSettings
@@ -70,8 +70,8 @@ def bench_tta(repeats: int, batch_size: int, size: int) -> float:
     torch.manual_seed(0)
     model = BranchedERFNet(in_channels=1).eval()
     image = np.random.default_rng(0).random((size, size)).astype(np.float32)
-    predict.predict_raw(model, image[:256, :256], tta=True, batch_size=batch_size)  # warm-up
-    return timed(lambda: predict.predict_raw(model, image, tta=True, batch_size=batch_size), repeats)
+    inference.predict_raw(model, image[:256, :256], tta=True, batch_size=batch_size)  # warm-up
+    return timed(lambda: inference.predict_raw(model, image, tta=True, batch_size=batch_size), repeats)
 
 
 def bench_cluster(repeats: int) -> tuple[float, int]:

@@ -34,8 +34,8 @@ from machine import describe_machine  # noqa: E402
 
 from embedseg.acceleration import Precision, inference_model, maybe_compile  # noqa: E402
 from embedseg.core.losses import SpatialEmbLoss  # noqa: E402
+from embedseg.inference import predict_raw  # noqa: E402
 from embedseg.models import BranchedERFNet  # noqa: E402
-from embedseg.predict import predict_raw  # noqa: E402
 from embedseg.runtime import resolve_device  # noqa: E402
 
 

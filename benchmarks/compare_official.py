@@ -259,7 +259,7 @@ class Ours:
         return inference_model(model)
 
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-        from embedseg.predict import predict_raw
+        from embedseg.inference import predict_raw
 
         return predict_raw(model, image[0].numpy(), tta=True)
 

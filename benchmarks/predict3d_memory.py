@@ -33,8 +33,8 @@ def rss_gib() -> float:
 def measure(shape: tuple[int, ...], tile: tuple[int, ...], tta: bool, threads: int) -> dict:
     """One prediction in this process; the figures as a dict."""
     from embedseg.acceleration import inference_model
+    from embedseg.inference import predict_raw
     from embedseg.models import BranchedERFNet
-    from embedseg.predict import predict_raw
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -146,7 +146,7 @@ def channels_last_format(ndim: int) -> torch.memory_format:
 
 def inference_model(model: BranchedERFNet, compile: bool = False, amp: bool = False) -> nn.Module:
     """The model every prediction runs: an eval-mode copy with BatchNorm folded into the
-    convolutions, in channels_last (the fastest CPU layout, see ``predict.channels_last``),
+    convolutions, in channels_last (the fastest CPU layout, see ``inference.channels_last``),
     optionally under autocast (`amp`) and compiled (`compile`). `model` is left unchanged."""
     folded = fold_batchnorm(model).to(memory_format=channels_last_format(model.ndim))
     device = next(folded.parameters()).device

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from . import methods
-from .baselines.configs import add_options, from_args
+from .options import HelpFormatter, add_options, from_args
 from .outputs import BASELINE_MODEL, PREDICTIONS, replacing
 
 
@@ -22,16 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, method in methods.BASELINES.items():
         method_parser = subparsers.add_parser(name, help=method.help, description=method.help)
         actions = method_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-        train = actions.add_parser(
-            "train", help="train on DATA_DIR/{train,val}", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        train = actions.add_parser("train", help="train on DATA_DIR/{train,val}", formatter_class=HelpFormatter)
         train.add_argument("data_dir", metavar="DATA_DIR", help="prepared split folder (with dataset.json)")
         train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
         train.add_argument("--force", action="store_true", help="replace MODEL_DIR even if not written by this command")
         add_options(train, method.train_config)
-        predict = actions.add_parser(
-            "predict", help="write one label TIFF per image", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        predict = actions.add_parser("predict", help="write one label TIFF per image", formatter_class=HelpFormatter)
         predict.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `train`")
         predict.add_argument("--images", required=True, help="folder of input images")
         predict.add_argument("--out", required=True, metavar="PRED_DIR", help="folder for label TIFFs")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from . import __version__
 from .io import UserError
 from .methods import BASELINES
+from .options import HelpFormatter
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
@@ -65,7 +66,7 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text[0].upper() + help_text[1:] + ".",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         step_parser.set_defaults(_module=module_name)
         if name == chosen:

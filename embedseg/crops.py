@@ -21,6 +21,11 @@ the data-derived "foreground_weight", :func:`foreground_weight`); CROPS_DIR/crop
 of dataset.json (:func:`crops_digest`), which `train` records to resume only on the same crops.
 CROPS_DIR follows the output policy of :mod:`embedseg.outputs`: built next to it and swapped in
 when complete.
+
+The crop-size rules live here, for `prepare` too: a given size (:func:`check_crop_size`, multiples
+of the network's :data:`~embedseg.models.erfnet.NETWORK_MULTIPLE`), the fit to the images
+(:func:`fitted_crop_size`, :func:`fit_to_network`) and the official 3D rule from the object sizes
+(:func:`object_crop_size`); that the count fits the dimension is :class:`DatasetSettings`' check.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +49,7 @@ from .core.labels import fill_label_holes
 from .data.splits import PAPER_SPLIT_SEED
 from .dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
+from .models.erfnet import NETWORK_MULTIPLE
 from .outputs import CROPS, replacing
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,85 @@ def labelled_objects(masks: np.ndarray, one_hot: bool) -> list[LabelledObject]:
     ids, starts = np.unique(flat[pixels], return_index=True)
     groups = np.split(pixels, starts[1:])
     return [LabelledObject(j, np.stack(np.unravel_index(group, masks.shape), axis=1)) for j, group in enumerate(groups)]
+
+
+def check_crop_size(sizes: Sequence[int]) -> int | tuple[int, ...]:
+    """--crop-size values as a crop size (one edge length for every axis, or one per axis: (Y, X)
+    or (Z, Y, X)), each a positive multiple of :data:`NETWORK_MULTIPLE`; else a DataError. Whether
+    the count fits the data's dimension is :class:`DatasetSettings`' check."""
+    given = " ".join(map(str, sizes))
+    for size in sizes:
+        if size <= 0 or size % NETWORK_MULTIPLE:
+            raise DataError(
+                f"--crop-size {given}: every size must be a positive multiple of {NETWORK_MULTIPLE} "
+                f"(the network halves the crops three times), e.g. {fit_to_network(size)} instead of {size}"
+            )
+    if len(sizes) not in (1, 2, 3):
+        raise DataError(f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(sizes)}")
+    return int(sizes[0]) if len(sizes) == 1 else tuple(int(size) for size in sizes)
+
+
+def fit_to_network(extent: int) -> int:
+    """The largest crop length the network takes that fits in `extent` (at least one multiple)."""
+    return max(NETWORK_MULTIPLE, extent // NETWORK_MULTIPLE * NETWORK_MULTIPLE)
+
+
+def fitted_crop_size(
+    crop_size: int | tuple[int, ...], shapes: list[tuple[int, ...]], given: bool, fit: bool
+) -> int | tuple[int, ...]:
+    """`crop_size` (one size, or one per axis) checked against the spatial shapes of the
+    training images (crops skip images smaller than the crop in any axis). `fit` (the default
+    of user data, a guess) shrinks every axis to the smallest image; a `given` --crop-size
+    larger than every image is an error; otherwise (a paper data set's own crop size) images
+    too small only get a warning."""
+    crop = np.broadcast_to(crop_size, len(shapes[0]))
+    smallest = np.min(shapes, axis=0)
+    if fit and np.any(crop > smallest):
+        fitted = np.minimum(crop, [fit_to_network(int(size)) for size in smallest])
+        log.info(
+            "crop size %s shrunk to %s to fit the smallest training image %s",
+            crop_size,
+            fitted.tolist(),
+            smallest.tolist(),
+        )
+        if isinstance(crop_size, int) and np.all(fitted == fitted[0]):
+            return int(fitted[0])
+        return tuple(fitted.tolist())
+    too_small = sum(bool(np.any(np.asarray(shape) < crop)) for shape in shapes)
+    if given and too_small == len(shapes):
+        if isinstance(crop_size, int):
+            largest = f"the largest has {max(min(shape) for shape in shapes)} px on its shorter side"
+            fits = str(fit_to_network(max(min(shape) for shape in shapes)))
+        else:
+            extents = np.max(shapes, axis=0)
+            largest = f"largest extents {' x '.join(map(str, extents.tolist()))}"
+            fits = " ".join(str(fit_to_network(int(e))) for e in np.minimum(extents, crop))
+        given_text = " ".join(map(str, np.atleast_1d(crop_size).tolist()))
+        raise DataError(
+            f"--crop-size {given_text} is larger than every training image ({largest}); "
+            f"pass --crop-size {fits} or smaller"
+        )
+    if too_small:
+        log.warning(
+            "%d of %d training images are smaller than the crop size %s and give no crops; "
+            "pass a smaller --crop-size to use them",
+            too_small,
+            len(shapes),
+            crop_size,
+        )
+    return crop_size
+
+
+def object_crop_size(extents: np.ndarray, n_sigma: float = 5.0) -> tuple[int, int, int]:
+    """The official 3D notebooks' crop size from object extents (N, 3) (z, y, x): per axis the
+    mean + `n_sigma` standard deviations, truncated and rounded up to a multiple of 8, with y and
+    x both set to the larger of the two (at least 8; (8, 8, 8) without objects)."""
+    m = NETWORK_MULTIPLE
+    if not len(extents):
+        return (m, m, m)
+    size = (extents.mean(axis=0) + n_sigma * extents.std(axis=0)).astype(int)
+    z, y, x = np.maximum(m, -(-size // m) * m).tolist()
+    return (z, max(y, x), max(y, x))
 
 
 def crop_origin(centroid: np.ndarray, crop_size: int | tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -306,19 +392,15 @@ def make_crops(
     data_dir, crops_dir = Path(data_dir), Path(crops_dir)
     if center not in CENTER_TYPES:
         raise DataError(f"unknown centre type {center!r}; choose one of {CENTER_TYPES}")
-    sizes = () if crop_size is None else np.atleast_1d(crop_size).tolist()
-    if any(size <= 0 or size % 8 for size in sizes):
-        raise DataError(
-            f"--crop-size {' '.join(map(str, sizes))}: every size must be a positive multiple of 8 "
-            "(the network halves the crops three times)"
-        )
+    if crop_size is not None:
+        crop_size = check_crop_size(np.atleast_1d(crop_size).tolist())
     with replacing(crops_dir, CROPS, {"DATA_DIR": data_dir}, force) as staging:
         settings = DatasetSettings.load(data_dir)
         settings = dataclasses.replace(
             settings,
             center=center,
             prenormalized=settings.normalization != "absolute",
-            **({"crop_size": sizes[0] if len(sizes) == 1 else tuple(sizes)} if sizes else {}),
+            **({} if crop_size is None else {"crop_size": crop_size}),
         )
         subsets = ["train"] if settings.val_split == "crop" else ["train", "val"]
         ratios = [r for subset in subsets for r in crop_subset(data_dir, subset, staging, settings)[1]]

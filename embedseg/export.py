@@ -24,9 +24,10 @@ import logging
 import os
 from pathlib import Path
 
-from .core.cluster import PRESETS, preset
+from .inference import ClusteringConfig
 from .io import DataError
 from .models.checkpoint import is_package
+from .options import add_options, from_args
 from .outputs import check_output_file
 from .packaging.build import SAMPLE_SIZE, build_package, central_crop, sample_image
 from .packaging.facts import PackageOptions, gather_facts
@@ -87,10 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="the scores were predicted with test-time augmentation (recorded for consumers)",
     )
-    parser.add_argument("--clustering", choices=PRESETS, default="paper", help="clustering preset, as for predict")
-    parser.add_argument("--min-object-size", type=int, default=None, help="as for predict")
-    parser.add_argument("--seed-thresh", type=float, default=0.9, help="as for predict")
-    parser.add_argument("--fg-thresh", type=float, default=0.5, help="as for predict")
+    add_options(parser, ClusteringConfig)  # as for predict; the package records them
     parser.add_argument("--name", default=None, help="model name (default: EmbedSeg DATASET seed N)")
     parser.add_argument(
         "--author", action="append", default=[], dest="authors", help="author of the package (repeat for several)"
@@ -115,10 +113,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("embedseg export needs bioimageio.core: pip install 'embedseg-pipeline[export]'")
     selection = read_runs(args.models, args.scores)
     settings = selection.settings
-    min_object_size = args.min_object_size
-    if min_object_size is None and args.clustering == "current":
-        min_object_size = settings.min_object_size
-    params = preset(args.clustering, min_object_size, args.seed_thresh, args.fg_thresh)
+    params = from_args(ClusteringConfig, args).params(settings)
     options = PackageOptions(args.clustering, params, args.tta, tuple(args.authors), args.license, args.name)
     path = export(selection, args.out, args.sample, options, args.check)
     print(f"bioimage.io package: {path}")

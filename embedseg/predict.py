@@ -1,312 +1,67 @@
-"""Inference (docs/method.md §7; `embedseg predict`): normalise, pad, tile, TTA, cluster — 2-D or 3-D.
+"""`embedseg predict`: label images of a folder with a trained model (docs/method.md §7, §8).
 
-Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit], in 3-D (7, Z, Y, X) =
-[o_x, o_y, o_z, σ_x, σ_y, σ_z, seed logit], are what gets padded away, stitched and averaged;
-tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up to the network's
-receptive field: an offset is relative to its own pixel, so a tile's raw output does not depend on
-where the tile sits (for shifts by multiples of the network's stride 8, along every axis).
-
-TTA (docs/method.md §7.3): the network sees every transform of ``dihedral.transforms(D)`` of a
-tile (8 in 2-D, 16 in 3-D; batched by shape) and each output is mapped back, spatially and in its
-vector components (``dihedral.invert_output``); the back-mapped raw maps are averaged per tile.
-
-Memory: a tile's TTA outputs are summed as they come, so at most one batch of transforms of one
-tile is held besides the stitched output. The stitched raw output stays float32, (2D + 1) × the
-padded image: float16 would round tanh(o) near ±1 to steps of 1e-3, a whole pixel of the grid
-(δ = 1/1023), and move embeddings across pixels.
+The step: its options (:class:`PredictConfig`), the image listing and the loop over images;
+the inference itself (normalise, pad, tile, TTA, cluster) is :mod:`embedseg.inference`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import logging
-import math
 import os
-from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from .core import dihedral
-from .core.cluster import PRESETS, ClusterParams, cluster, preset
-from .core.embedding import grid_spacing
-from .data.formats import IMAGE_FILE_SUFFIXES, reduce_rgb
-from .data.validate import check_image
-from .dataset_settings import DatasetSettings, normalize
+from .data.formats import IMAGE_FILE_SUFFIXES
+from .inference import DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, default_tile, segment
 from .io import DataError, list_images, read_image, write_labels, write_tiff
+from .models.erfnet import NETWORK_MULTIPLE
+from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
 
 log = logging.getLogger(__name__)
 
-NETWORK_MULTIPLE = 8  # the ERF-Net downsamples 3× by 2 (every axis, also Z in 3-D)
-DEFAULT_TILE = 1024
-# 3-D: 128 × 256 × 256 voxels per tile. Measured on CPU (benchmarks/predict3d_memory.py): one
-# such tile adds ~0.5 GiB of activations (~1.3 GiB with TTA), so a 256 × 512 × 512 volume peaked
-# at 3.2 GiB RSS, 1.75 GiB of it the stitched float32 output.
-DEFAULT_TILE_3D = (128, 256, 256)
-DEFAULT_OVERLAP = 64
-MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
-# On CPU, big batches thrash the caches: a 1024² forward of batch 2 took 2.3× longer per image
-# than batch 1 (1 thread, busy 2-core machine); small tiles still gain from batching.
-CPU_BATCH_PIXELS = 512 * 512
 
+@dataclass(frozen=True)
+class PredictConfig:
+    """Options of `embedseg predict` (defaults: the paper's inference)."""
 
-def default_batch_size(tile_shape: Sequence[int], device: torch.device) -> int:
-    """Transforms per forward pass: 8 on CUDA, up to CPU_BATCH_PIXELS pixels (voxels) on CPU."""
-    if device.type == "cuda":
-        return 8
-    return max(1, min(8, CPU_BATCH_PIXELS // math.prod(tile_shape)))
+    tta: bool = option(True, "average the raw outputs of the rotations/flips (8 in 2-D, 16 in 3-D)")
+    cluster: ClusteringConfig = nested(ClusteringConfig)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    tile_size: tuple[int, ...] | None = option(
+        None,
+        "images larger than this are predicted in overlapping tiles: one size (pixels, multiple of "
+        f"{NETWORK_MULTIPLE}) for every axis or one per axis (Z Y X); default {DEFAULT_TILE} in 2-D, "
+        f"{' '.join(map(str, DEFAULT_TILE_3D))} in 3-D",
+        type=int,
+        nargs="+",
+        metavar="N",
+    )
+    rgb_to_grey: bool = option(
+        False,
+        "reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` (default: refuse them)",
+        action="store_true",
+    )
+    compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
+    amp: bool = option(False, "mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
 
+    def __post_init__(self) -> None:
+        if self.tile_size is not None and any(t < 2 * NETWORK_MULTIPLE or t % NETWORK_MULTIPLE for t in self.tile_size):
+            raise DataError(
+                f"--tile-size {' '.join(map(str, self.tile_size))}: every size must be a multiple of "
+                f"{NETWORK_MULTIPLE} of at least {2 * NETWORK_MULTIPLE} (tiles overlap), e.g. {DEFAULT_TILE}"
+            )
 
-def padding(size: int, multiple: int = NETWORK_MULTIPLE) -> tuple[int, int]:
-    """(before, after) padding that brings `size` to the next multiple: Δ//2 before, rest after."""
-    total = -size % multiple
-    return total // 2, total - total // 2
-
-
-def pad_image(image: np.ndarray, multiple: int = NETWORK_MULTIPLE) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Reflect-pad every spatial axis of (C, *S) to multiples of `multiple`; returns the padded
-    image and the slices (one per spatial axis) that crop a prediction back to the original size."""
-    pads = [padding(size, multiple) for size in image.shape[1:]]
-    padded = np.pad(image, [(0, 0), *pads], mode="reflect")
-    return padded, tuple(slice(before, before + size) for (before, _), size in zip(pads, image.shape[1:]))
-
-
-def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
-    """(tile start, keep start, keep end) along one axis of length `size` (a multiple of 8).
-
-    Tiles of length `tile` start at multiples of 8 (the network is shift-equivariant only for
-    those) and overlap by at least 2·`overlap`; each keeps the part up to the middle of its
-    overlaps, so every kept pixel is ≥ `overlap` away from a cut tile border.
-    """
-    if size <= tile:
-        return [(0, 0, size)]
-    step = max(NETWORK_MULTIPLE, (tile - 2 * overlap) // NETWORK_MULTIPLE * NETWORK_MULTIPLE)
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    bounds = [0] + [(nxt + cur + tile) // 2 for cur, nxt in zip(starts, starts[1:])] + [size]
-    return [(start, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
-
-
-def default_tile(ndim: int) -> list[int]:
-    """`--tile-size` when not given: :data:`DEFAULT_TILE` (2-D) or :data:`DEFAULT_TILE_3D`."""
-    return [DEFAULT_TILE] if ndim == 2 else list(DEFAULT_TILE_3D)
-
-
-def tile_shape(tile_size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-    """Tile length per spatial axis: one number for every axis, or one per axis ((Z,) Y, X)."""
-    tile = (tile_size,) * ndim if isinstance(tile_size, int) else tuple(tile_size)
-    if len(tile) != ndim or any(t <= 0 or t % NETWORK_MULTIPLE for t in tile):
-        raise ValueError(f"tile size {tile_size}: need 1 or {ndim} positive multiples of {NETWORK_MULTIPLE}")
-    return tile
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def predict_tile(
-    model: torch.nn.Module, tile: torch.Tensor, tta: bool = True, batch_size: int | None = None
-) -> torch.Tensor:
-    """Raw output (2D + 1, *S) of one input (C, *S) (every side a multiple of 8; D = 2 or 3 spatial
-    axes), TTA-averaged over ``dihedral.transforms(D)`` if `tta`; `batch_size` transforms per
-    forward pass (default: :func:`default_batch_size`). The back-mapped outputs are summed as they
-    come, so one batch of transformed outputs is held at a time.
-
-    A 2-D batch goes in as channels_last, which is fastest with a model in channels_last
-    (see :func:`channels_last`; :func:`predict_raw` does that); the values are the same."""
-    ndim = tile.dim() - 1
-
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return model(inputs.contiguous(memory_format=torch.channels_last) if ndim == 2 else inputs)
-
-    if not tta:
-        return forward(tile[None])[0]
-    batch_size = batch_size or default_batch_size(tile.shape[1:], tile.device)
-    transforms = dihedral.transforms(ndim)
-    groups: dict[torch.Size, list] = {}  # rotations of a non-square tile change its shape
-    for transform in transforms:
-        groups.setdefault(dihedral.forward(tile, transform).shape, []).append(transform)
-    total = None
-    for group in groups.values():
-        for batch in _batches(group, batch_size):
-            inputs = torch.stack([dihedral.forward(tile, t) for t in batch])
-            for output, transform in zip(forward(inputs), batch):
-                restored = dihedral.invert_output(output, transform, ndim)
-                total = restored if total is None else total.add_(restored)
-    return total / len(transforms)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Device of the model's parameters (CPU for a parameter-free module)."""
-    return next(model.parameters(), torch.empty(0)).device
-
-
-@contextlib.contextmanager
-def channels_last(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model with its 4-D weights in channels_last memory format for the duration, then
-    restored to contiguous format (unless they were channels_last already).
-
-    On CPU the batch-8 TTA forward of the 2-D ERF-Net runs 1.3–1.5× faster in channels_last;
-    outputs differ by float rounding only (≤ 1.5e-7). The parameter objects stay the same (only
-    their storage is replaced, outside inference mode), so optimisers and training are
-    unaffected. A 3-D network (5-D weights) is left as it is: channels_last_3d is not measured.
-    """
-    weights = [p for p in model.parameters() if p.dim() == 4]
-    if not weights or all(p.is_contiguous(memory_format=torch.channels_last) for p in weights):
-        yield model
-        return
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield model
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-
-
-def predict_raw(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    tta: bool = True,
-    tile_size: int | Sequence[int] = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    batch_size: int | None = None,
-) -> torch.Tensor:
-    """Raw output (2D + 1, *S) float32 on the model's device for a normalised image (C, *S) with
-    D = 2 or 3 spatial axes S, or (H, W); `model` maps (B, C, *s) to (B, 2D + 1, *s) and is
-    expected in eval mode.
-
-    The image is reflect-padded to multiples of 8 along every axis, cut into tiles of at most
-    `tile_size` (per axis; multiples of 8) overlapping by 2·`overlap` (at most a quarter of the
-    tile per axis) when larger, predicted (TTA: ``dihedral.transforms(D)`` in batches of
-    `batch_size`, default :func:`default_batch_size`), stitched and cropped back. When the GPU
-    runs out of memory, it retries one transform at a time, then with halved tiles. The model
-    runs in channels_last during the call (:func:`channels_last`) and is given back as it came.
-    """
-    with channels_last(model), torch.inference_mode():
-        return _predict_raw(model, image, tta, tile_size, overlap, batch_size)
-
-
-def _predict_raw(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    tta: bool,
-    tile_size: int | Sequence[int],
-    overlap: int,
-    batch_size: int | None,
-) -> torch.Tensor:
-    image = np.asarray(image, dtype=np.float32)
-    image = image[None] if image.ndim == 2 else image
-    tile = tile_shape(tile_size, image.ndim - 1)
-    padded, crop = pad_image(image)
-    padded = torch.from_numpy(padded).to(model_device(model))
-    while True:
-        try:
-            return predict_tiles(model, padded, tta, tile, overlap, batch_size)[(slice(None), *crop)]
-        except torch.cuda.OutOfMemoryError:
-            halved = tuple(max(NETWORK_MULTIPLE, t // 2 // NETWORK_MULTIPLE * NETWORK_MULTIPLE) for t in tile)
-            if batch_size != 1:
-                batch_size = 1
-            elif math.prod(halved) >= MIN_TILE**2:
-                tile = halved
-            else:
-                raise
-            log.warning("out of GPU memory; retrying with TTA batch 1 and tiles of %s px", tile)
-            torch.cuda.empty_cache()
-
-
-def predict_tiles(
-    model: torch.nn.Module,
-    padded: torch.Tensor,
-    tta: bool,
-    tile: Sequence[int],
-    overlap: int,
-    batch_size: int | None,
-) -> torch.Tensor:
-    """Raw output (2D + 1, *S) float32 of a padded input (C, *S), stitched from overlapping tiles
-    of shape `tile` (one length per spatial axis); the overlap per axis is at most a quarter of
-    the tile, so tiles advance by at least half their length."""
-    spatial = padded.shape[1:]
-    if any(t < min(size, 2 * NETWORK_MULTIPLE) for size, t in zip(spatial, tile)):
-        # tiles start at multiples of 8, so a tile of 8 along a cut axis cannot overlap its neighbour
-        raise ValueError(f"tiles {tuple(tile)} of a {tuple(spatial)} input: cut axes need tiles of at least 16")
-    spans = [tile_spans(size, t, min(overlap, t // 4)) for size, t in zip(spatial, tile)]
-    raw = torch.empty((2 * len(spatial) + 1, *spatial), device=padded.device)
-    for axes in itertools.product(*spans):
-        source = tuple(slice(start, start + min(t, size)) for (start, _, _), t, size in zip(axes, tile, spatial))
-        out = predict_tile(model, padded[(slice(None), *source)], tta, batch_size)
-        keep = tuple(slice(lo - start, hi - start) for start, lo, hi in axes)
-        raw[(slice(None), *(slice(lo, hi) for _, lo, hi in axes))] = out[(slice(None), *keep)]
-    return raw
-
-
-def network_input(
-    image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike = "image", rgb_to_grey: bool = False
-) -> np.ndarray:
-    """Normalised float32 (C, *S) network input from a stored image (H, W) or (C, H, W), or for a
-    3-D model (``settings.ndim`` 3) a volume (Z, Y, X) or (C, Z, Y, X).
-
-    RGB(A) pictures (2-D only) are treated as `prepare` treats them
-    (:func:`embedseg.data.formats.reduce_rgb`); the channels, finite values and the value range
-    must fit what the model was trained on (:func:`check_value_range`), else a DataError naming `path`.
-    """
-    ndim = settings.ndim
-    if ndim == 2:
-        image = reduce_rgb(image, path, rgb_to_grey)
-    check_image(image, Path(path), ndim)
-    if image.ndim == ndim:
-        image = image[None]
-    if image.shape[0] != settings.in_channels:
-        axes = "(H, W) or (C, H, W)" if ndim == 2 else "(Z, Y, X) or (C, Z, Y, X)"
-        raise DataError(
-            f"{path}: image shape {image.shape} does not fit the model's {settings.in_channels} input "
-            f"channel(s); store images as {axes} with channels first"
-        )
-    check_value_range(image, settings, path)
-    return normalize(image, settings)
-
-
-def check_value_range(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike) -> None:
-    """For `absolute` normalisation the image must be of the training data's bit depth: values
-    above the factor (a 16-bit image into an 8-bit model), an integer type far below it (8-bit
-    into 16-bit) or a float image already scaled to [0, 1] would give the network inputs it
-    never saw and silently wrong labels."""
-    if settings.normalization != "absolute" or not image.size:
-        return
-    factor = float(settings.normalization_factor)
-    trained = {255.0: "8-bit (uint8)", 65535.0: "16-bit (uint16)"}.get(factor, f"values up to {factor:g}")
-    highest = float(image.max())
-    if np.issubdtype(image.dtype, np.integer):
-        mismatch = highest > factor or np.iinfo(image.dtype).max < factor / 2
-    else:
-        mismatch = highest > factor or (factor > 1 and highest <= 1)
-    if mismatch:
-        found = f"values up to {image.max()}"
-        raise DataError(
-            f"{path}: {image.dtype} image ({found}) does not fit the model, trained on {trained} images "
-            f"divided by {factor:g}; convert the image to that bit depth, or train a model on images like it"
-        )
-
-
-def segment(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    settings: DatasetSettings,
-    tta: bool = True,
-    params: ClusterParams = ClusterParams(),
-    path: str | os.PathLike = "image",
-    rgb_to_grey: bool = False,
-    **predict_options,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels (uint16/uint32) and seed map (float32) of the spatial shape (H, W) or
-    (Z, Y, X) of the stored image read from `path` (named in errors; see :func:`network_input`);
-    3-D clustering uses the grid spacing of the data set's anisotropy."""
-    raw = predict_raw(model, network_input(image, settings, path, rgb_to_grey), tta, **predict_options)
-    spacing = grid_spacing(settings.ndim, settings.anisotropy)
-    return cluster(raw, params, spacing), torch.sigmoid(raw[-1]).cpu().numpy()
+    def tile(self, ndim: int) -> int | tuple[int, ...]:
+        """The tile size for a `ndim`-D model: one length for every axis or one per axis."""
+        tile_size = default_tile(ndim) if self.tile_size is None else self.tile_size
+        if len(tile_size) not in (1, ndim):
+            raise DataError(f"--tile-size: give one size or {ndim} (one per axis) for this {ndim}-D model")
+        return tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -317,76 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
     parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
-    parser.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="average the raw outputs of the rotations/flips (8 in 2-D, 16 in 3-D)",
-    )
-    parser.add_argument(
-        "--clustering",
-        choices=PRESETS,
-        default="paper",
-        help="paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size",
-    )
-    parser.add_argument(
-        "--min-object-size",
-        type=int,
-        default=None,
-        help="proposals need more pixels than this (default: 36 for paper, the data set's "
-        "smallest training object for current)",
-    )
-    parser.add_argument("--seed-thresh", type=float, default=0.9, help="stop when the best seed score is below")
-    parser.add_argument("--fg-thresh", type=float, default=0.5, help="foreground = seed score above")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument(
-        "--tile-size",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="N",
-        help="images larger than this are predicted in overlapping tiles: one size (pixels, multiple of "
-        f"8) for every axis or one per axis (Z Y X); default {DEFAULT_TILE} in 2-D, "
-        f"{' '.join(map(str, DEFAULT_TILE_3D))} in 3-D",
-    )
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
-    parser.add_argument(
-        "--rgb-to-grey",
-        action="store_true",
-        help="reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` (default: refuse them)",
-    )
     parser.add_argument(
         "--force",
         action="store_true",
         help="replace PRED_DIR (and --seeds-out) even if it is a file or a folder not "
         "written by `embedseg predict` (never an input)",
     )
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="run the network through torch.compile (falls back to eager with a warning)",
-    )
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)",
-    )
-
-
-def check_options(args: argparse.Namespace) -> None:
-    """Thresholds are probabilities, tiles positive multiples of 8, sizes non-negative."""
-    for option, value in (("--seed-thresh", args.seed_thresh), ("--fg-thresh", args.fg_thresh)):
-        if not 0.0 <= value <= 1.0:
-            raise DataError(f"{option} {value}: must lie in [0, 1] (it thresholds the seed score, a probability)")
-    if args.tile_size is not None and any(t < 2 * NETWORK_MULTIPLE or t % NETWORK_MULTIPLE for t in args.tile_size):
-        raise DataError(
-            f"--tile-size {' '.join(map(str, args.tile_size))}: every size must be a multiple of "
-            f"{NETWORK_MULTIPLE} of at least {2 * NETWORK_MULTIPLE} (tiles overlap), e.g. {DEFAULT_TILE}"
-        )
-    if args.min_object_size is not None and args.min_object_size < 0:
-        raise DataError(f"--min-object-size {args.min_object_size}: must be at least 0")
+    add_options(parser, PredictConfig)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -400,37 +93,41 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def run(args: argparse.Namespace) -> int:
+def predict(
+    model_path: str | os.PathLike,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    config: PredictConfig = PredictConfig(),
+    seeds_out: str | os.PathLike | None = None,
+    force: bool = False,
+) -> None:
+    """One label TIFF in `out` (and seed map in `seeds_out`) per TIFF image of `images`, with
+    the checkpoint or package `model_path`; `out` follows :mod:`embedseg.outputs`."""
     from .acceleration import inference_model
     from .models import load_checkpoint
     from .runtime import resolve_device
 
-    check_options(args)
-    paths = image_files(args.images)
-    model, settings = load_checkpoint(args.model, resolve_device(args.device))
-    model = inference_model(model, compile=args.compile, amp=args.amp)
-    tile_size = default_tile(settings.ndim) if args.tile_size is None else args.tile_size
-    if len(tile_size) not in (1, settings.ndim):
-        raise DataError(
-            f"--tile-size: give one size or {settings.ndim} (one per axis) for this {settings.ndim}-D model"
-        )
-    tile_size = tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
-    min_object_size = args.min_object_size
-    if min_object_size is None and args.clustering == "current":
-        min_object_size = settings.min_object_size
-    params = preset(args.clustering, min_object_size, args.seed_thresh, args.fg_thresh)
-    log.info("clustering %s: %s", args.clustering, params)
-    inputs = {"MODEL_PT": args.model, "--images": args.images}
+    paths = image_files(images)
+    model, settings = load_checkpoint(model_path, resolve_device(config.device))
+    model = inference_model(model, compile=config.compile, amp=config.amp)
+    tile_size = config.tile(settings.ndim)
+    params = config.cluster.params(settings)
+    log.info("clustering %s: %s", config.cluster.clustering, params)
+    inputs = {"MODEL_PT": model_path, "--images": images}
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(replacing(args.out, PREDICTIONS, inputs, args.force))
-        seeds_out = args.seeds_out and stack.enter_context(
-            replacing(args.seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": args.out}, args.force)
+        out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force))
+        seeds_dir = seeds_out and stack.enter_context(
+            replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
         for path in tqdm(paths, desc="predict", unit="image"):
             labels, seeds = segment(
-                model, read_image(path), settings, args.tta, params, path, args.rgb_to_grey, tile_size=tile_size
+                model, read_image(path), settings, config.tta, params, path, config.rgb_to_grey, tile_size=tile_size
             )
-            write_labels(out / path.name, labels)
-            if seeds_out:
-                write_tiff(seeds_out / path.name, seeds)
+            write_labels(out_dir / path.name, labels)
+            if seeds_dir:
+                write_tiff(seeds_dir / path.name, seeds)
+
+
+def run(args: argparse.Namespace) -> int:
+    predict(args.model, args.images, args.out, from_args(PredictConfig, args), args.seeds_out, args.force)
     return 0

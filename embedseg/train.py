@@ -46,42 +46,49 @@ from .io import DataError, UserError, atomic_write, write_json
 from .layout import BEST_PT, LAST_PT, LOG_COLUMNS, LOG_CSV, MEMORY_JSON, TRAIN_JSON
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
+from .options import add_options, fingerprint_fields, from_args, option
 from .outputs import MODEL, OutputError, check_output, replacing
 from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
 from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
 
-# TrainConfig fields that make a run what it is; epochs (a resumed run may go further), device,
-# workers and resume do not change what is learned (compile and amp: only its rounding).
-FINGERPRINT_FIELDS = (
-    "batch_size",
-    "virtual_batch",
-    "train_size",
-    "val_size",
-    "val_batch_size",
-    "variance_loss",
-    "seed",
-)
-
 
 @dataclass
 class TrainConfig:
-    """Training options (defaults = the paper's DSB/Usiigaci setting); stored in train.json."""
+    """Training options (defaults = the paper's DSB/Usiigaci setting); stored in train.json.
 
-    epochs: int = 200
-    batch_size: int = 2
-    virtual_batch: int = 8
-    train_size: int = 3000
-    val_size: int = 2600
-    val_batch_size: int = 16
-    variance_loss: str = "paper"
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    resume: bool = True
-    compile: bool = False  # off: not shown faster yet (embedseg/acceleration.py)
-    amp: bool = False  # off in the paper configuration: reproduction first
+    ``fingerprint=True``: the options that make a run what it is (:func:`fingerprint`); epochs (a
+    resumed run may go further), device, workers and resume do not change what is learned
+    (compile and amp: only its rounding).
+    """
+
+    epochs: int = option(200, "epochs to train (the learning rate decays over 200 whatever this is)")
+    batch_size: int = option(2, "crops per mini-batch", fingerprint=True)
+    virtual_batch: int = option(
+        8, "optimiser steps every N mini-batches (gradients of N mini-batches are averaged)", fingerprint=True
+    )
+    train_size: int = option(3000, "random crops drawn per epoch", fingerprint=True)
+    val_size: int = option(2600, "random validation crops per epoch", fingerprint=True)
+    val_batch_size: int = option(16, "crops per validation batch", fingerprint=True)
+    variance_loss: str = option(
+        "paper",
+        "paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2",
+        fingerprint=True,
+        choices=("paper", "fixed"),
+    )
+    seed: int = option(0, "seed of weights, crop draws, augmentation, dropout", fingerprint=True)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    workers: int = option(0, "DataLoader worker processes")
+    resume: bool = option(
+        True,
+        "continue from OUT/last.pt if it exists and is the same run (same crops and "
+        "settings); --no-resume starts over and replaces OUT when done",
+    )
+    # off: not shown faster yet (embedseg/acceleration.py)
+    compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
+    # off in the paper configuration: reproduction first
+    amp: bool = option(False, "mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU")
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.workers + 1) < 1:
@@ -258,7 +265,7 @@ def fingerprint(crops_dir: Path, settings: DatasetSettings, config: TrainConfig)
         "percentiles": list(settings.percentiles),
         "center": settings.center,
         "crop_size": settings.crop_size,
-        **{name: getattr(config, name) for name in FINGERPRINT_FIELDS},
+        **{name: getattr(config, name) for name in fingerprint_fields(TrainConfig)},
         "embedseg_version": __version__,
     }
 
@@ -446,7 +453,6 @@ def fit(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
     parser.add_argument(
         "crops_dir", type=Path, help="crops folder written by `embedseg crops` (dataset.json, train/, val/)"
     )
@@ -454,63 +460,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="model folder (best.pt, last.pt, log.csv, memory.json, train.json)"
     )
     parser.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.epochs,
-        help="epochs to train (the learning rate decays over 200 whatever this is)",
-    )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="crops per mini-batch")
-    parser.add_argument(
-        "--virtual-batch",
-        type=int,
-        default=defaults.virtual_batch,
-        help="optimiser steps every N mini-batches (gradients of N mini-batches are averaged)",
-    )
-    parser.add_argument("--train-size", type=int, default=defaults.train_size, help="random crops drawn per epoch")
-    parser.add_argument("--val-size", type=int, default=defaults.val_size, help="random validation crops per epoch")
-    parser.add_argument(
-        "--val-batch-size", type=int, default=defaults.val_batch_size, help="crops per validation batch"
-    )
-    parser.add_argument(
-        "--variance-loss",
-        choices=("paper", "fixed"),
-        default=defaults.variance_loss,
-        help="paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of weights, crop draws, augmentation, dropout"
-    )
-    parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
-    parser.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.resume,
-        help="continue from OUT/last.pt if it exists and is the same run (same crops and "
-        "settings); --no-resume starts over and replaces OUT when done",
-    )
-    parser.add_argument(
         "--force",
         action="store_true",
         help="replace OUT even if it is a file or a folder not written by `embedseg train` (never an input)",
     )
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.compile,
-        help="run the network through torch.compile (falls back to eager with a warning)",
-    )
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.amp,
-        help="mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU",
-    )
+    add_options(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
+    config = from_args(TrainConfig, args)
     if not (args.crops_dir / "train").is_dir():
         raise DataError(
             f"{args.crops_dir}: no train/ folder; run `embedseg crops DATA_DIR --out {args.crops_dir}` first"

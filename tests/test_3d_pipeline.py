@@ -170,7 +170,7 @@ def conv_toy_3d() -> nn.Module:
 
 @pytest.mark.parametrize("tta", [False, True])
 def test_tiled_3d_prediction_equals_untiled(tta: bool) -> None:
-    from embedseg.predict import predict_raw
+    from embedseg.inference import predict_raw
 
     image = np.random.default_rng(5).random((1, 20, 45, 38)).astype(np.float32)
     model = conv_toy_3d()

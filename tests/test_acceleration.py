@@ -18,7 +18,7 @@ import tifffile
 import torch
 from torch import nn
 
-from embedseg import cli, predict
+from embedseg import cli, inference
 from embedseg.acceleration import COMPILE_TOLERANCE, CompiledModel, Precision, inference_model
 from embedseg.core.losses import SpatialEmbLoss
 from embedseg.models import BranchedERFNet, read_checkpoint
@@ -105,10 +105,10 @@ def test_folded_network_matches_and_leaves_the_model_alone(ndim: int, shape: tup
 def test_inference_model_gives_the_same_tta_prediction() -> None:
     model = trained_like(1)
     image = np.random.default_rng(0).random((72, 56), dtype=np.float32)
-    plain = predict.predict_raw(model, image, tta=True)
+    plain = inference.predict_raw(model, image, tta=True)
     fast = inference_model(model)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
-    assert max_relative(plain, predict.predict_raw(fast, image, tta=True)) < 1e-5
+    assert max_relative(plain, inference.predict_raw(fast, image, tta=True)) < 1e-5
 
 
 def test_3d_inference_model_matches_the_model() -> None:
@@ -203,8 +203,8 @@ def test_compiled_erfnet_training_step_and_inference_match_eager() -> None:
     model.eval()
     assert_gradients_close(probe_gradients(model, model, image), probe_gradients(model, compiled, image))
     picture = np.random.default_rng(0).random((128, 128), dtype=np.float32)
-    expected = predict.predict_raw(model, picture, tta=True)
-    fast = predict.predict_raw(inference_model(model, compile=True), picture)
+    expected = inference.predict_raw(model, picture, tta=True)
+    fast = inference.predict_raw(inference_model(model, compile=True), picture)
     assert max_relative(expected, fast) < COMPILE_TOLERANCE
 
 

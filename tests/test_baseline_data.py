@@ -13,9 +13,9 @@ import numpy as np
 
 from embedseg import methods
 from embedseg.baseline import add_arguments
-from embedseg.baselines.configs import from_args
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import read_labels
+from embedseg.options import from_args
 
 
 def test_split_has_paired_images_and_masks(nuclei_split, tmp_path):

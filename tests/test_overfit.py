@@ -1,7 +1,7 @@
 """End to end on CPU: the network overfits one synthetic image until it segments it perfectly.
 
 Train (`embedseg.train`, crop = whole 128×128 image with four discs, augmentation on) → best.pt
-→ `embedseg.predict.segment` (8-fold TTA, paper clustering thresholds) → AP_dsb@0.5 = 1.
+→ `embedseg.inference.segment` (8-fold TTA, paper clustering thresholds) → AP_dsb@0.5 = 1.
 About 150 steps on one thread: ~35 s on a busy 2-core machine.
 """
 
@@ -13,9 +13,9 @@ import pytest
 from embedseg.core.cluster import ClusterParams
 from embedseg.core.metrics import match_labels
 from embedseg.dataset_settings import DatasetSettings
+from embedseg.inference import segment
 from embedseg.io import write_labels, write_tiff
 from embedseg.models import load_checkpoint
-from embedseg.predict import segment
 from embedseg.train import TrainConfig, train
 
 from discs import disc_centers, disc_image, disc_labels

@@ -8,7 +8,7 @@ import tifffile
 import torch
 from torch import nn
 
-from embedseg import cli, predict
+from embedseg import cli, inference
 from embedseg.core.embedding import GRID_SPACING
 from embedseg.dataset_settings import DatasetSettings
 
@@ -39,11 +39,11 @@ def conv_toy(seed: int = 0) -> nn.Module:
 
 
 def test_padding_splits_the_remainder_floor_before():
-    assert predict.padding(16) == (0, 0)
-    assert predict.padding(13) == (1, 2)
-    assert predict.padding(521) == (3, 4)
+    assert inference.padding(16) == (0, 0)
+    assert inference.padding(13) == (1, 2)
+    assert inference.padding(521) == (3, 4)
     image = np.arange(13 * 9, dtype=np.float32).reshape(1, 13, 9)
-    padded, crop = predict.pad_image(image)
+    padded, crop = inference.pad_image(image)
     assert padded.shape == (1, 16, 16)
     np.testing.assert_array_equal(padded[:, crop[0], crop[1]], image)
     np.testing.assert_array_equal(padded[0, 0, crop[1]], image[0, 1])  # reflected, not zero
@@ -53,10 +53,10 @@ def test_padding_splits_the_remainder_floor_before():
 def test_predict_raw_returns_the_input_size(shape):
     rng = np.random.default_rng(0)
     image = rng.random(shape).astype(np.float32)
-    raw = predict.predict_raw(conv_toy(), image, tta=False)
+    raw = inference.predict_raw(conv_toy(), image, tta=False)
     assert raw.shape == (5, *shape)
     # Cropping back keeps the pixels where they were: compare with the padded prediction.
-    padded, crop = predict.pad_image(image[None])
+    padded, crop = inference.pad_image(image[None])
     full = conv_toy()(torch.from_numpy(padded)[None])[0]
     torch.testing.assert_close(raw, full[:, crop[0], crop[1]])
 
@@ -66,28 +66,28 @@ def test_tta_of_an_equivariant_predictor_equals_the_plain_output(shape):
     rng = np.random.default_rng(1)
     image = rng.random(shape).astype(np.float32)
     toy = BrightestPixelToy()
-    plain = predict.predict_raw(toy, image, tta=False)
-    averaged = predict.predict_raw(toy, image, tta=True)
+    plain = inference.predict_raw(toy, image, tta=False)
+    averaged = inference.predict_raw(toy, image, tta=True)
     assert not torch.allclose(plain[2], plain[3])  # σ_x ≠ σ_y: the swap matters
     torch.testing.assert_close(averaged, plain, rtol=0, atol=1e-6)
     # Each single transform, mapped back, already equals the plain output.
     tile = torch.from_numpy(image)[None]
-    for t in predict.dihedral.transforms(2):
-        out = toy(predict.dihedral.forward(tile, t)[None])[0]
-        torch.testing.assert_close(predict.dihedral.invert_output(out, t, 2), plain, rtol=0, atol=1e-6)
+    for t in inference.dihedral.transforms(2):
+        out = toy(inference.dihedral.forward(tile, t)[None])[0]
+        torch.testing.assert_close(inference.dihedral.invert_output(out, t, 2), plain, rtol=0, atol=1e-6)
 
 
 def test_tta_batch_size_does_not_change_the_result():
     image = np.random.default_rng(2).random((16, 24)).astype(np.float32)
     model = conv_toy()
     torch.testing.assert_close(
-        predict.predict_raw(model, image, batch_size=8), predict.predict_raw(model, image, batch_size=3)
+        inference.predict_raw(model, image, batch_size=8), inference.predict_raw(model, image, batch_size=3)
     )
 
 
 def test_tile_spans_cover_the_axis_once():
     for size, tile, overlap in [(64, 64, 8), (200, 64, 8), (1032, 1024, 64), (96, 32, 12)]:
-        spans = predict.tile_spans(size, tile, overlap)
+        spans = inference.tile_spans(size, tile, overlap)
         kept = np.concatenate([np.arange(lo, hi) for _, lo, hi in spans])
         np.testing.assert_array_equal(kept, np.arange(size))
         for start, lo, hi in spans:
@@ -99,12 +99,12 @@ def test_tile_spans_cover_the_axis_once():
 def test_tiling_equals_untiled_for_a_translation_equivariant_model():
     image = np.random.default_rng(3).random((90, 75)).astype(np.float32)
     model = conv_toy()
-    whole = predict.predict_raw(model, image, tta=False, tile_size=96)
-    tiled = predict.predict_raw(model, image, tta=False, tile_size=32, overlap=4)
+    whole = inference.predict_raw(model, image, tta=False, tile_size=96)
+    tiled = inference.predict_raw(model, image, tta=False, tile_size=32, overlap=4)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
     torch.testing.assert_close(
-        predict.predict_raw(model, image, tta=True, tile_size=32, overlap=4),
-        predict.predict_raw(model, image, tta=True, tile_size=96),
+        inference.predict_raw(model, image, tta=True, tile_size=32, overlap=4),
+        inference.predict_raw(model, image, tta=True, tile_size=96),
         rtol=0,
         atol=1e-5,
     )
@@ -112,9 +112,9 @@ def test_tiling_equals_untiled_for_a_translation_equivariant_model():
 
 def test_image_channels_are_checked():
     settings = DatasetSettings(name="toy", in_channels=1)
-    with pytest.raises(predict.DataError, match="channel"):
-        predict.network_input(np.zeros((3, 8, 8)), settings, "rgb.tif")
-    assert predict.network_input(np.full((8, 8), 255, np.uint8), settings).max() == 1.0
+    with pytest.raises(inference.DataError, match="channel"):
+        inference.network_input(np.zeros((3, 8, 8)), settings, "rgb.tif")
+    assert inference.network_input(np.full((8, 8), 255, np.uint8), settings).max() == 1.0
 
 
 def test_predict_cli_writes_labels_and_seeds(tmp_path):
@@ -176,16 +176,16 @@ class MemoryLimitedToy(nn.Module):
 
 
 def test_out_of_memory_falls_back_to_single_transforms_then_smaller_tiles(monkeypatch):
-    monkeypatch.setattr(predict, "MIN_TILE", 32)
+    monkeypatch.setattr(inference, "MIN_TILE", 32)
     image = np.random.default_rng(4).random((64, 64)).astype(np.float32)
-    expected = predict.predict_raw(conv_toy(), image, tta=True, tile_size=64, overlap=4)
+    expected = inference.predict_raw(conv_toy(), image, tta=True, tile_size=64, overlap=4)
     limited = MemoryLimitedToy(max_pixels=40 * 40)
-    raw = predict.predict_raw(limited, image, tta=True, tile_size=64, overlap=4, batch_size=8)
+    raw = inference.predict_raw(limited, image, tta=True, tile_size=64, overlap=4, batch_size=8)
     torch.testing.assert_close(raw, expected, rtol=0, atol=1e-5)
     assert (8, 1, 64, 64) in limited.calls and (1, 1, 64, 64) in limited.calls
     assert limited.calls[-1] == (1, 1, 32, 32)
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        predict.predict_raw(MemoryLimitedToy(max_pixels=100), image, tta=False, tile_size=64)
+        inference.predict_raw(MemoryLimitedToy(max_pixels=100), image, tta=False, tile_size=64)
 
 
 def test_predict_raw_gives_the_model_back_as_it_came_and_trainable():
@@ -197,7 +197,7 @@ def test_predict_raw_gives_the_model_back_as_it_came_and_trainable():
     image = np.random.default_rng(4).random((32, 40)).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(image)[None, None])[0]
-    raw = predict.predict_raw(model, image, tta=False)
+    raw = inference.predict_raw(model, image, tta=False)
     torch.testing.assert_close(raw, reference, rtol=0, atol=1e-5)
     assert list(model.parameters()) == params  # same Parameter objects (optimisers keep working)
     for p in model.parameters():

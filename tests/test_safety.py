@@ -538,8 +538,8 @@ PREDICT_CASES: dict[str, tuple[dict[str, np.ndarray], list[str], list[str]]] = {
 
 def test_bit_depth_must_fit_the_models_absolute_normalisation() -> None:
     from embedseg.dataset_settings import DatasetSettings
+    from embedseg.inference import network_input
     from embedseg.io import DataError
-    from embedseg.predict import network_input
 
     sixteen = DatasetSettings(name="x", normalization_factor=65535.0)
     with pytest.raises(DataError, match="b.tif: uint8 image .* 16-bit"):

@@ -1,24 +1,16 @@
 """Options of every baseline as dataclasses: the fields are the options, with default and help.
 
 `embedseg baseline METHOD train|predict` builds its command line from these fields
-(``--field-name``), and Python code calls a runner directly, e.g.
+(``--field-name``, :mod:`embedseg.options`), and Python code calls a runner directly, e.g.
 ``unet3class.train(data_dir, out_dir, UNetTrainConfig(epochs=5))``. Standard library only, so
 the help of every baseline works in every environment without importing torch or TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
 
-Config = TypeVar("Config")
-
-
-def option(default: Any, help_text: str, **argparse_kwargs: Any) -> Any:
-    """A config field that is also a command-line option; `argparse_kwargs` go to add_argument."""
-    return field(default=default, metadata={"help": help_text, **argparse_kwargs})
+from ..options import option
 
 
 @dataclass
@@ -113,31 +105,3 @@ class MaskRCNNTrainConfig(StepBudget):
         True, "start from torchvision's ImageNet ResNet-50 (downloaded by torchvision) or from scratch"
     )
     score_thresholds: tuple[float, ...] = option((0.3, 0.5, 0.7, 0.9), "detection score thresholds tried on validation")
-
-
-def add_options(parser: argparse.ArgumentParser, config: type) -> None:
-    """One ``--field-name`` option per field of the dataclass `config`, with its default and help.
-
-    The type comes from the field's ``type`` metadata or its default; tuples take several values
-    (``nargs="+"`` unless the field says otherwise) and booleans get ``--no-…`` as well.
-    """
-    for f in dataclasses.fields(config):
-        kwargs = dict(f.metadata)
-        default = f.default
-        if isinstance(default, bool):
-            kwargs.setdefault("action", argparse.BooleanOptionalAction)
-        elif isinstance(default, tuple):
-            kwargs.setdefault("nargs", "+")
-            kwargs.setdefault("type", type(default[0]))
-        elif default is not None:
-            kwargs.setdefault("type", type(default))
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=default, **kwargs)
-
-
-def from_args(config: type[Config], args: argparse.Namespace) -> Config:
-    """The dataclass `config` filled from the parsed options (multi-value options as tuples)."""
-    values = {}
-    for f in dataclasses.fields(config):
-        value = getattr(args, f.name)
-        values[f.name] = tuple(value) if isinstance(value, list) else value
-    return config(**values)

@@ -57,7 +57,10 @@ class ClusterParams:
 
 
 def preset(
-    name: str, min_object_size: int | None = None, seed_thresh: float = 0.9, fg_thresh: float = 0.5
+    name: str,
+    min_object_size: int | None = None,
+    seed_thresh: float = ClusterParams.seed_thresh,
+    fg_thresh: float = ClusterParams.fg_thresh,
 ) -> ClusterParams:
     """`paper`: 128 / 128 / 36 (v0.1 code); `current`: 0 / 0 / `min_object_size` (EmbedSeg HEAD,
     where it is the smallest training object). An explicit `min_object_size` overrides both."""

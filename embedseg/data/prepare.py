@@ -3,9 +3,10 @@
     embedseg prepare DATASET --out DIR [--source URL|ZIP|FOLDER] [--cache resources] [--seed 1234]
         [--resplit-run K]
 
-writes ``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as
-uint16/uint32, one-hot (K, H, W) stacks for overlapping objects; 3D: volumes and label volumes
-(Z, Y, X)) and ``DIR/dataset.json`` (:class:`embedseg.dataset_settings.DatasetSettings`, with
+or from Python ``prepare(DATASET, DIR, PrepareConfig(...))``, writes
+``DIR/{train,val,test}/{images,masks}/*.tif`` (images as stored, label images as uint16/uint32,
+one-hot (K, H, W) stacks for overlapping objects; 3D: volumes and label volumes (Z, Y, X)) and
+``DIR/dataset.json`` (:class:`embedseg.dataset_settings.DatasetSettings`, with
 ``min_object_size`` = the smallest object in train + val (voxels in 3D), ``in_channels`` = C of
 (C, H, W) / (C, Z, Y, X) images, ``ndim`` and, in 3D, ``voxel_size``).
 
@@ -22,13 +23,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..crops import check_crop_size, fit_to_network, fitted_crop_size, object_crop_size
 from ..dataset_settings import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
+from ..options import add_options, from_args, option
 from ..outputs import DATA, replacing
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, detect_ndim, read_source, tiff_axes
@@ -42,210 +47,206 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=sorted(REGISTRY), help="data set name (see docs/data.md)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder DIR (train/, val/, test/, dataset.json)")
-    parser.add_argument(
-        "--source",
-        help="URL, zip file or folder to read instead of the registry's download; its layout is auto-detected "
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options of `embedseg prepare` (defaults: the registry entry's and the paper's split)."""
+
+    source: str | None = option(
+        None,
+        "URL, zip file or folder to read instead of the registry's download; its layout is auto-detected "
         "(EmbedSeg zip, images/+masks/, DSB stage1, Usiigaci sets, BBBC010). Required for `folder`.",
     )
-    parser.add_argument("--sha256", help="expected sha256 of the file at a --source URL (verified; default: print it)")
-    parser.add_argument("--layout", choices=LAYOUTS, help="source layout (default: auto-detect)")
-    parser.add_argument("--cache", type=Path, default=Path("resources"), help="download cache (reused across runs)")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=PAPER_SPLIT_SEED,
-        help=f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
+    sha256: str | None = option(None, "expected sha256 of the file at a --source URL (verified; default: print it)")
+    layout: str | None = option(None, "source layout (default: auto-detect)", choices=LAYOUTS)
+    cache: Path = option(Path("resources"), "download cache (reused across runs)", type=Path)
+    seed: int = option(
+        PAPER_SPLIT_SEED,
+        f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
         f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)",
     )
-    parser.add_argument(
-        "--resplit-run",
+    resplit_run: int | None = option(
+        None,
+        "run K of re-split runs: the validation split uses seed --seed + K, the test "
+        "split --seed (default: both use --seed, as in the paper)",
         type=int,
         metavar="K",
-        help="run K of re-split runs: the validation split uses seed --seed + K, the test "
-        "split --seed (default: both use --seed, as in the paper)",
     )
-    parser.add_argument(
-        "--limit", type=int, help="use only the first N images (sorted names) of the source's train and test parts"
+    limit: int | None = option(
+        None, "use only the first N images (sorted names) of the source's train and test parts", type=int
     )
-    parser.add_argument(
-        "--normalization", choices=NORMALIZATIONS, help="override the data set's normalisation (paper: absolute)"
+    normalization: str | None = option(
+        None, "override the data set's normalisation (paper: absolute)", choices=NORMALIZATIONS
     )
-    parser.add_argument(
-        "--crop-size",
+    crop_size: tuple[int, ...] | None = option(
+        None,
+        "override the data set's crop size: one edge length, or one per axis (3D: Z Y X)",
         type=int,
         nargs="+",
         metavar="N",
-        help="override the data set's crop size: one edge length, or one per axis (3D: Z Y X)",
     )
-    parser.add_argument(
-        "--ndim",
-        type=int,
-        choices=(2, 3),
-        help="2: images (H, W) / (C, H, W); 3: volumes (Z, Y, X) / (C, Z, Y, X) with label stacks "
+    ndim: int | None = option(
+        None,
+        "2: images (H, W) / (C, H, W); 3: volumes (Z, Y, X) / (C, Z, Y, X) with label stacks "
         "(Z, Y, X) (default: the data set's, else detected from the first sample's TIFF metadata and "
         "shapes; ambiguous 3-axis files are an error asking for --ndim)",
+        type=int,
+        choices=(2, 3),
     )
-    parser.add_argument(
-        "--voxel-size",
+    voxel_size: tuple[float, float, float] | None = option(
+        None,
+        "3D: voxel size in µm (default: the data set's, else the TIFF metadata, else 1 1 1)",
         type=float,
         nargs=3,
         metavar=("Z", "Y", "X"),
-        help="3D: voxel size in µm (default: the data set's, else the TIFF metadata, else 1 1 1)",
     )
-    parser.add_argument(
-        "--test-fraction",
+    test_fraction: float | None = option(
+        None,
+        "fraction of the images held out for testing when the source has no test part (default: the data set's)",
         type=float,
-        help="fraction of the images held out for testing when the source has no test part (default: the data set's)",
     )
-    parser.add_argument(
-        "--all-dsb-images",
+    all_dsb_images: bool = option(
+        False,
+        "DSB stage1: keep colour images too, reduced to luminance (default: greyscale fluorescence only)",
         action="store_true",
-        help="DSB stage1: keep colour images too, reduced to luminance (default: greyscale fluorescence only)",
     )
-    parser.add_argument(
-        "--rgb-to-grey",
-        action="store_true",
-        help="reduce colour RGB(A) images to luminance (default: refuse them; RGB images "
+    rgb_to_grey: bool = option(
+        False,
+        "reduce colour RGB(A) images to luminance (default: refuse them; RGB images "
         "with R = G = B always become one channel)",
+        action="store_true",
     )
+    n_images: int | None = option(None, "synthetic sets: number of images (default 16; 3D sets: 12 volumes)", type=int)
+    image_size: int | None = option(None, "synthetic sets: image height and width (default 128; 3D sets: 96)", type=int)
+    image_depth: int | None = option(None, "synthetic 3D sets: number of z slices (default 32)", type=int)
+    data_seed: int = option(0, "synthetic sets: generator seed (the split seed is --seed)")
+
+    def __post_init__(self) -> None:
+        """Counts and sizes must make sense before anything is read or written."""
+        if self.crop_size is not None:
+            check_crop_size(self.crop_size)
+        for flag, value in (("--limit", self.limit), ("--n-images", self.n_images)):
+            if value is not None and value < 1:
+                raise DataError(f"{flag} {value}: must be a positive number of images")
+        if self.image_size is not None and self.image_size < 32:
+            raise DataError(f"--image-size {self.image_size}: synthetic images need at least 32 pixels")
+        if self.image_depth is not None and self.image_depth < 8:
+            raise DataError(f"--image-depth {self.image_depth}: synthetic volumes need at least 8 slices")
+        if self.voxel_size is not None and min(self.voxel_size) <= 0:
+            raise DataError(f"--voxel-size {' '.join(map(str, self.voxel_size))}: sizes must be positive (µm)")
+        if self.test_fraction is not None and not 0 < self.test_fraction < 1:
+            raise DataError(f"--test-fraction {self.test_fraction}: give a fraction between 0 and 1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=sorted(REGISTRY), help="data set name (see docs/data.md)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder DIR (train/, val/, test/, dataset.json)")
     parser.add_argument(
         "--force",
         action="store_true",
         help="replace --out even if it is a file or a folder not written by `embedseg prepare` (never an input)",
     )
-    parser.add_argument(
-        "--n-images", type=int, help="synthetic sets: number of images (default 16; 3D sets: 12 volumes)"
-    )
-    parser.add_argument(
-        "--image-size", type=int, help="synthetic sets: image height and width (default 128; 3D sets: 96)"
-    )
-    parser.add_argument("--image-depth", type=int, help="synthetic 3D sets: number of z slices (default 32)")
-    parser.add_argument(
-        "--data-seed", type=int, default=0, help="synthetic sets: generator seed (the split seed is --seed)"
-    )
+    add_options(parser, PrepareConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = get_spec(args.dataset)
-    if args.test_fraction is not None:
-        if not 0 < args.test_fraction < 1:
-            raise DataError(f"--test-fraction {args.test_fraction}: give a fraction between 0 and 1")
-        spec = dataclasses.replace(spec, test_split=args.test_fraction)
-    check_options(args)
-    args = with_synthetic_defaults(spec, args)
-    local_source = args.source if args.source and not is_url(args.source) else None
-    with replacing(
-        args.out, DATA, {"--source": local_source, "--cache": Path(args.cache) / spec.name}, args.force
-    ) as staging:
-        source = resolve_source(spec, args, staging / ".source")
-        val_seed = validation_seed(args.seed, args.resplit_run)
-        splits = split_samples(source, spec, args.seed, args.limit, val_seed)
+    prepare(args.dataset, args.out, from_args(PrepareConfig, args), args.force)
+    return 0
+
+
+def prepare(
+    dataset: str, out: str | os.PathLike, config: PrepareConfig = PrepareConfig(), force: bool = False
+) -> DatasetSettings:
+    """Write data set `dataset` (a registry name) as ``out/{train,val,test}/{images,masks}`` and
+    ``out/dataset.json``; returns the settings written. `out` follows :mod:`embedseg.outputs`."""
+    out = Path(out)
+    spec = get_spec(dataset)
+    if config.test_fraction is not None:
+        spec = dataclasses.replace(spec, test_split=config.test_fraction)
+    config = with_synthetic_defaults(spec, config)
+    local_source = config.source if config.source and not is_url(config.source) else None
+    with replacing(out, DATA, {"--source": local_source, "--cache": Path(config.cache) / spec.name}, force) as staging:
+        source = resolve_source(spec, config, staging / ".source")
+        val_seed = validation_seed(config.seed, config.resplit_run)
+        splits = split_samples(source, spec, config.seed, config.limit, val_seed)
         settings = spec.dataset_settings(
-            normalization=args.normalization, crop_size=crop_size(spec, args), ndim=args.ndim
+            normalization=config.normalization, crop_size=crop_size(spec, config), ndim=config.ndim
         )
         settings = write_splits(
             splits,
             staging,
             settings,
             spec,
-            args.rgb_to_grey or args.all_dsb_images,
-            crop_size_given=args.crop_size is not None,
-            ndim=args.ndim or (None if spec.name == "folder" else settings.ndim),
-            voxel_size=args.voxel_size,
+            config.rgb_to_grey or config.all_dsb_images,
+            crop_size_given=config.crop_size is not None,
+            ndim=config.ndim or (None if spec.name == "folder" else settings.ndim),
+            voxel_size=config.voxel_size,
         )
-        settings.extra.update(source_info(spec, args, source, splits))
+        settings.extra.update(source_info(spec, config, source, splits))
         shutil.rmtree(staging / ".source", ignore_errors=True)
         settings.save(staging)
     for name, samples in splits.items():
         if not samples and not (name == "val" and settings.val_split == "crop"):
-            log.warning("%s: the %s split is empty (too few images for its share); add images", args.out, name)
+            log.warning("%s: the %s split is empty (too few images for its share); add images", out, name)
     counts = ", ".join(f"{name} {len(samples)}" for name, samples in splits.items())
     log.info(
         "%s: %s %dD images (%s); min object size %d %s",
-        args.out,
+        out,
         spec.name,
         settings.ndim,
         counts,
         settings.min_object_size,
         "voxels" if settings.ndim == 3 else "px",
     )
-    return 0
+    return settings
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Counts and sizes must make sense before anything is read or written."""
-    for size in args.crop_size or ():
-        if size <= 0 or size % 8:
-            raise DataError(
-                f"--crop-size {' '.join(map(str, args.crop_size))}: every size must be a positive "
-                "multiple of 8 (the network halves the crops three times), "
-                f"e.g. {max(8, size // 8 * 8)} instead of {size}"
-            )
-    if args.crop_size is not None and len(args.crop_size) not in (1, 2, 3):
-        raise DataError(f"--crop-size: give one size or one per axis (Y X, or Z Y X), not {len(args.crop_size)}")
-    for option, value in (("--limit", args.limit), ("--n-images", args.n_images)):
-        if value is not None and value < 1:
-            raise DataError(f"{option} {value}: must be a positive number of images")
-    if args.image_size is not None and args.image_size < 32:
-        raise DataError(f"--image-size {args.image_size}: synthetic images need at least 32 pixels")
-    if args.image_depth is not None and args.image_depth < 8:
-        raise DataError(f"--image-depth {args.image_depth}: synthetic volumes need at least 8 slices")
-    if args.voxel_size is not None and min(args.voxel_size) <= 0:
-        raise DataError(f"--voxel-size {' '.join(map(str, args.voxel_size))}: sizes must be positive (µm)")
-
-
-def with_synthetic_defaults(spec: DatasetSpec, args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with the synthetic size options not given filled in with the set's defaults
+def with_synthetic_defaults(spec: DatasetSpec, config: PrepareConfig) -> PrepareConfig:
+    """`config` with the synthetic size options not given filled in with the set's defaults
     (:data:`embedseg.data.synthetic.DEFAULT_SIZES`; 2D and 3D sets differ)."""
-    ndim = spec.settings.get("ndim", 2)
-    n_images, image_size, depth = DEFAULT_SIZES[ndim]
-    return argparse.Namespace(
-        **{
-            **vars(args),
-            "n_images": args.n_images or n_images,
-            "image_size": args.image_size or image_size,
-            "image_depth": args.image_depth or depth,
-        }
+    n_images, image_size, depth = DEFAULT_SIZES[spec.settings.get("ndim", 2)]
+    return dataclasses.replace(
+        config,
+        n_images=config.n_images or n_images,
+        image_size=config.image_size or image_size,
+        image_depth=config.image_depth or depth,
     )
 
 
-def crop_size(spec: DatasetSpec, args: argparse.Namespace) -> int | tuple[int, ...] | None:
+def crop_size(spec: DatasetSpec, config: PrepareConfig) -> int | tuple[int, ...] | None:
     """--crop-size (one size or one per axis), else for synthetic sets the default shrunk per
-    axis to fit the generated image size (multiple of 8); None: the registry's."""
-    if args.crop_size is not None:
-        return args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size)
+    axis to fit the generated image size; None: the registry's."""
+    if config.crop_size is not None:
+        return check_crop_size(config.crop_size)
     if spec.name not in SYNTHETIC_SETS:
         return None
     default = spec.settings["crop_size"]
     if isinstance(default, int):
-        return min(default, args.image_size // 8 * 8)
-    extents = (args.image_depth, args.image_size, args.image_size)[-len(default) :]
-    return tuple(min(size, extent // 8 * 8) for size, extent in zip(default, extents))
+        return min(default, fit_to_network(config.image_size))
+    extents = (config.image_depth, config.image_size, config.image_size)[-len(default) :]
+    return tuple(min(size, fit_to_network(extent)) for size, extent in zip(default, extents))
 
 
-def resolve_source(spec: DatasetSpec, args: argparse.Namespace, scratch: Path) -> Source:
+def resolve_source(spec: DatasetSpec, config: PrepareConfig, scratch: Path) -> Source:
     """Samples of the data set: synthesised, downloaded (cached), unpacked or read from a folder.
 
     `scratch` holds synthesised images and unpacked local zips; it is deleted after the run.
     """
     if spec.name in SYNTHETIC_SETS:
-        write_synthetic(spec.name, args.n_images, args.image_size, args.data_seed, scratch, args.image_depth)
+        write_synthetic(spec.name, config.n_images, config.image_size, config.data_seed, scratch, config.image_depth)
         return read_source(scratch, "folder")
-    location = args.source or spec.url
+    location = config.source or spec.url
     if location is None:
         raise DataError(f"data set {spec.name!r} needs --source (a folder with images/ and masks/, a zip or a URL)")
-    layout = args.layout or (spec.layout if args.source is None else None)
+    layout = config.layout or (spec.layout if config.source is None else None)
+    greyscale_only = not config.all_dsb_images
     if is_url(location):
-        download = spec.with_source(location, args.sha256)
-        archive = fetch(download.url, download.sha256, Path(args.cache) / spec.name)
-        return read_source(unpack_zip(archive, Path(args.cache) / spec.name), layout, not args.all_dsb_images)
+        download = spec.with_source(location, config.sha256)
+        archive = fetch(download.url, download.sha256, Path(config.cache) / spec.name)
+        return read_source(unpack_zip(archive, Path(config.cache) / spec.name), layout, greyscale_only)
     path = Path(location)
     if path.is_file():
-        return read_source(unpack_zip(path, scratch), layout, not args.all_dsb_images)
-    return read_source(path, layout, not args.all_dsb_images)
+        return read_source(unpack_zip(path, scratch), layout, greyscale_only)
+    return read_source(path, layout, greyscale_only)
 
 
 def write_synthetic(
@@ -302,7 +303,8 @@ def write_splits(
 ) -> DatasetSettings:
     """Validate and write every sample; return `settings` completed from the data
     (min_object_size over train + val, in_channels, ndim and voxel size; for `folder`: one_hot,
-    the normalisation factor and a crop size that fits the images); see :func:`fitted_crop_size`.
+    the normalisation factor and a crop size that fits the images); see
+    :func:`embedseg.crops.fitted_crop_size`.
 
     `ndim`: the declared dimension (None: detected from the first sample, :func:`detect_ndim`);
     `voxel_size`: given on the command line (see :func:`resolve_voxel_size`).
@@ -395,52 +397,6 @@ def resolve_voxel_size(
     return (1.0, 1.0, 1.0), "default 1 1 1: none given (--voxel-size) or found in the TIFF metadata"
 
 
-def fitted_crop_size(
-    crop_size: int | tuple[int, ...], shapes: list[tuple[int, ...]], given: bool, fit: bool
-) -> int | tuple[int, ...]:
-    """`crop_size` (one size, or one per axis) checked against the spatial shapes of the
-    training images (crops skip images smaller than the crop in any axis). `fit` (the default
-    of user data, a guess) shrinks every axis to the smallest image; a `given` --crop-size
-    larger than every image is an error; otherwise (a paper data set's own crop size) images
-    too small only get a warning."""
-    crop = np.broadcast_to(crop_size, len(shapes[0]))
-    smallest = np.min(shapes, axis=0)
-    if fit and np.any(crop > smallest):
-        fitted = np.minimum(crop, np.maximum(8, smallest // 8 * 8))
-        log.info(
-            "crop size %s shrunk to %s to fit the smallest training image %s",
-            crop_size,
-            fitted.tolist(),
-            smallest.tolist(),
-        )
-        if isinstance(crop_size, int) and np.all(fitted == fitted[0]):
-            return int(fitted[0])
-        return tuple(fitted.tolist())
-    too_small = sum(bool(np.any(np.asarray(shape) < crop)) for shape in shapes)
-    if given and too_small == len(shapes):
-        if isinstance(crop_size, int):
-            largest = f"the largest has {max(min(shape) for shape in shapes)} px on its shorter side"
-            fits = str(max(8, max(min(shape) for shape in shapes) // 8 * 8))
-        else:
-            extents = np.max(shapes, axis=0)
-            largest = f"largest extents {' x '.join(map(str, extents.tolist()))}"
-            fits = " ".join(str(max(8, int(e) // 8 * 8)) for e in np.minimum(extents, crop))
-        given_text = " ".join(map(str, np.atleast_1d(crop_size).tolist()))
-        raise DataError(
-            f"--crop-size {given_text} is larger than every training image ({largest}); "
-            f"pass --crop-size {fits} or smaller"
-        )
-    if too_small:
-        log.warning(
-            "%d of %d training images are smaller than the crop size %s and give no crops; "
-            "pass a smaller --crop-size to use them",
-            too_small,
-            len(shapes),
-            crop_size,
-        )
-    return crop_size
-
-
 def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.ndarray:
     """A one-hot data set gets (K, H, W) 0/1 stacks (a flat label image is split into one slice
     per id; no objects → one empty slice, as TIFF cannot store K = 0); a stack in a data set of
@@ -461,17 +417,6 @@ def object_extents(labels: np.ndarray) -> list[list[int]]:
     from scipy.ndimage import find_objects
 
     return [[s.stop - s.start - 1 for s in box] for box in find_objects(labels) if box is not None]
-
-
-def object_crop_size(extents: np.ndarray, n_sigma: float = 5.0) -> tuple[int, int, int]:
-    """The official 3D notebooks' crop size from object extents (N, 3) (z, y, x): per axis the
-    mean + `n_sigma` standard deviations, truncated and rounded up to a multiple of 8, with y and
-    x both set to the larger of the two (at least 8; (8, 8, 8) without objects)."""
-    if not len(extents):
-        return (8, 8, 8)
-    size = (extents.mean(axis=0) + n_sigma * extents.std(axis=0)).astype(int)
-    z, y, x = np.maximum(8, (size + 7) // 8 * 8).tolist()
-    return (z, max(y, x), max(y, x))
 
 
 def min_object_size(labels: np.ndarray, one_hot: bool) -> int:
@@ -495,17 +440,17 @@ def absolute_factor(dtypes: set[str]) -> float:
     return factors[next(iter(dtypes))]
 
 
-def source_info(spec: DatasetSpec, args: argparse.Namespace, source: Source, splits: dict[str, list[Sample]]) -> dict:
+def source_info(spec: DatasetSpec, config: PrepareConfig, source: Source, splits: dict[str, list[Sample]]) -> dict:
     """Provenance stored in dataset.json's `extra`."""
     info = {
-        "source": str(args.source or spec.url or "synthetic"),
+        "source": str(config.source or spec.url or "synthetic"),
         "layout": source.layout,
-        "split_seed": args.seed,
-        "val_split_seed": validation_seed(args.seed, args.resplit_run),
+        "split_seed": config.seed,
+        "val_split_seed": validation_seed(config.seed, config.resplit_run),
         "counts": {name: len(samples) for name, samples in splits.items()},
     }
     if spec.name in SYNTHETIC_SETS:
-        info.update(n_images=args.n_images, image_size=args.image_size, data_seed=args.data_seed)
+        info.update(n_images=config.n_images, image_size=config.image_size, data_seed=config.data_seed)
         if spec.settings.get("ndim") == 3:
-            info["image_depth"] = args.image_depth
+            info["image_depth"] = config.image_depth
     return info

@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Three DownsamplerBlocks halve every spatial axis (also Z in 3-D): inputs, crops and tiles must
+# be multiples of 2³ along every axis, and only shifts by multiples of it leave outputs unchanged.
+NETWORK_MULTIPLE = 2**3
+
 BN_EPS = 1e-3
 NDIMS = (2, 3)
 
@@ -171,7 +175,7 @@ class BranchedERFNet(nn.Module):
     """Shared ERF-Net encoder with an embedding branch and a seed branch, in 2-D or 3-D.
 
     Input (B, in_channels, H, W) or (B, in_channels, Z, Y, X), every spatial size a multiple
-    of 8. Output (B, D + n_sigma + n_seed, *spatial) raw values in the order
+    of :data:`NETWORK_MULTIPLE` (8). Output (B, D + n_sigma + n_seed, *spatial) raw values in the order
     ``[o_x, o_y(, o_z), σ_1..σ_n_sigma, seed_1..seed_n_seed]`` (D = ndim; n_sigma defaults to D:
     one bandwidth per axis); tanh/exp/sigmoid are applied by the loss and the clustering, not
     here. ``ndim=3`` is the official BranchedERFNet_3d (num_classes [6, 1] for n_sigma 3).

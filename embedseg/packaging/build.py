@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..inference import network_input, segment
 from ..io import DataError, atomic_write, list_images, read_image, write_tiff
 from ..models import erfnet
-from ..models.erfnet import BranchedERFNet
-from ..predict import NETWORK_MULTIPLE, network_input, segment
+from ..models.erfnet import NETWORK_MULTIPLE, BranchedERFNet
 from .card import model_card
 from .describe import (
     ARCHITECTURE,

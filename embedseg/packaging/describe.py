@@ -15,7 +15,7 @@ from typing import Any
 from ..core.embedding import SIGMA_SCALE, grid_spacing
 from ..dataset_settings import DatasetSettings
 from ..models.checkpoint import PACKAGE_CONFIG_KEY
-from ..predict import NETWORK_MULTIPLE
+from ..models.erfnet import NETWORK_MULTIPLE
 from ..schedule import BASE_LR, LR_HORIZON, LR_POWER
 from .facts import METHOD_CITATIONS, ModelFacts
 

@@ -20,8 +20,8 @@ import torch
 from .. import __version__
 from ..core.cluster import ClusterParams
 from ..dataset_settings import DatasetSettings
-from ..models.erfnet import BranchedERFNet
-from ..predict import DEFAULT_OVERLAP, NETWORK_MULTIPLE, default_tile
+from ..inference import DEFAULT_OVERLAP, default_tile
+from ..models.erfnet import NETWORK_MULTIPLE, BranchedERFNet
 from .runs import Selection
 
 METHOD_CITATIONS = (

@@ -5,7 +5,9 @@
   import them (the Snakefile, the baseline environments, the command line before a step is chosen);
 - no import cycle among embedseg modules;
 - no module over 500 lines;
-- what the workflow imports from embedseg is standard library all the way down.
+- what the workflow imports from embedseg is standard library all the way down; what every
+  baseline environment imports before its runner (the method registry, methods.py and
+  baselines/configs.py) is among the leaves.
 
 Imports inside functions count as well: a lazy import is still a dependency. Which third-party
 packages each environment must provide is tests/test_envs.py's job, not this file's.
@@ -241,7 +243,6 @@ def test_the_workflow_imports_only_standard_library_modules() -> None:
         if (outside := imports(module)[1]) - sys.stdlib_module_names
     }
     assert not heavy, f"the workflow's imports reach modules with third-party imports: {heavy}"
-    assert closure(sorted(used)) <= set(LEAVES), "the workflow imports modules that are not leaves"
 
 
 def test_the_import_reader_sees_relative_lazy_and_submodule_imports() -> None:

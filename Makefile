@@ -55,11 +55,17 @@ venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
 venv-maskrcnn: .venv-maskrcnn/.installed
 
+# The suite runs on $(CORES) pytest-xdist workers, one test file at a time each (--dist loadfile):
+# a file's module fixtures (a trained model, a workflow run, the SLURM cluster) are built once,
+# in one worker. One OpenMP thread per worker: with more, threads spin-wait for a busy core.
+TEST_WORKERS ?= $(CORES)
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow and not slurm"
+	$(PYTEST) -m "not slow and not slurm"
 
 # The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); on 2 cores ~15 min with
 # AVX-512, up to ~45 min on AVX2-only CPUs (benchmarks/README.md, Item 5).

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe_machine
-from skimage.draw import disk
 
 from embedseg.core.losses import SpatialEmbLoss
 from embedseg.crop_dataset import CropDataset
+from embedseg.data.synthetic import disc_centers, disc_image, disc_labels, random_discs
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 from embedseg.models import BranchedERFNet
@@ -34,18 +34,15 @@ from embedseg.train import make_loader
 
 
 def write_crops(root: Path, n_crops: int, size: int) -> None:
+    """`n_crops` crops of 20 discs (radius 8–20 px) as `embedseg crops` writes them."""
     rng = np.random.default_rng(0)
     for i in range(n_crops):
-        labels = np.zeros((size, size), np.uint16)
-        centres = np.zeros((size, size), np.uint8)
-        for k in range(1, 21):
-            cy, cx = rng.integers(20, size - 20, 2)
-            labels[disk((cy, cx), rng.integers(8, 20), shape=labels.shape)] = k
-            centres[cy, cx] = 1
-        image = (60 + 120 * (labels > 0) + rng.normal(0, 10, labels.shape)).clip(0, 255).astype(np.uint8)
+        discs = random_discs(rng, size, 20, radius=(8, 20))
+        labels = disc_labels((size, size), discs)
+        image = disc_image(labels, rng, background=60, contrast=120, noise=10)
         write_tiff(root / "train" / "images" / f"crop_{i:04d}.tif", image)
         write_labels(root / "train" / "masks" / f"crop_{i:04d}.tif", labels)
-        write_tiff(root / "train" / "centers" / f"crop_{i:04d}.tif", centres * (labels > 0))
+        write_tiff(root / "train" / "centers" / f"crop_{i:04d}.tif", disc_centers((size, size), discs))
     DatasetSettings(name="bench", crop_size=size, center="centroid").save(root)
 
 

@@ -30,6 +30,7 @@ import torch
 from machine import describe_machine
 
 from embedseg.core.losses import SpatialEmbLoss
+from embedseg.data.synthetic import disc_labels, random_discs
 from embedseg.models import BranchedERFNet
 from embedseg.runtime import resolve_device
 from embedseg.schedule import BASE_LR, WEIGHT_DECAY
@@ -39,14 +40,14 @@ OFFICIAL_SECONDS_PER_STEP = 0.88
 
 
 def disc_batch(size: int, n_objects: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Image (2, 1, S, S), instance ids (2, S, S) and centre images (2, S, S) of random discs."""
+    """Image (2, 1, S, S), instance ids (2, S, S) and centre images (2, S, S) of random discs
+    (radius 8–20 px, later ones covering earlier ones)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.indices((size, size))
-    labels = np.zeros((2, size, size), np.int64)
+    labels = np.stack(
+        [disc_labels((size, size), random_discs(rng, size, n_objects, radius=(8, 20), integer=False)) for _ in range(2)]
+    ).astype(np.int64)
     centers = np.zeros((2, size, size), bool)
     for b in range(2):
-        for k, (cy, cx, r) in enumerate(zip(*rng.uniform((0, 0, 8), (size, size, 20), (n_objects, 3)).T)):
-            labels[b][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k + 1
         for k in np.unique(labels[b])[1:]:  # a centre inside every (possibly covered) object
             ys, xs = np.nonzero(labels[b] == k)
             centers[b, ys[len(ys) // 2], xs[len(xs) // 2]] = True

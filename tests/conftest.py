@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedseg.data.synthetic import disc_image, disc_labels, random_discs
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.io import write_labels, write_tiff
 
@@ -47,14 +48,10 @@ def one_thread():
 
 def nuclei_image(rng: np.random.Generator, size: int, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
     """Bright discs (radius 5–8 px, some touching) on a dark noisy background: uint8 image, uint16 labels."""
-    yy, xx = np.mgrid[:size, :size]
-    labels = np.zeros((size, size), np.uint16)
-    for object_id in range(1, n_objects + 1):
-        radius = rng.uniform(5, 8)
-        cy, cx = rng.uniform(radius, size - radius, 2)
-        labels[((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2) & (labels == 0)] = object_id
-    image = 30 + 150 * (labels > 0) + rng.normal(0, 10, labels.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), labels
+    labels = disc_labels(
+        (size, size), random_discs(rng, size, n_objects, radius=(5, 8), integer=False), first_on_top=True
+    )
+    return disc_image(labels, rng, background=30, contrast=150, noise=10), labels
 
 
 def make_nuclei_split(root: Path, size: int = 64, counts: dict[str, int] | None = None, seed: int = 0) -> Path:

@@ -11,6 +11,7 @@ import torch
 
 from embedseg.core import cluster
 from embedseg.core.embedding import GRID_SPACING
+from embedseg.data.synthetic import disc_labels
 
 SEED_LOGIT = 6.0
 ANISOTROPIC = (GRID_SPACING, GRID_SPACING, 2 * GRID_SPACING)  # (δ_x, δ_y, δ_z) of z steps twice as long
@@ -84,16 +85,8 @@ def reference_cluster(
     return out.numpy()
 
 
-def disks(shape: tuple[int, int], centres: list[tuple[int, int]], radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    labels = np.zeros(shape, dtype=np.uint16)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        labels[np.hypot(yy - cy, xx - cx) <= radius] = i
-    return labels
-
-
 def test_two_objects_are_separated():
-    truth = disks((64, 96), [(30, 25), (34, 70)], 10)
+    truth = disc_labels((64, 96), [(30, 25, 10), (34, 70, 10)])
     labels = cluster.cluster(synthetic_raw(truth), cluster.preset("paper"))
     assert labels.dtype == np.uint16
     assert len(np.unique(labels)) == 3
@@ -107,7 +100,8 @@ def test_two_objects_are_separated():
 def test_matches_the_plain_reference_on_noisy_outputs(seed):
     rng = np.random.default_rng(seed)
     centres = [tuple(rng.integers(8, 56, size=2)) for _ in range(6)]
-    truth = disks((64, 64), centres, rng.uniform(5, 9))
+    radius = rng.uniform(5, 9)
+    truth = disc_labels((64, 64), [(cy, cx, radius) for cy, cx in centres])
     raw = synthetic_raw(truth, radius_px=rng.uniform(4, 12), noise=1.0, seed=seed)
     for params in (cluster.preset("paper"), cluster.preset("current", 5), cluster.ClusterParams(0.8, 0.5, 0, 0, 0)):
         np.testing.assert_array_equal(cluster.cluster(raw, params), reference_cluster(raw, params))
@@ -186,7 +180,7 @@ def test_more_than_32767_objects_do_not_overflow():
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_cuda_gives_the_cpu_labels(ndim):
     if ndim == 2:
-        raw, spacing = synthetic_raw(disks((64, 64), [(20, 20), (44, 40)], 9), noise=1.0), GRID_SPACING
+        raw, spacing = synthetic_raw(disc_labels((64, 64), [(20, 20, 9), (44, 40, 9)]), noise=1.0), GRID_SPACING
     else:
         raw, spacing = synthetic_raw(SIX_NUCLEI, radius_px=6, noise=1.0, spacing=ANISOTROPIC), ANISOTROPIC
     params = cluster.preset("current", 5)

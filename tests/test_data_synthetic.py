@@ -9,7 +9,15 @@ import pytest
 from scipy import ndimage
 
 from embedseg.cli import main
-from embedseg.data.synthetic import SYNTHETIC_SETS, generate
+from embedseg.data.synthetic import (
+    SYNTHETIC_SETS,
+    disc_centers,
+    disc_image,
+    disc_labels,
+    disc_stack,
+    generate,
+    random_discs,
+)
 from embedseg.dataset_settings import DatasetSettings
 
 
@@ -79,3 +87,25 @@ def test_prepare_synthetic_is_reproducible_and_replaces_atomically(tmp_path):
     assert main(["prepare", "folder", "--source", str(tmp_path / "junk"), "--out", str(out)]) == 2
     assert tree_digest(out) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk", "worms"]
+
+
+def test_discs_include_their_boundary_and_choose_who_stays_on_top():
+    """The discs of the tests and benchmarks: radius 2 around (3, 3) is 13 pixels; where two
+    overlap the later covers the earlier unless the first stays on top."""
+    discs = [(3, 3, 2), (3, 5, 2)]
+    assert np.count_nonzero(disc_labels((8, 8), discs[:1])) == 13
+    assert disc_labels((8, 8), discs)[3, 4] == 2 and disc_labels((8, 8), discs, first_on_top=True)[3, 4] == 1
+    stack = disc_stack((8, 8), discs)
+    assert stack.shape == (2, 8, 8) and stack[:, 3, 4].tolist() == [1, 1]
+    assert np.argwhere(disc_centers((8, 8), discs)).tolist() == [[3, 3], [3, 5]]
+    image = disc_image(stack, np.random.default_rng(0), noise=0)
+    assert image.dtype == np.uint8 and image[3, 4] == 190 and image[7, 7] == 40
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_random_discs_lie_inside_the_image_and_repeat_for_a_seed(integer):
+    discs = random_discs(np.random.default_rng(4), 40, 50, radius=(3, 9), integer=integer)
+    assert discs == random_discs(np.random.default_rng(4), 40, 50, radius=(3, 9), integer=integer)
+    for cy, cx, r in discs:
+        assert 3 <= r < 9 and r <= cy < 40 - r and r <= cx < 40 - r
+        assert isinstance(r, int) == integer

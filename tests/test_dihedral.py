@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_cluster import ANISOTROPIC, SIX_NUCLEI, disks, synthetic_raw
+from test_cluster import ANISOTROPIC, SIX_NUCLEI, synthetic_raw
 
 from embedseg.core import dihedral
 from embedseg.core.embedding import GRID_SPACING
+from embedseg.data.synthetic import disc_labels
 
 
 def distinct(x: np.ndarray) -> bytes:
@@ -54,7 +55,7 @@ def test_inverse_undoes_forward_on_numpy_and_torch_alike(shape):
 
 
 CASES = {
-    "2d": (disks((24, 32), [(8, 9), (15, 22)], 6), GRID_SPACING),
+    "2d": (disc_labels((24, 32), [(8, 9, 6), (15, 22, 6)]), GRID_SPACING),
     "3d": (SIX_NUCLEI[:, :32, :48], ANISOTROPIC),  # Y ≠ X: odd rotations change the shape
 }
 

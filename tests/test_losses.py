@@ -17,8 +17,7 @@ from embedseg.core.embedding import (
     spatial_embedding_at,
 )
 from embedseg.core.losses import SpatialEmbLoss, object_centers, object_pixels
-
-from discs import disc_centers, disc_labels, disc_stack
+from embedseg.data.synthetic import disc_centers, disc_labels, disc_stack
 
 SIZE = 48
 # Disc 2 has no stored centre and disc 3 holds two (its own and a stray one) → centroid fallback.

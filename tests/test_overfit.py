@@ -12,13 +12,12 @@ import pytest
 
 from embedseg.core.cluster import ClusterParams
 from embedseg.core.metrics import match_labels
+from embedseg.data.synthetic import disc_centers, disc_image, disc_labels
 from embedseg.dataset_settings import DatasetSettings
 from embedseg.inference import segment
 from embedseg.io import write_labels, write_tiff
 from embedseg.models import load_checkpoint
 from embedseg.train import TrainConfig, train
-
-from discs import disc_centers, disc_image, disc_labels
 
 SIZE = 128
 DISCS = [(30, 34, 14), (36, 92, 12), (90, 40, 16), (94, 96, 11)]

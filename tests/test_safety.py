@@ -2,14 +2,18 @@
 files, failed runs leave earlier results as they were, resumes continue only the same run, and
 bad input or a user mistake gives one clear line naming the file and the fix, never a traceback.
 
-Every command runs as a real subprocess (`python -m embedseg …`) on small synthetic files, and
-every check hashes every file under the test's folder before and after, so "nothing touched"
-means byte-identical.
+Every command runs through `embedseg.cli.main` in this process, on small synthetic files, with
+its stdout, stderr and log records captured as a terminal would show them; the contracts that
+need a real process (the exit status a shell sees, Ctrl-C) run `python -m embedseg` as a
+subprocess. Every check hashes every file under the test's folder before and after, so
+"nothing touched" means byte-identical. tests/test_outputs.py tests the policy's functions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import shutil
 import signal
@@ -17,12 +21,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import tifffile
 
+from embedseg.cli import main
 from embedseg.data.synthetic import generate
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "EMBEDSEG_DEVICE": "cpu"}
@@ -43,15 +51,48 @@ TRAIN = [
     "cpu",
 ]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-def embedseg(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+
+@dataclass
+class Run:
+    """What a terminal shows of one command: its exit status, stdout and stderr (log lines included)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def embedseg(*args: str | Path, cwd: Path | None = None) -> Run:
+    """`embedseg …` through `cli.main` in this process, from the folder `cwd`.
+
+    stderr holds what the command prints there (errors, tracebacks with -v, progress bars) and
+    its INFO log records, which the command line's logging setup would print there too.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    root = logging.getLogger()
+    level, here = root.level, os.getcwd()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        os.chdir(cwd or here)
+        with redirect_stdout(stdout), redirect_stderr(stderr), mock.patch.dict(os.environ, EMBEDSEG_DEVICE="cpu"):
+            try:
+                status = main([str(arg) for arg in args])
+            except SystemExit as exit:  # argparse's usage errors
+                status = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        os.chdir(here)
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return Run(status, stdout.getvalue(), stderr.getvalue())
+
+
+def embedseg_process(*args: str | Path) -> subprocess.CompletedProcess:
+    """`python -m embedseg …` as a real process, for what only a process shows."""
     return subprocess.run(
-        [sys.executable, "-m", "embedseg", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=ENV,
-        timeout=300,
+        [sys.executable, "-m", "embedseg", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300
     )
 
 
@@ -67,7 +108,7 @@ def snapshot(root: Path) -> dict[str, str]:
     return digests
 
 
-def refused(result: subprocess.CompletedProcess, *words: str) -> None:
+def refused(result: Run | subprocess.CompletedProcess, *words: str) -> None:
     """Exit 2 with one error line mentioning every word, and no traceback."""
     assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr, result.stderr
@@ -361,6 +402,16 @@ def test_evaluate_into_an_existing_folder_is_a_clean_error(work) -> None:
     assert snapshot(work) == before
     assert embedseg("evaluate", masks, masks, "--out", work / "scores.csv").returncode == 0
     assert embedseg("evaluate", masks, masks, "--out", work / "scores.csv").returncode == 0  # ours: replaced
+
+
+def test_the_shell_sees_exit_status_2_for_a_refusal_and_0_for_success(work) -> None:
+    """`python -m embedseg` hands main's status to the shell, with the one error line on stderr."""
+    masks = work / "data" / "test" / "masks"
+    before = snapshot(work)
+    refused(embedseg_process("prepare", "folder", "--source", work / "source", "--out", work / "source"), "source")
+    refused(embedseg_process("evaluate", masks, masks, "--out", masks / "scores.csv"), "masks")
+    assert snapshot(work) == before
+    assert embedseg_process("evaluate", masks, masks, "--out", work / "scores.csv").returncode == 0
 
 
 def test_ctrl_c_during_training_says_where_it_stopped_and_how_to_resume(work) -> None:

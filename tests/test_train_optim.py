@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from embedseg.core.losses import SpatialEmbLoss
+from embedseg.data.synthetic import disc_centers, disc_labels
 from embedseg.models import BranchedERFNet
 from embedseg.optim import ChunkedAdam
 from embedseg.schedule import learning_rate
 from embedseg.train import make_optimizer
-
-from discs import disc_centers, disc_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 32

@@ -249,3 +249,61 @@ def make_nuclei_3d(
     sigma = 1.0 / scale * scale[-1]  # 1 px in y and x, the same µm in z
     image = 10 + ndimage.gaussian_filter(signal, sigma) + rng.normal(0, 5, shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8), labels
+
+
+# --- discs: the simplest instance images, shared by the tests and the benchmarks ----------------
+
+Disc = tuple[float, float, float]  # (centre y, centre x, radius), pixels
+
+
+def random_discs(
+    rng: np.random.Generator, size: int, n_discs: int, radius: tuple[float, float] = (5, 12), integer: bool = True
+) -> list[Disc]:
+    """`n_discs` discs in a `size`² image, radius drawn from [radius[0], radius[1]) and centre at
+    least one radius inside the image; whole pixels with `integer`, else any real value.
+
+    Per disc one draw for the radius, then one for both centre coordinates: callers' data sets
+    depend on this order of the random stream.
+    """
+    draw = rng.integers if integer else rng.uniform
+    discs = []
+    for _ in range(n_discs):
+        r = draw(*radius)
+        cy, cx = draw(r, size - r, 2)
+        discs.append((cy.item(), cx.item(), r.item() if isinstance(r, np.generic) else r))
+    return discs
+
+
+def disc_labels(shape: tuple[int, int], discs: list[Disc], first_on_top: bool = False) -> np.ndarray:
+    """(H, W) uint16 label image, disc i has id i + 1 and holds the pixels within its radius
+    (boundary included). Where discs overlap the later one covers the earlier, or the earlier
+    stays with `first_on_top` (so every id keeps its centre region, as touching nuclei)."""
+    yy, xx = np.indices(shape)
+    labels = np.zeros(shape, np.uint16)
+    order = reversed(list(enumerate(discs))) if first_on_top else enumerate(discs)
+    for i, (cy, cx, r) in order:
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = i + 1
+    return labels
+
+
+def disc_stack(shape: tuple[int, int], discs: list[Disc]) -> np.ndarray:
+    """(K, H, W) uint8 one-hot stack of possibly overlapping discs (BBBC010's mask layout)."""
+    return np.stack([disc_labels(shape, [disc]) > 0 for disc in discs]).astype(np.uint8)
+
+
+def disc_centers(shape: tuple[int, int], discs: list[Disc]) -> np.ndarray:
+    """(H, W) uint8 centre image with a 1 at every disc's (rounded) centre."""
+    centers = np.zeros(shape, np.uint8)
+    for cy, cx, _ in discs:
+        centers[int(round(cy)), int(round(cx))] = 1
+    return centers
+
+
+def disc_image(
+    labels: np.ndarray, rng: np.random.Generator, background: float = 40, contrast: float = 150, noise: float = 8
+) -> np.ndarray:
+    """(H, W) uint8 image of bright objects on a noisy background, from (H, W) labels or a
+    (K, H, W) one-hot stack: `background` + `contrast` on objects + Gaussian noise of sd `noise`."""
+    foreground = labels.max(axis=0) if labels.ndim == 3 else labels
+    image = background + contrast * (foreground > 0) + rng.normal(0, noise, foreground.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)

@@ -106,6 +106,11 @@ def run_step(argv: list[str]) -> int:
             traceback.print_exc()
         print(f"embedseg {args.step}: error: interrupted; the previous output (if any) is unchanged", file=sys.stderr)
         return 130
+    finally:
+        # Locks a step holds until its end (embedseg.outputs.check_output) end with it, also
+        # when main() runs inside a longer process (tests, notebooks).
+        if "embedseg.outputs" in sys.modules:
+            sys.modules["embedseg.outputs"].release_all_locks()
     return int(status or 0)
 
 

@@ -139,6 +139,8 @@ def acquire_lock(out: PathLike) -> Path:
 
 def release_lock(target: Path) -> None:
     """Undo one :func:`acquire_lock`; the last one removes the lock file and unlocks it."""
+    if target not in _held:  # released early by release_all_locks
+        return
     _held[target][1] -= 1
     if _held[target][1]:
         return
@@ -151,7 +153,8 @@ def release_lock(target: Path) -> None:
 
 @atexit.register
 def release_all_locks() -> None:
-    """Remove the lock files of the locks still held (those of :func:`check_output`) at exit."""
+    """Release every lock this process holds (those of :func:`check_output` last until this is
+    called: at exit, or when :func:`embedseg.cli.main` has run a step)."""
     for target, held in list(_held.items()):
         if held[2] == os.getpid():  # a forked child must not remove its parent's lock file
             held[1] = 1

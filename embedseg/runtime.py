@@ -123,7 +123,7 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
     from tqdm import tqdm
 
     stream = kwargs.get("file") or sys.stderr
-    if not stream.isatty():
+    if not getattr(stream, "isatty", lambda: False)():
         if not kwargs.get("leave", True):
             kwargs["disable"] = True
         kwargs.update(file=LineStream(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True)

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from embedseg.cli import build_parser
+from embedseg.cli import build_parser, main
 from embedseg.data import prepare
-from embedseg.data.validate import check_image
+from embedseg.data.formats import read_source
+from embedseg.data.validate import check_image, check_pair
 from embedseg.io import DataError, read_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +101,15 @@ def test_stray_pixels_of_an_id_do_not_warn(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert run_prepare(source, tmp_path / "out") == 0
     assert not [r for r in caplog.records if "separate pieces" in r.getMessage()]
+
+
+def test_the_papers_usiigaci_masks_pass_with_warnings_only(shared_data, caplog):
+    """Real annotations cut cells in two and leave stray pixels: that must not be refused."""
+    source = read_source(shared_data / "usiigaci-2017")
+    with caplog.at_level(logging.WARNING):
+        for sample in source.pool:
+            check_pair(sample.read_image(), sample.read_labels(), sample.image_path, sample.mask_paths[0])
+    assert len([r for r in caplog.records if "separate pieces" in r.getMessage()]) == 9
 
 
 def test_rgb_mask_is_named_an_rgb_picture(tmp_path):
@@ -191,6 +201,15 @@ def test_training_in_place_holds_the_lock_for_the_whole_run(tmp_path):
         holder.kill()
         holder.wait()
     assert second.returncode == 1 and f"pid {holder.pid}" in second.stderr
+
+
+def test_a_step_run_in_process_leaves_no_lock_behind(tmp_path, data_dir):
+    """main() in a longer process (a notebook, these tests) releases the locks of its step."""
+    scores = tmp_path / "scores.csv"
+    masks = data_dir / "test" / "masks"
+    assert main(["evaluate", str(masks), str(masks), "--out", str(scores)]) == 0
+    assert not (tmp_path / ".scores.csv.lock").exists()
+    assert embedseg("evaluate", masks, masks, "--out", scores).returncode == 0
 
 
 def test_killed_run_leftovers_are_removed_by_the_next_run(tmp_path, data_dir):

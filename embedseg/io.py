@@ -54,21 +54,26 @@ class WriteError(UserError):
         super().__init__(f"cannot write {self.path}: {self.cause}")
 
 
+def concerns(path: Path, target: Path) -> bool:
+    """True when the absolute `path` is the output `target`, inside it, a folder above it or
+    one of its hidden work files beside it (``.NAME.*``: staging folder, temporary file)."""
+    within = (path, *path.parents)
+    return (
+        target in within
+        or path in target.parents
+        or any(p.parent == target.parent and p.name.startswith(f".{target.name}.") for p in within)
+    )
+
+
 def is_write_error(error: OSError, target: Path) -> bool:
     """True when `error` says the output `target` (an absolute path) cannot be written: a
-    :data:`WRITE_ERRNOS` failure on `target`, inside it, on a folder above it or on one of its
-    hidden work files beside it (``.NAME.*``); a full disk counts wherever it shows."""
+    :data:`WRITE_ERRNOS` failure on a path that :func:`concerns` it; a full disk counts
+    wherever it shows (a failed write() names no file)."""
     if error.errno not in WRITE_ERRNOS:
         return False
     if error.filename is None or error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return True
-    failed = Path(os.path.abspath(error.filename))
-    within = (failed, *failed.parents)
-    return (
-        target in within
-        or failed in target.parents
-        or any(p.parent == target.parent and p.name.startswith(f".{target.name}.") for p in within)
-    )
+    return concerns(Path(os.path.abspath(error.filename)), target)
 
 
 @contextlib.contextmanager

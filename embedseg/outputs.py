@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import sys
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .io import UserError, WriteError, is_write_error, write_json
+from .io import UserError, WriteError, concerns, is_write_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def acquire_lock(out: PathLike) -> Path:
     resolved path to pass to :func:`release_lock`. :class:`OutputError` if another run holds it.
 
     An exclusive ``flock`` on :func:`lock_file`: the system drops it when the process ends,
-    even by ``kill -9``, so a lock file left behind without a holder blocks nobody.
+    even by ``kill -9``, so a lock file left behind without a holder blocks nobody. Taking the
+    lock (not again) removes what killed runs on `out` left (:func:`clean_leftovers`).
     """
     target = Path(out).resolve()
     if target in _held:
@@ -129,12 +131,19 @@ def acquire_lock(out: PathLike) -> Path:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "command": " ".join(["embedseg", *sys.argv[1:]]) if sys.argv[1:] else sys.argv[0] or "python",
+            "command": command_line(),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
-    _held[target] = [fd, 1, os.getpid()]
+        _held[target] = [fd, 1, os.getpid()]
+        clean_leftovers(target)
     return target
+
+
+def command_line() -> str:
+    """This process's command line as a user typed it (``embedseg STEP …`` for our commands)."""
+    ours = Path(sys.argv[0]).name in ("embedseg", "__main__.py")
+    return shlex.join(["embedseg", *sys.argv[1:]] if ours else [sys.executable, *sys.argv])
 
 
 def release_lock(target: Path) -> None:
@@ -180,7 +189,12 @@ def writing(out: PathLike, target: Path) -> Iterator[None]:
         yield
     except (OSError, WriteError) as exc:
         reason = exc.errno
-        if isinstance(exc, OSError) and not is_write_error(exc, target):
+        ours = (
+            concerns(Path(os.path.abspath(exc.path)), target)
+            if isinstance(exc, WriteError)
+            else is_write_error(exc, target)
+        )
+        if not ours:
             raise
         hint = (
             "free some space (the new output is built beside the old one, so it needs room for both) or choose another --out"
@@ -264,11 +278,11 @@ def check_output(out: PathLike, kind: OutputKind, inputs: Mapping[str, PathLike 
     anything at all with `force`), False when it is missing or empty.
 
     The lock on `out` (:func:`acquire_lock`) is taken first and held until the process ends, so
-    a step that writes into `out` in place (training, resumed) is the only one doing so; then
-    what killed runs left there is removed (:func:`clean_leftovers`).
+    a step that writes into `out` in place (training, resumed) is the only one doing so; what
+    killed runs left there is removed with it (:func:`clean_leftovers`).
     """
     check_not_input(out, inputs)
-    clean_leftovers(acquire_lock(out))
+    acquire_lock(out)
     return check_replaceable(Path(out), kind, force)
 
 
@@ -309,7 +323,7 @@ def check_output_file(
     the lock on `out` is held until the process ends, as with :func:`check_output`."""
     out = Path(out)
     check_not_input(out, inputs)
-    clean_leftovers(acquire_lock(out))
+    acquire_lock(out)
     if out.is_dir():
         raise OutputError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'scores.csv'}")
     if out.exists() and not force and not ours(out):
@@ -334,7 +348,6 @@ def replacing(
     """
     check_not_input(out, inputs)
     with output_lock(out) as target, writing(out, target):
-        clean_leftovers(target)
         check_replaceable(Path(out), kind, force)
         yield from staged(target, kind, inputs)
 

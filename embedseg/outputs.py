@@ -395,3 +395,50 @@ def swap_in(staging: Path, target: Path) -> None:
             raise
     finally:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+# The locked file inside a scratch folder: a folder whose lock nobody holds is a killed run's.
+SCRATCH_LOCK = ".embedseg.lock"
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder ``PREFIX<8 characters>`` in the system's temporary folder, removed
+    after the block, like :class:`tempfile.TemporaryDirectory`; but one that a killed run left
+    (``kill -9`` skips the removal) is removed by the next call with the same `prefix`.
+
+    The folder's :data:`SCRATCH_LOCK` is locked for the block; it is created under another
+    name and renamed once locked, so a cleaner never sees it unlocked while its run lives.
+    """
+    parent = Path(tempfile.gettempdir())
+    clean_scratch(parent, prefix)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    fd = os.open(folder / f"{SCRATCH_LOCK}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(folder / f"{SCRATCH_LOCK}.new", folder / SCRATCH_LOCK)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def clean_scratch(parent: Path, prefix: str) -> None:
+    """Remove the :func:`scratch_folder` folders ``PREFIX<8 characters>`` in `parent` whose lock
+    no live process holds; folders without a lock file (not ours, or just being made) are kept."""
+    pattern = re.compile(rf"{re.escape(prefix)}{RANDOM}")
+    for folder in parent.iterdir():
+        if not pattern.fullmatch(folder.name) or folder.is_symlink() or not (folder / SCRATCH_LOCK).is_file():
+            continue
+        try:
+            fd = os.open(folder / SCRATCH_LOCK, os.O_RDWR)
+        except OSError:
+            continue  # another user's folder, or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            log.info("removing %s, left by an interrupted run", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        except BlockingIOError:
+            pass  # a live run's
+        finally:
+            os.close(fd)

@@ -246,6 +246,36 @@ def test_output_moved_aside_by_a_killed_swap_is_restored(tmp_path, data_dir):
     assert (out / "crops.json").is_file() and not retired.exists()
 
 
+def test_scratch_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    env = dict(ENV, TMPDIR=str(tmp_path))
+    script = (
+        "import time; from embedseg.outputs import scratch_folder\n"
+        "with scratch_folder('embedseg-export-') as folder:\n"
+        "    (folder / 'package.zip').write_bytes(b'x' * 1000); print('ready', flush=True); time.sleep(60)"
+    )
+    killed, live = (
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    )
+    assert killed.stdout.readline().strip() == "ready" and live.stdout.readline().strip() == "ready"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert len(list(tmp_path.glob("embedseg-export-*"))) == 2
+    (tmp_path / "embedseg-export-notours").mkdir()  # no lock file: not ours to remove
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from embedseg.outputs import scratch_folder\nwith scratch_folder('embedseg-export-'): pass",
+        ],
+        env=env,
+        check=True,
+    )
+    live.kill()
+    live.wait()
+    left = sorted(p.name for p in tmp_path.glob("embedseg-export-*"))
+    assert len(left) == 2 and "embedseg-export-notours" in left  # the live run's folder was kept
+
+
 # --- write errors ----------------------------------------------------------------------------
 
 

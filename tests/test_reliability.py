@@ -179,6 +179,32 @@ def test_second_run_into_a_locked_folder_is_refused(tmp_path, data_dir):
     assert (out / "crops.json").is_file() and not (tmp_path / ".crops.lock").exists()
 
 
+TRAIN = ["--train-size", "2", "--val-size", "2", "--batch-size", "1", "--val-batch-size", "2", "--device", "cpu"]
+
+
+def test_second_train_into_one_new_folder_is_refused(tmp_path, data_dir):
+    """Issue 26, case 4: seeds 0 and 1 into one new folder; the second must not start."""
+    crops, model = tmp_path / "crops", tmp_path / "model"
+    assert embedseg("crops", data_dir, "--out", crops).returncode == 0
+    first = subprocess.Popen(
+        [sys.executable, "-m", "embedseg", "train", crops, "--out", model, "--seed", "0", "--epochs", "500", *TRAIN],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / ".model.lock").exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        second = embedseg("train", crops, "--out", model, "--seed", "1", "--epochs", "1", *TRAIN)
+        assert first.poll() is None, "the first run ended before the second started"
+    finally:
+        first.kill()
+        first.communicate()
+    assert second.returncode == 2 and f"is being written by another run: pid {first.pid} on " in second.stderr
+    assert "embedseg train" in second.stderr and "--seed 0" in second.stderr
+
+
 def test_training_in_place_holds_the_lock_for_the_whole_run(tmp_path):
     """`train` into a new folder writes in place after `check_output`: its lock must last."""
     out = tmp_path / "model"

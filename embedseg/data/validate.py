@@ -47,7 +47,7 @@ def check_image(image: np.ndarray, path: Path, ndim: int = 2, channels: int | No
             + ("" if ndim == 3 else " (pass --ndim 3 for volumes)" if image.ndim == 4 else "")
         )
     volume_hint = "a 3-D volume needs a 3-D data set and model (`embedseg prepare --ndim 3`)"
-    if ndim == 2 and image.ndim == 3 and tiff_axes(Path(path)).has_z:
+    if ndim == 2 and image.ndim == 3 and Path(path).is_file() and tiff_axes(Path(path)).has_z:
         raise DataError(
             f"{path}: image of shape {image.shape} is a 3-D volume (its TIFF metadata names the axes "
             f"{tiff_axes(Path(path)).axes}), but this data set or model is 2-D; {volume_hint}, or give 2-D images"

@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .io import UserError
 from .methods import BASELINES
 from .options import HelpFormatter
 
@@ -75,7 +74,22 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one step; a :class:`~embedseg.io.UserError` is one line on stderr and its exit code,
+    Ctrl-C exits 130 with one line (also while the step's modules, e.g. torch, are imported)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run_step(argv)
+    except KeyboardInterrupt:
+        if "-v" in argv or "--verbose" in argv:
+            traceback.print_exc()
+        print("embedseg: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_step(argv: list[str]) -> int:
+    # Imported here, not at the top: numpy comes with it, and main must be ready for Ctrl-C first.
+    from .io import UserError
+
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen)
     args = parser.parse_args(argv)
@@ -97,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"embedseg {args.step}: error: interrupted; the previous output (if any) is unchanged", file=sys.stderr)
         return 130
+    finally:
+        # Locks a step holds until its end (embedseg.outputs.check_output) end with it, also
+        # when main() runs inside a longer process (tests, notebooks).
+        if "embedseg.outputs" in sys.modules:
+            sys.modules["embedseg.outputs"].release_all_locks()
     return int(status or 0)
 
 

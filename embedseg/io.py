@@ -8,7 +8,9 @@ earlier result stays intact until the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +21,11 @@ import numpy as np
 
 from .core.labels import label_dtype
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".tif", ".tiff")
+# errno values that say the destination cannot take the data (not that an input is unreadable).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class UserError(Exception):
@@ -36,30 +42,71 @@ class DataError(UserError, ValueError):
     """Bad input data; the message names the file and what to do about it."""
 
 
+class WriteError(UserError):
+    """Writing `path` failed for a reason the user can fix (full disk, read-only folder).
+
+    `cause` is the system's reason in words ("no space left on device"); :mod:`embedseg.outputs`
+    rewords it to name the output folder the user gave instead of its hidden staging folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, error: OSError) -> None:
+        self.path, self.errno, self.cause = Path(path), error.errno, os.strerror(error.errno).lower()
+        super().__init__(f"cannot write {self.path}: {self.cause}")
+
+
+def concerns(path: Path, target: Path) -> bool:
+    """True when the absolute `path` is the output `target`, inside it, a folder above it or
+    one of its hidden work files beside it (``.NAME.*``: staging folder, temporary file)."""
+    within = (path, *path.parents)
+    return (
+        target in within
+        or path in target.parents
+        or any(p.parent == target.parent and p.name.startswith(f".{target.name}.") for p in within)
+    )
+
+
+def is_write_error(error: OSError, target: Path) -> bool:
+    """True when `error` says the output `target` (an absolute path) cannot be written: a
+    :data:`WRITE_ERRNOS` failure on a path that :func:`concerns` it; a full disk counts
+    wherever it shows (a failed write() names no file)."""
+    if error.errno not in WRITE_ERRNOS:
+        return False
+    if error.filename is None or error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return concerns(Path(os.path.abspath(error.filename)), target)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` when the block succeeds.
 
-    The temporary file keeps the target's suffix (``suffix`` overrides it) because some
+    The temporary file (``.NAME.XXXXXXXX.SUFFIX``, a pattern :mod:`embedseg.outputs` cleans up
+    after a killed run) keeps the target's suffix (``suffix`` overrides it) because some
     writers pick the format from the name. On an exception the temporary file is removed and
     `path` is left as it was.
+    A full disk or a folder that cannot be written raises :class:`WriteError` naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+        )
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp creates 0600; give the result the mode a plain open() would (shared clusters, reports).
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if not is_write_error(exc, Path(os.path.abspath(path))):
+            raise
+        raise WriteError(path, exc) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -90,6 +137,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     # tifffile returns an empty array (with only a warning) for some truncated files.
     if array.size == 0:
         raise DataError(f"{path}: no image data (truncated or corrupt file); replace it with a valid image")
+    if array.ndim > 2 and array.shape[-1] == 1:
+        # (H, W, 1): a single-channel picture saved with a channel axis (imageio, some PNG/TIFF
+        # writers); no image or mask of ours is 1 pixel wide, so the axis carries nothing.
+        log.debug("%s: dropping the trailing axis of length 1 of shape %s", path, array.shape)
+        array = array[..., 0]
     return array
 
 

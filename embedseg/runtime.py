@@ -1,4 +1,4 @@
-"""Device choice, seeding and peak-memory bookkeeping shared by every training/inference step."""
+"""Device choice, seeding, peak-memory bookkeeping and progress bars shared by every step."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import os
 import random
 import resource
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from .io import UserError, write_json
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # torch is imported inside the functions: the StarDist env has none
     import torch
@@ -89,3 +92,41 @@ def write_memory_json(path: str | os.PathLike, device: torch.device | None = Non
     record = peak_memory(device)
     write_json(Path(path), record)
     return record
+
+
+# Seconds between progress lines when the output is a log file, not a terminal.
+LOG_INTERVAL_S = float(os.environ.get("EMBEDSEG_PROGRESS_INTERVAL", "10"))
+
+
+class LineStream:
+    """A text stream for tqdm that writes each status as one plain line: a log file gets no
+    carriage returns (which glue the updates into one line), no cursor-up escapes of nested
+    bars and no padding spaces."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for line in text.replace("\x1b[A", "").replace("\r", "\n").split("\n"):
+            if line.strip():
+                self.stream.write(line.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
+    """`tqdm(iterable, **kwargs)` that suits log files: when its stream (``file``, default
+    stderr) is not a terminal, a plain line at most every :data:`LOG_INTERVAL_S` seconds
+    (``EMBEDSEG_PROGRESS_INTERVAL``) and the final one; on a terminal tqdm's usual bar.
+    Nested bars (``leave=False``) are left out of logs: they would add a line per update."""
+    from tqdm import tqdm
+
+    stream = kwargs.get("file") or sys.stderr
+    if not getattr(stream, "isatty", lambda: False)():
+        if not kwargs.get("leave", True):
+            kwargs["disable"] = True
+        kwargs.update(file=LineStream(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, ascii=True)
+        kwargs.setdefault("ncols", 100)
+        kwargs["dynamic_ncols"] = False
+    return tqdm(iterable, **kwargs)

@@ -64,9 +64,13 @@ class Sample:
         return reduce_rgb(image, self.image_path, rgb_to_grey)
 
     def read_labels(self) -> np.ndarray:
-        """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative)."""
+        """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative);
+        a label image saved as an RGB(A) picture with R = G = B (ids as grey values) is (H, W)."""
         if self.mask_kind == "label":
-            return read_labels(self.mask_paths[0])
+            labels = read_labels(self.mask_paths[0])
+            if labels.ndim == 3 and labels.shape[-1] in (3, 4) and np.all(labels[..., :3] == labels[..., :1]):
+                return labels[..., 0]  # any other RGB mask is refused by validate.check_pair
+            return labels
         if self.mask_kind == "stack":
             return np.stack(list(read_object_masks(self.mask_paths))).astype(np.uint16)
         return fill_label_holes(paint_objects(self.mask_paths))

@@ -249,7 +249,7 @@ def test_the_import_reader_sees_relative_lazy_and_submodule_imports() -> None:
     """The reader itself: a test above that reads nothing would pass for the wrong reason."""
     inside, outside = imports("embedseg.runtime")
     assert "embedseg.io" in inside and "torch" in outside  # torch is imported inside functions
-    assert "embedseg.core.dihedral" in imports("embedseg.export")[0]  # from .core import dihedral
+    assert "embedseg.core.dihedral" in imports("embedseg.inference")[0]  # from .core import dihedral
     assert "embedseg.core" not in imports("embedseg.export")[0]
     assert "embedseg" in imports("embedseg.outputs")[0]  # from . import __version__
     assert closure(["embedseg.baselines.configs"]) == {"embedseg", "embedseg.baselines", "embedseg.baselines.configs"}

@@ -120,7 +120,7 @@ def test_every_input_is_checked_and_named(tmp_path) -> None:
 def test_a_missing_or_empty_folder_has_nothing_to_replace(tmp_path) -> None:
     assert check_output(tmp_path / "new" / "deeper", CROPS, {}) is False
     assert check_output(make(tmp_path / "empty"), CROPS, {}) is False
-    assert not (tmp_path / "new").exists()  # a check creates nothing
+    assert not (tmp_path / "new" / "deeper").exists()  # a check creates no output (only its lock's folder)
 
 
 def test_an_earlier_output_of_the_same_kind_is_replaceable(tmp_path) -> None:

@@ -252,4 +252,9 @@ def test_the_import_reader_sees_relative_lazy_and_submodule_imports() -> None:
     assert "embedseg.core.dihedral" in imports("embedseg.inference")[0]  # from .core import dihedral
     assert "embedseg.core" not in imports("embedseg.export")[0]
     assert "embedseg" in imports("embedseg.outputs")[0]  # from . import __version__
-    assert closure(["embedseg.baselines.configs"]) == {"embedseg", "embedseg.baselines", "embedseg.baselines.configs"}
+    assert closure(["embedseg.baselines.configs"]) == {
+        "embedseg",
+        "embedseg.baselines",
+        "embedseg.baselines.configs",
+        "embedseg.options",
+    }

@@ -30,6 +30,8 @@ import yaml
 import yte
 from conda_stub import install_conda_stub
 
+from embedseg.core.metrics import EVALUATION_THRESHOLDS
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 WORKFLOW = REPO / "workflow" / "Snakefile"
@@ -349,7 +351,7 @@ def test_pipeline_outputs_are_complete(cluster_runs: ClusterRuns) -> None:
     for path in scores:
         table = pd.read_csv(path)
         assert list(table.columns[:6]) == ["image", "tau", "tp", "fp", "fn", "ap"] and "pq" in table.columns
-        assert table["tau"].nunique() == 17
+        assert table["tau"].nunique() == len(EVALUATION_THRESHOLDS)  # τ = 0.10 … 0.95
     assert (run.workdir / "results" / "test" / "tables" / "table1.csv").is_file()
 
 

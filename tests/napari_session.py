@@ -88,6 +88,10 @@ def main(results: str, package: str, out: str) -> None:
     if added:
         np.save(Path(out) / "labels.npy", added[0].data)
         session["added_metadata"] = added[0].metadata
+    widget.model.value = Path(out) / "no-model"  # a mistake: the widget says so in one line
+    widget.run()
+    wait_for(widget)
+    session["error"] = widget.status.value
     (Path(out) / "session.json").write_text(json.dumps(session, indent=1, default=str))
 
 

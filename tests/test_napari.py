@@ -155,6 +155,7 @@ def test_widget_segments_the_stack_as_predict_does(session: Path, results: Path,
     (added,) = seen["added"]
     assert added["type"] == "Labels" and added["shape"] == [2, 64, 64], seen["status"]
     assert seen["added_metadata"]["embedseg_model"] == str(package)
+    assert seen["error"].endswith("/no-model: no model here; choose a package of `embedseg export` (.zip) or a best.pt")
     labels = np.load(session / "labels.npy")
     images = layout.test_images(layout.data_dir(results, DATASET))
     options = [f"--{key.replace('_', '-')}={value}" for key, value in CLUSTERING.items()]

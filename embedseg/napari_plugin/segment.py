@@ -18,6 +18,7 @@ from ..inference import ClusteringConfig, segment
 from ..io import DataError
 from ..layout import BEST_PT
 from ..models import load_checkpoint
+from ..predict import PredictConfig
 from ..runtime import resolve_device
 
 Progress = Generator[tuple[int, int], None, np.ndarray]  # yields (images done, of), returns the labels
@@ -74,10 +75,13 @@ class Segmenter:
         stack = data.shape[: data.ndim - image_axes]
         spatial = data.shape[len(stack) :][:ndim] if rgb else data.shape[-ndim:]
         params = self.cluster.params(self.settings)
+        tile_size = PredictConfig().tile(ndim)  # predict's default tiles (larger in 2-D than in 3-D)
         labels = np.zeros((*stack, *spatial), dtype=np.uint32)
         total = int(np.prod(stack, dtype=int))
         for done, index in enumerate(np.ndindex(stack), start=1):
-            labels[index], _ = segment(self.model, data[index], self.settings, self.tta, params, name, rgb)
+            labels[index], _ = segment(
+                self.model, data[index], self.settings, self.tta, params, name, rgb, tile_size=tile_size
+            )
             yield done, total
         return labels
 

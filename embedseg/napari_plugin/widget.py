@@ -132,11 +132,14 @@ class SegmentWidget(Container):
             self._failed(error)
             return None
         options = (self.model.value, self.device.value, self.tta.value, cluster)
-        worker = create_worker(self._work, layer, *options, _start_thread=False)
-        worker.yielded.connect(self._progressed)
-        worker.returned.connect(lambda result: self._add_labels(layer, *result, options))
-        worker.errored.connect(self._failed)
-        worker.finished.connect(lambda: setattr(self.run_button, "enabled", True))
+        # an `errored` handler given here replaces the default one, which re-raises in Qt's loop
+        connect = {
+            "yielded": self._progressed,
+            "returned": lambda result: self._add_labels(layer, *result, options),
+            "errored": self._failed,
+            "finished": lambda: setattr(self.run_button, "enabled", True),
+        }
+        worker = create_worker(self._work, layer, *options, _start_thread=False, _connect=connect)
         self.run_button.enabled = False
         self.status.value = f"segmenting {layer.name} …"
         self.progress.value = 0

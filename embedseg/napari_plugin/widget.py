@@ -91,9 +91,13 @@ class SegmentWidget(Container):
     def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
+    def _model_path(self) -> Path | None:
+        value = self.model.value
+        return None if not value or str(value) == "." else Path(value)  # FileEdit's empty value is Path(".")
+
     def _layers_changed(self, _event: Any = None) -> None:
         self.image.reset_choices()
-        if not self.model.value or str(self.model.value) == ".":  # FileEdit's empty value is Path(".")
+        if self._model_path() is None:
             packages = [layer.metadata[MODEL_KEY] for layer in self.viewer.layers if MODEL_KEY in layer.metadata]
             if packages:
                 self.model.value = packages[-1]
@@ -123,7 +127,7 @@ class SegmentWidget(Container):
     def run(self, _value: Any = None) -> GeneratorWorker | None:
         """Start segmenting the chosen layer; returns the worker (None when the inputs are wrong)."""
         layer = self.image.value
-        if layer is None or not self.model.value:
+        if layer is None or self._model_path() is None:
             self._failed(UserError("choose an image layer and a model (package .zip, best.pt or its folder)"))
             return None
         try:
@@ -131,7 +135,7 @@ class SegmentWidget(Container):
         except UserError as error:
             self._failed(error)
             return None
-        options = (self.model.value, self.device.value, self.tta.value, cluster)
+        options = (self._model_path(), self.device.value, self.tta.value, cluster)
         # an `errored` handler given here replaces the default one, which re-raises in Qt's loop
         connect = {
             "yielded": self._progressed,

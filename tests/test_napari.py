@@ -180,3 +180,17 @@ def test_one_hot_truth_flattens_and_stacks_pad_to_the_largest_image() -> None:
     assert label_image(stack, 2).tolist() == [[1] * 4, [2] * 4, [2] * 4, [0] * 4]
     padded = stacked([np.ones((2, 3)), np.ones((3, 2))])
     assert padded.shape == (2, 3, 3) and padded.sum() == 12
+
+
+def test_a_3d_data_set_stacks_volumes_scaled_by_its_voxel_size(tmp_path: Path) -> None:
+    """In the project venv, without napari: the reader's layer data of a 3-D data set."""
+    data = layout.data_dir(tmp_path, "tiny-3d")
+    rng = np.random.default_rng(0)
+    for name, depth in (("a.tif", 8), ("b.tif", 6)):
+        write_labels(layout.test_masks(data) / name, rng.integers(0, 3, (depth, 16, 16)))
+        write_labels(layout.test_images(data) / name, rng.integers(0, 255, (depth, 16, 16)))
+    DatasetSettings(name="tiny-3d", ndim=3, voxel_size=(2.0, 1.0, 1.0)).save(data)
+    image, truth = get_reader(str(tmp_path))(str(tmp_path))  # no predictions yet: images and GT
+    assert image[0].shape == truth[0].shape == (2, 8, 16, 16)
+    assert image[1]["scale"] == truth[1]["scale"] == (1.0, 2.0, 1.0, 1.0)
+    assert truth[0][1, 6:].max() == 0  # the shorter volume, zero-padded

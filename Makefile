@@ -12,7 +12,7 @@ TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 CORES ?= 2
 
-.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn test test-fast demo demo3d lint clean-results
+.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari test test-fast demo demo3d lint clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +51,15 @@ endef
 .venv-maskrcnn/.installed: pyproject.toml
 	$(call baseline_venv,.venv-maskrcnn,"torch==2.14.1" "torchvision==0.29.1" pandas)
 
+# The napari plugin's tests (tests/test_napari.py) run a headless napari session with this one:
+# napari and Qt stay out of .venv (and its pytest run). ~75 s, 1.8 GB (torch 0.75, PyQt6 0.26).
+.venv-napari/.installed: pyproject.toml
+	$(call baseline_venv,.venv-napari,"napari[pyqt6]==0.9.2" pandas,"$(TORCH_SPEC)")
+
 venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
 venv-maskrcnn: .venv-maskrcnn/.installed
+venv-napari: .venv-napari/.installed
 
 # The suite runs on $(CORES) pytest-xdist workers, one test file at a time each (--dist loadfile):
 # a file's module fixtures (a trained model, a workflow run, the SLURM cluster) are built once,
@@ -61,7 +67,7 @@ venv-maskrcnn: .venv-maskrcnn/.installed
 TEST_WORKERS ?= $(CORES)
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn
+test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari
 	$(PYTEST)
 
 test-fast: venv

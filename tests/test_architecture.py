@@ -81,7 +81,11 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "report and packaging",
         ("embedseg.report", "embedseg.report.*", "embedseg.packaging", "embedseg.packaging.*", "embedseg.export"),
     ),
-    ("command line", ("embedseg.cli", "embedseg.__main__")),
+    # the napari plugin is the other face for people, beside the command line; nothing imports it
+    (
+        "command line, napari plugin",
+        ("embedseg.cli", "embedseg.__main__", "embedseg.napari_plugin", "embedseg.napari_plugin.*"),
+    ),
 )
 
 
@@ -258,3 +262,17 @@ def test_the_import_reader_sees_relative_lazy_and_submodule_imports() -> None:
         "embedseg.baselines.configs",
         "embedseg.options",
     }
+
+
+GUI_PACKAGES = {"napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "vispy"}
+
+
+def test_only_the_napari_plugin_imports_napari_or_qt() -> None:
+    """The extra `napari` is optional: the library and the command line run without it, and
+    nothing outside the plugin imports the plugin (napari loads it through its manifest)."""
+    plugin = [m for m in MODULES if m.startswith("embedseg.napari_plugin")]
+    assert "embedseg.napari_plugin.widget" in plugin and "napari" in imports("embedseg.napari_plugin.widget")[1]
+    gui = {m: sorted(imports(m)[1] & GUI_PACKAGES) for m in MODULES if m not in plugin and imports(m)[1] & GUI_PACKAGES}
+    assert not gui, f"modules outside embedseg/napari_plugin import GUI packages: {gui}"
+    users = {m for m in MODULES if m not in plugin and imports(m)[0] & set(plugin)}
+    assert not users, f"{sorted(users)} import the napari plugin"

@@ -50,7 +50,9 @@ ENTRY_POINTS: dict[str, list[str]] = {
 }
 
 # Imports the walk finds that an environment never executes, with the reason.
+NAPARI_ONLY = "embedseg/napari_plugin/ (extra `napari`) runs inside napari, never in a workflow job"
 UNREACHED: dict[str, dict[str, str]] = {
+    "embedseg.yaml": {"napari": NAPARI_ONLY, "magicgui": NAPARI_ONLY},
     "stardist.yaml": {
         "torch": "imported inside functions of embedseg.runtime and embedseg.train that StarDist does not call"
     },

@@ -112,7 +112,7 @@ def predict(
     model = inference_model(model, compile=config.compile, amp=config.amp)
     tile_size = config.tile(settings.ndim)
     params = config.cluster.params(settings)
-    log.info("clustering %s: %s", config.cluster.clustering, params)
+    log.info("clustering %s: %s", config.cluster.preset_name(settings), params)
     inputs = {"MODEL_PT": model_path, "--images": images}
     with contextlib.ExitStack() as stack:
         out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force))

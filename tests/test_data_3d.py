@@ -290,7 +290,9 @@ def test_organoid_prepare_records_seed_1000_ignore_region_and_auto_crop(tmp_path
     given = run_prepare(
         "Mouse-Organoid-Cells-CBG", tmp_path / "given", "--source", str(archive), "--seed", "1234", "--crop-size", "8"
     )
-    assert given.extra["split_seed"] == 1234 and given.crop_size == 8 and given.extra["crop_size_source"] == "--crop-size"
+    assert (
+        given.extra["split_seed"] == 1234 and given.crop_size == 8 and given.extra["crop_size_source"] == "--crop-size"
+    )
 
 
 def test_release_zip_layout_with_count_splits(tmp_path):
@@ -315,3 +317,13 @@ def test_crop_size_must_match_the_dimension(tmp_path):
     src = write_volumes(tmp_path / "src", **IMAGEJ)
     with pytest.raises(DataError, match="one per axis"):
         run_prepare("folder", tmp_path / "out", "--source", str(src), "--crop-size", "8", "16")
+
+
+def test_prediction_clusters_with_the_data_sets_preset_by_default():
+    from embedseg.core.cluster import ClusterParams
+    from embedseg.inference import ClusteringConfig
+
+    volumes = REGISTRY[names.PLATYNEREIS_NUCLEI].dataset_settings(min_object_size=5)
+    assert ClusteringConfig().params(volumes) == ClusterParams(0.9, 0.5, 0, 0, 5)  # official 3-D test configs
+    assert ClusteringConfig().params(REGISTRY[names.DSB].dataset_settings()) == ClusterParams()  # 128/128/36
+    assert ClusteringConfig(clustering="paper").params(volumes) == ClusterParams()  # a given preset wins

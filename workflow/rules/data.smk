@@ -2,12 +2,6 @@
 # into training crops.
 
 
-def seed_option(offset=0):
-    """`--seed` of prepare/crops: split_seed (+ offset), none for `auto` (the data set's seed)."""
-    seed = config["split_seed"]
-    return "" if seed == "auto" else f"--seed {seed + offset}"
-
-
 rule prepare:
     input:
         source_input,

@@ -132,7 +132,8 @@ def test_comparison_names_each_condition_that_differs_from_the_follow_up_paper(r
     assert "## 3-D: the follow-up paper" in text and f"### {DS3}" in text
     # the made dataset.json records neither a split seed nor a preset: both are named
     assert "split_seed 'not recorded' here, 1000 in the paper" in text
-    assert "clustering 'paper' here, 'current' in the paper" in text and "variance_loss" not in text
+    assert "clustering 'paper' here, 'current' in the paper" in text and "variance_loss 'fixed' here" not in text
+    assert "This run: split_seed 'not recorded', ignore_region None, variance_loss 'fixed', clustering 'paper'." in text
     assert "| EmbedSeg (ours) | 2 | 0.850 |" in text and "(paper) | 3 | 0.700 |" in text
     train_json.unlink()
 

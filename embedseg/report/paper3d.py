@@ -98,12 +98,13 @@ def comparison3d_markdown(collection: Collection, paper: Paper3D | None, results
     rule = "|---|---|" + "---|" * len(TAUS_3D)
     for dataset in datasets:
         out += [f"### {dataset}", ""]
-        if dataset not in paper.conditions:
-            out += [f"Not in the follow-up paper: no comparison for {dataset}.", ""]
-            continue
         methods = [m for m in collection.methods(dataset) if (dataset, m) not in collection.not_run]
         seeds = sorted({int(s) for m in methods for s in collection.runs(dataset, m).index})
         ours = run_conditions(results, dataset, methods, seeds)
+        out += ["This run: " + ", ".join(f"{key} {ours.get(key, 'not recorded')!r}" for key in CONDITIONS) + ".", ""]
+        if dataset not in paper.conditions:
+            out += [f"Not in the follow-up paper: no comparison for {dataset}.", ""]
+            continue
         wanted = paper.conditions[dataset]
         differ = [
             f"{key} {ours.get(key, 'not recorded')!r} here, {wanted[key]!r} in the paper"

@@ -379,12 +379,14 @@ def make_crops(
     crops_dir: str | os.PathLike,
     center: str,
     crop_size: int | tuple[int, ...] | None = None,
-    seed: int = PAPER_SPLIT_SEED,
+    seed: int | None = None,
     force: bool = False,
 ) -> DatasetSettings:
     """Write the crops of DATA_DIR's train (and val) split to CROPS_DIR; returns the saved settings.
 
     `crop_size`: one edge length, or one per axis ((Y, X); 3D (Z, Y, X)); None: dataset.json's.
+    `seed`: of the crop-level validation split; None: the validation split seed `prepare` recorded
+    (dataset.json ``extra.val_split_seed``; the data set's split seed), else the paper's 1234.
 
     CROPS_DIR is replaced only when complete, and only if it is empty, missing or an earlier
     crops folder (else `force`); it must not overlap DATA_DIR (:mod:`embedseg.outputs`).
@@ -406,6 +408,7 @@ def make_crops(
         ratios = [r for subset in subsets for r in crop_subset(data_dir, subset, staging, settings)[1]]
         settings.foreground_weight = foreground_weight(settings, ratios)
         if settings.val_split == "crop":
+            seed = settings.extra.get("val_split_seed", PAPER_SPLIT_SEED) if seed is None else seed
             held_out = hold_out_val_crops(staging, settings.val_fraction, seed)
             if not held_out:
                 raise DataError(
@@ -445,8 +448,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        default=PAPER_SPLIT_SEED,
-        help="NumPy legacy seed of the crop-level validation split (val_split 'crop')",
+        default=None,
+        help="NumPy legacy seed of the crop-level validation split (val_split 'crop'); default: the "
+        "validation split seed in dataset.json (the data set's split seed), else 1234",
     )
     parser.add_argument(
         "--force",

@@ -48,6 +48,15 @@ class DatasetSettings:
     # Seed-loss weight of foreground pixels: 10 in 2D (official); in 3D set by `crops` from the
     # training masks (official calculate_foreground_weight: mean over masks of #bg / #fg).
     foreground_weight: float = 10.0
+    # Defaults of training and prediction for this data set (their `auto`; a given option wins):
+    # the paper code's broadcast variance term and 128/128/36 clustering in 2D, the per-channel
+    # term and the 0/0/min-object-size preset of the follow-up paper's 3D code.
+    variance_loss: str = "paper"  # paper | fixed (embedseg.core.losses.VARIANCE_LOSSES)
+    clustering: str = "paper"  # paper | current (embedseg.core.cluster.PRESETS)
+    # Unannotated block not scored by `evaluate` (official test.py `mask_region`): a box
+    # [[z0, y0, x0], [z1, y1, x1]] (2D: [[y0, x0], [y1, x1]]), ends exclusive, or the path of a
+    # 0/1 mask TIFF of the images' shape (relative: to the data set folder); None: all scored.
+    ignore_region: list[list[int]] | str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +80,19 @@ class DatasetSettings:
                     f"voxel_size {list(self.voxel_size)}: give {self.ndim} positive sizes "
                     f"({'z, y, x' if self.ndim == 3 else 'y, x'}, µm)"
                 )
+        if self.variance_loss not in ("paper", "fixed") or self.clustering not in ("paper", "current"):
+            raise DataError(
+                f"variance_loss {self.variance_loss!r} / clustering {self.clustering!r}: "
+                "choose paper or fixed / paper or current"
+            )
+        if isinstance(self.ignore_region, (list, tuple)):
+            box = np.asarray(self.ignore_region)
+            if box.shape != (2, self.ndim) or (box[0] > box[1]).any() or (box < 0).any():
+                raise DataError(
+                    f"ignore_region {self.ignore_region}: give [[start per axis], [end per axis]] "
+                    f"({self.ndim} non-negative values each, ends exclusive) or a mask file"
+                )
+            self.ignore_region = box.astype(int).tolist()
         if len(self.crop_shape) != self.ndim:
             raise DataError(
                 f"crop_size {list(self.crop_shape)}: give one size or {self.ndim} (one per axis) for {self.ndim}D data"

@@ -12,7 +12,12 @@ the mean of `ap` over images at τ = 0.50 … 0.90 is the number the paper repor
 τ = 0.50 … 0.95, `f1` at τ = 0.50 the F1@0.5 of the current literature.
 ``--objects`` also writes one row per GT object and per unmatched prediction at one τ, so that the
 failures can be found (:func:`object_rows`). ``--ignore-label`` and ``--exclude-border`` change
-which pixels and objects are scored (both off by default, as in the paper).
+which pixels and objects are scored (both off by default, as in the paper). An ignore region
+(``--ignore-region``, default: the data set's ``ignore_region`` in dataset.json, e.g. the
+unannotated block of Mouse-Organoid-Cells-CBG) is applied as the official EmbedSeg v0.2.5
+``test.py`` applies ``mask_region``: prediction voxels inside it are set to 0 before matching, so
+predicted objects there are no false positives (an object reaching into it keeps its part
+outside); the ground truth is left as it is (the region is unannotated: it holds none).
 """
 
 from __future__ import annotations
@@ -65,16 +70,63 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
     return [(gt[name], pred[name]) for name in sorted(gt)]
 
 
-def labels_ndim(gt_dir: str | os.PathLike) -> int:
-    """Dimension of the GT of `gt_dir`: the ``ndim`` of the dataset.json of the prepared data set
-    it belongs to (DATA_DIR/test/masks, so DATA_DIR/dataset.json), 2 when there is none."""
+def data_set_json(gt_dir: str | os.PathLike) -> Path | None:
+    """The dataset.json of the prepared data set `gt_dir` belongs to (DATA_DIR/test/masks, so
+    DATA_DIR/dataset.json), None when there is none."""
     for folder in (Path(gt_dir), *Path(gt_dir).resolve().parents[:2]):
         if (folder / DATASET_JSON).is_file():
-            ndim = read_json(folder / DATASET_JSON).get("ndim", 2)
-            if ndim not in (2, 3):
-                raise DataError(f"{folder / DATASET_JSON}: ndim {ndim!r}; expected 2 or 3")
-            return ndim
-    return 2
+            return folder / DATASET_JSON
+    return None
+
+
+def labels_ndim(gt_dir: str | os.PathLike) -> int:
+    """Dimension of the GT of `gt_dir`: the ``ndim`` of its data set's dataset.json, else 2."""
+    path = data_set_json(gt_dir)
+    ndim = 2 if path is None else read_json(path).get("ndim", 2)
+    if ndim not in (2, 3):
+        raise DataError(f"{path}: ndim {ndim!r}; expected 2 or 3")
+    return ndim
+
+
+def data_set_ignore_region(gt_dir: str | os.PathLike) -> list[list[int]] | str | None:
+    """The ``ignore_region`` of the data set of `gt_dir` (a relative mask path made absolute)."""
+    path = data_set_json(gt_dir)
+    region = None if path is None else read_json(path).get("ignore_region")
+    return str(path.parent / region) if isinstance(region, str) else region
+
+
+def parse_ignore_region(text: str | None) -> list[list[int]] | str | None:
+    """``--ignore-region``: ``none``, 2·D integers (starts then ends, exclusive: z0 y0 x0 z1 y1
+    x1), or the path of a mask TIFF; None (not given) stays None."""
+    if text is None or text == "none":
+        return None
+    values = text.replace(",", " ").split()
+    if all(value.isdigit() for value in values) and len(values) in (4, 6):
+        return [[int(v) for v in values[: len(values) // 2]], [int(v) for v in values[len(values) // 2 :]]]
+    if len(values) != 1 or not Path(text).is_file():
+        raise DataError(
+            f"--ignore-region {text!r}: give 'none', starts and ends (z0 y0 x0 z1 y1 x1, ends exclusive) "
+            "or an existing mask TIFF"
+        )
+    return text
+
+
+def ignored_voxels(region: list[list[int]] | str | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Boolean map (of `shape`) of the region not scored: a box (official ``mask_region``, ends
+    exclusive, clipped to the image) or a mask file (nonzero = ignored); None: no region."""
+    if region is None:
+        return None
+    if isinstance(region, str):
+        mask = read_labels(region) != 0
+        if mask.shape != tuple(shape):
+            raise DataError(f"ignore region {region}: mask shape {mask.shape}, images are {tuple(shape)}")
+        return mask
+    start, end = region
+    if len(start) != len(shape):
+        raise DataError(f"ignore region {region}: {len(start)} axes, the images have {len(shape)}")
+    mask = np.zeros(shape, dtype=bool)
+    mask[tuple(slice(int(a), int(b)) for a, b in zip(start, end))] = True
+    return mask
 
 
 def score_pair(
@@ -85,11 +137,16 @@ def score_pair(
     ignore_label: int | None = None,
     exclude_border: bool = False,
     ndim: int = 2,
+    ignore_region: list[list[int]] | str | None = None,
 ) -> MatchCounts:
     """Matching of one image. 2-D (`ndim` 2): one_hot auto (a (K, H, W) GT is a stack of
     overlapping objects), yes (GT must be such a stack) or no (GT must be a label image (H, W)).
-    3-D: GT and prediction are label volumes (Z, Y, X) of the same shape."""
+    3-D: GT and prediction are label volumes (Z, Y, X) of the same shape. `ignore_region`
+    (:func:`ignored_voxels`): prediction pixels inside it are set to 0 first (official test.py)."""
     gt, pred = read_labels(gt_path), read_labels(pred_path)
+    ignored = ignored_voxels(ignore_region, pred.shape)
+    if ignored is not None:
+        pred = np.where(ignored, 0, pred)
     if ndim == 3:
         return score_volumes(gt, pred, gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
     stacked = gt.ndim == 3
@@ -182,10 +239,13 @@ def score_folders(
     exclude_border: bool = False,
     objects_tau: float = 0.5,
     ndim: int | None = None,
+    ignore_region: list[list[int]] | str | None = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores table with COLUMNS (one row per image and threshold) and the per-object table
-    with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`); `ndim` None: :func:`labels_ndim`."""
+    with OBJECT_COLUMNS at `objects_tau` (one of `thresholds`); `ndim` None: :func:`labels_ndim`;
+    `ignore_region` ``auto``: the data set's (:func:`data_set_ignore_region`), None: none."""
     ndim = labels_ndim(gt_dir) if ndim is None else ndim
+    ignore_region = data_set_ignore_region(gt_dir) if ignore_region == "auto" else ignore_region
     if not np.isclose(thresholds, objects_tau).any():
         raise DataError(
             f"--objects-tau {objects_tau} is not one of the evaluated thresholds "
@@ -193,7 +253,7 @@ def score_folders(
         )
     tables, objects = [], []
     for gt_path, pred_path in tqdm(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
-        counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border, ndim)
+        counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border, ndim, ignore_region)
         tables.append(pd.DataFrame({"image": gt_path.name, "tau": counts.thresholds, **counts.scores()}))
         objects.append(object_rows(counts, objects_tau).assign(image=gt_path.name))
     scores, per_object = pd.concat(tables, ignore_index=True), pd.concat(objects, ignore_index=True)
@@ -247,6 +307,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GT label whose pixels are not scored (removed from GT and prediction); default: none",
     )
     parser.add_argument(
+        "--ignore-region",
+        metavar="REGION",
+        help="region whose predictions are removed before matching (official mask_region): 'none', "
+        "starts and ends 'z0 y0 x0 z1 y1 x1' (ends exclusive; 2-D: y0 x0 y1 x1) or a mask TIFF; "
+        "default: ignore_region of the data set's dataset.json (Mouse-Organoid-Cells-CBG: its unannotated block)",
+    )
+    parser.add_argument(
         "--exclude-border",
         action="store_true",
         help="drop objects touching the image border from GT and prediction before matching",
@@ -280,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_border=args.exclude_border,
         objects_tau=args.objects_tau,
         ndim=args.ndim,
+        ignore_region="auto" if args.ignore_region is None else parse_ignore_region(args.ignore_region),
     )
     write_scores(args.out, scores)
     if args.objects:

@@ -113,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("embedseg export needs bioimageio.core: pip install 'embedseg-pipeline[export]'")
     selection = read_runs(args.models, args.scores)
     settings = selection.settings
-    params = from_args(ClusteringConfig, args).params(settings)
-    options = PackageOptions(args.clustering, params, args.tta, tuple(args.authors), args.license, args.name)
+    clustering = from_args(ClusteringConfig, args)
+    params = clustering.params(settings)
+    options = PackageOptions(
+        clustering.preset_name(settings), params, args.tta, tuple(args.authors), args.license, args.name
+    )
     path = export(selection, args.out, args.sample, options, args.check)
     print(f"bioimage.io package: {path}")
     return 0

@@ -60,9 +60,10 @@ class ClusteringConfig:
     `embedseg export` records in a package. Defaults: :class:`~embedseg.core.cluster.ClusterParams`."""
 
     clustering: str = option(
-        "paper",
-        "paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size",
-        choices=PRESETS,
+        "auto",
+        "paper: min mask/unclustered sum 128, objects > 36 px; current: 0/0/min-object-size; "
+        "auto: the data set's (dataset.json clustering: paper in 2-D, current for the 3-D sets)",
+        choices=("auto", *PRESETS),
     )
     min_object_size: int | None = option(
         None,
@@ -83,10 +84,15 @@ class ClusteringConfig:
     def params(self, settings: DatasetSettings) -> ClusterParams:
         """The preset's thresholds; `current` without --min-object-size takes the data set's
         smallest training object (``settings.min_object_size``)."""
+        name = self.preset_name(settings)
         min_object_size = self.min_object_size
-        if min_object_size is None and self.clustering == "current":
+        if min_object_size is None and name == "current":
             min_object_size = settings.min_object_size
-        return preset(self.clustering, min_object_size, self.seed_thresh, self.fg_thresh)
+        return preset(name, min_object_size, self.seed_thresh, self.fg_thresh)
+
+    def preset_name(self, settings: DatasetSettings) -> str:
+        """The preset used: the option's, or for `auto` the data set's."""
+        return settings.clustering if self.clustering == "auto" else self.clustering
 
 
 def default_batch_size(tile_shape: Sequence[int], device: torch.device) -> int:

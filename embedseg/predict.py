@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -23,6 +24,12 @@ from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
 
 log = logging.getLogger(__name__)
+
+# Whole-image prediction (the official 3-D inference: the whole padded volume in one forward
+# pass): ~166 bytes per voxel with 16-fold TTA (benchmarks/predict3d_memory.py: 1.3 GiB per
+# 128 × 256 × 256 tile) plus the float32 stitched output; an image is predicted whole when this
+# estimate stays within half the free memory of the device.
+WHOLE_BYTES_PER_VOXEL = 200
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,13 @@ class PredictConfig:
         type=int,
         nargs="+",
         metavar="N",
+    )
+    whole: str = option(
+        "auto",
+        "predict each image in one piece, as the official 3-D code does: auto = 3-D images without "
+        f"--tile-size whose padded volume fits half the free memory ({WHOLE_BYTES_PER_VOXEL} bytes per "
+        "voxel), else tiles; always; never = tiles of --tile-size",
+        choices=("auto", "always", "never"),
     )
     rgb_to_grey: bool = option(
         False,
@@ -62,6 +76,27 @@ class PredictConfig:
         if len(tile_size) not in (1, ndim):
             raise DataError(f"--tile-size: give one size or {ndim} (one per axis) for this {ndim}-D model")
         return tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
+
+    def tile_for(self, shape: tuple[int, ...], ndim: int, free_bytes: int) -> int | tuple[int, ...]:
+        """The tile size for an image of spatial `shape`: the padded image itself (one tile) when
+        it is predicted whole (:attr:`whole`), else :meth:`tile`."""
+        padded = tuple(-(-size // NETWORK_MULTIPLE) * NETWORK_MULTIPLE for size in shape)
+        voxels = 1
+        for size in padded:
+            voxels *= size
+        fits = voxels * WHOLE_BYTES_PER_VOXEL <= free_bytes // 2
+        if self.whole == "always" or (self.whole == "auto" and ndim == 3 and self.tile_size is None and fits):
+            return padded
+        return self.tile(ndim)
+
+
+def free_memory(device: Any) -> int:
+    """Bytes free on `device` (CUDA: the GPU's; CPU: the machine's available memory)."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,11 +143,12 @@ def predict(
     from .runtime import resolve_device
 
     paths = image_files(images)
-    model, settings = load_checkpoint(model_path, resolve_device(config.device))
+    device = resolve_device(config.device)
+    model, settings = load_checkpoint(model_path, device)
     model = inference_model(model, compile=config.compile, amp=config.amp)
-    tile_size = config.tile(settings.ndim)
+    config.tile(settings.ndim)  # checks --tile-size before the first image
     params = config.cluster.params(settings)
-    log.info("clustering %s: %s", config.cluster.clustering, params)
+    log.info("clustering %s: %s", config.cluster.preset_name(settings), params)
     inputs = {"MODEL_PT": model_path, "--images": images}
     with contextlib.ExitStack() as stack:
         out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force))
@@ -120,8 +156,10 @@ def predict(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
         for path in tqdm(paths, desc="predict", unit="image"):
+            image = read_image(path)
+            tile_size = config.tile_for(image.shape[-settings.ndim :], settings.ndim, free_memory(device))
             labels, seeds = segment(
-                model, read_image(path), settings, config.tta, params, path, config.rgb_to_grey, tile_size=tile_size
+                model, image, settings, config.tta, params, path, config.rgb_to_grey, tile_size=tile_size
             )
             write_labels(out_dir / path.name, labels)
             if seeds_dir:

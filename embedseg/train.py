@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .acceleration import Precision, maybe_compile
+from .core.cluster import preset
 from .core.embedding import grid_spacing
 from .core.losses import SpatialEmbLoss
 from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
@@ -72,10 +73,11 @@ class TrainConfig:
     val_size: int = option(2600, "random validation crops per epoch", fingerprint=True)
     val_batch_size: int = option(16, "crops per validation batch", fingerprint=True)
     variance_loss: str = option(
-        "paper",
-        "paper: broadcast variance term of the paper code; fixed: EmbedSeg >= 0.2",
+        "auto",
+        "paper: broadcast variance term of the paper code; fixed: per channel, EmbedSeg >= 0.2 (the "
+        "official 3-D loss); auto: the data set's (dataset.json variance_loss: paper in 2-D, fixed in 3-D)",
         fingerprint=True,
-        choices=("paper", "fixed"),
+        choices=("auto", "paper", "fixed"),
     )
     seed: int = option(0, "seed of weights, crop draws, augmentation, dropout", fingerprint=True)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
@@ -314,6 +316,8 @@ def train(
     crops_dir, out_dir = Path(crops_dir), Path(out_dir)
     replace = check_output(out_dir, MODEL, {"CROPS_DIR": crops_dir}, force)
     settings = DatasetSettings.load(crops_dir)
+    if config.variance_loss == "auto":  # train.json and the fingerprint record the mode used
+        config = dataclasses.replace(config, variance_loss=settings.variance_loss)
     device = resolve_device(config.device)
     run_fingerprint = fingerprint(crops_dir, settings, config)
     last_path = out_dir / LAST_PT
@@ -374,6 +378,13 @@ def fit(
             "crops_dir": str(crops_dir),
             "args": dataclasses.asdict(config),
             "settings": settings.to_dict(),
+            # what `predict --clustering auto` will use with this data set (embedseg.inference)
+            "clustering": {
+                "preset": settings.clustering,
+                **dataclasses.asdict(
+                    preset(settings.clustering, settings.min_object_size if settings.clustering == "current" else None)
+                ),
+            },
             "model_config": model.config,
             "fingerprint": run_fingerprint,
         },

@@ -106,6 +106,38 @@ def test_table1_reports_3d_data_sets_at_tau_01_to_09(results_3d: Path, tmp_path:
     assert "| Method | Runs | 0.10 | 0.20 |" in markdown and "3-D data sets: τ = 0.1 … 0.9" in markdown
 
 
+def test_comparison_names_each_condition_that_differs_from_the_follow_up_paper(results_3d: Path) -> None:
+    """The 3-D section of comparison_to_paper.md: conditions beside the paper's, rows beside its table."""
+    from embedseg.report.paper3d import PAPER_3D_FILE, comparison3d_markdown, load_paper3d
+
+    shipped = load_paper3d(Path(__file__).parents[1] / "config" / PAPER_3D_FILE)
+    assert shipped.conditions["Mouse-Organoid-Cells-CBG"]["ignore_region"] == [[51, 0, 231], [72, 152, 408]]
+    assert shipped.runs == 3 and set(shipped.conditions) == {
+        "Mouse-Organoid-Cells-CBG",
+        "Platynereis-Nuclei-CBG",
+        "Mouse-Skull-Nuclei-CBG",
+        "Platynereis-ISH-Nuclei-CBG",
+    }
+    train_json = results_3d / "models" / DS3 / "embedseg-medoid" / "seed1" / "train.json"
+    write_json(train_json, {"args": {"variance_loss": "fixed"}})
+    paper = shipped
+    paper.conditions[DS3] = {
+        "split_seed": 1000,
+        "ignore_region": None,
+        "variance_loss": "fixed",
+        "clustering": "current",
+    }
+    paper.rows[DS3] = {"embedseg-medoid-tta": (np.full(len(TAUS_3D), 0.7), "")}
+    text = comparison3d_markdown(collect(results_3d), paper, results_3d)
+    assert "## 3-D: the follow-up paper" in text and f"### {DS3}" in text
+    # the made dataset.json records neither a split seed nor a preset: both are named
+    assert "split_seed 'not recorded' here, 1000 in the paper" in text
+    assert "clustering 'paper' here, 'current' in the paper" in text and "variance_loss 'fixed' here" not in text
+    assert "This run: split_seed 'not recorded', ignore_region None, variance_loss 'fixed', clustering 'paper'." in text
+    assert "| EmbedSeg (ours) | 2 | 0.850 |" in text and "(paper) | 3 | 0.700 |" in text
+    train_json.unlink()
+
+
 def test_fig1_of_a_volume_shows_middle_slice_and_projection(results_3d: Path) -> None:
     import matplotlib.pyplot as plt
 

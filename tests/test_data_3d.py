@@ -15,7 +15,7 @@ import tifffile
 from scipy import ndimage
 
 from embedseg.cli import build_parser
-from embedseg.data import prepare
+from embedseg.data import names, prepare
 from embedseg.data.formats import tiff_axes
 from embedseg.data.registry import REGISTRY, RELEASE_URL
 from embedseg.data.synthetic import VOXEL_SIZE_3D, generate
@@ -242,21 +242,57 @@ def test_voxel_size_and_2d_data_do_not_mix(tmp_path):
 
 
 def test_3d_registry_entries():
+    """The follow-up paper's defaults (EmbedSeg v0.2.x): split seed 1000, per-channel variance
+    term, 0/0/min-object-size clustering, crop size from the objects (issue 30)."""
     expected = {
-        "Mouse-Organoid-Cells-CBG": ((1.0, 0.1733, 0.1733), (32, 200, 200)),
-        "Platynereis-Nuclei-CBG": ((2.031, 0.406, 0.406), (32, 136, 136)),
-        "Mouse-Skull-Nuclei-CBG": ((0.2, 0.073, 0.073), (96, 128, 128)),
-        "Platynereis-ISH-Nuclei-CBG": ((0.4501, 0.4499, 0.4499), (80, 80, 80)),
+        "Mouse-Organoid-Cells-CBG": (1.0, 0.1733, 0.1733),
+        "Platynereis-Nuclei-CBG": (2.031, 0.406, 0.406),
+        "Mouse-Skull-Nuclei-CBG": (0.2, 0.073, 0.073),
+        "Platynereis-ISH-Nuclei-CBG": (0.4501, 0.4499, 0.4499),
     }
-    for name, (voxel_size, crop_shape) in expected.items():
+    for name, voxel_size in expected.items():
         spec = REGISTRY[name]
         settings = spec.dataset_settings()
         assert spec.url == RELEASE_URL.format(name=name) and spec.layout == "embedseg"
         assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
-        assert settings.ndim == 3 and settings.voxel_size == voxel_size and settings.crop_shape == crop_shape
-        assert all(size % 8 == 0 for size in settings.crop_shape)
+        assert settings.ndim == 3 and settings.voxel_size == voxel_size
         assert settings.normalization == "percentile"
+        assert spec.split_seed == 1000 and spec.settings["crop_size"] == "auto"
+        assert (settings.variance_loss, settings.clustering) == ("fixed", "current")
+        assert settings.ignore_region == ([[51, 0, 231], [72, 152, 408]] if "Organoid" in name else None)
+    for name in (names.BBBC010, names.DSB, names.USIIGACI):
+        settings = REGISTRY[name].dataset_settings()
+        assert REGISTRY[name].split_seed == 1234 and (settings.variance_loss, settings.clustering) == ("paper", "paper")
     assert REGISTRY["Mouse-Organoid-Cells-CBG"].dataset_settings().anisotropy == pytest.approx(1.0 / 0.1733)
+
+
+def organoid_zip(folder: Path, n: int = 20, shape: tuple[int, ...] = (16, 48, 48)) -> tuple[Path, list[str]]:
+    """A made Mouse-Organoid-Cells-CBG release zip: `n` volumes under train/ only (as the release)."""
+    archive, names = folder / "Mouse-Organoid-Cells-CBG.zip", [f"organoid_{i:03d}" for i in range(n)]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(names):
+            image, labels = blobs(i % 5, shape)
+            for sub, array in (("images", image), ("masks", labels)):
+                path = folder / f"{sub}.tif"
+                tifffile.imwrite(path, array)
+                zf.write(path, f"Mouse-Organoid-Cells-CBG/train/{sub}/{name}.tif")
+    return archive, names
+
+
+def test_organoid_prepare_records_seed_1000_ignore_region_and_auto_crop(tmp_path):
+    archive, names = organoid_zip(tmp_path)
+    settings = run_prepare("Mouse-Organoid-Cells-CBG", tmp_path / "out", "--source", str(archive))
+    assert settings.extra["split_seed"] == 1000 and settings.extra["counts"]["test"] == 2
+    assert settings.ignore_region == [[51, 0, 231], [72, 152, 408]]
+    assert (settings.variance_loss, settings.clustering) == ("fixed", "current")
+    # blob extents z 3 and 5, y 7, x 7 and 9: mean + 5 sd = 9, 7, 13, rounded up to 8, y = x = max
+    assert settings.crop_size == (16, 16, 16) and settings.extra["crop_size_source"].startswith("auto")
+    given = run_prepare(
+        "Mouse-Organoid-Cells-CBG", tmp_path / "given", "--source", str(archive), "--seed", "1234", "--crop-size", "8"
+    )
+    assert (
+        given.extra["split_seed"] == 1234 and given.crop_size == 8 and given.extra["crop_size_source"] == "--crop-size"
+    )
 
 
 def test_release_zip_layout_with_count_splits(tmp_path):
@@ -281,3 +317,13 @@ def test_crop_size_must_match_the_dimension(tmp_path):
     src = write_volumes(tmp_path / "src", **IMAGEJ)
     with pytest.raises(DataError, match="one per axis"):
         run_prepare("folder", tmp_path / "out", "--source", str(src), "--crop-size", "8", "16")
+
+
+def test_prediction_clusters_with_the_data_sets_preset_by_default():
+    from embedseg.core.cluster import ClusterParams
+    from embedseg.inference import ClusteringConfig
+
+    volumes = REGISTRY[names.PLATYNEREIS_NUCLEI].dataset_settings(min_object_size=5)
+    assert ClusteringConfig().params(volumes) == ClusterParams(0.9, 0.5, 0, 0, 5)  # official 3-D test configs
+    assert ClusteringConfig().params(REGISTRY[names.DSB].dataset_settings()) == ClusterParams()  # 128/128/36
+    assert ClusteringConfig(clustering="paper").params(volumes) == ClusterParams()  # a given preset wins

@@ -54,9 +54,11 @@ def test_paper_sizes_and_permutation(n, subset, sizes, seed):
 def test_paper_seed_is_the_default_and_the_current_code_seed_a_choice():
     # EmbedSeg v0.1.0 (the paper's code): split_train_test(..., seed=1234); 1000 only from e2ec7ef on.
     assert (PAPER_SPLIT_SEED, CURRENT_CODE_SPLIT_SEED) == (1234, 1000)
-    assert build_parser("prepare").parse_args(["prepare", "dsb-2018", "--out", "x"]).seed == 1234
-    assert build_parser("crops").parse_args(["crops", "data", "--out", "x"]).seed == 1234
-    assert yaml.safe_load((REPO / "config" / "config.yaml").read_text())["split_seed"] == 1234
+    # --seed not given: the data set's (2-D paper sets 1234, the v0.2.x 3-D sets 1000; issue 30)
+    assert build_parser("prepare").parse_args(["prepare", "dsb-2018", "--out", "x"]).seed is None
+    assert get_spec("dsb-2018").split_seed == 1234 and get_spec("Mouse-Organoid-Cells-CBG").split_seed == 1000
+    assert build_parser("crops").parse_args(["crops", "data", "--out", "x"]).seed is None  # dataset.json's
+    assert yaml.safe_load((REPO / "config" / "config.yaml").read_text())["split_seed"] == "auto"
     # The two seeds really give other DSB validation splits (447 images, 67 held out).
     assert set(paper_split(447, 0.15, 1234)[1]) != set(paper_split(447, 0.15, 1000)[1])
 
@@ -145,7 +147,7 @@ def test_prepare_resplit_run_on_a_real_synthetic_set(tmp_path):
 def test_workflow_resplit_prepares_and_crops_every_run(tmp_path):
     (tmp_path / "config").symlink_to(REPO / "config")
     config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
-    config.update(seeds=[1, 2], resplit=True)
+    config.update(seeds=[1, 2], resplit=True, split_seed=1234)
     (tmp_path / "resplit.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run(
         [

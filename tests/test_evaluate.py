@@ -188,3 +188,44 @@ def test_real_masks_score_one_against_themselves_and_less_with_a_cell_missing(sh
     np.testing.assert_allclose(scores.ap, (n_cells - 1) / n_cells)
     assert (scores.fn == 1).all() and (scores.fp == 0).all()
     assert objects.set_index("gt_id").loc[int(labels.max()), "status"] == "missed"
+
+
+def ignored_block_case(root):
+    """A made 3-D data set: two GT nuclei outside the ignored block z 4:8, y 0:6, x 10:16, the
+    prediction = GT + three false positives inside the block; returns (masks, predictions)."""
+    gt = np.zeros((10, 12, 20), np.uint16)
+    gt[1:3, 2:6, 2:6], gt[5:9, 7:11, 3:8] = 1, 2
+    pred = gt.copy()
+    pred[4:6, 0:2, 10:12], pred[6:8, 3:5, 12:14], pred[4:8, 4:6, 14:16] = 7, 8, 9
+    masks, predictions = root / "data" / "test" / "masks", root / "pred"
+    write(masks, "v.tif", gt)
+    write(predictions, "v.tif", pred)
+    (root / "data" / "dataset.json").write_text(
+        '{"ndim": 3, "ignore_region": [[4, 0, 10], [8, 6, 16]]}', encoding="utf-8"
+    )
+    return masks, predictions
+
+
+def test_ignore_region_of_the_data_set_removes_its_false_positives(tmp_path):
+    masks, predictions = ignored_block_case(tmp_path)
+    scores, _ = evaluate.score_folders(masks, predictions, objects_tau=0.5)
+    at = scores.set_index("tau").loc[0.5]
+    assert (at.tp, at.fp, at.fn, at.ap) == (2, 0, 0, 1.0)
+    unmasked, _ = evaluate.score_folders(masks, predictions, ignore_region=None)
+    assert unmasked.set_index("tau").loc[0.5].fp == 3
+    box = evaluate.parse_ignore_region("4 0 10 8 6 16")
+    assert evaluate.score_folders(masks, predictions, ignore_region=box)[0].equals(scores)
+
+
+def test_ignore_region_as_a_mask_file_and_on_the_command_line(tmp_path):
+    masks, predictions = ignored_block_case(tmp_path)
+    region = np.zeros((10, 12, 20), np.uint8)
+    region[4:8, 0:6, 10:16] = 1
+    write(tmp_path, "region.tif", region)
+    out = tmp_path / "scores.csv"
+    for region, false_positives in ((str(tmp_path / "region.tif"), 0), ("none", 3)):
+        args = ["evaluate", str(masks), str(predictions), "--out", str(out), "--force", "--ignore-region", region]
+        assert cli.main(args) == 0
+        assert pd.read_csv(out).set_index("tau").loc[0.5].fp == false_positives
+    with pytest.raises(evaluate.DataError, match="--ignore-region"):
+        evaluate.parse_ignore_region("1 2 3")

@@ -131,5 +131,35 @@ def test_cli_trains_and_reports_missing_crops(crops, tmp_path, capsys) -> None:
     assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "log.csv", "memory.json", "train.json"}
     record = json.loads((out / "train.json").read_text())
     assert record["args"]["variance_loss"] == "fixed" and record["settings"]["center"] == "centroid"
+    assert record["clustering"] == {
+        "preset": "paper",
+        **{
+            "seed_thresh": 0.9,
+            "fg_thresh": 0.5,
+            "min_mask_sum": 128,
+            "min_unclustered_sum": 128,
+            "min_object_size": 36,
+        },
+    }
     assert main(["train", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "embedseg crops" in capsys.readouterr().err
+
+
+def test_variance_term_and_clustering_default_to_the_data_sets(crops, tmp_path) -> None:
+    """`--variance-loss auto` (default) takes dataset.json's (3-D sets: fixed) and train.json
+    records it and the clustering `predict --clustering auto` will use (issue 30)."""
+    import shutil
+
+    own = tmp_path / "crops"
+    shutil.copytree(crops, own)
+    settings = json.loads((own / "dataset.json").read_text())
+    settings.update(variance_loss="fixed", clustering="current", min_object_size=7)
+    (own / "dataset.json").write_text(json.dumps(settings))
+    argv = ["train", str(own), "--out", str(tmp_path / "m"), "--epochs", "1", "--train-size", "2", "--val-size", "2"]
+    assert main([*argv, "--virtual-batch", "1", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "m" / "train.json").read_text())
+    assert record["args"]["variance_loss"] == "fixed" and record["fingerprint"]["variance_loss"] == "fixed"
+    assert record["clustering"] == {
+        "preset": "current",
+        **{"seed_thresh": 0.9, "fg_thresh": 0.5, "min_mask_sum": 0, "min_unclustered_sum": 0, "min_object_size": 7},
+    }

@@ -37,7 +37,7 @@ from ..options import add_options, from_args, option
 from ..outputs import DATA, replacing
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, detect_ndim, read_source, tiff_axes
-from .registry import REGISTRY, DatasetSpec, get_spec
+from .registry import AUTO_CROP, REGISTRY, DatasetSpec, get_spec
 from .splits import CURRENT_CODE_SPLIT_SEED, PAPER_SPLIT_SEED, held_out_count, paper_split, validation_seed
 from .synthetic import DEFAULT_SIZES, SYNTHETIC_SETS, generate
 from .validate import check_pair
@@ -59,10 +59,11 @@ class PrepareConfig:
     sha256: str | None = option(None, "expected sha256 of the file at a --source URL (verified; default: print it)")
     layout: str | None = option(None, "source layout (default: auto-detect)", choices=LAYOUTS)
     cache: Path = option(Path("resources"), "download cache (reused across runs)", type=Path)
-    seed: int = option(
-        PAPER_SPLIT_SEED,
-        f"split seed ({PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0; "
-        f"{CURRENT_CODE_SPLIT_SEED} = EmbedSeg's current code)",
+    seed: int | None = option(
+        None,
+        f"split seed (default: the data set's: {PAPER_SPLIT_SEED} = the paper's code, EmbedSeg v0.1.0, "
+        f"for the 2D sets; {CURRENT_CODE_SPLIT_SEED} = EmbedSeg v0.2.x for the 3D sets)",
+        type=int,
     )
     resplit_run: int | None = option(
         None,
@@ -163,6 +164,8 @@ def prepare(
     if config.test_fraction is not None:
         spec = dataclasses.replace(spec, test_split=config.test_fraction)
     config = with_synthetic_defaults(spec, config)
+    if config.seed is None:
+        config = dataclasses.replace(config, seed=spec.split_seed)
     local_source = config.source if config.source and not is_url(config.source) else None
     with replacing(out, DATA, {"--source": local_source, "--cache": Path(config.cache) / spec.name}, force) as staging:
         source = resolve_source(spec, config, staging / ".source")
@@ -359,11 +362,21 @@ def write_splits(
     settings.min_object_size = min(smallest, default=0)
     settings.one_hot = bool(one_hot) and ndim == 2
     settings.in_channels = next(iter(channels))
-    if spec.name == "folder" and ndim == 3 and not crop_size_given:
+    auto_crop = not crop_size_given and (
+        settings.extra.pop("crop_size_rule", None) == AUTO_CROP or (spec.name == "folder" and ndim == 3)
+    )
+    if auto_crop and ndim == 3:
         settings.crop_size = object_crop_size(np.array(extents).reshape(-1, 3))
         log.info("%s: crop size %s from the object sizes (official 3D rule)", spec.name, settings.crop_size)
+    settings.extra["crop_size_source"] = (
+        "--crop-size"
+        if crop_size_given
+        else "auto: mean + 5 sd of the train+val object extents, rounded up to 8 (official 3D notebooks)"
+        if auto_crop and ndim == 3
+        else "registry"
+    )
     settings.crop_size = fitted_crop_size(
-        settings.crop_size, shapes, crop_size_given, fit=spec.name == "folder" and not crop_size_given
+        settings.crop_size, shapes, crop_size_given, fit=(spec.name == "folder" or auto_crop) and not crop_size_given
     )
     if spec.name == "folder" and settings.normalization == "absolute":
         settings.normalization_factor = absolute_factor(dtypes)

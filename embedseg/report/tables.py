@@ -24,6 +24,7 @@ from ..outputs import TABLES, replacing
 from .budget import mark_table1, write_budget
 from .comparison import comparison_markdown, paired_note, paired_rows
 from .paper import Paper, PaperRow, load_paper
+from .paper3d import PAPER_3D_FILE, Paper3D, comparison3d_markdown, load_paper3d
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
 from .results import (
     TAUS,
@@ -296,8 +297,10 @@ def write_tables(
     collection: Collection,
     not_comparable: str | None = None,
     metric: str = "ap",
+    paper3d: Paper3D | None = None,
 ) -> None:
-    """Write table1/table2 as CSV, Markdown and LaTeX, comparison_to_paper.md and the budget
+    """Write table1/table2 as CSV, Markdown and LaTeX, comparison_to_paper.md (with the 3-D
+    section of :mod:`embedseg.report.paper3d` for 3-D data sets) and the budget
     companion of Table 1 (:mod:`embedseg.report.budget`) into `out`.
     `collection` holds the runs' `metric`; the paper reports AP_dsb only, so for another metric
     the comparison file says so instead of comparing."""
@@ -331,6 +334,8 @@ def write_tables(
         write_text(out / f"{stem}.tex", to_latex(grid, caption, label=f"tab:{stem}", note_column=note_column))
     if metric == "ap":
         comparison = comparison_markdown(collection, paper, results, not_comparable)
+        section3d = comparison3d_markdown(collection, paper3d, results)
+        comparison += f"\n{section3d}" if section3d else ""
     else:
         comparison = (
             f"# Comparison with the paper\n\nThese tables show {name}; the paper reports AP_dsb only. "
@@ -373,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
     with replacing(args.out, TABLES, inputs, args.force) as staging:
         paper = load_paper(args.paper)
         collection = collect(args.results, args.datasets, args.methods, args.seeds, args.metric)
-        write_tables(args.results, paper, staging, collection, args.not_comparable, args.metric)
+        paper3d = load_paper3d(args.paper.with_name(PAPER_3D_FILE))  # beside the paper's 2-D file
+        write_tables(args.results, paper, staging, collection, args.not_comparable, args.metric, paper3d)
     print((args.out / "table1.md").read_text())
     return 0

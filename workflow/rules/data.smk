@@ -19,12 +19,12 @@ rule prepare:
         runtime=step_resources("prepare")["runtime"],
     params:
         cache=config["cache"],
-        seed=config["split_seed"],
+        seed=seed_option(),
         dataset=prepare_dataset,
         options=dataset_options,
     shell:
         "run-embedseg prepare {params.dataset:q} --out {output:q} --cache {params.cache:q}"
-        " --seed {params.seed} {params.options} > {log:q} 2>&1"
+        " {params.seed} {params.options} > {log:q} 2>&1"
 
 
 rule crops:
@@ -43,9 +43,9 @@ rule crops:
         mem_mb=step_resources("crops")["mem_mb"],
         runtime=step_resources("crops")["runtime"],
     params:
-        seed=config["split_seed"],
+        seed=seed_option(),
     shell:
-        "run-embedseg crops {input:q} --out {output:q} --center {wildcards.center} --seed {params.seed} > {log:q} 2>&1"
+        "run-embedseg crops {input:q} --out {output:q} --center {wildcards.center} {params.seed} > {log:q} 2>&1"
 
 
 # With `resplit: true` every run trains on its own train/val split: run k draws its validation
@@ -60,7 +60,7 @@ use rule prepare as prepare_resplit with:
         str(layout.job_benchmark(RESULTS, "prepare", "{ds}", layout.seed_dir("{seed}")))
     params:
         cache=config["cache"],
-        seed=config["split_seed"],
+        seed=seed_option(),
         dataset=prepare_dataset,
         options=lambda wildcards: f"{dataset_options(wildcards)} --resplit-run {wildcards.seed}",
 
@@ -75,4 +75,4 @@ use rule crops as crops_resplit with:
     benchmark:
         str(layout.job_benchmark(RESULTS, "crops", "{ds}", "{center}", layout.seed_dir("{seed}")))
     params:
-        seed=lambda wildcards: config["split_seed"] + int(wildcards.seed),
+        seed=lambda wildcards: seed_option(int(wildcards.seed)),

@@ -46,3 +46,9 @@ def crops_output(path) -> str:
     """crops/ of a data set: a temp() folder (deleted once its trainings are done, re-made when
     needed) where config `temp_crops` asks for it; nothing else reads it."""
     return temp(directory(str(path))) if config["temp_crops"] else directory(str(path))
+
+
+def seed_option(offset=0):
+    """`--seed` of prepare/crops: split_seed (+ offset), none for `auto` (the data set's seed)."""
+    seed = config["split_seed"]
+    return "" if seed == "auto" else f"--seed {seed + offset}"

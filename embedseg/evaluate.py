@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from .core.metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .dataset_settings import DATASET_JSON
-from .io import DataError, atomic_write, list_images, read_json, read_labels
+from .io import DataError, atomic_write, list_images, read_json
 from .outputs import check_output_file
+from .zarr_io import image_stem, is_zarr, read_labels_any
 
 COLUMNS = [
     "image",
@@ -51,9 +52,15 @@ OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
 
 def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(GT, prediction) paths matched by file name; DataError listing missing or extra files."""
-    gt = {p.name: p for p in list_images(gt_dir)}
-    pred = {p.name: p for p in list_images(pred_dir)}
+    """(GT, prediction) paths matched by name without the format's suffix (``a.tif`` with
+    ``a.ome.zarr``: OME-Zarr label groups, :func:`~embedseg.zarr_io.read_labels_any`); DataError
+    listing missing or extra files."""
+
+    def listed(folder: str | os.PathLike) -> dict[str, Path]:
+        paths = list_images(folder) + sorted(p for p in Path(folder).iterdir() if is_zarr(p))
+        return {image_stem(p): p for p in paths if not p.name.startswith(".")}
+
+    gt, pred = listed(gt_dir), listed(pred_dir)
     missing, extra = sorted(set(gt) - set(pred)), sorted(set(pred) - set(gt))
     if missing or extra:
         raise DataError(
@@ -89,7 +96,7 @@ def score_pair(
     """Matching of one image. 2-D (`ndim` 2): one_hot auto (a (K, H, W) GT is a stack of
     overlapping objects), yes (GT must be such a stack) or no (GT must be a label image (H, W)).
     3-D: GT and prediction are label volumes (Z, Y, X) of the same shape."""
-    gt, pred = read_labels(gt_path), read_labels(pred_path)
+    gt, pred = read_labels_any(gt_path), read_labels_any(pred_path)
     if ndim == 3:
         return score_volumes(gt, pred, gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border)
     stacked = gt.ndim == 3
@@ -213,7 +220,9 @@ def is_scores_file(path: Path) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
-    parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
+    parser.add_argument(
+        "pred_dir", metavar="PRED_DIR", help="predicted label TIFFs or OME-Zarr label groups (same names)"
+    )
     parser.add_argument(
         "--out",
         required=True,

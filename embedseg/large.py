@@ -1,0 +1,83 @@
+"""The large-image part of `embedseg predict`: which images go through block prediction
+(:mod:`embedseg.blocks`), where their resumable work lies, and how their labels land in PRED_DIR.
+
+An OME-Zarr image always goes in blocks (one block, the whole image, when it fits
+``--memory-gb``: then the labels are the whole image's); a TIFF only when its forward pass does not
+fit ``--memory-gb``, read lazily through tifffile's zarr store. The labels of ``NAME.ome.zarr``
+(or ``NAME.tif``) are ``PRED_DIR/NAME.ome.zarr`` (label group ``labels/embedseg``, see
+:mod:`embedseg.zarr_io`), or ``PRED_DIR/NAME.tif`` with ``--labels-format tiff``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .blocks import FORWARD_BYTES_PER_PIXEL, WINDOW_BYTES_PER_PIXEL, predict_blocks
+from .dataset_settings import DatasetSettings
+from .io import IMAGE_SUFFIXES, write_labels
+from .zarr_io import image_stem, is_zarr, open_image, read_labels_any
+
+if TYPE_CHECKING:
+    import torch
+
+    from .core.cluster import ClusterParams
+
+
+def work_folder(out: str | os.PathLike) -> Path:
+    """``.PRED_DIR.blocks`` beside PRED_DIR: the blocks of images in progress, kept when a run
+    is killed (outputs.py's clean-up leaves it) and removed when the step succeeds."""
+    out = Path(out)
+    return out.parent / f".{out.name}.blocks"
+
+
+def in_blocks(path: Path, settings: DatasetSettings, config: Any) -> bool:
+    """(`config`: predict's PredictConfig, which imports this module.) True for an OME-Zarr image, and for a TIFF whose forward pass exceeds ``--memory-gb``."""
+    if is_zarr(path):
+        return True
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    image = open_image(path, config.level)
+    pixels = math.prod(image.shape[-settings.ndim :])
+    return config.level > 0 or pixels * (FORWARD_BYTES_PER_PIXEL + WINDOW_BYTES_PER_PIXEL) > config.memory_gb * 1e9
+
+
+def predict_large(
+    model: torch.nn.Module,
+    path: Path,
+    settings: DatasetSettings,
+    params: ClusterParams,
+    config: Any,
+    out: str | os.PathLike,
+    out_dir: Path,
+    raw_dir: Path | None,
+    model_path: str | os.PathLike,
+) -> None:
+    """Predict `path` in blocks into the work folder, then move its labels into `out_dir`."""
+    image = open_image(path, config.level)
+    stem = image_stem(path)
+    work = work_folder(out) / stem
+    key = (Path(model_path).resolve(), os.stat(model_path).st_mtime_ns, config)
+    labels = predict_blocks(
+        model,
+        image,
+        settings,
+        work,
+        params,
+        config.tta,
+        config.memory_gb,
+        cluster_halo=config.cluster_halo,
+        raw_out=raw_dir / f"{stem}.zarr" if raw_dir else None,
+        key=repr(key),
+    )
+    if config.labels_format == "tiff":
+        write_labels(out_dir / f"{stem}.tif", read_labels_any(labels))
+        shutil.rmtree(work)
+        return
+    # The block markers go first: a run killed after the move must not resume from labels it lost.
+    shutil.rmtree(work / "done")
+    os.replace(labels, out_dir / f"{stem}.ome.zarr")
+    shutil.rmtree(work)

@@ -61,7 +61,8 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
         return {image_stem(p): p for p in paths if not p.name.startswith(".")}
 
     gt, pred = listed(gt_dir), listed(pred_dir)
-    missing, extra = sorted(set(gt) - set(pred)), sorted(set(pred) - set(gt))
+    missing = sorted(gt[name].name for name in set(gt) - set(pred))
+    extra = sorted(pred[name].name for name in set(pred) - set(gt))
     if missing or extra:
         raise DataError(
             f"{pred_dir}: predictions do not match the ground truth in {gt_dir}: "

@@ -63,8 +63,10 @@ log = logging.getLogger(__name__)
 CLUSTER_HALO = 128  # px around a core that its clustering sees: objects up to this size are whole
 STATS_PIXELS = 2**24
 # Bytes per window pixel besides the forward pass: input and normalised copies, the raw outputs
-# (2D + 1 float32), the clustering's per-pixel arrays on foreground.
+# (2D + 1 float32), the clustering's per-pixel arrays on foreground; with TTA, the transformed
+# input, the back-mapped output and their running sum on top.
 WINDOW_BYTES_PER_PIXEL = 80
+TTA_BYTES_PER_PIXEL = 100
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,13 @@ def plan_blocks(
     memory_gb: float = DEFAULT_MEMORY_GB,
     workers: int = 1,
     core: Sequence[int] | None = None,
+    tta: bool = False,
 ) -> Blocks:
     """The block grid: one block (the whole image) when its window fits `memory_gb`, else cores
     of the largest multiple-of-64 side whose windows, one per worker, fit (at least 64)."""
     shape = tuple(int(n) for n in shape)
     if core is None:
-        per_pixel = FORWARD_BYTES_PER_PIXEL + WINDOW_BYTES_PER_PIXEL
+        per_pixel = FORWARD_BYTES_PER_PIXEL + WINDOW_BYTES_PER_PIXEL + TTA_BYTES_PER_PIXEL * tta
         budget = memory_gb * 1e9 / per_pixel
         padded = [n + 2 * NETWORK_MULTIPLE for n in shape]
         if math.prod(padded) <= budget:
@@ -194,7 +197,7 @@ def predict_blocks(
         raise DataError(f"{image.path}: {image.channels or 1} channel(s), the model takes {settings.in_channels}")
     net_halo = network_overlap(model)
     workers = workers or (1 if next(model.parameters()).device.type == "cuda" else torch.get_num_threads())
-    blocks = plan_blocks(image.shape, net_halo, cluster_halo, memory_gb, workers, core)
+    blocks = plan_blocks(image.shape, net_halo, cluster_halo, memory_gb, workers, core, tta)
     indices = blocks.indices()
     workers = max(1, min(workers, len(indices)))
     if len(indices) > 1:  # no block-local meaning for the paper preset's global counts

@@ -256,8 +256,12 @@ def predict_blocks(
     threads = contextlib.nullcontext() if workers == 1 else _torch_threads(1)
     with threads, channels_last(model), ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(one_block, index) for index in pending]
-        for future in progress(as_completed(futures), total=len(futures), desc=image.path.name, unit="block"):
-            future.result()
+        try:
+            for future in progress(as_completed(futures), total=len(futures), desc=image.path.name, unit="block"):
+                future.result()
+        except BaseException:  # a failed block (or Ctrl-C) stops the run; the written blocks stay
+            pool.shutdown(cancel_futures=True)
+            raise
     finish_labels(out, image.spatial_axes, image.scale, version)
     return out
 

@@ -130,18 +130,23 @@ def test_out_of_core_labels_equal_the_whole_image_with_the_real_erfnet(tmp_path)
 
 class BumpModel(torch.nn.Module):
     """A network without context (receptive field 0): zero offsets, bandwidths of a 20 px radius
-    and a seed logit rising with the brightness — each bright bump becomes one object."""
+    and a seed logit rising with the brightness — each bright bump becomes one object. 2-D or
+    3-D (`ndim`); `fail_after`: raise on that call, as a killed run stops."""
 
     receptive_radius = 0
 
-    def __init__(self) -> None:
+    def __init__(self, ndim: int = 2, fail_after: int | None = None) -> None:
         super().__init__()
         self.scale = torch.nn.Parameter(torch.tensor(30.0))
+        self.ndim, self.fail_after, self.calls = ndim, fail_after, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_after:
+            raise KeyboardInterrupt
         sigma = math.log(math.log(2) / (20 / 1023) ** 2) / 10
         zeros = torch.zeros_like(x)
-        return torch.cat([zeros, zeros, zeros + sigma, zeros + sigma, self.scale * (x - 0.4)], dim=1)
+        return torch.cat([zeros] * self.ndim + [zeros + sigma] * self.ndim + [self.scale * (x - 0.4)], dim=1)
 
 
 def bump_image(size: int, core: int) -> np.ndarray:
@@ -226,3 +231,43 @@ def test_predict_and_evaluate_an_ome_zarr_image(tmp_path):
     scores = tmp_path / "scores.csv"
     code = cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(scores)])
     assert code == 0 and scores.is_file()
+
+
+def test_a_killed_run_continues_with_the_blocks_not_yet_written(tmp_path):
+    size, core = 1024, 256
+    zarr_io.write_image(tmp_path / "a.ome.zarr", bump_image(size, core), "yx", (256, 256))
+    image = zarr_io.open_image(tmp_path / "a.ome.zarr")
+    run = dict(tta=False, core=(core, core), workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        blocks.predict_blocks(BumpModel(fail_after=6), image, SETTINGS, tmp_path / "work", **run)
+    written = len(list((tmp_path / "work" / "done").iterdir()))  # the worker may finish one more
+    assert 5 <= written <= 6
+    resumed = BumpModel()
+    out = blocks.predict_blocks(resumed, image, SETTINGS, tmp_path / "work", **run)
+    assert resumed.calls == 16 - written
+    fresh = blocks.predict_blocks(BumpModel(), image, SETTINGS, tmp_path / "fresh", **run)
+    assert np.array_equal(zarr_io.read_labels_any(out), zarr_io.read_labels_any(fresh))
+
+
+def test_3d_volume_in_blocks_equals_the_whole_volume(tmp_path):
+    """A 48 × 192 × 192 volume of bumps in 2 × 2 × 2 blocks: the whole volume's objects."""
+    zz, yy, xx = np.mgrid[:48, :192, :192]
+    volume = np.zeros((48, 192, 192))
+    for z, y, x in [(24, 96, 96), (12, 40, 150), (36, 150, 40), (24, 96, 30), (10, 20, 20)]:
+        volume = np.maximum(volume, np.exp(-((zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2) / (2 * 5.0**2)))
+    volume = (255 * volume).astype(np.uint8)
+    settings = DatasetSettings(name="toy3d", normalization_factor=255.0, ndim=3, voxel_size=(1.0, 1.0, 1.0))
+    zarr_io.write_image(tmp_path / "v.ome.zarr", volume, "zyx", (24, 96, 96))
+    params = ClusterParams(min_mask_sum=0, min_unclustered_sum=0, min_object_size=10)
+    out = blocks.predict_blocks(
+        BumpModel(3),
+        zarr_io.open_image(tmp_path / "v.ome.zarr"),
+        settings,
+        tmp_path / "work",
+        params,
+        False,
+        core=(24, 96, 96),
+    )
+    whole = cluster(predict_raw(BumpModel(3), volume[None] / 255.0, tta=False), params)
+    n_whole, n_blocks, n_pairs = one_to_one(whole, zarr_io.read_labels_any(out))
+    assert n_whole == n_blocks == n_pairs == 5

@@ -53,8 +53,9 @@ DEFAULT_TILE = 1024
 DEFAULT_TILE_3D = (128, 256, 256)
 # Overlap of a network that is not an ERF-Net (test models) and has no `receptive_radius` of its own.
 DEFAULT_OVERLAP = 64
-# Memory a prediction may use for the forward pass (GB); images that fit are predicted whole.
-DEFAULT_MEMORY_GB = 4.0
+# Memory a prediction may use for the forward pass (GB); images that fit are predicted whole. With
+# the interpreter, torch and zarr (~0.4 GB) an 8k² block prediction then peaks below 2 GB.
+DEFAULT_MEMORY_GB = 1.5
 # Bytes of activations per input pixel (voxel) and transform of the ERF-Net forward pass in
 # inference mode, measured on CPU: 90 B/px at 2048² (benchmarks/README.md), 64 B/voxel in 3-D.
 FORWARD_BYTES_PER_PIXEL = 100

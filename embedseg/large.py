@@ -2,10 +2,11 @@
 (:mod:`embedseg.blocks`), where their resumable work lies, and how their labels land in PRED_DIR.
 
 An OME-Zarr image always goes in blocks (one block, the whole image, when it fits
-``--memory-gb``: then the labels are the whole image's); a TIFF only when its forward pass does not
-fit ``--memory-gb``, read lazily through tifffile's zarr store. The labels of ``NAME.ome.zarr``
-(or ``NAME.tif``) are ``PRED_DIR/NAME.ome.zarr`` (label group ``labels/embedseg``, see
-:mod:`embedseg.zarr_io`), or ``PRED_DIR/NAME.tif`` with ``--labels-format tiff``.
+``--memory-gb``: then the labels are the whole image's); a TIFF only when the image with its raw
+outputs (:data:`IN_MEMORY_BYTES_PER_PIXEL`) would not fit ``--memory-gb`` (the in-memory path
+tiles the forward pass, not those), read lazily through tifffile's zarr store. The labels of
+``NAME.ome.zarr`` are ``PRED_DIR/NAME.ome.zarr`` (label group ``labels/embedseg``, see
+:mod:`embedseg.zarr_io`), of a TIFF ``PRED_DIR/<same name>`` (``--labels-format`` overrides both).
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .blocks import FORWARD_BYTES_PER_PIXEL, WINDOW_BYTES_PER_PIXEL, predict_blocks
+from .blocks import predict_blocks
 from .dataset_settings import DatasetSettings
 from .io import IMAGE_SUFFIXES, write_labels
 from .zarr_io import image_stem, is_zarr, open_image, read_labels_any
+
+# In-memory prediction holds the image (float32 and normalised), the stitched raw outputs (5 or 7
+# float32) and the labels: at most 40 bytes per pixel besides one tile's activations.
+IN_MEMORY_BYTES_PER_PIXEL = 40
 
 if TYPE_CHECKING:
     import torch
@@ -35,14 +40,15 @@ def work_folder(out: str | os.PathLike) -> Path:
 
 
 def in_blocks(path: Path, settings: DatasetSettings, config: Any) -> bool:
-    """(`config`: predict's PredictConfig, which imports this module.) True for an OME-Zarr image, and for a TIFF whose forward pass exceeds ``--memory-gb``."""
+    """(`config`: predict's PredictConfig, which imports this module.) True for an OME-Zarr image,
+    for any image at ``--level`` > 0, and for a TIFF too large to hold in ``--memory-gb``."""
     if is_zarr(path):
         return True
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return False
     image = open_image(path, config.level)
     pixels = math.prod(image.shape[-settings.ndim :])
-    return config.level > 0 or pixels * (FORWARD_BYTES_PER_PIXEL + WINDOW_BYTES_PER_PIXEL) > config.memory_gb * 1e9
+    return config.level > 0 or pixels * IN_MEMORY_BYTES_PER_PIXEL > config.memory_gb * 1e9
 
 
 def predict_large(
@@ -73,8 +79,11 @@ def predict_large(
         raw_out=raw_dir / f"{stem}.zarr" if raw_dir else None,
         key=repr(key),
     )
-    if config.labels_format == "tiff":
-        write_labels(out_dir / f"{stem}.tif", read_labels_any(labels))
+    labels_format = config.labels_format
+    if labels_format == "auto":
+        labels_format = "ome-zarr" if is_zarr(path) else "tiff"
+    if labels_format == "tiff":
+        write_labels(out_dir / (f"{stem}.tif" if is_zarr(path) else path.name), read_labels_any(labels))
         shutil.rmtree(work)
         return
     # The block markers go first: a run killed after the move must not resume from labels it lost.

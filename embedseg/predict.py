@@ -54,13 +54,12 @@ class PredictConfig:
     memory_gb: float = option(
         DEFAULT_MEMORY_GB,
         "memory (GB) the prediction may use: images that fit are predicted whole, larger ones in "
-        "tiles; OME-Zarr and larger TIFF images in blocks, read and written out of core",
+        "tiles; OME-Zarr images, and TIFFs too large to hold, in blocks read and written out of core",
     )
     level: int = option(0, "resolution level of an OME-Zarr or pyramidal TIFF image to segment (0 = full)")
     labels_format: str = option(
         "auto",
-        "auto: OME-Zarr labels for images predicted in blocks (OME-Zarr inputs, TIFFs over "
-        "--memory-gb), TIFF otherwise; ome-zarr or tiff to choose",
+        "auto: OME-Zarr labels for OME-Zarr images, TIFF for TIFF images; ome-zarr or tiff to choose",
         choices=("auto", "ome-zarr", "tiff"),
     )
     cluster_halo: int = option(

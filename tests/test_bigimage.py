@@ -200,8 +200,9 @@ def test_8k_ome_zarr_out_of_core_one_label_per_object_across_borders(tmp_path):
 
 
 def test_predict_and_evaluate_an_ome_zarr_image(tmp_path):
-    """`embedseg predict` on a folder with an OME-Zarr (NGFF 0.4) writes PRED_DIR/a.ome.zarr with
-    the label group; `embedseg evaluate` pairs it with a.tif GT and reads it."""
+    """`embedseg predict` on a folder with an OME-Zarr (NGFF 0.4) and a TIFF, both in 2 × 2 blocks,
+    writes PRED_DIR/a.ome.zarr with the label group and b.tif; `embedseg evaluate` pairs them
+    with a.tif and b.tif GT and reads them."""
     import tifffile
 
     from embedseg.models import save_checkpoint
@@ -222,11 +223,14 @@ def test_predict_and_evaluate_an_ome_zarr_image(tmp_path):
     (tmp_path / "gt").mkdir()
     image = disc_image(96, 48, np.random.default_rng(1))
     zarr_io.write_image(tmp_path / "images" / "a.ome.zarr", image, "yx", (64, 64))
-    tifffile.imwrite(tmp_path / "gt" / "a.tif", (image > 100).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "images" / "b.tif", image)  # in blocks too: --memory-gb below its size
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / "gt" / f"{name}.tif", (image > 100).astype(np.uint16))
     args = [str(tmp_path / "best.pt"), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "pred")]
-    assert cli.main(["predict", *args, "--no-tta", "--device", "cpu"]) == 0
+    assert cli.main(["predict", *args, "--no-tta", "--device", "cpu", "--memory-gb", "0.0003"]) == 0
     labels = zarr_io.read_labels_any(tmp_path / "pred" / "a.ome.zarr")
     assert labels.shape == image.shape
+    assert np.array_equal(tifffile.imread(tmp_path / "pred" / "b.tif"), labels)
     assert not (tmp_path / ".pred.blocks").exists()
     scores = tmp_path / "scores.csv"
     code = cli.main(["evaluate", str(tmp_path / "gt"), str(tmp_path / "pred"), "--out", str(scores)])

@@ -46,9 +46,17 @@ def in_blocks(path: Path, settings: DatasetSettings, config: Any) -> bool:
         return True
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return False
-    image = open_image(path, config.level)
-    pixels = math.prod(image.shape[-settings.ndim :])
-    return config.level > 0 or pixels * IN_MEMORY_BYTES_PER_PIXEL > config.memory_gb * 1e9
+    if config.level > 0:
+        return True
+    import tifffile
+
+    try:  # the header only (no zarr needed): a TIFF that cannot be read fails in read_image
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            pixels = math.prod(n for a, n in zip(series.axes, series.shape) if a in "ZYX")
+    except Exception:
+        return False
+    return pixels * IN_MEMORY_BYTES_PER_PIXEL > config.memory_gb * 1e9
 
 
 def predict_large(

@@ -53,7 +53,7 @@ def in_blocks(path: Path, settings: DatasetSettings, config: Any) -> bool:
     try:  # the header only (no zarr needed): a TIFF that cannot be read fails in read_image
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            pixels = math.prod(n for a, n in zip(series.axes, series.shape) if a in "ZYX")
+            pixels = math.prod(n for a, n in zip(series.axes, series.shape) if a in "ZYXIQ")  # I, Q: planes
     except Exception:
         return False
     return pixels * IN_MEMORY_BYTES_PER_PIXEL > config.memory_gb * 1e9

@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint]'
+	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint,zarr]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 from .core.metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .dataset_settings import DATASET_JSON
-from .io import DataError, atomic_write, list_images, read_json, read_labels
+from .io import DataError, atomic_write, list_images, read_json
 from .outputs import check_output_file
+from .zarr_io import image_stem, is_zarr, read_labels_any
 
 COLUMNS = [
     "image",
@@ -56,10 +57,17 @@ OBJECT_COLUMNS = ["image", "tau", "gt_id", "pred_id", "iou", "status"]
 
 
 def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(GT, prediction) paths matched by file name; DataError listing missing or extra files."""
-    gt = {p.name: p for p in list_images(gt_dir)}
-    pred = {p.name: p for p in list_images(pred_dir)}
-    missing, extra = sorted(set(gt) - set(pred)), sorted(set(pred) - set(gt))
+    """(GT, prediction) paths matched by name without the format's suffix (``a.tif`` with
+    ``a.ome.zarr``: OME-Zarr label groups, :func:`~embedseg.zarr_io.read_labels_any`); DataError
+    listing missing or extra files."""
+
+    def listed(folder: str | os.PathLike) -> dict[str, Path]:
+        paths = list_images(folder) + sorted(p for p in Path(folder).iterdir() if is_zarr(p))
+        return {image_stem(p): p for p in paths if not p.name.startswith(".")}
+
+    gt, pred = listed(gt_dir), listed(pred_dir)
+    missing = sorted(gt[name].name for name in set(gt) - set(pred))
+    extra = sorted(pred[name].name for name in set(pred) - set(gt))
     if missing or extra:
         raise DataError(
             f"{pred_dir}: predictions do not match the ground truth in {gt_dir}: "
@@ -117,7 +125,7 @@ def ignored_voxels(region: list[list[int]] | str | None, shape: tuple[int, ...])
     if region is None:
         return None
     if isinstance(region, str):
-        mask = read_labels(region) != 0
+        mask = read_labels_any(region) != 0
         if mask.shape != tuple(shape):
             raise DataError(f"ignore region {region}: mask shape {mask.shape}, images are {tuple(shape)}")
         return mask
@@ -143,7 +151,7 @@ def score_pair(
     overlapping objects), yes (GT must be such a stack) or no (GT must be a label image (H, W)).
     3-D: GT and prediction are label volumes (Z, Y, X) of the same shape. `ignore_region`
     (:func:`ignored_voxels`): prediction pixels inside it are set to 0 first (official test.py)."""
-    gt, pred = read_labels(gt_path), read_labels(pred_path)
+    gt, pred = read_labels_any(gt_path), read_labels_any(pred_path)
     ignored = ignored_voxels(ignore_region, pred.shape)
     if ignored is not None:
         pred = np.where(ignored, 0, pred)
@@ -273,7 +281,9 @@ def is_scores_file(path: Path) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth label TIFFs")
-    parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label TIFFs (same file names)")
+    parser.add_argument(
+        "pred_dir", metavar="PRED_DIR", help="predicted label TIFFs or OME-Zarr label groups (same names)"
+    )
     parser.add_argument(
         "--out",
         required=True,

@@ -2,9 +2,13 @@
 
 Raw network outputs (5, H, W) = [o_x, o_y, σ_x, σ_y, seed logit], in 3-D (7, Z, Y, X) =
 [o_x, o_y, o_z, σ_x, σ_y, σ_z, seed logit], are what gets padded away, stitched and averaged;
-tanh/exp/sigmoid are applied only in clustering. That makes tiling exact up to the network's
-receptive field: an offset is relative to its own pixel, so a tile's raw output does not depend on
-where the tile sits (for shifts by multiples of the network's stride 8, along every axis).
+tanh/exp/sigmoid are applied only in clustering. An offset is relative to its own pixel, so a
+tile's raw output does not depend on where the tile sits (for shifts by multiples of the
+network's stride 8, along every axis); a pixel at least the receptive-field radius away from every
+cut tile border (:func:`~embedseg.models.erfnet.receptive_radius`, 629 px for the paper's
+ERF-Net, so 632 px of overlap by default) gets the whole image's raw output up to float rounding.
+Images whose forward pass fits `memory_gb` are predicted whole (the official code's behaviour);
+larger ones in tiles as large as fits (:func:`plan_tile`).
 
 TTA (docs/method.md §7.3): the network sees every transform of ``dihedral.transforms(D)`` of a
 tile (8 in 2-D, 16 in 3-D; batched by shape) and each output is mapped back, spatially and in its
@@ -37,7 +41,7 @@ from .data.formats import reduce_rgb
 from .data.validate import check_image
 from .dataset_settings import DatasetSettings, normalize
 from .io import DataError
-from .models.erfnet import NETWORK_MULTIPLE
+from .models.erfnet import NETWORK_MULTIPLE, BranchedERFNet, receptive_radius
 from .options import option
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,14 @@ DEFAULT_TILE = 1024
 # such tile adds ~0.5 GiB of activations (~1.3 GiB with TTA), so a 256 × 512 × 512 volume peaked
 # at 3.2 GiB RSS, 1.75 GiB of it the stitched float32 output.
 DEFAULT_TILE_3D = (128, 256, 256)
+# Overlap of a network that is not an ERF-Net (test models) and has no `receptive_radius` of its own.
 DEFAULT_OVERLAP = 64
+# Memory a prediction may use for the forward pass (GB); images that fit are predicted whole. With
+# the interpreter, torch and zarr (~0.4 GB) an 8k² block prediction then peaks below 2 GB.
+DEFAULT_MEMORY_GB = 1.5
+# Bytes of activations per input pixel (voxel) and transform of the ERF-Net forward pass in
+# inference mode, measured on CPU: 90 B/px at 2048² (benchmarks/README.md), 64 B/voxel in 3-D.
+FORWARD_BYTES_PER_PIXEL = 100
 MIN_TILE = 256  # smallest tile the out-of-memory fallback tries
 # On CPU, big batches thrash the caches: a 1024² forward of batch 2 took 2.3× longer per image
 # than batch 1 (1 thread, busy 2-core machine); small tiles still gain from batching.
@@ -131,6 +142,37 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
     return [(start, bounds[i], bounds[i + 1]) for i, start in enumerate(starts)]
 
 
+def network_overlap(model: torch.nn.Module) -> int:
+    """Default overlap of `model`'s tiles: its receptive-field radius rounded up to a multiple of 8
+    (the ERF-Net's, found inside any wrapper; or the model's `receptive_radius` attribute), else
+    :data:`DEFAULT_OVERLAP`."""
+    radius = getattr(model, "receptive_radius", None)
+    for module in model.modules():
+        if isinstance(module, BranchedERFNet):
+            radius = receptive_radius(module)
+            break
+    if radius is None:
+        return DEFAULT_OVERLAP
+    return -(-int(radius) // NETWORK_MULTIPLE) * NETWORK_MULTIPLE
+
+
+def plan_tile(
+    spatial: Sequence[int], overlap: int, memory_gb: float = DEFAULT_MEMORY_GB, batch: int = 1
+) -> tuple[int, ...]:
+    """Tile shape for a padded input of shape `spatial` (multiples of 8): the whole input when its
+    forward pass (`batch` transforms at a time, :data:`FORWARD_BYTES_PER_PIXEL`) and the stitched
+    float32 output fit `memory_gb`; else the largest cube (square) that does, at least 4 ×
+    `overlap` per side so that tiles keep half their length."""
+    ndim = len(spatial)
+    per_pixel = FORWARD_BYTES_PER_PIXEL * batch + 4 * (2 * ndim + 1)
+    budget = memory_gb * 1e9 / per_pixel
+    if math.prod(spatial) <= budget:
+        return tuple(spatial)
+    side = int(budget ** (1 / ndim)) // NETWORK_MULTIPLE * NETWORK_MULTIPLE
+    side = max(side, 4 * overlap, 2 * NETWORK_MULTIPLE)
+    return tuple(min(side, size) for size in spatial)
+
+
 def default_tile(ndim: int) -> list[int]:
     """`--tile-size` when not given: :data:`DEFAULT_TILE` (2-D) or :data:`DEFAULT_TILE_3D`."""
     return [DEFAULT_TILE] if ndim == 2 else list(DEFAULT_TILE_3D)
@@ -211,37 +253,48 @@ def predict_raw(
     model: torch.nn.Module,
     image: np.ndarray,
     tta: bool = True,
-    tile_size: int | Sequence[int] = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    tile_size: int | Sequence[int] | None = None,
+    overlap: int | None = None,
     batch_size: int | None = None,
+    memory_gb: float = DEFAULT_MEMORY_GB,
 ) -> torch.Tensor:
     """Raw output (2D + 1, *S) float32 on the model's device for a normalised image (C, *S) with
     D = 2 or 3 spatial axes S, or (H, W); `model` maps (B, C, *s) to (B, 2D + 1, *s) and is
     expected in eval mode.
 
     The image is reflect-padded to multiples of 8 along every axis, cut into tiles of at most
-    `tile_size` (per axis; multiples of 8) overlapping by 2·`overlap` (at most a quarter of the
-    tile per axis) when larger, predicted (TTA: ``dihedral.transforms(D)`` in batches of
+    `tile_size` (per axis; multiples of 8; default :func:`plan_tile` for `memory_gb`: the whole
+    image when it fits) overlapping by 2·`overlap` (default :func:`network_overlap`, the receptive
+    field, which makes tiles exact to float rounding; a tile is enlarged to 4·`overlap` if
+    smaller) when larger, predicted (TTA: ``dihedral.transforms(D)`` in batches of
     `batch_size`, default :func:`default_batch_size`), stitched and cropped back. When the GPU
     runs out of memory, it retries one transform at a time, then with halved tiles. The model
     runs in channels_last during the call (:func:`channels_last`) and is given back as it came.
     """
     with channels_last(model), torch.inference_mode():
-        return _predict_raw(model, image, tta, tile_size, overlap, batch_size)
+        return _predict_raw(model, image, tta, tile_size, overlap, batch_size, memory_gb)
 
 
 def _predict_raw(
     model: torch.nn.Module,
     image: np.ndarray,
     tta: bool,
-    tile_size: int | Sequence[int],
-    overlap: int,
+    tile_size: int | Sequence[int] | None,
+    overlap: int | None,
     batch_size: int | None,
+    memory_gb: float,
 ) -> torch.Tensor:
     image = np.asarray(image, dtype=np.float32)
     image = image[None] if image.ndim == 2 else image
-    tile = tile_shape(tile_size, image.ndim - 1)
     padded, crop = pad_image(image)
+    overlap = network_overlap(model) if overlap is None else overlap
+    if tile_size is None:
+        tile = plan_tile(padded.shape[1:], overlap, memory_gb, batch_size or 1)
+    else:
+        tile = tile_shape(tile_size, image.ndim - 1)
+        if any(t < 4 * overlap < size for t, size in zip(tile, padded.shape[1:])):
+            tile = tuple(max(t, 4 * overlap) for t in tile)
+            log.info("tiles enlarged to %s px: they overlap by the receptive field, 2 × %d px", tile, overlap)
     padded = torch.from_numpy(padded).to(model_device(model))
     while True:
         try:

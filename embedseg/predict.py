@@ -10,26 +10,23 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
+from .blocks import CLUSTER_HALO
 from .data.formats import IMAGE_FILE_SUFFIXES
-from .inference import DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, default_tile, segment
+from .inference import DEFAULT_MEMORY_GB, DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, segment
 from .io import DataError, list_images, read_image, write_labels, write_tiff
+from .large import in_blocks, predict_large, work_folder
 from .models.erfnet import NETWORK_MULTIPLE
 from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
+from .zarr_io import is_zarr
 
 log = logging.getLogger(__name__)
-
-# Whole-image prediction (the official 3-D inference: the whole padded volume in one forward
-# pass): ~166 bytes per voxel with 16-fold TTA (benchmarks/predict3d_memory.py: 1.3 GiB per
-# 128 × 256 × 256 tile) plus the float32 stitched output; an image is predicted whole when this
-# estimate stays within half the free memory of the device.
-WHOLE_BYTES_PER_VOXEL = 200
 
 
 @dataclass(frozen=True)
@@ -42,23 +39,31 @@ class PredictConfig:
     tile_size: tuple[int, ...] | None = option(
         None,
         "images larger than this are predicted in overlapping tiles: one size (pixels, multiple of "
-        f"{NETWORK_MULTIPLE}) for every axis or one per axis (Z Y X); default {DEFAULT_TILE} in 2-D, "
-        f"{' '.join(map(str, DEFAULT_TILE_3D))} in 3-D",
+        f"{NETWORK_MULTIPLE}) for every axis or one per axis (Z Y X); default: the whole image when "
+        "its forward pass fits --memory-gb, else the largest tile that does (e.g. "
+        f"{DEFAULT_TILE} in 2-D, {' '.join(map(str, DEFAULT_TILE_3D))} in 3-D)",
         type=int,
         nargs="+",
         metavar="N",
-    )
-    whole: str = option(
-        "auto",
-        "predict each image in one piece, as the official 3-D code does: auto = 3-D images without "
-        f"--tile-size whose padded volume fits half the free memory ({WHOLE_BYTES_PER_VOXEL} bytes per "
-        "voxel), else tiles; always; never = tiles of --tile-size",
-        choices=("auto", "always", "never"),
     )
     rgb_to_grey: bool = option(
         False,
         "reduce colour RGB(A) images to luminance, as `prepare --rgb-to-grey` (default: refuse them)",
         action="store_true",
+    )
+    memory_gb: float = option(
+        DEFAULT_MEMORY_GB,
+        "memory (GB) the prediction may use: images that fit are predicted whole, larger ones in "
+        "tiles; OME-Zarr images, and TIFFs too large to hold, in blocks read and written out of core",
+    )
+    level: int = option(0, "resolution level of an OME-Zarr or pyramidal TIFF image to segment (0 = full)")
+    labels_format: str = option(
+        "auto",
+        "auto: OME-Zarr labels for OME-Zarr images, TIFF for TIFF images; ome-zarr or tiff to choose",
+        choices=("auto", "ome-zarr", "tiff"),
+    )
+    cluster_halo: int = option(
+        CLUSTER_HALO, "block prediction: pixels around a block its clustering sees (objects up to this size)"
     )
     compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
     amp: bool = option(False, "mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
@@ -70,33 +75,15 @@ class PredictConfig:
                 f"{NETWORK_MULTIPLE} of at least {2 * NETWORK_MULTIPLE} (tiles overlap), e.g. {DEFAULT_TILE}"
             )
 
-    def tile(self, ndim: int) -> int | tuple[int, ...]:
-        """The tile size for a `ndim`-D model: one length for every axis or one per axis."""
-        tile_size = default_tile(ndim) if self.tile_size is None else self.tile_size
+    def tile(self, ndim: int) -> int | tuple[int, ...] | None:
+        """The tile size for a `ndim`-D model: one length for every axis or one per axis; None:
+        planned from --memory-gb (:func:`~embedseg.inference.plan_tile`)."""
+        tile_size = self.tile_size
+        if tile_size is None:
+            return None
         if len(tile_size) not in (1, ndim):
             raise DataError(f"--tile-size: give one size or {ndim} (one per axis) for this {ndim}-D model")
         return tile_size[0] if len(tile_size) == 1 else tuple(tile_size)
-
-    def tile_for(self, shape: tuple[int, ...], ndim: int, free_bytes: int) -> int | tuple[int, ...]:
-        """The tile size for an image of spatial `shape`: the padded image itself (one tile) when
-        it is predicted whole (:attr:`whole`), else :meth:`tile`."""
-        padded = tuple(-(-size // NETWORK_MULTIPLE) * NETWORK_MULTIPLE for size in shape)
-        voxels = 1
-        for size in padded:
-            voxels *= size
-        fits = voxels * WHOLE_BYTES_PER_VOXEL <= free_bytes // 2
-        if self.whole == "always" or (self.whole == "auto" and ndim == 3 and self.tile_size is None and fits):
-            return padded
-        return self.tile(ndim)
-
-
-def free_memory(device: Any) -> int:
-    """Bytes free on `device` (CUDA: the GPU's; CPU: the machine's available memory)."""
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,9 +92,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL_PT",
         help="checkpoint written by `embedseg train` (best.pt) or package of `embedseg export`",
     )
-    parser.add_argument("--images", required=True, metavar="DIR", help="folder of TIFF images to segment")
-    parser.add_argument("--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs")
+    parser.add_argument(
+        "--images",
+        required=True,
+        metavar="DIR",
+        help="folder of TIFF images or .ome.zarr images to segment, or one .ome.zarr",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="PRED_DIR", help="output folder for the label TIFFs or OME-Zarr label groups"
+    )
     parser.add_argument("--seeds-out", default=None, metavar="DIR", help="also write the seed maps (float32 TIFF)")
+    parser.add_argument(
+        "--raw-out",
+        default=None,
+        metavar="DIR",
+        help="images predicted in blocks: also write the raw outputs (float32 Zarr, chunked as the blocks)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -118,13 +118,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The TIFF images of `folder`; an error naming what is there instead when there are none."""
+    """The TIFF and OME-Zarr images of `folder`, or `folder` itself when it is one OME-Zarr; an
+    error naming what is there instead when there are none."""
+    if is_zarr(folder):
+        return [Path(folder)]
     paths = list_images(folder)
+    paths += sorted(p for p in Path(folder).iterdir() if is_zarr(p) and not p.name.startswith("."))
     if not paths:
         others = [p.name for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
         more = " …" if len(others) > 3 else ""
         found = f"only {', '.join(others[:3])}{more}; convert them to TIFF" if others else "it is empty"
-        raise DataError(f"{folder}: no images to predict (.tif/.tiff): {found}")
+        raise DataError(f"{folder}: no images to predict (.tif/.tiff/.ome.zarr): {found}")
     return paths
 
 
@@ -135,18 +139,20 @@ def predict(
     config: PredictConfig = PredictConfig(),
     seeds_out: str | os.PathLike | None = None,
     force: bool = False,
+    raw_out: str | os.PathLike | None = None,
 ) -> None:
-    """One label TIFF in `out` (and seed map in `seeds_out`) per TIFF image of `images`, with
-    the checkpoint or package `model_path`; `out` follows :mod:`embedseg.outputs`."""
+    """One label TIFF or OME-Zarr in `out` (and seed map in `seeds_out`) per image of `images`,
+    with the checkpoint or package `model_path`; `out` follows :mod:`embedseg.outputs`. Images
+    predicted in blocks (:func:`embedseg.large.in_blocks`) are resumed from the blocks a killed
+    run wrote (kept in :func:`embedseg.large.work_folder` until the step succeeds)."""
     from .acceleration import inference_model
     from .models import load_checkpoint
     from .runtime import resolve_device
 
     paths = image_files(images)
-    device = resolve_device(config.device)
-    model, settings = load_checkpoint(model_path, device)
+    model, settings = load_checkpoint(model_path, resolve_device(config.device))
     model = inference_model(model, compile=config.compile, amp=config.amp)
-    config.tile(settings.ndim)  # checks --tile-size before the first image
+    tile_size = config.tile(settings.ndim)
     params = config.cluster.params(settings)
     log.info("clustering %s: %s", config.cluster.preset_name(settings), params)
     inputs = {"MODEL_PT": model_path, "--images": images}
@@ -155,17 +161,29 @@ def predict(
         seeds_dir = seeds_out and stack.enter_context(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
+        raw_dir = raw_out and stack.enter_context(replacing(raw_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force))
         for path in tqdm(paths, desc="predict", unit="image"):
-            image = read_image(path)
-            tile_size = config.tile_for(image.shape[-settings.ndim :], settings.ndim, free_memory(device))
+            if in_blocks(path, settings, config):
+                predict_large(model, path, settings, params, config, out, out_dir, raw_dir, model_path)
+                continue
             labels, seeds = segment(
-                model, image, settings, config.tta, params, path, config.rgb_to_grey, tile_size=tile_size
+                model,
+                read_image(path),
+                settings,
+                config.tta,
+                params,
+                path,
+                config.rgb_to_grey,
+                tile_size=tile_size,
+                memory_gb=config.memory_gb,
             )
             write_labels(out_dir / path.name, labels)
             if seeds_dir:
                 write_tiff(seeds_dir / path.name, seeds)
+    shutil.rmtree(work_folder(out), ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    predict(args.model, args.images, args.out, from_args(PredictConfig, args), args.seeds_out, args.force)
+    config = from_args(PredictConfig, args)
+    predict(args.model, args.images, args.out, config, args.seeds_out, args.force, args.raw_out)
     return 0

@@ -52,6 +52,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "embedseg.dataset_settings",
             "embedseg.crop_dataset",
             "embedseg.runtime",
+            "embedseg.zarr_io",
             "embedseg.data",
             "embedseg.data.*",
         ),
@@ -59,7 +60,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models: networks and checkpoints", ("embedseg.models", "embedseg.models.*")),
     (
         "inference: running a network",
-        ("embedseg.inference", "embedseg.inference.*", "embedseg.acceleration", "embedseg.optim"),
+        ("embedseg.inference", "embedseg.inference.*", "embedseg.acceleration", "embedseg.optim", "embedseg.blocks"),
     ),
     (
         "steps: one library function and a thin run(args) each",
@@ -68,6 +69,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "embedseg.crops",
             "embedseg.train",
             "embedseg.predict",
+            "embedseg.large",
             "embedseg.evaluate",
             "embedseg.command",
             "embedseg.baseline",

@@ -362,7 +362,7 @@ def test_3d_package_has_a_scaled_z_axis_volumes_and_the_anisotropic_grid(run_3d:
     assert ours["ndim"] == ours["model_config"]["ndim"] == 3 and ours["settings"]["voxel_size"] == VOXEL_SIZE
     assert ours["embedding"]["anisotropy"] == 2.0
     np.testing.assert_allclose(ours["embedding"]["grid_spacing"], [1 / 1023, 1 / 1023, 2 / 1023])
-    assert ours["tiling"]["tile_size"] == [128, 256, 256]
+    assert ours["tiling"]["tile_size"] == [2528, 2528, 2528]  # 4 × the 632 px receptive-field overlap
     # The test tensors are the whole sample volume (16 × 32 × 32 is below the 64-voxel crop).
     test_input = np.load(io.BytesIO(package_file(package, inputs["test_tensor"]["source"])))
     expected = np.load(io.BytesIO(package_file(package, outputs["test_tensor"]["source"])))

@@ -136,7 +136,7 @@ def test_3d_card_gives_voxel_size_anisotropy_and_16_transforms() -> None:
     assert "3-D microscopy volumes" in card and "per-voxel spatial embeddings" in card
     assert "| voxel size (z, y, x) | 2 × 1 × 1 µm |" in card
     assert "anisotropy = voxel z / voxel x = 2" in card and "16 rotations/flips" in card
-    assert "tiles of 128 × 256 × 256 voxels" in card
+    assert "tiles of 2528 × 2528 × 2528 voxels overlapping by 1264 voxels" in card
 
 
 def test_config_holds_what_turns_raw_output_into_labels() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tifffile
@@ -208,14 +210,14 @@ def test_predict_raw_gives_the_model_back_as_it_came_and_trainable():
 
 
 def test_3d_images_are_predicted_whole_when_they_fit() -> None:
-    """The official 3-D inference predicts the whole padded volume; tiles only when it does not fit
-    (or --tile-size / --whole never asks for them)."""
-    from embedseg.predict import WHOLE_BYTES_PER_VOXEL, PredictConfig
+    """The official 3-D inference predicts the whole padded volume; tiles only when it does not
+    fit --memory-gb (or --tile-size asks for them)."""
+    from embedseg.inference import DEFAULT_OVERLAP, plan_tile
+    from embedseg.predict import PredictConfig
 
-    shape, padded = (70, 378, 401), (72, 384, 408)  # Mouse-Organoid-Cells-CBG
-    plenty, little = 4 * WHOLE_BYTES_PER_VOXEL * 72 * 384 * 408, 2**20
-    assert PredictConfig().tile_for(shape, 3, plenty) == padded
-    assert PredictConfig().tile_for(shape, 3, little) == (128, 256, 256)
-    assert PredictConfig(tile_size=(64,)).tile_for(shape, 3, plenty) == 64
-    assert PredictConfig(whole="never").tile_for(shape, 3, plenty) == (128, 256, 256)
-    assert PredictConfig().tile_for((500, 500), 2, plenty) == 1024  # 2-D: tiles, as the paper's code
+    padded = (72, 384, 408)  # Mouse-Organoid-Cells-CBG (70, 378, 401), padded to multiples of 8
+    overlap = DEFAULT_OVERLAP
+    assert plan_tile(padded, overlap, memory_gb=1000) == padded
+    assert math.prod(plan_tile(padded, overlap, memory_gb=0.5)) < math.prod(padded)
+    assert PredictConfig().tile(3) is None  # planned from --memory-gb
+    assert PredictConfig(tile_size=(64,)).tile(3) == 64

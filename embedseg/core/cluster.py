@@ -144,9 +144,14 @@ class EmbeddingCells:
 
 
 def greedy_cluster(
-    embeddings: torch.Tensor, sigma_raw: torch.Tensor, seeds: torch.Tensor, params: ClusterParams
+    embeddings: torch.Tensor,
+    sigma_raw: torch.Tensor,
+    seeds: torch.Tensor,
+    params: ClusterParams,
+    seed_pixels: list[int] | None = None,
 ) -> np.ndarray:
-    """Labels (K,) int64 (0 = unassigned) of K foreground pixels.
+    """Labels (K,) int64 (0 = unassigned) of K foreground pixels; the seed (index among the K)
+    of label n is appended to `seed_pixels` as its n-th entry, when given.
 
     embeddings: (D, K) grid coordinates (x, y[, z]); sigma_raw: (D, K); seeds: (K,) in [0, 1], all
     on one device, pixels in row-major order. The Gaussian scores are computed on that device; the
@@ -182,6 +187,8 @@ def greedy_cluster(
             if len(proposal) > params.min_object_size and 2 * n_free > len(proposal):
                 labels[proposal] = count
                 count += 1
+                if seed_pixels is not None:
+                    seed_pixels.append(seed)
             unclustered[proposal] = False
             n_unclustered -= n_free
         if n_unclustered <= params.min_unclustered_sum:
@@ -297,15 +304,32 @@ def cluster(
     per embedding axis (δ_x, δ_y[, δ_z]) as ``embedding.grid_spacing``. Runs on raw's device
     (CPU work on one thread, see :func:`single_torch_thread`).
     """
+    labels, _ = cluster_with_seeds(raw, params, spacing)
+    return labels.astype(label_dtype(int(labels.max())))
+
+
+@single_torch_thread()
+def cluster_with_seeds(
+    raw: torch.Tensor,
+    params: ClusterParams = ClusterParams(),
+    spacing: Spacing = GRID_SPACING,
+    origin: tuple[int, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cluster`'s labels (int64, spatial shape) and the row-major index (int64 (N,)) of
+    each label's seed pixel (label n: entry n − 1). `origin`: where `raw` sits in a larger image,
+    whose pixel coordinates the embeddings use (:func:`~.embedding.spatial_embedding_at`), so that
+    a window of the stitched raw outputs clusters with the whole image's float roundings."""
     ndim = (raw.shape[0] - 1) // 2
     if ndim not in (2, 3) or raw.dim() != ndim + 1:
         raise ValueError(f"expected raw outputs of shape (5, H, W) or (7, Z, Y, X), got {tuple(raw.shape)}")
     spatial = raw.shape[1:]
     foreground, seeds = foreground_pixels(raw[2 * ndim], params.fg_thresh)
     labels = np.zeros(math.prod(spatial), dtype=np.int64)
+    seed_pixels: list[int] = []
     if foreground.numel() > params.min_mask_sum:
-        embeddings = spatial_embedding_at(raw[0:ndim], foreground, spacing)
+        embeddings = spatial_embedding_at(raw[0:ndim], foreground, spacing, origin)
         sigma_raw = raw[ndim : 2 * ndim].flatten(1)[:, foreground]
-        labels[foreground.cpu().numpy()] = greedy_cluster(embeddings, sigma_raw, seeds, params)
-    labels = labels.reshape(spatial)
-    return labels.astype(label_dtype(int(labels.max())))
+        pixels = foreground.cpu().numpy()
+        labels[pixels] = greedy_cluster(embeddings, sigma_raw, seeds, params, seed_pixels)
+        seed_pixels = pixels[seed_pixels].tolist()
+    return labels.reshape(spatial), np.asarray(seed_pixels, dtype=np.int64)

@@ -87,17 +87,23 @@ def spatial_embedding(offsets_raw: torch.Tensor, spacing: Spacing = GRID_SPACING
 
 
 def spatial_embedding_at(
-    offsets_raw: torch.Tensor, pixels: torch.Tensor, spacing: Spacing = GRID_SPACING
+    offsets_raw: torch.Tensor,
+    pixels: torch.Tensor,
+    spacing: Spacing = GRID_SPACING,
+    origin: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Embeddings (D, K) of the pixels with row-major indices `pixels` (K,) of raw offsets
     (D, *spatial): the same values as ``spatial_embedding(offsets_raw).flatten(1)[:, pixels]``,
-    computed for those pixels only."""
+    computed for those pixels only. `origin` ((Z,) Y, X): where `offsets_raw` sits in a larger
+    image, whose pixel coordinates (and so float roundings) the embeddings then use."""
     deltas = axis_spacing(spacing, offsets_raw.dim() - 1)
     coords, rest = [], pixels
     for size in reversed(offsets_raw.shape[2:]):  # x, then y, …; the first axis takes the rest
         coords.append(rest % size)
         rest = rest // size
     coords.append(rest)
+    if origin is not None:
+        coords = [c + start for c, start in zip(coords, reversed(origin))]
     grid = torch.stack([c.to(offsets_raw.dtype) * delta for c, delta in zip(coords, deltas)])
     return torch.tanh(offsets_raw.flatten(1)[:, pixels]) + grid
 

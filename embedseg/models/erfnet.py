@@ -12,6 +12,8 @@ the encoder's ``output_conv``, which the forward pass never uses).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -224,3 +226,35 @@ class BranchedERFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)
         return torch.cat([decoder(features) for decoder in self.decoders], dim=1)
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """Half-width (input pixels) of the receptive field of one output pixel of a
+    :class:`BranchedERFNet`, the largest over the axes: the output at p depends only on inputs
+    within p ± this, so a tile predicts p as the whole image does (to float rounding) when p lies
+    at least this far inside every cut tile border.
+
+    Walked from the layers themselves (kernel, dilation, stride per axis; the encoder in order,
+    then the wider decoder), each layer's reach rounded up, so it is an upper bound: 628 px for
+    the paper's network, whose measured input-gradient support is ± 615 px (tests/test_bigimage.py).
+    """
+
+    def walk(modules: Iterable[nn.Module], axis: int, radius: float, jump: float) -> tuple[float, float]:
+        for module in modules:
+            if isinstance(module, nn.modules.conv._ConvNd):
+                kernel, dilation, stride = module.kernel_size[axis], module.dilation[axis], module.stride[axis]
+                if module.transposed:  # an output pixel reads the inputs within ((k - 1) d / 2) / s of it
+                    radius += math.ceil((kernel - 1) * dilation / (2 * stride)) * jump
+                    jump /= stride
+                else:
+                    radius += math.ceil((kernel - 1) * dilation / 2) * jump
+                    jump *= stride
+        return radius, jump
+
+    # A DownsamplerBlock's max-pool runs beside its stride-2 convolution, which reaches farther.
+    encoder = [m for m in model.encoder.modules() if m is not model.encoder.output_conv]
+    radii = []
+    for axis in range(model.ndim):
+        radius, jump = walk(encoder, axis, 0.0, 1.0)
+        radii.append(max(walk(decoder.modules(), axis, radius, jump)[0] for decoder in model.decoders))
+    return int(math.ceil(max(radii)))

@@ -156,8 +156,9 @@ def clustering_section(facts: ModelFacts) -> list[str]:
         "",
         table(["parameter", "value"], [[key, value] for key, value in facts.clustering_config().items()]),
         "",
-        f"Test-time augmentation: {tta}. Large inputs: tiles of {tile} {pixel}s overlapping by "
-        f"{2 * tiling['overlap']} {pixel}s. All this is in the package's `config.{PACKAGE_CONFIG_KEY}`; with "
+        f"Test-time augmentation: {tta}. Inputs whose forward pass fits {tiling['memory_gb']:g} GB are "
+        f"predicted whole; larger ones in tiles of {tile} {pixel}s overlapping by {2 * tiling['overlap']} "
+        f"{pixel}s (the network's receptive field: tiles equal the whole input to float rounding). All this is in the package's `config.{PACKAGE_CONFIG_KEY}`; with "
         f"embedseg-pipeline installed, `{facts.predict_command()}` gives these labels.",
         "",
         "Inputs: every spatial axis must be a multiple of 8 (pad, e.g. by reflection; crop the output back).",

@@ -20,7 +20,7 @@ import torch
 from .. import __version__
 from ..core.cluster import ClusterParams
 from ..dataset_settings import DatasetSettings
-from ..inference import DEFAULT_OVERLAP, default_tile
+from ..inference import DEFAULT_MEMORY_GB, default_tile, network_overlap
 from ..models.erfnet import NETWORK_MULTIPLE, BranchedERFNet
 from .runs import Selection
 
@@ -125,8 +125,12 @@ class ModelFacts:
         return {"preset": self.clustering, **asdict(self.params)}
 
     def tiling(self) -> dict[str, Any]:
-        """How `embedseg predict` tiles large inputs by default for this D (config.embedseg.tiling)."""
-        return {"tile_size": default_tile(self.ndim), "overlap": DEFAULT_OVERLAP, "multiple": NETWORK_MULTIPLE}
+        """How `embedseg predict` tiles large inputs by default for this D (config.embedseg.tiling):
+        inputs whose forward pass fits `memory_gb` whole, larger ones in tiles (at least 4 × the
+        overlap a side) overlapping by the receptive field of the ERF-Net."""
+        overlap = network_overlap(BranchedERFNet(ndim=self.ndim))
+        tile = [max(t, 4 * overlap) for t in default_tile(self.ndim)]
+        return {"tile_size": tile, "overlap": overlap, "memory_gb": DEFAULT_MEMORY_GB, "multiple": NETWORK_MULTIPLE}
 
     def predict_command(self) -> str:
         """The `embedseg predict` call that reproduces the labels behind the card's scores."""

@@ -44,8 +44,8 @@ def startup_check(check, *args):
 startup_check(
     methods.check_baselines,
     [name for ds in config["datasets"].values() for name in ds.get("baselines", [])]
-    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"]],
-    "config keys datasets.*.baselines, baselines.train_args and baselines.predict_args",
+    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"], *config["baselines"]["weights"]],
+    "config keys datasets.*.baselines, baselines.train_args, baselines.predict_args and baselines.weights",
 )
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
@@ -72,7 +72,10 @@ def step_resources(step: str) -> dict:
 
 # Conda environment name -> file (relative to this file). Snakemake builds an env from
 # `<name>.<platform>.pin.txt` beside the file when there is one (docs/cluster.md, lockfiles).
-CONDA_ENVS = {name: f"../envs/{name}.yaml" for name in ("embedseg", "stardist", "cellpose", "maskrcnn")}
+CONDA_ENVS = {
+    name: f"../envs/{name}.yaml"
+    for name in ("embedseg", "stardist", "cellpose", "maskrcnn", "cellpose4", "micro-sam", "instanseg")
+}
 
 
 def conda_env(name: str) -> str:

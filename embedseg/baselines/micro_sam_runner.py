@@ -16,7 +16,6 @@ channels and uint8 itself.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 

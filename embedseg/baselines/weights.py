@@ -162,7 +162,10 @@ def resolve(method: str, configured: str | None, weights: Weights | None = None)
     if configured:
         needed = [Path(configured).expanduser()]
     else:  # every file the library will look for, so that it never starts a download
-        cache = weights.cache()
+        try:
+            cache = weights.cache()
+        except ValueError as exc:  # InstanSeg's default cache is inside the package
+            return None, f"no weights: {exc}; then run `{fix_command(method)}`"
         needed = [cache / weights.main, *(cache / file.name for file in weights.files if not file.unzip)]
     missing = [path for path in needed if not path.is_file()]
     return (None, missing_reason(method, missing[0])) if missing else (needed[0], "")

@@ -191,3 +191,14 @@ def test_cache_folders_are_the_libraries_own(monkeypatch, tmp_path):
         capture_output=True, text=True, check=True, cwd=REPO,
     ).stdout.strip()  # fmt: skip
     assert Path(found).resolve() == Path(instanseg).resolve()
+
+
+def test_config_weights_reach_the_actions_that_load_them():
+    from embedseg.workflow_args import weights_option
+
+    weights = {"cellpose-sam": "/w/cp sam", "cellpose-sam-trained": "/w/cpsam", "micro-sam-apg": "/w/m.pt"}
+    assert weights_option("cellpose-sam", "predict", weights) == "--weights '/w/cp sam'"
+    assert weights_option("cellpose-sam", "train", weights) == ""  # zero-shot: nothing to train
+    assert weights_option("cellpose-sam-trained", "train", weights) == "--weights /w/cpsam"
+    assert weights_option("micro-sam-ais", "predict", weights) == ""  # not configured: the cache
+    assert weights_option("stardist", "predict", weights) == ""

@@ -12,13 +12,13 @@ TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 CORES ?= 2
 
-.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari test test-fast demo demo3d lint clean-results
+.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari venv-generalists test test-fast demo demo3d lint clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint,zarr]'
+	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint,zarr,weights]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -56,10 +56,30 @@ endef
 .venv-napari/.installed: pyproject.toml
 	$(call baseline_venv,.venv-napari,"napari[pyqt6]==0.9.2" pandas,"$(TORCH_SPEC)")
 
+# The generalists (cellpose 4, micro-sam, instanseg-torch) share one venv: all three need torch
+# with a working torchvision, which the torch 2.13.0 CPU wheel lacks (torchvision 0.28's operators
+# do not load beside it), so it has the Mask R-CNN venv's 2.14.1/0.29.1 pair. micro-sam without
+# its napari GUI (PyQt6, trackastra): only what its automatic segmentation imports; seaborn for
+# InstanSeg's export code, which the tests use to write a random model. ~95 s on 2 cores with a
+# fast mirror (most of it the 5.5 GB CUDA torch wheel).
+GENERALIST_PEERS := "torch==2.14.1" "torchvision==0.29.1" "cellpose==4.2.1.1" "instanseg-torch==0.1.2" pooch seaborn psutil
+MICRO_SAM_PARTS := "micro-sam==1.8.14" "segment-anything-py==1.0.1" "torch-em==0.10.9" "python-elf==0.9.2" "bioimage-cpp==0.10.0"
+MICRO_SAM_DEPS := xarray xxhash zarr timm kornia natsort h5py imagecodecs pandas networkx joblib scikit-learn skan requests
+
+.venv-generalists/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-generalists
+	.venv-generalists/bin/pip install -q --upgrade pip
+	.venv-generalists/bin/pip install -q $(GENERALIST_PEERS) $(BASELINE_DEPS)
+	.venv-generalists/bin/pip install -q --no-deps $(MICRO_SAM_PARTS)
+	.venv-generalists/bin/pip install -q $(MICRO_SAM_DEPS)
+	.venv-generalists/bin/pip install -q --no-deps -e .
+	touch .venv-generalists/.installed
+
 venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
 venv-maskrcnn: .venv-maskrcnn/.installed
 venv-napari: .venv-napari/.installed
+venv-generalists: .venv-generalists/.installed
 
 # The suite runs on $(CORES) pytest-xdist workers, one test file at a time each (--dist loadfile):
 # a file's module fixtures (a trained model, a workflow run, the SLURM cluster) are built once,
@@ -67,7 +87,7 @@ venv-napari: .venv-napari/.installed
 TEST_WORKERS ?= $(CORES)
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari
+test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari venv-generalists
 	$(PYTEST)
 
 test-fast: venv

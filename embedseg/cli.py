@@ -33,6 +33,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "score predicted label images against ground truth (AP_dsb per image and IoU threshold)",
     ),
     "baseline": ("embedseg.baseline", "train or run a baseline: " + ", ".join(BASELINES)),
+    "fetch-weights": (
+        "embedseg.baselines.weights",
+        "download a generalist baseline's pretrained weights into its library's cache (on an online machine)",
+    ),
     "command": ("embedseg.command", "run a method of one's own: a train or predict command template (config methods:)"),
     "tables": (
         "embedseg.report.tables",

@@ -102,3 +102,17 @@ def job_device(device: str, gpu: bool) -> str:
     if device == "cpu":
         raise ValueError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
     return "cuda" if device == "auto" else device
+
+
+def weights_option(method: str, action: str, weights: Mapping[str, str]) -> str:
+    """``--weights PATH`` of config ``baselines.weights.<method>`` for the `action` (train |
+    predict) whose options have a `weights` field (embedseg/baselines/configs.py); else nothing."""
+    from dataclasses import fields
+
+    from . import methods
+
+    entry = methods.BASELINES[method]
+    config = entry.train_config if action == "train" else entry.predict_config
+    if method not in weights or "weights" not in {field.name for field in fields(config)}:
+        return ""
+    return option("--weights", weights[method])

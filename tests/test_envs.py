@@ -71,6 +71,8 @@ PROVIDERS: dict[str, set[str]] = {
     "matplotlib": {"matplotlib", "matplotlib-base"},
     "seaborn": {"seaborn", "seaborn-base"},
     "bioimageio": {"bioimageio.core", "bioimageio.spec"},
+    "micro_sam": {"micro-sam"},
+    "instanseg": {"instanseg-torch"},
 }
 
 SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<version>.*)$")

@@ -29,12 +29,20 @@ import numpy as np
 from ..io import read_json, write_json
 from ..layout import LOG_CSV, MEMORY_JSON, not_run_beside
 from ..runtime import resolve_device, seed_everything, write_memory_json
-from .common import Split, load_settings, mean_ap50, predict_folder, start_training, write_log, write_not_run
+from .common import (
+    NUCLEI_DATA_SETS,
+    Split,
+    load_settings,
+    mean_ap50,
+    predict_folder,
+    start_training,
+    write_log,
+    write_not_run,
+)
 from .configs import CellposePublicConfig, CellposeTrainConfig, PredictConfig
 
 SETTINGS_JSON = "cellpose.json"
 TRAINED_NAME = "cellpose"
-NUCLEI_DATA_SETS = ("dsb", "nuclei")  # name fragments of data sets whose objects are nuclei
 TUNE_IMAGES = 16  # validation images used to pick thresholds (each setting re-runs the network)
 
 

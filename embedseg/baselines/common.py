@@ -21,6 +21,8 @@ from ..core.labels import flatten_labels
 from ..dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
 
+NUCLEI_DATA_SETS = ("dsb", "nuclei")  # name fragments of data sets whose objects are nuclei
+
 
 @dataclass
 class Split:
@@ -177,3 +179,25 @@ def mean_ap50(true_labels: Sequence[np.ndarray], pred_labels: Sequence[np.ndarra
     from ..core.metrics import match_labels
 
     return float(np.mean([match_labels(t, p, np.array([0.5])).ap[0] for t, p in zip(true_labels, pred_labels)]))
+
+
+def consecutive(labels: np.ndarray) -> np.ndarray:
+    """Label image with ids 1 … n (the generalists' outputs may skip ids or be signed/float)."""
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(np.asarray(labels).astype(np.int64, copy=False))[0]
+
+
+def zero_shot_train(data_dir: str | os.PathLike, model_dir: str | os.PathLike, seed: int, chosen: dict) -> int:
+    """The `train` step of a pretrained model used as it is: keep the data set's settings and
+    record what `predict` runs (`chosen`, in ``generalist.json``); nothing is trained."""
+    from ..io import write_json
+    from ..runtime import write_memory_json
+
+    start_training(data_dir, model_dir, seed)
+    write_json(Path(model_dir) / GENERALIST_JSON, chosen)
+    write_memory_json(Path(model_dir) / layout.MEMORY_JSON)
+    return 0
+
+
+GENERALIST_JSON = "generalist.json"

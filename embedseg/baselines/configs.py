@@ -105,3 +105,31 @@ class MaskRCNNTrainConfig(StepBudget):
         True, "start from torchvision's ImageNet ResNet-50 (downloaded by torchvision) or from scratch"
     )
     score_thresholds: tuple[float, ...] = option((0.3, 0.5, 0.7, 0.9), "detection score thresholds tried on validation")
+
+
+# The generalists (embedseg/baselines/weights.py): pretrained weights from the library's cache
+# or from config baselines.weights.NAME, which the workflow passes as --weights.
+WEIGHTS_HELP = "weights file (config baselines.weights.NAME); default: the library's cache (`embedseg fetch-weights`)"
+
+
+@dataclass
+class GeneralistPredictConfig(PredictConfig):
+    weights: str | None = option(None, WEIGHTS_HELP, type=str)
+
+
+@dataclass
+class InstanSegChooseConfig(TrainConfig):
+    model: str = option(
+        "auto",
+        "InstanSeg model (fluorescence_nuclei_and_cells, brightfield_nuclei, single_channel_nuclei); "
+        "auto: fluorescence_nuclei_and_cells (the fluorescence data sets), brightfield_nuclei for brightfield ones",
+    )
+
+
+@dataclass
+class CellposeSAMTrainConfig(TrainConfig):
+    weights: str | None = option(None, WEIGHTS_HELP + "; training starts from them", type=str)
+    epochs: int = option(100, "training epochs (Cellpose 4 default)")
+    batch_size: int = option(1, "images per step (Cellpose 4 default)")
+    lr: float = option(1e-5, "learning rate (Cellpose 4 AdamW default)")
+    weight_decay: float = option(0.1, "AdamW weight decay (Cellpose 4 default)")

@@ -23,6 +23,8 @@ from ..methods import order as method_order
 from ..outputs import TABLES, replacing
 from .budget import mark_table1, write_budget
 from .comparison import comparison_markdown, paired_note, paired_rows
+from .generalists import ReportedResults, generalists_markdown, load_reported
+from .generalists import mark_table1 as mark_generalists
 from .paper import Paper, PaperRow, load_paper
 from .paper3d import PAPER_3D_FILE, Paper3D, comparison3d_markdown, load_paper3d
 from .render import Cell, Grid, rank_columns, to_latex, to_markdown
@@ -298,10 +300,13 @@ def write_tables(
     not_comparable: str | None = None,
     metric: str = "ap",
     paper3d: Paper3D | None = None,
+    reported: ReportedResults | None = None,
 ) -> None:
     """Write table1/table2 as CSV, Markdown and LaTeX, comparison_to_paper.md (with the 3-D
     section of :mod:`embedseg.report.paper3d` for 3-D data sets) and the budget
-    companion of Table 1 (:mod:`embedseg.report.budget`) into `out`.
+    companion of Table 1 (:mod:`embedseg.report.budget`) into `out`; with `reported` (the
+    generalists' published mSA) the comparison has the generalists' section
+    (:mod:`embedseg.report.generalists`).
     `collection` holds the runs' `metric`; the paper reports AP_dsb only, so for another metric
     the comparison file says so instead of comparing."""
     name = METRICS[metric][0]
@@ -311,6 +316,7 @@ def write_tables(
         thresholds += " (2-D data sets; 3-D data sets: τ = 0.1 … 0.9, as the paper's 3-D tables)"
     frame1, grid1 = table1(collection, paper, results, metric)
     mark_table1(frame1, grid1, write_budget(results, collection, out))  # budget.{csv,md}, convergence.json
+    mark_generalists(frame1, grid1, collection, results)  # training data (contamination), cost per image
     frame2, grid2 = table2(collection, metric)
     for stem, frame, grid, caption, note_column in (
         (
@@ -341,12 +347,20 @@ def write_tables(
             f"# Comparison with the paper\n\nThese tables show {name}; the paper reports AP_dsb only. "
             "Run `embedseg tables` with `--metric ap` (the default) for the comparison.\n"
         )
+    if reported is not None:
+        comparison += "\n" + generalists_markdown(collection, results, reported)
     write_text(out / "comparison_to_paper.md", comparison)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", type=Path, metavar="RESULTS_DIR", help="one workflow run: results/{run}")
     parser.add_argument("--paper", type=Path, default=Path("config/paper_results.yaml"), help="the paper's numbers")
+    parser.add_argument(
+        "--reported",
+        type=Path,
+        default=Path("config/generalist_results.yaml"),
+        help="the generalists' published zero-shot mSA (shown beside ours in comparison_to_paper.md)",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="TABLES_DIR", help="output folder")
     parser.add_argument("--datasets", nargs="+", metavar="DS", help="data sets (default: every one with scores)")
     parser.add_argument("--methods", nargs="+", metavar="M", help="methods; each must have scores or NOT_RUN.txt")
@@ -373,12 +387,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = {
         "--paper": args.paper,
+        "--reported": args.reported,
         **{f"RESULTS_DIR/{name}": args.results / name for name in ("scores", "predictions", "models")},
     }
     with replacing(args.out, TABLES, inputs, args.force) as staging:
         paper = load_paper(args.paper)
         collection = collect(args.results, args.datasets, args.methods, args.seeds, args.metric)
         paper3d = load_paper3d(args.paper.with_name(PAPER_3D_FILE))  # beside the paper's 2-D file
-        write_tables(args.results, paper, staging, collection, args.not_comparable, args.metric, paper3d)
+        reported = load_reported(args.reported)
+        write_tables(args.results, paper, staging, collection, args.not_comparable, args.metric, paper3d, reported)
     print((args.out / "table1.md").read_text())
     return 0

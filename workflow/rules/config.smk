@@ -44,8 +44,8 @@ def startup_check(check, *args):
 startup_check(
     methods.check_baselines,
     [name for ds in config["datasets"].values() for name in ds.get("baselines", [])]
-    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"]],
-    "config keys datasets.*.baselines, baselines.train_args and baselines.predict_args",
+    + [*config["baselines"]["train_args"], *config["baselines"]["predict_args"], *config["baselines"]["weights"]],
+    "config keys datasets.*.baselines, baselines.train_args, baselines.predict_args and baselines.weights",
 )
 RESULTS = f"results/{config['run_name']}"
 DATASETS = list(config["datasets"])
@@ -59,6 +59,7 @@ BASELINE_ENVS = {name: method.env for name, method in methods.BASELINES.items()}
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 4000, "runtime": 60}
 # The paper's numbers ship with the workflow, not with the working directory.
 PAPER_RESULTS = config["report"]["paper_results"] or str(REPO / "config" / "paper_results.yaml")
+REPORTED_RESULTS = str(REPO / "config" / "generalist_results.yaml")  # the generalists' published mSA
 GPUS = int(config["gpu"])  # resource gpu=1 makes cluster profiles request a GPU for the job
 DEVICE = startup_check(workflow_args.job_device, config["device"], config["gpu"])
 
@@ -72,7 +73,10 @@ def step_resources(step: str) -> dict:
 
 # Conda environment name -> file (relative to this file). Snakemake builds an env from
 # `<name>.<platform>.pin.txt` beside the file when there is one (docs/cluster.md, lockfiles).
-CONDA_ENVS = {name: f"../envs/{name}.yaml" for name in ("embedseg", "stardist", "cellpose", "maskrcnn")}
+CONDA_ENVS = {
+    name: f"../envs/{name}.yaml"
+    for name in ("embedseg", "stardist", "cellpose", "maskrcnn", "cellpose4", "micro-sam", "instanseg")
+}
 
 
 def conda_env(name: str) -> str:

@@ -14,6 +14,7 @@ rule tables:
         trained_models(),
         data=prepared_data(),  # dataset.json: a 3-D data set is reported at τ 0.1 … 0.9
         paper=PAPER_RESULTS,
+        reported=REPORTED_RESULTS,
     output:
         report(
             multiext(str(TABLES / "table1"), ".csv", ".md", ".tex"),
@@ -54,7 +55,8 @@ rule tables:
         selection=selection_options(),
         not_comparable=workflow_args.option("--not-comparable", config["report"]["not_comparable"]),
     shell:
-        "run-embedseg tables {params.results:q} --paper {input.paper:q} --out {params.out_dir:q}"
+        "run-embedseg tables {params.results:q} --paper {input.paper:q} --reported {input.reported:q}"
+        " --out {params.out_dir:q}"
         " {params.selection} {params.not_comparable} > {log:q} 2>&1"
 
 

@@ -2,8 +2,17 @@
 
 
 def baseline_args(action: str):
-    """Input function: config `baselines.<action>_args.<method>`, passed verbatim (shell words)."""
-    return lambda wildcards: config["baselines"][f"{action}_args"].get(wildcards.baseline, "")
+    """Input function: config `baselines.<action>_args.<method>`, passed verbatim (shell words),
+    and `--weights` of config `baselines.weights.<method>` where the action takes weights."""
+    return lambda wildcards: " ".join(
+        filter(
+            None,
+            [
+                config["baselines"][f"{action}_args"].get(wildcards.baseline, ""),
+                workflow_args.weights_option(wildcards.baseline, action, config["baselines"]["weights"]),
+            ],
+        )
+    )
 
 
 def baseline_env(wildcards) -> str:

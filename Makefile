@@ -12,7 +12,7 @@ TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 CORES ?= 2
 
-.PHONY: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari venv-generalists test test-fast demo demo3d lint clean-results
+.PHONY: venv venv-official venv-stardist venv-cellpose venv-napari venv-torchvision test test-fast demo demo3d lint clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,39 +47,36 @@ endef
 .venv-cellpose/.installed: pyproject.toml
 	$(call baseline_venv,.venv-cellpose,"cellpose==3.1.1.3","$(TORCH_SPEC)")
 
-# torchvision does not import beside torch 2.13; this pair is a 5.5 GB CUDA build (runs on CPU).
-.venv-maskrcnn/.installed: pyproject.toml
-	$(call baseline_venv,.venv-maskrcnn,"torch==2.14.1" "torchvision==0.29.1" pandas)
 
 # The napari plugin's tests (tests/test_napari.py) run a headless napari session with this one:
 # napari and Qt stay out of .venv (and its pytest run). ~75 s, 1.8 GB (torch 0.75, PyQt6 0.26).
 .venv-napari/.installed: pyproject.toml
 	$(call baseline_venv,.venv-napari,"napari[pyqt6]==0.9.2" pandas,"$(TORCH_SPEC)")
 
-# The generalists (cellpose 4, micro-sam, instanseg-torch) share one venv: all three need torch
-# with a working torchvision, which the torch 2.13.0 CPU wheel lacks (torchvision 0.28's operators
-# do not load beside it), so it has the Mask R-CNN venv's 2.14.1/0.29.1 pair. micro-sam without
-# its napari GUI (PyQt6, trackastra): only what its automatic segmentation imports; seaborn for
+# The baselines that need torchvision (Mask R-CNN; the generalists cellpose 4, micro-sam,
+# instanseg-torch) share one venv: one 5.5 GB CUDA torch build (it runs on the CPU) instead of two.
+# All need torch with a working torchvision, which the torch 2.13.0 CPU wheel lacks (torchvision
+# 0.28's operators do not load beside it), so it has the 2.14.1/0.29.1 pair. micro-sam without its
+# napari GUI (PyQt6, trackastra): only what its automatic segmentation imports; seaborn for
 # InstanSeg's export code, which the tests use to write a random model. ~95 s on 2 cores with a
 # fast mirror (most of it the 5.5 GB CUDA torch wheel).
-GENERALIST_PEERS := "torch==2.14.1" "torchvision==0.29.1" "cellpose==4.2.1.1" "instanseg-torch==0.1.2" pooch seaborn psutil
+TORCHVISION_PEERS := "torch==2.14.1" "torchvision==0.29.1" "cellpose==4.2.1.1" "instanseg-torch==0.1.2" pooch seaborn psutil
 MICRO_SAM_PARTS := "micro-sam==1.8.14" "segment-anything-py==1.0.1" "torch-em==0.10.9" "python-elf==0.9.2" "bioimage-cpp==0.10.0"
 MICRO_SAM_DEPS := xarray xxhash zarr timm kornia natsort h5py imagecodecs pandas networkx joblib scikit-learn skan requests
 
-.venv-generalists/.installed: pyproject.toml
-	$(PYTHON) -m venv .venv-generalists
-	.venv-generalists/bin/pip install -q --upgrade pip
-	.venv-generalists/bin/pip install -q $(GENERALIST_PEERS) $(BASELINE_DEPS)
-	.venv-generalists/bin/pip install -q --no-deps $(MICRO_SAM_PARTS)
-	.venv-generalists/bin/pip install -q $(MICRO_SAM_DEPS)
-	.venv-generalists/bin/pip install -q --no-deps -e .
-	touch .venv-generalists/.installed
+.venv-torchvision/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-torchvision
+	.venv-torchvision/bin/pip install -q --upgrade pip
+	.venv-torchvision/bin/pip install -q $(TORCHVISION_PEERS) $(BASELINE_DEPS)
+	.venv-torchvision/bin/pip install -q --no-deps $(MICRO_SAM_PARTS)
+	.venv-torchvision/bin/pip install -q $(MICRO_SAM_DEPS)
+	.venv-torchvision/bin/pip install -q --no-deps -e .
+	touch .venv-torchvision/.installed
 
 venv-stardist: .venv-stardist/.installed
 venv-cellpose: .venv-cellpose/.installed
-venv-maskrcnn: .venv-maskrcnn/.installed
 venv-napari: .venv-napari/.installed
-venv-generalists: .venv-generalists/.installed
+venv-torchvision: .venv-torchvision/.installed
 
 # The suite runs on $(CORES) pytest-xdist workers, one test file at a time each (--dist loadfile):
 # a file's module fixtures (a trained model, a workflow run, the SLURM cluster) are built once,
@@ -87,7 +84,7 @@ venv-generalists: .venv-generalists/.installed
 TEST_WORKERS ?= $(CORES)
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: venv venv-official venv-stardist venv-cellpose venv-maskrcnn venv-napari venv-generalists
+test: venv venv-official venv-stardist venv-cellpose venv-napari venv-torchvision
 	$(PYTEST)
 
 test-fast: venv

@@ -1,4 +1,4 @@
-"""The generalist baselines, run by subprocess in `.venv-generalists` (`make venv-generalists`):
+"""The generalist baselines, run by subprocess in `.venv-torchvision` (`make venv-torchvision`):
 each runner end to end on a tiny image on CPU with the library's real model class and random
 weights written as the library stores them (tests/generalist_models.py); no weights are
 downloaded. Also `embedseg fetch-weights` against a local HTTP server, and the NOT_RUN.txt
@@ -26,7 +26,7 @@ from embedseg.baselines import weights as pretrained
 from embedseg.io import read_labels
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = ".venv-generalists"
+VENV = ".venv-torchvision"
 MODELS = REPO / "tests" / "generalist_models.py"
 
 
@@ -41,7 +41,7 @@ def require(reason: str) -> None:
 def generalists_python(module: str) -> Path:
     python = REPO / VENV / "bin" / "python"
     if not python.exists():
-        require(f"{python} missing: build it with `make venv-generalists`")
+        require(f"{python} missing: build it with `make venv-torchvision`")
     probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
     if probe.returncode:
         require(f"{module} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}")

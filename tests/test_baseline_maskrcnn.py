@@ -1,5 +1,5 @@
 """Mask R-CNN baseline. torchvision must match torch: the main venv's torch 2.13 has no importable
-torchvision, so these tests run in `.venv-maskrcnn` (`make venv-maskrcnn`: torch 2.14.1 +
+torchvision, so these tests run in `.venv-torchvision` (`make venv-torchvision`: torch 2.14.1 +
 torchvision 0.29.1, a 5.5 GB install) and are skipped where it is missing."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ AP50_FLOOR = 0.2
 
 @pytest.fixture(scope="module")
 def maskrcnn_python(baseline_venv):
-    return baseline_venv(".venv-maskrcnn", "torchvision.models.detection", "venv-maskrcnn")
+    return baseline_venv(".venv-torchvision", "torchvision.models.detection", "venv-torchvision")
 
 
 def test_targets_and_painting(maskrcnn_python, repo_root):

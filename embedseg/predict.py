@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .acceleration import PRECISION_HELP, PRECISIONS
 from .data.formats import IMAGE_FILE_SUFFIXES
 from .inference import DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, default_tile, segment
 from .io import DataError, list_images, read_image, write_labels, write_tiff
@@ -47,7 +48,7 @@ class PredictConfig:
         action="store_true",
     )
     compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
-    amp: bool = option(False, "mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
+    precision: str = option("fp32", PRECISION_HELP, choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and any(t < 2 * NETWORK_MULTIPLE or t % NETWORK_MULTIPLE for t in self.tile_size):
@@ -109,7 +110,7 @@ def predict(
 
     paths = image_files(images)
     model, settings = load_checkpoint(model_path, resolve_device(config.device))
-    model = inference_model(model, compile=config.compile, amp=config.amp)
+    model = inference_model(model, compile=config.compile, precision=config.precision)
     tile_size = config.tile(settings.ndim)
     params = config.cluster.params(settings)
     log.info("clustering %s: %s", config.cluster.clustering, params)

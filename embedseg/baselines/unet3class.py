@@ -161,7 +161,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetT
     log, best_miou = [], -1.0
     for epoch in range(config.epochs):
         start = time.perf_counter()
-        lr = learning_rate(epoch)
+        lr = learning_rate(epoch, horizon=config.lr_horizon)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()

@@ -5,10 +5,13 @@
   kept and the demo exercises the one-hot path of crops, loss and evaluation. C- and S-shaped
   worms put the centroid outside the object for a large share of them: the case where the
   medoid centre matters.
-- ``synthetic-cells``: Usiigaci-like phase contrast (16-bit): touching, irregular cells from a
-  compact watershed, darker bodies with a bright halo at their borders.
-- ``synthetic-nuclei``: DSB-like fluorescence (8-bit): elliptic nuclei of varied size and
-  brightness, blurred, with noise.
+- ``synthetic-cells``: Usiigaci-like phase contrast (16-bit) at Usiigaci's pixel scale:
+  irregular cells, half of them touching, barely darker than the background, textured, with a
+  bright halo along the border with the background and only a faint seam where cells touch.
+- ``synthetic-nuclei``: greyscale-DSB-like fluorescence (8-bit) at DSB's pixel scale: elliptic
+  nuclei of varied size and brightness, a third of them touching, blurred, with noise.
+
+Both are held to their real sets' statistics (:mod:`embedseg.data.describe`, docs/data.md).
 - ``synthetic-nuclei-3d``: confocal-like fluorescence volumes (8-bit, (Z, Y, X)): touching,
   rotated ellipsoidal nuclei of a few sizes, sampled with voxels twice as long in z as in y and x
   (:data:`VOXEL_SIZE_3D`), blurred with the coarser z sampling, dimmer with depth, with noise.
@@ -209,9 +212,10 @@ def make_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
     At the pixel scale of the greyscale DSB images (docs/data.md): per image a typical nucleus
     size (median area ~90–1800 px across images) and density (~10–100 per 256² field), nuclei
     of varied brightness, domed (dimmer towards the rim), and a share placed against an earlier
-    nucleus so that a quarter of them touch: a threshold merges those, as in DSB.
+    nucleus so that about a third of them touch: a threshold merges those, as in DSB.
     """
     from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
 
     scale = np.exp(rng.uniform(np.log(5.5), np.log(16.0)))  # the image's typical radius, px
     density = rng.uniform(10, 60) * (9.0 / scale) ** 2  # bigger nuclei, fewer per field
@@ -247,8 +251,6 @@ def make_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
         labels[closer] = len(centres) + 1
         centres.append(centre)
         radii.append(radius)
-    from skimage.segmentation import relabel_sequential
-
     labels = relabel_sequential(labels)[0].astype(np.uint16)
     brightness = rng.uniform(50, 220, size=int(labels.max()) + 1)
     brightness[0] = 0.0

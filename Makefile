@@ -90,8 +90,8 @@ test: venv venv-official venv-stardist venv-cellpose venv-napari venv-torchvisio
 test-fast: venv
 	$(PYTEST) -m "not slow and not slurm"
 
-# The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); on 2 cores ~15 min with
-# AVX-512, up to ~45 min on AVX2-only CPUs (benchmarks/README.md, Item 5).
+# The embedded demo: synthetic data, CPU, all stages (config/demo.yaml); measured times per CPU
+# kind in README.md.
 # In this venv, not conda: --workflow-profile none skips workflow/profiles/default.
 demo: venv
 	$(BIN)/snakemake all --cores $(CORES) --workflow-profile none --configfile config/demo.yaml

@@ -112,7 +112,8 @@ def case_amp(args: argparse.Namespace, device: torch.device) -> None:
     for enabled in (False, True):
         torch.manual_seed(1)
         model = BranchedERFNet().to(device).train()
-        steps.append(training_step(model, model, Precision(enabled, device), batch))
+        dtype = (torch.float16 if device.type == "cuda" else torch.bfloat16) if enabled else None
+        steps.append(training_step(model, model, Precision(dtype, device), batch))
     fp32_s, amp_s, loss_a, loss_b = alternate(*steps, args.rounds, device)
     print(
         f"amp      training step 2 x 256^2: float32 {fp32_s:.3f} s, autocast {amp_s:.3f} s, "
@@ -122,7 +123,7 @@ def case_amp(args: argparse.Namespace, device: torch.device) -> None:
 
 def case_compile(args: argparse.Namespace, device: torch.device) -> None:
     batch = tuple(t.to(device) for t in disc_batch(256, 20))
-    precision = Precision(False, device)
+    precision = Precision(None, device)
     torch.manual_seed(1)
     eager_model = BranchedERFNet().to(device).train()
     compiled_model = BranchedERFNet().to(device).train()

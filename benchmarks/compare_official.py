@@ -13,6 +13,11 @@ of both are compared at the end: raw network output, TTA output, clustering labe
 The forward and TTA cases run the network as each package's prediction does: the official
 eval-mode model, ours the inference copy of `embedseg predict` (BatchNorm folded, channels_last).
 
+Ours runs twice: in float32 ("ours", held to the equivalence checks) and with `--precision auto`
+("ours auto": bfloat16 autocast of the network on CPUs with AMX-BF16 or AVX512-BF16, else float32
+again; embedseg.acceleration.resolve_precision), whose distance from the official outputs is
+reported, not checked.
+
 After the timing table, a second one gives the network cases' compute rates (GFLOP/s from
 the convolutions' operation count) beside this machine's float32 matrix-product rate: what a
 target ratio would demand of the CPU.
@@ -244,6 +249,15 @@ class Ours:
 
         return make_optimizer(model)
 
+    precision = "fp32"
+
+    def forward(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """The training forward of `embedseg train` at this peer's precision (output in float32)."""
+        from embedseg.acceleration import Precision, resolve_precision
+
+        with Precision.named(resolve_precision(self.precision, image.device)[0], image.device).autocast():
+            return model(image).float()
+
     def loss(self) -> Callable[..., torch.Tensor]:
         from embedseg.core.losses import SpatialEmbLoss
 
@@ -256,7 +270,7 @@ class Ours:
         to float rounding)."""
         from embedseg.acceleration import inference_model
 
-        return inference_model(model)
+        return inference_model(model, precision=self.precision)
 
     def tta(self, model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
         from embedseg.inference import predict_raw
@@ -277,7 +291,15 @@ class Ours:
         return medoid(mask)
 
 
-PEERS = {"official": Official, "ours": Ours}
+class OursAuto(Ours):
+    """This package with ``--precision auto``."""
+
+    name = "ours-auto"
+    precision = "auto"
+
+
+PEERS = {"official": Official, "ours": Ours, "ours-auto": OursAuto}
+OURS = ("ours", "ours-auto")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,7 +320,7 @@ def prepare_case(case: str, peer: Official | Ours, inputs: dict[str, np.ndarray]
         def step() -> np.ndarray:
             """The loss, then the gradient norm of every parameter (by name; 0 if unused)."""
             optimiser.zero_grad()
-            loss = loss_fn(model(image), instances, centres)
+            loss = loss_fn(peer.forward(model, image) if isinstance(peer, Ours) else model(image), instances, centres)
             loss.backward()
             norms = [0.0 if p.grad is None else float(p.grad.norm()) for p in parameters]
             optimiser.step()
@@ -378,7 +400,12 @@ def run_peer(python: Path, peer: str, cases: list[str], folder: Path, repeats: i
         "--cases",
         *cases,
     ]
-    done = subprocess.run(command, env=worker_env(), capture_output=True, text=True)
+    env = worker_env()
+    if peer != "official":  # this checkout's embedseg, also where the venv's editable install is another
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+        )
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{peer} worker failed on {cases}:\n{done.stderr[-4000:]}")
     return [json.loads((folder / f"result-{peer}-{case}.json").read_text()) for case in cases]
@@ -392,7 +419,7 @@ def benchmark(
 
     pooled: dict[tuple[str, str], dict[str, Any]] = {}
     max_repeats = {c.name: c.max_repeats for c in CASES}
-    runs = [(r, case, peer) for r in range(rounds) for case in cases for peer in ("official", "ours")]
+    runs = [(r, case, peer) for r in range(rounds) for case in cases for peer in ("official", *OURS)]
     for _, case, peer in tqdm(runs, desc="benchmark runs", file=sys.stderr):
         python = official_python if peer == "official" else Path(sys.executable)
         (record,) = run_peer(python, peer, [case], folder, min(repeats, max_repeats[case]))
@@ -440,6 +467,17 @@ def equivalence(folder: Path, cases: list[str]) -> list[tuple[str, bool, str]]:
             ok = same_pixel or abs(cost_a - cost_b) <= 1e-9 * cost_a
             detail = f"A {a.tolist()} B {b.tolist()}; sum of distances {cost_a:.6f} vs {cost_b:.6f}"
             checks.append((f"{case}: {'same pixel' if same_pixel else 'equal cost'}", ok, detail))
+        auto_output = folder / f"output-ours-auto-{case}.npy"
+        if case in ("train_step", "forward", "tta") and auto_output.exists():
+            c = np.load(auto_output)
+            scale = float(np.abs(a).max()) or 1.0
+            checks.append(
+                (
+                    f"{case}: ours auto (reported, not checked)",
+                    True,
+                    f"max |A-auto| / max |A| = {float(np.abs(a - c).max()) / scale:.2e}",
+                )
+            )
     return checks
 
 
@@ -491,19 +529,31 @@ def format_rates(
 def format_table(pooled: dict[tuple[str, str], dict[str, Any]], cases: list[str]) -> str:
     """Markdown table: median wall seconds, their ratio A/B against the target, the ratio of
     median CPU seconds (less sensitive to other load on the machine), peak RSS."""
-    header = ("case", "official s", "ours s", "A/B", "target", "A/B cpu", "official MB", "ours MB", "mem A/B")
+    header = (
+        "case",
+        "official s",
+        "ours s",
+        "A/B",
+        "target",
+        "A/B cpu",
+        "ours auto s",
+        "A/auto",
+        "official MB",
+        "ours MB",
+        "mem A/B",
+    )
     rows = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     by_name = {c.name: c for c in CASES}
     for name in cases:
-        a, b = pooled[("official", name)], pooled[("ours", name)]
-        ta, tb = statistics.median(a["seconds"]), statistics.median(b["seconds"])
+        a, b, auto = pooled[("official", name)], pooled[("ours", name)], pooled[("ours-auto", name)]
+        ta, tb, tc = (statistics.median(x["seconds"]) for x in (a, b, auto))
         cpu_ratio = statistics.median(a["cpu_seconds"]) / statistics.median(b["cpu_seconds"])
         ma, mb = a["peak_rss"] / 2**20, b["peak_rss"] / 2**20
         case = by_name[name]
         verdict = "ok" if ta / tb >= case.target else "MISS"
         rows.append(
             f"| {case.label} | {ta:.3f} | {tb:.3f} | {ta / tb:.1f} | {case.target:g} {verdict} | "
-            f"{cpu_ratio:.1f} | {ma:.0f} | {mb:.0f} | {ma / mb:.2f} |"
+            f"{cpu_ratio:.1f} | {tc:.3f} | {ta / tc:.1f} | {ma:.0f} | {mb:.0f} | {ma / mb:.2f} |"
         )
     return "\n".join(rows)
 

@@ -131,7 +131,7 @@ def ours_step(device, amp: bool, compile: bool):
     def loss(prediction, instances, centres):
         return criterion(prediction.float(), instances, centres)[0]
 
-    return model, loss, maybe_compile(model, compile), Precision(amp, device)
+    return model, loss, maybe_compile(model, compile), Precision.named("fp16" if amp else "fp32", device)
 
 
 def run_worker(variant: str, crop: int, batch: int, val_batch: int, steps: int, device_name: str) -> dict:

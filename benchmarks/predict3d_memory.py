@@ -38,7 +38,7 @@ def measure(shape: tuple[int, ...], tile: tuple[int, ...], tta: bool, threads: i
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = inference_model(BranchedERFNet(in_channels=1, n_sigma=3, ndim=3).eval(), compile=False, amp=False)
+    model = inference_model(BranchedERFNet(in_channels=1, n_sigma=3, ndim=3).eval(), compile=False, precision="fp32")
     image = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
     before = rss_gib()
     started = time.perf_counter()

@@ -24,6 +24,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "embedseg.data.prepare",
         "download or synthesise a data set, validate it and split it into train/val/test",
     ),
+    "describe-data": (
+        "embedseg.data.describe",
+        "measure a data set: object counts, areas, contacts, contrast, SNR, overlap (per image and per set)",
+    ),
     "crops": ("embedseg.crops", "cut object-centred training crops with medoid/centroid centre images"),
     "train": ("embedseg.train", "train a Branched ERF-Net on crops (EmbedSeg or Neven et al.)"),
     "predict": ("embedseg.predict", "predict label images (padding, tiling, 8-fold TTA, seed clustering)"),

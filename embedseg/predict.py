@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .acceleration import PRECISION_HELP, PRECISIONS
 from .blocks import CLUSTER_HALO
 from .data.formats import IMAGE_FILE_SUFFIXES
 from .inference import DEFAULT_MEMORY_GB, DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, segment
@@ -66,7 +67,7 @@ class PredictConfig:
         CLUSTER_HALO, "block prediction: pixels around a block its clustering sees (objects up to this size)"
     )
     compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
-    amp: bool = option(False, "mixed precision: float16 autocast on CUDA, bfloat16 on CPU (clustering stays float32)")
+    precision: str = option("fp32", PRECISION_HELP, choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and any(t < 2 * NETWORK_MULTIPLE or t % NETWORK_MULTIPLE for t in self.tile_size):
@@ -151,7 +152,7 @@ def predict(
 
     paths = image_files(images)
     model, settings = load_checkpoint(model_path, resolve_device(config.device))
-    model = inference_model(model, compile=config.compile, amp=config.amp)
+    model = inference_model(model, compile=config.compile, precision=config.precision)
     tile_size = config.tile(settings.ndim)
     params = config.cluster.params(settings)
     log.info("clustering %s: %s", config.cluster.preset_name(settings), params)

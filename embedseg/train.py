@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import __version__
-from .acceleration import Precision, maybe_compile
+from .acceleration import PRECISION_HELP, PRECISIONS, Precision, maybe_compile, resolve_precision
 from .core.cluster import preset
 from .core.embedding import grid_spacing
 from .core.losses import SpatialEmbLoss
@@ -49,8 +48,8 @@ from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
 from .options import add_options, fingerprint_fields, from_args, option
 from .outputs import MODEL, OutputError, check_output, replacing
-from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
-from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
+from .runtime import progress, resolve_device, seed_everything, seed_worker, write_memory_json
+from .schedule import BASE_LR, LR_HORIZON, LR_HORIZON_HELP, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +60,11 @@ class TrainConfig:
 
     ``fingerprint=True``: the options that make a run what it is (:func:`fingerprint`); epochs (a
     resumed run may go further), device, workers and resume do not change what is learned
-    (compile and amp: only its rounding).
+    (compile and precision: only its rounding).
     """
 
-    epochs: int = option(200, "epochs to train (the learning rate decays over 200 whatever this is)")
+    epochs: int = option(200, "epochs to train (the learning rate decays over --lr-horizon epochs)")
+    lr_horizon: int = option(LR_HORIZON, LR_HORIZON_HELP, fingerprint=True)
     batch_size: int = option(2, "crops per mini-batch", fingerprint=True)
     virtual_batch: int = option(
         8, "optimiser steps every N mini-batches (gradients of N mini-batches are averaged)", fingerprint=True
@@ -89,13 +89,19 @@ class TrainConfig:
     )
     # off: not shown faster yet (embedseg/acceleration.py)
     compile: bool = option(False, "run the network through torch.compile (falls back to eager with a warning)")
-    # off in the paper configuration: reproduction first
-    amp: bool = option(False, "mixed precision: float16 autocast + gradient scaling on CUDA, bfloat16 on CPU")
+    # fp32 in the paper configuration: reproduction first
+    precision: str = option("fp32", PRECISION_HELP, choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        if min(self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.workers + 1) < 1:
+        if (
+            min(
+                self.batch_size, self.virtual_batch, self.val_batch_size, self.epochs, self.lr_horizon, self.workers + 1
+            )
+            < 1
+        ):
             raise UserError(
-                "--epochs, --batch-size, --val-batch-size and --virtual-batch must be at least 1, --workers at least 0"
+                "--epochs, --lr-horizon, --batch-size, --val-batch-size and --virtual-batch must be at least 1, "
+                "--workers at least 0"
             )
         if self.train_size < self.batch_size or self.val_size < 1:
             raise UserError(
@@ -189,7 +195,7 @@ def train_epoch(
     model.train()
     optimizer.zero_grad()
     losses = []
-    for i, batch in enumerate(tqdm(loader, desc="train", leave=False)):
+    for i, batch in enumerate(progress(loader, desc="train", leave=False)):
         loss, _ = run_batch(model, criterion, batch, device, precision)
         precision.backward(loss / virtual_batch)
         if (i + 1) % virtual_batch == 0:
@@ -207,7 +213,7 @@ def validate(
     model.eval()
     losses, ious = [], []
     with torch.no_grad():
-        for batch in tqdm(loader, desc="val", leave=False):
+        for batch in progress(loader, desc="val", leave=False):
             loss, batch_ious = run_batch(model, criterion, batch, device, precision)
             losses.append(loss.item())
             ious.append(batch_ious.cpu())
@@ -372,6 +378,8 @@ def fit(
     start_epoch, best_iou, history = 0, 0.0, []
     if checkpoint is not None:
         start_epoch, best_iou, history = resume(checkpoint, model, optimizer, generators)
+    precision_name, why = resolve_precision(config.precision, device)
+    log.info("training precision %s (%s)", precision_name, why)
     write_json(
         out_dir / TRAIN_JSON,
         {
@@ -387,12 +395,13 @@ def fit(
             },
             "model_config": model.config,
             "fingerprint": run_fingerprint,
+            "precision": {"requested": config.precision, "used": precision_name, "why": why},
         },
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     forward = maybe_compile(model, config.compile)  # the same parameters: checkpoints save `model`
-    precision = Precision(config.amp, device)
+    precision = Precision.named(precision_name, device)
     if checkpoint is not None and checkpoint.get("scaler_state_dict"):  # empty: saved without CUDA AMP
         precision.scaler.load_state_dict(checkpoint["scaler_state_dict"])
 
@@ -414,9 +423,11 @@ def fit(
         drop_last=False,
         device=device,
     )
-    for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
+    # in a log file (not a terminal): the per-batch bars are left out and the epoch bar prints at
+    # most every few seconds, next to the one log line per epoch below (runtime.progress)
+    for epoch in progress(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
         started = time.perf_counter()
-        lr = learning_rate(epoch)
+        lr = learning_rate(epoch, horizon=config.lr_horizon)
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_loss = train_epoch(forward, criterion, optimizer, train_loader, config.virtual_batch, device, precision)

@@ -50,12 +50,13 @@ def test_worms_centroid_often_outside_and_overlaps_kept():
 
 
 def test_cells_touch_and_nuclei_vary():
-    _, cells_image, cells = next(generate("synthetic-cells", 1, 128, 0))
+    # at the real sets' pixel scale (docs/data.md): ~60 cells per 1024² field, DSB-sized nuclei
+    _, cells_image, cells = next(generate("synthetic-cells", 1, 384, 0))
     assert cells_image.dtype == np.uint16 and cells.ndim == 2
     # touching cells: some pixel of one cell has a 4-neighbour of another cell
     a, b = cells[:, :-1], cells[:, 1:]
     assert ((a != b) & (a > 0) & (b > 0)).any()
-    _, nuclei_image, nuclei = next(generate("synthetic-nuclei", 1, 128, 0))
+    _, nuclei_image, nuclei = next(generate("synthetic-nuclei", 1, 256, 0))
     assert nuclei_image.dtype == np.uint8
     sizes = np.bincount(nuclei.ravel())[1:]
     assert len(sizes) >= 5 and sizes.max() > 3 * sizes.min()

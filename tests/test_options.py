@@ -62,6 +62,7 @@ def test_every_field_is_an_option_with_its_default_and_help(module, config) -> N
 
 def test_fingerprint_is_field_metadata() -> None:
     assert fingerprint_fields(train.TrainConfig) == (
+        "lr_horizon",
         "batch_size",
         "virtual_batch",
         "train_size",

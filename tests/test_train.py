@@ -36,6 +36,13 @@ def test_learning_rate_schedule_matches_official_values() -> None:
         assert learning_rate(epoch) == 0.0 and isinstance(learning_rate(epoch), float)
 
 
+def test_a_short_horizon_anneals_inside_the_run() -> None:
+    """--lr-horizon 30: a 30-epoch run ends near 0, not at 87 % of the base as with 200."""
+    assert learning_rate(29) / learning_rate(0) > 0.85
+    assert learning_rate(29, horizon=30) / learning_rate(0) == pytest.approx((1 / 30) ** 0.9)
+    assert learning_rate(0, horizon=30) == learning_rate(0)
+
+
 def test_dataset_normalises_relabels_and_transforms_all_arrays_alike(crops) -> None:
     dataset = CropDataset(crops / "train", DatasetSettings.load(crops))
     raw_mask = read_labels(crops / "train" / "masks" / "crop_001.tif")

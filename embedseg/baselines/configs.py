@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import option
+from ..schedule import LR_HORIZON, LR_HORIZON_HELP
 
 
 @dataclass
@@ -41,6 +42,7 @@ class StepBudget(TrainConfig):
 @dataclass
 class UNetTrainConfig(TrainConfig):
     epochs: int = option(200, "training epochs")
+    lr_horizon: int = option(LR_HORIZON, LR_HORIZON_HELP)
     train_size: int = option(3000, "random patches per epoch (EmbedSeg: crops per epoch)")
     batch_size: int = option(8, "patches per step")
     patch_size: int | None = option(None, "square patch side; default: the data set's crop size", type=int)

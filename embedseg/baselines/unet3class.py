@@ -24,7 +24,7 @@ from torch import nn
 
 from ..io import atomic_write
 from ..layout import LOG_CSV, MEMORY_JSON, VAL_PIXEL_MIOU
-from ..runtime import resolve_device, seed_everything, write_memory_json
+from ..runtime import progress, resolve_device, seed_everything, write_memory_json
 from ..schedule import WEIGHT_DECAY, learning_rate
 from .common import Split, load_settings, predict_folder, random_patches, start_training, write_log
 from .configs import UNetPredictConfig, UNetTrainConfig
@@ -139,8 +139,6 @@ def validate(
 
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetTrainConfig) -> int:
     """Train on `data_dir`/{train,val}; write the model folder `out_dir` (best epoch by pixel mIoU)."""
-    from tqdm import tqdm
-
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model_dir = Path(out_dir)
@@ -161,12 +159,12 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: UNetT
     log, best_miou = [], -1.0
     for epoch in range(config.epochs):
         start = time.perf_counter()
-        lr = learning_rate(epoch)
+        lr = learning_rate(epoch, horizon=config.lr_horizon)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
         train_loss = 0.0
-        for _ in tqdm(range(steps), desc=f"epoch {epoch}", unit="batch", leave=False):
+        for _ in progress(range(steps), desc=f"epoch {epoch}", unit="batch", leave=False):
             batch = random_patches(images, targets, patch, config.batch_size, rng, IGNORE)
             x, y = (torch.from_numpy(a).to(device) for a in batch)
             loss = loss_fn(model(x), y)

@@ -5,10 +5,13 @@
   kept and the demo exercises the one-hot path of crops, loss and evaluation. C- and S-shaped
   worms put the centroid outside the object for a large share of them: the case where the
   medoid centre matters.
-- ``synthetic-cells``: Usiigaci-like phase contrast (16-bit): touching, irregular cells from a
-  compact watershed, darker bodies with a bright halo at their borders.
-- ``synthetic-nuclei``: DSB-like fluorescence (8-bit): elliptic nuclei of varied size and
-  brightness, blurred, with noise.
+- ``synthetic-cells``: Usiigaci-like phase contrast (16-bit) at Usiigaci's pixel scale:
+  irregular cells, half of them touching, barely darker than the background, textured, with a
+  bright halo along the border with the background and only a faint seam where cells touch.
+- ``synthetic-nuclei``: greyscale-DSB-like fluorescence (8-bit) at DSB's pixel scale: elliptic
+  nuclei of varied size and brightness, a third of them touching, blurred, with noise.
+
+Both are held to their real sets' statistics (:mod:`embedseg.data.describe`, docs/data.md).
 - ``synthetic-nuclei-3d``: confocal-like fluorescence volumes (8-bit, (Z, Y, X)): touching,
   rotated ellipsoidal nuclei of a few sizes, sampled with voxels twice as long in z as in y and x
   (:data:`VOXEL_SIZE_3D`), blurred with the coarser z sampling, dimmer with depth, with noise.
@@ -126,58 +129,137 @@ def make_worms(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     return np.clip(image, 0, 65535).astype(np.uint16), stack
 
 
-def make_cells(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Phase-contrast cells: image (H, W) uint16 and label image (H, W) uint16."""
+def cell_territories(
+    rng: np.random.Generator, size: int, n_cells: int, radius: tuple[float, float], clustered: float
+) -> np.ndarray:
+    """(H, W) label image of `n_cells` irregular cells: a disc of random radius around each seed,
+    its rim roughened, with a `clustered` share of seeds placed next to an earlier cell so that
+    their discs overlap; overlaps are split by a compact watershed, leaving a straight contact."""
     from scipy import ndimage
-    from skimage.segmentation import find_boundaries, relabel_sequential, watershed
+    from skimage.segmentation import relabel_sequential, watershed
 
-    field = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), size / 10)
-    foreground = field > np.quantile(field, 0.4)  # colonies covering ~60 % of the field
-    n_cells = objects_per_image(rng, size, 12, 18)
-    candidates = np.argwhere(foreground)
-    seeds = candidates[rng.choice(len(candidates), size=min(n_cells, len(candidates)), replace=False)]
+    centres: list[np.ndarray] = []
+    radii: list[float] = []
+    for _ in range(4 * n_cells):
+        if len(centres) == n_cells:
+            break
+        r = rng.uniform(*radius)
+        if centres and rng.random() < clustered:
+            k = rng.integers(len(centres))
+            angle = rng.uniform(0, 2 * np.pi)
+            centre = centres[k] + (r + radii[k]) * rng.uniform(0.75, 0.95) * np.array([np.sin(angle), np.cos(angle)])
+            apart = 0.7  # a seed never inside another cell's core
+        else:
+            centre = rng.uniform(0, size, 2)
+            apart = 1.1  # placed freely: mostly apart (touches come from the line above)
+        if any(np.linalg.norm(centre - c) < apart * (r + q) for c, q in zip(centres, radii)):
+            continue
+        centres.append(centre)
+        radii.append(r)
+    yy, xx = np.mgrid[:size, :size]
+    rim = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 4.0)
+    rim *= 0.25 / max(rim.std(), 1e-9)  # rims ±25 % of the radius, smooth over ~10 px
     markers = np.zeros((size, size), np.int32)
-    markers[seeds[:, 0], seeds[:, 1]] = np.arange(1, len(seeds) + 1)
-    # a rough landscape + compactness gives Voronoi-like cells with irregular borders
+    inside = np.zeros((size, size), bool)
+    for i, (centre, r) in enumerate(zip(centres, radii), start=1):
+        distance = np.hypot(yy - centre[0], xx - centre[1])
+        inside |= distance <= r * (1 + rim)
+        cy, cx = np.clip(np.round(centre).astype(int), 0, size - 1)
+        markers[cy, cx] = i
     landscape = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 2.0)
-    labels = watershed(landscape, markers, mask=foreground, compactness=0.05)
+    labels = watershed(landscape, markers, mask=inside, compactness=0.05)
     sizes = np.bincount(labels.ravel())
-    labels[sizes[labels] < 20] = 0
-    labels = relabel_sequential(labels)[0].astype(np.uint16)
+    labels[sizes[labels] < 50] = 0
+    return relabel_sequential(labels)[0].astype(np.uint16)
 
-    halo = ndimage.gaussian_filter(find_boundaries(labels, mode="outer").astype(float), 1.2)
+
+def make_cells(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Phase-contrast cells: image (H, W) uint16 and label image (H, W) uint16.
+
+    At Usiigaci's pixel scale (docs/data.md): ~60 cells of ~2700 px per 1024² field, half of
+    them touching. As in phase contrast, a cell's mean is barely below the background's (SNR ~0.4);
+    what shows a cell is its textured body and the bright halo along its border with the
+    background. Where two cells touch, the seam is only faintly brighter (~1 interior sd), as
+    in Usiigaci, not a bright line a boundary class could follow.
+    """
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    n_cells = max(1, int(round(rng.uniform(40, 80) * (size / 1024) ** 2)))
+    labels = cell_territories(rng, size, n_cells, radius=(22.0, 40.0), clustered=0.3)
+    cells = labels > 0
+    outer = find_boundaries(labels, mode="outer") & ~cells  # border with the background only
+    halo = ndimage.gaussian_filter(outer.astype(float), 2.0)
+    lowest = ndimage.minimum_filter(np.where(cells, labels, labels.max() + 1), size=3)
+    contact = cells & ((ndimage.maximum_filter(labels, size=3) > labels) | (lowest < labels))
+    seam = ndimage.gaussian_filter(contact.astype(float), 1.0)
     texture = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 1.5)
-    image = 20000 + 30000 * halo / max(halo.max(), 1e-9) - 5000 * (labels > 0) * (1 + 0.5 * texture)
+    texture /= max(texture.std(), 1e-9)
+    background_texture = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 1.0)
+    background_texture /= max(background_texture.std(), 1e-9)
+    yy, xx = np.mgrid[:size, :size] / size
+    image = 20000 + 1500 * (rng.uniform(-1, 1) * yy + rng.uniform(-1, 1) * xx)
+    image += 1400 * background_texture * ~cells
+    image += cells * (-500 + 1800 * texture)
+    image += 6000 * halo / max(halo.max(), 1e-9) + 2500 * seam / max(seam.max(), 1e-9)
     image += rng.normal(0, 700, (size, size))
     return np.clip(image, 0, 65535).astype(np.uint16), labels
 
 
 def make_nuclei(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fluorescent nuclei: image (H, W) uint8 and label image (H, W) uint16."""
-    from scipy import ndimage
-    from skimage.draw import ellipse
+    """Fluorescent nuclei: image (H, W) uint8 and label image (H, W) uint16.
 
+    At the pixel scale of the greyscale DSB images (docs/data.md): per image a typical nucleus
+    size (median area ~90–1800 px across images) and density (~10–100 per 256² field), nuclei
+    of varied brightness, domed (dimmer towards the rim), and a share placed against an earlier
+    nucleus so that about a third of them touch: a threshold merges those, as in DSB.
+    """
+    from scipy import ndimage
+    from skimage.segmentation import relabel_sequential
+
+    scale = np.exp(rng.uniform(np.log(5.5), np.log(16.0)))  # the image's typical radius, px
+    density = rng.uniform(10, 60) * (9.0 / scale) ** 2  # bigger nuclei, fewer per field
+    n_nuclei = max(1, int(round(density * (size / 256) ** 2)))
+    best = np.full((size, size), 1.0)  # smallest scaled ellipse distance so far (< 1: inside)
     labels = np.zeros((size, size), np.uint16)
-    brightness = np.zeros((size, size))
-    n_nuclei = objects_per_image(rng, size, 8, 16)
-    for _ in range(4 * n_nuclei):  # rejection sampling: nuclei do not overlap
-        if labels.max() == n_nuclei:
+    centres: list[np.ndarray] = []
+    radii: list[float] = []
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(4 * n_nuclei):
+        if len(centres) == n_nuclei:
             break
-        radius = rng.uniform(3.0, 10.0) * size / 128
-        rr, cc = ellipse(
-            rng.uniform(0, size),
-            rng.uniform(0, size),
-            radius * rng.uniform(0.7, 1.3),
-            radius * rng.uniform(0.7, 1.3),
-            shape=(size, size),
-            rotation=rng.uniform(0, np.pi),
-        )
-        if len(rr) < 8 or labels[rr, cc].any():
+        radius = scale * rng.uniform(0.75, 1.25)
+        if centres and rng.random() < 0.15:  # against an earlier nucleus: touching
+            k = rng.integers(len(centres))
+            angle = rng.uniform(0, 2 * np.pi)
+            centre = centres[k] + 0.95 * (radius + radii[k]) * np.array([np.sin(angle), np.cos(angle)])
+            apart = 0.8  # centres not inside each other
+        else:
+            centre = rng.uniform(0, size, 2)
+            apart = 1.2  # placed freely: mostly not touching (touches come from the line above)
+        if any(np.linalg.norm(centre - c) < apart * (radius + r) for c, r in zip(centres, radii)):
             continue
-        labels[rr, cc] = labels.max() + 1
-        brightness[rr, cc] = rng.uniform(60, 220)
+        a, b = radius * rng.uniform(0.75, 1.3, 2)
+        theta = rng.uniform(0, np.pi)
+        dy, dx = yy - centre[0], xx - centre[1]
+        u, v = dy * np.cos(theta) + dx * np.sin(theta), -dy * np.sin(theta) + dx * np.cos(theta)
+        distance = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+        closer = distance < best
+        if closer.sum() < 8:
+            continue
+        best[closer] = distance[closer]
+        labels[closer] = len(centres) + 1
+        centres.append(centre)
+        radii.append(radius)
+    labels = relabel_sequential(labels)[0].astype(np.uint16)
+    brightness = rng.uniform(50, 220, size=int(labels.max()) + 1)
+    brightness[0] = 0.0
+    dome = np.where(labels > 0, 1 - 0.1 * best**2, 0.0)  # dimmer towards each nucleus' rim
     texture = ndimage.gaussian_filter(rng.normal(0, 1, (size, size)), 1.0)
-    image = 10 + ndimage.gaussian_filter(brightness * (1 + 0.2 * texture), 1.0) + rng.normal(0, 5, (size, size))
+    signal = brightness[labels] * dome * (1 + 0.2 * texture)
+    yy_, xx_ = np.mgrid[:size, :size] / size
+    background = 8 + 6 * (rng.uniform(0, 1) * yy_ + rng.uniform(0, 1) * xx_)  # uneven illumination
+    image = background + ndimage.gaussian_filter(signal, 1.0) + rng.normal(0, 3, (size, size))
     return np.clip(np.round(image), 0, 255).astype(np.uint8), labels
 
 

@@ -23,6 +23,7 @@ padded image: float16 would round tanh(o) near ±1 to steps of 1e-3, a whole pix
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -30,6 +31,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,6 +106,10 @@ class ClusteringConfig:
     def preset_name(self, settings: DatasetSettings) -> str:
         """The preset used: the option's, or for `auto` the data set's."""
         return settings.clustering if self.clustering == "auto" else self.clustering
+
+    def record(self, settings: DatasetSettings) -> dict[str, Any]:
+        """The preset's name and thresholds used with `settings` (as train.json records them)."""
+        return {"preset": self.preset_name(settings), **dataclasses.asdict(self.params(settings))}
 
 
 def default_batch_size(tile_shape: Sequence[int], device: torch.device) -> int:

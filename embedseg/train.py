@@ -36,12 +36,12 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .acceleration import PRECISION_HELP, PRECISIONS, Precision, maybe_compile, resolve_precision
-from .core.cluster import preset
 from .core.embedding import grid_spacing
 from .core.losses import SpatialEmbLoss
 from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
 from .dataset_settings import DatasetSettings
+from .inference import ClusteringConfig
 from .io import DataError, UserError, atomic_write, write_json
 from .layout import BEST_PT, LAST_PT, LOG_COLUMNS, LOG_CSV, MEMORY_JSON, TRAIN_JSON
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
@@ -286,8 +286,8 @@ def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], out_dir:
     else:
         differences = "; ".join(
             f"{key} {saved.get(key)!r} there, {value!r} now"
-            for key, value in current.items()
-            if saved.get(key) != value
+            for key, value in current.items()  # a field added since `saved` was written: its default
+            if saved.get(key, getattr(TrainConfig, key, None)) != value
         )
     if differences:
         raise OutputError(
@@ -386,13 +386,7 @@ def fit(
             "crops_dir": str(crops_dir),
             "args": dataclasses.asdict(config),
             "settings": settings.to_dict(),
-            # what `predict --clustering auto` will use with this data set (embedseg.inference)
-            "clustering": {
-                "preset": settings.clustering,
-                **dataclasses.asdict(
-                    preset(settings.clustering, settings.min_object_size if settings.clustering == "current" else None)
-                ),
-            },
+            "clustering": ClusteringConfig().record(settings),  # what `predict --clustering auto` uses
             "model_config": model.config,
             "fingerprint": run_fingerprint,
             "precision": {"requested": config.precision, "used": precision_name, "why": why},

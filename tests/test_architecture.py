@@ -263,6 +263,7 @@ def test_the_import_reader_sees_relative_lazy_and_submodule_imports() -> None:
         "embedseg.baselines",
         "embedseg.baselines.configs",
         "embedseg.options",
+        "embedseg.schedule",
     }
 
 

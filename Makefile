@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint,zarr,weights]'
+	$(EDITABLE_INSTALL) $(BIN)/pip install -q -e '.[workflow,test,slurm,export,lint,zarr,weights]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -27,6 +27,11 @@ venv: $(BIN)/.installed
 # benchmarks (~1 min on an idle 2-core machine); a failed build only makes those tests skip.
 venv-official:
 	-PYTHON=$(PYTHON) bash benchmarks/official_env.sh
+
+# `make test` builds the venvs $(CORES) at a time; an editable install writes the package's
+# egg-info into this checkout, so those installs take turns (flock, util-linux).
+EDITABLE_INSTALL := flock $(CURDIR)/.venv-install.lock
+TEST_VENVS := venv venv-official venv-stardist venv-cellpose venv-napari venv-torchvision
 
 # Baseline venvs: the tests run `embedseg baseline …` with these interpreters (docs/baselines.md).
 # The package goes in without its dependencies (no torch for StarDist) plus the light ones it needs.
@@ -37,7 +42,7 @@ define baseline_venv
 	$(1)/bin/pip install -q --upgrade pip
 	$(if $(3),$(1)/bin/pip install -q $(TORCH_INDEX) $(3))
 	$(1)/bin/pip install -q $(2) $(BASELINE_DEPS)
-	$(1)/bin/pip install -q --no-deps -e .
+	$(EDITABLE_INSTALL) $(1)/bin/pip install -q --no-deps -e .
 	touch $(1)/.installed
 endef
 
@@ -70,7 +75,7 @@ MICRO_SAM_DEPS := xarray xxhash zarr timm kornia natsort h5py imagecodecs pandas
 	.venv-torchvision/bin/pip install -q $(TORCHVISION_PEERS) $(BASELINE_DEPS)
 	.venv-torchvision/bin/pip install -q --no-deps $(MICRO_SAM_PARTS)
 	.venv-torchvision/bin/pip install -q $(MICRO_SAM_DEPS)
-	.venv-torchvision/bin/pip install -q --no-deps -e .
+	$(EDITABLE_INSTALL) .venv-torchvision/bin/pip install -q --no-deps -e .
 	touch .venv-torchvision/.installed
 
 venv-stardist: .venv-stardist/.installed
@@ -84,7 +89,8 @@ venv-torchvision: .venv-torchvision/.installed
 TEST_WORKERS ?= $(CORES)
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test: venv venv-official venv-stardist venv-cellpose venv-napari venv-torchvision
+test:
+	$(MAKE) -j$(CORES) $(TEST_VENVS)
 	$(PYTEST)
 
 test-fast: venv

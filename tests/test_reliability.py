@@ -368,3 +368,30 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path):
     assert "\r" not in text and "\x1b[" not in text and "batches" not in text
     assert 2 <= len(lines) <= 10 and all(line.startswith("epochs:") for line in lines)
     assert "10/10" in lines[-1]
+
+
+def test_train_killed_in_epoch_0_restarts_in_place(tmp_path, data_dir):
+    """Issue 26, case 5: kill -9 in epoch 0 leaves only train.json; the same command must restart
+    in place (a second kill loses nothing more and leaves no staging folder), then finish."""
+    crops, model = tmp_path / "crops", tmp_path / "model"
+    assert embedseg("crops", data_dir, "--out", crops).returncode == 0
+    command = [sys.executable, "-m", "embedseg", "train", crops, "--out", model, "--epochs", "1", *TRAIN]
+    command[command.index("--train-size") + 1] = "40"
+    for _ in range(2):
+        started = time.time()
+        victim = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.monotonic() + 120
+        # until this run has written its train.json (in place or in a staging folder)
+        while time.monotonic() < deadline and victim.poll() is None:
+            written = [*tmp_path.glob("model/train.json"), *tmp_path.glob(".model.*.staging/train.json")]
+            if any(path.stat().st_mtime >= started for path in written):
+                break
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert (model / "train.json").exists() and not (model / "last.pt").exists()
+        assert not list(tmp_path.glob(".model.*.staging")), "the restart trained in a hidden staging folder"
+    finished = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (model / "best.pt").exists() and (model / "last.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".model")) == []

@@ -64,6 +64,19 @@ def local_source(source: str | None) -> Path | None:
     return None if source is None or _URL.match(source) else Path(source).expanduser()
 
 
+def source_files(source: Path) -> list[str]:
+    """Every file of a local source (sorted; hidden ones left out), or the zip itself: the inputs
+    of `prepare`, so that an added image or a mask edited in place re-prepares the data set
+    (a folder's own time stamp changes with neither)."""
+    if not source.is_dir():
+        return [str(source)]
+    return sorted(
+        str(path)
+        for path in source.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(source).parts)
+    )
+
+
 def prepare_options(settings: Mapping[str, object]) -> str:
     """Options of `embedseg prepare` from config `datasets.<ds>` (a local source with ``~``
     expanded). The crop size goes into dataset.json, so crops and the U-Net baseline both use it."""

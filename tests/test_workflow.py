@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,30 @@ def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode != 0 and "--test-fraction 1.5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_added_image_or_edited_mask_re_prepares_the_data_set(tmp_path: Path) -> None:
+    """Issue 26, case 3: an image and mask added to a `folder` source, or a mask edited in
+    place, after a run: `prepare` runs again (it read 'Nothing to be done' before)."""
+    source = write_own_dataset(tmp_path / "mine", n_images=4)
+    config = str(own_dataset_config(tmp_path, str(source)))
+    data = tmp_path / "results" / "test" / "data" / "mydata"
+    prepared = lambda: sum(len(list((data / split / "images").glob("*.tif"))) for split in ("train", "val", "test"))  # noqa: E731
+    target = "results/test/data/mydata"
+    snakemake(tmp_path, "--cores", "1", target, "--configfile", config)
+    assert prepared() == 4
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target, "--configfile", config).stdout
+    write_own_dataset(tmp_path / "more", n_images=5)
+    for kind in ("images", "masks"):
+        (tmp_path / "more" / kind / "img4.tif").rename(source / kind / "img4.tif")
+    snakemake(tmp_path, "--cores", "1", target, "--configfile", config)
+    assert prepared() == 5
+    mask = source / "masks" / "img0.tif"
+    edited = tifffile.imread(mask)
+    edited[edited == 2] = 0
+    time.sleep(0.01)
+    tifffile.imwrite(mask, edited)
+    assert job_counts(snakemake(tmp_path, "-n", target, "--configfile", config).stdout) == {"prepare": 1}
 
 
 @pytest.mark.parametrize("source", [None, "no/such/folder"])

@@ -13,14 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .data.formats import IMAGE_FILE_SUFFIXES
 from .inference import DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, default_tile, segment
-from .io import DataError, list_images, read_image, write_labels, write_tiff
+from .io import IMAGE_SUFFIXES, DataError, list_images, read_image, write_labels, write_tiff
 from .models.erfnet import NETWORK_MULTIPLE
 from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
+from .runtime import progress
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The TIFF images of `folder`; an error naming what is there instead when there are none."""
-    paths = list_images(folder)
+    """The images of `folder` (TIFF, and PNG/JPEG/BMP as `prepare` reads them); an error when
+    there are none, or when two share a name (their label TIFFs would collide)."""
+    paths = list_images(folder, IMAGE_FILE_SUFFIXES)
     if not paths:
-        others = [p.name for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
-        more = " …" if len(others) > 3 else ""
-        found = f"only {', '.join(others[:3])}{more}; convert them to TIFF" if others else "it is empty"
-        raise DataError(f"{folder}: no images to predict (.tif/.tiff): {found}")
+        raise DataError(f"{folder}: no images to predict ({', '.join(IMAGE_FILE_SUFFIXES)}): it is empty")
+    names: dict[str, Path] = {}
+    for path in paths:
+        other = names.setdefault(label_name(path), path)
+        if other != path:
+            raise DataError(f"{folder}: {other.name} and {path.name} would both be labelled as {label_name(path)}")
     return paths
+
+
+def label_name(path: Path) -> str:
+    """The label TIFF's file name for the image `path` (a TIFF keeps its name)."""
+    return path.name if path.suffix.lower() in IMAGE_SUFFIXES else f"{path.stem}.tif"
 
 
 def predict(
@@ -101,7 +108,7 @@ def predict(
     seeds_out: str | os.PathLike | None = None,
     force: bool = False,
 ) -> None:
-    """One label TIFF in `out` (and seed map in `seeds_out`) per TIFF image of `images`, with
+    """One label TIFF in `out` (and seed map in `seeds_out`) per image of `images`, with
     the checkpoint or package `model_path`; `out` follows :mod:`embedseg.outputs`."""
     from .acceleration import inference_model
     from .models import load_checkpoint
@@ -119,13 +126,13 @@ def predict(
         seeds_dir = seeds_out and stack.enter_context(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
-        for path in tqdm(paths, desc="predict", unit="image"):
+        for path in progress(paths, desc="predict", unit="image"):
             labels, seeds = segment(
                 model, read_image(path), settings, config.tta, params, path, config.rgb_to_grey, tile_size=tile_size
             )
-            write_labels(out_dir / path.name, labels)
+            write_labels(out_dir / label_name(path), labels)
             if seeds_dir:
-                write_tiff(seeds_dir / path.name, seeds)
+                write_tiff(seeds_dir / label_name(path), seeds)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import __version__
 from .acceleration import Precision, maybe_compile
@@ -49,7 +48,7 @@ from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
 from .options import add_options, fingerprint_fields, from_args, option
 from .outputs import MODEL, OutputError, check_output, replacing
-from .runtime import resolve_device, seed_everything, seed_worker, write_memory_json
+from .runtime import progress, resolve_device, seed_everything, seed_worker, write_memory_json
 from .schedule import BASE_LR, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ def train_epoch(
     model.train()
     optimizer.zero_grad()
     losses = []
-    for i, batch in enumerate(tqdm(loader, desc="train", leave=False)):
+    for i, batch in enumerate(progress(loader, desc="train", leave=False)):
         loss, _ = run_batch(model, criterion, batch, device, precision)
         precision.backward(loss / virtual_batch)
         if (i + 1) % virtual_batch == 0:
@@ -206,7 +205,7 @@ def validate(
     model.eval()
     losses, ious = [], []
     with torch.no_grad():
-        for batch in tqdm(loader, desc="val", leave=False):
+        for batch in progress(loader, desc="val", leave=False):
             loss, batch_ious = run_batch(model, criterion, batch, device, precision)
             losses.append(loss.item())
             ious.append(batch_ious.cpu())
@@ -421,7 +420,7 @@ def fit(
         drop_last=False,
         device=device,
     )
-    for epoch in tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
+    for epoch in progress(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
         started = time.perf_counter()
         lr = learning_rate(epoch)
         for group in optimizer.param_groups:

@@ -395,3 +395,83 @@ def test_train_killed_in_epoch_0_restarts_in_place(tmp_path, data_dir):
     assert finished.returncode == 0, finished.stderr
     assert (model / "best.pt").exists() and (model / "last.pt").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".model")) == []
+
+
+# --- images a model never saw (case 1) ------------------------------------------------------
+
+
+@pytest.fixture
+def uint8_model(tmp_path) -> Path:
+    """An untrained 2-D model whose (recorded) training images were uint8, values 3..250."""
+    import torch
+
+    from embedseg.dataset_settings import DatasetSettings
+    from embedseg.models import BranchedERFNet, save_checkpoint
+
+    torch.manual_seed(0)
+    model = BranchedERFNet(in_channels=1)
+    settings = DatasetSettings(name="toy", extra={"intensity": {"dtypes": ["uint8"], "min": 3.0, "max": 250.0}})
+    path = tmp_path / "model" / "best.pt"
+    path.parent.mkdir()
+    state = {"model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict()}
+    save_checkpoint(path, {**state, "epoch": 0, "best_iou": 0.0})
+    return path
+
+
+def one_image(folder: Path, name: str, image: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / name, image) if name.endswith(".tif") else iio.imwrite(folder / name, image)
+    return folder
+
+
+def test_z_scored_float_image_into_a_uint8_model_is_refused(tmp_path, uint8_model):
+    """Issue 26, case 1: z-scored float32 images ran with exit 0 and 0 objects."""
+    raw = discs(3).astype(np.float32) * 40 + 10
+    images = one_image(tmp_path / "z", "a.tif", (raw - raw.mean()) / raw.std())
+    result = embedseg("predict", uint8_model, "--images", images, "--out", tmp_path / "pred", "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "a.tif: float32 image with values down to -" in result.stderr
+    assert "never negative" in result.stderr and "--normalization percentile" in result.stderr
+    assert not (tmp_path / "pred").exists()
+
+
+def test_signed_image_with_negative_values_is_refused(tmp_path, uint8_model, capsys):
+    images = one_image(tmp_path / "s", "a.tif", (discs(3).astype(np.int16) * 200) - 60)  # uint8 − 60
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    assert main(args) == 2
+    assert "a.tif: int16 image with values down to -60 does not fit the model" in capsys.readouterr().err
+
+
+def test_image_far_below_the_training_range_warns(tmp_path, uint8_model, caplog):
+    images = one_image(tmp_path / "dim", "a.tif", (discs(3) > 0).astype(np.uint8) * 9)
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--no-tta"]) == 0
+    assert "values 0..9, but the model's training images had 3..250 (uint8)" in caplog.text
+
+
+def test_predict_reads_png_and_h_w_1_images(tmp_path, uint8_model):
+    """`prepare` reads PNG/JPEG, so `predict` does; an (H, W, 1) image is one channel."""
+    images = one_image(tmp_path / "png", "a.png", (discs(3) > 0).astype(np.uint8) * 200)
+    one_image(images, "b.tif", ((discs(3) > 0).astype(np.uint8) * 200)[..., None])
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    assert main([*args, "--no-tta"]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.tif")) == ["a.tif", "b.tif"]
+    assert tifffile.imread(tmp_path / "p" / "b.tif").shape == (48, 48)
+
+
+def test_12_bit_data_in_uint16_warns_and_the_value_range_is_recorded(tmp_path, caplog):
+    source = folder_data(tmp_path / "src", [discs(3), discs(2), discs(4), discs(3)])
+    for path in (source / "images").glob("*.tif"):
+        tifffile.imwrite(path, tifffile.imread(path).astype(np.uint16) * 100)  # values 0 … 4000
+    with caplog.at_level(logging.WARNING):
+        assert run_prepare(source, tmp_path / "out") == 0
+    assert "12-bit data?" in caplog.text and "--normalization percentile" in caplog.text
+    facts = json_file(tmp_path / "out" / "dataset.json")["extra"]["intensity"]
+    assert facts["dtypes"] == ["uint16"] and facts["min"] == 0 and facts["max"] == 4000
+
+
+def json_file(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())

@@ -253,9 +253,9 @@ def write_synthetic(
     name: str, n_images: int, image_size: int, seed: int, folder: Path, depth: int | None = None
 ) -> None:
     """Synthesise a set into ``folder/{images,masks}`` (the `folder` layout)."""
-    from tqdm import tqdm
+    from ..runtime import progress
 
-    for stem, image, labels in tqdm(
+    for stem, image, labels in progress(
         generate(name, n_images, image_size, seed, depth), total=n_images, desc=f"synthesise {name}"
     ):
         write_tiff(folder / "images" / f"{stem}.tif", image)
@@ -309,10 +309,11 @@ def write_splits(
     `ndim`: the declared dimension (None: detected from the first sample, :func:`detect_ndim`);
     `voxel_size`: given on the command line (see :func:`resolve_voxel_size`).
     """
-    from tqdm import tqdm
+    from ..runtime import progress
 
     smallest: list[int] = []
     dtypes: set[str] = set()
+    low, high = np.inf, -np.inf  # value range of the train + val images
     channels: dict[int, Path] = {}  # channel count -> first image with it
     shapes: list[tuple[int, ...]] = []  # spatial shape of every train image
     extents: list[list[int]] = []  # 3D: (z, y, x) extent of every train + val object
@@ -321,7 +322,7 @@ def write_splits(
     for split in SPLITS:
         (out / split / "images").mkdir(parents=True, exist_ok=True)
         (out / split / "masks").mkdir(parents=True, exist_ok=True)
-        for sample in tqdm(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
+        for sample in progress(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
             image, labels = sample.read_image(rgb_to_grey), sample.read_labels()
             if ndim is None:
                 ndim = detect_ndim(sample, image, labels)
@@ -339,6 +340,8 @@ def write_splits(
                 one_hot = labels.ndim == 3 if one_hot is None else one_hot
                 labels = match_mask_kind(labels, one_hot, sample.mask_paths[0])
             dtypes.add(image.dtype.name)
+            if image.size and split != "test":
+                low, high = min(low, float(image.min())), max(high, float(image.max()))
             if split != "test" and labels.any():
                 smallest.append(min_object_size(labels, one_hot=ndim == 2 and bool(one_hot)))
                 if ndim == 3:
@@ -365,8 +368,18 @@ def write_splits(
     settings.crop_size = fitted_crop_size(
         settings.crop_size, shapes, crop_size_given, fit=spec.name == "folder" and not crop_size_given
     )
+    # What `predict` checks an image against (embedseg.inference.check_value_range).
+    settings.extra["intensity"] = {"dtypes": sorted(dtypes), "min": low, "max": high} if high >= low else {}
     if spec.name == "folder" and settings.normalization == "absolute":
         settings.normalization_factor = absolute_factor(dtypes)
+        if settings.normalization_factor == 65535.0 and high < 4096:
+            log.warning(
+                "%s: uint16 images with values up to %g (12-bit data?) are divided by 65535, so the network "
+                "sees inputs up to %.3f; --normalization percentile maps each image's range to 0..1",
+                spec.name,
+                high,
+                high / 65535,
+            )
     elif spec.dtype != "any" and dtypes - {spec.dtype}:
         log.warning(
             "%s: images are %s, expected %s; check the normalisation in dataset.json",

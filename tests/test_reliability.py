@@ -475,3 +475,12 @@ def json_file(path: Path) -> dict:
     import json
 
     return json.loads(path.read_text())
+
+
+def test_predict_on_a_model_folder_names_its_checkpoint(tmp_path, uint8_model, capsys):
+    images = one_image(tmp_path / "i", "a.tif", discs(3).astype(np.uint8))
+    args = ["predict", str(uint8_model.parent), "--images", str(images), "--out", str(tmp_path / "p")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"a folder, not a checkpoint; pass its checkpoint file, e.g. {uint8_model}" in err
+    assert "train a model first" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -199,6 +200,38 @@ def test_values_with_spaces_and_dollars_reach_their_step_as_one_word(tmp_path: P
     tables = next(words for words in commands if words[1] == "tables")
     assert prepare[prepare.index("--cache") + 1] == "cache dir $HOME"
     assert tables[tables.index("--paper") + 1] == str(paper)
+
+
+@pytest.mark.slow
+def test_checkout_and_cache_with_spaces_and_dollars_run_every_job(tmp_path: Path) -> None:
+    """Issue 26, cases 6 and 7: config/test.yaml run for real from a checkout whose path has a
+    space, with `cache:` a folder named with a space and `$x`: every job succeeds."""
+    checkout = tmp_path / "my check out"
+    for part in ("embedseg", "workflow", "config"):
+        shutil.copytree(REPO / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work dir"
+    work.mkdir()
+    config = {**load_config("test.yaml"), "cache": str(tmp_path / "cache dir $x")}
+    (work / "awkward.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "workflow" / "Snakefile")]
+        + [
+            "--directory",
+            str(work),
+            "--workflow-profile",
+            "none",
+            "--cores",
+            "2",
+            "--configfile",
+            str(work / "awkward.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"{result.stderr[-4000:]}\n{failed_logs(work)}"
+    assert (work / "results" / "test" / "tables" / "table1.csv").is_file()
+    assert not (work / "x").exists() and not list(tmp_path.glob("cache dir")), "$x was expanded by the shell"
 
 
 def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:

@@ -86,14 +86,12 @@ class Source:
 
 
 def reduce_rgb(image: np.ndarray, path: str | os.PathLike, rgb_to_grey: bool = False) -> np.ndarray:
-    """An RGB(A) picture (H, W, 3|4), or an (H, W, 1) image, as one channel (H, W); other images unchanged.
+    """An RGB(A) picture (H, W, 3|4) as one channel (H, W); other images unchanged.
 
     R = G = B (greyscale saved as RGB, e.g. DSB's fluorescence PNGs) loses nothing and is always
     reduced; a colour picture is reduced to luminance only with `rgb_to_grey`, else refused,
     since its channels are not the (C, H, W) stack of a multi-channel microscope image.
     """
-    if image.ndim == 3 and image.shape[-1] == 1 and image.shape[0] > 4:  # (H, W, 1): one channel last
-        return image[..., 0]
     if image.ndim != 3 or image.shape[-1] not in (3, 4):  # (C, H, W) has W > 4
         return image
     if not rgb_to_grey and not np.all(image[..., :3] == image[..., :1]):

@@ -484,3 +484,10 @@ def test_predict_on_a_model_folder_names_its_checkpoint(tmp_path, uint8_model, c
     err = capsys.readouterr().err
     assert f"a folder, not a checkpoint; pass its checkpoint file, e.g. {uint8_model}" in err
     assert "train a model first" not in err
+
+
+def test_export_name_is_checked_before_any_work(tmp_path, capsys):
+    """`export --name "Zellkerne ü"` failed with a pydantic traceback after all the work."""
+    args = ["export", str(tmp_path / "no-model"), "--out", str(tmp_path / "m.zip"), "--name", "Zellkerne ü"]
+    assert main([*args, "--sample", str(tmp_path)]) == 2
+    assert "--name 'Zellkerne ü': a bioimage.io model name has 5 to 128 characters" in capsys.readouterr().err

@@ -491,3 +491,12 @@ def test_export_name_is_checked_before_any_work(tmp_path, capsys):
     args = ["export", str(tmp_path / "no-model"), "--out", str(tmp_path / "m.zip"), "--name", "Zellkerne ü"]
     assert main([*args, "--sample", str(tmp_path)]) == 2
     assert "--name 'Zellkerne ü': a bioimage.io model name has 5 to 128 characters" in capsys.readouterr().err
+
+
+def test_a_bad_local_zip_source_does_not_advise_downloading(tmp_path, capsys):
+    (tmp_path / "mine.zip").write_bytes(b"not a zip")
+    args = ["prepare", "folder", "--source", str(tmp_path / "mine.zip"), "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "mine.zip: not a valid zip file" in err and "check the file given as --source" in err
+    assert "download" not in err

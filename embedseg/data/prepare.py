@@ -245,7 +245,7 @@ def resolve_source(spec: DatasetSpec, config: PrepareConfig, scratch: Path) -> S
         return read_source(unpack_zip(archive, Path(config.cache) / spec.name), layout, greyscale_only)
     path = Path(location)
     if path.is_file():
-        return read_source(unpack_zip(path, scratch), layout, greyscale_only)
+        return read_source(unpack_zip(path, scratch, downloaded=False), layout, greyscale_only)
     return read_source(path, layout, greyscale_only)
 
 

@@ -500,3 +500,16 @@ def test_a_bad_local_zip_source_does_not_advise_downloading(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "mine.zip: not a valid zip file" in err and "check the file given as --source" in err
     assert "download" not in err
+
+
+@pytest.mark.parametrize(
+    ("fraction", "message"),
+    [("0.99", "leaves 1 to train and validate on"), ("0.01", "holds out no image, so nothing could be scored")],
+)
+def test_a_test_fraction_that_leaves_a_split_empty_stops_in_prepare(tmp_path, capsys, fraction, message):
+    """`--test-fraction 0.99` gave a traceback; `test: 0.01` 0 test images, then a failing `predict`."""
+    source = folder_data(tmp_path / "src", [discs(3)] * 8)
+    args = ["prepare", "folder", "--source", str(source), "--test-fraction", fraction, "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"the test split {fraction} of 8 images" in err and message in err and "Traceback" not in err

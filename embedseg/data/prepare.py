@@ -167,7 +167,7 @@ def prepare(
     with replacing(out, DATA, {"--source": local_source, "--cache": Path(config.cache) / spec.name}, force) as staging:
         source = resolve_source(spec, config, staging / ".source")
         val_seed = validation_seed(config.seed, config.resplit_run)
-        splits = split_samples(source, spec, config.seed, config.limit, val_seed)
+        splits = split_samples(source, spec, config.seed, config.limit, val_seed, config.test_fraction is not None)
         settings = spec.dataset_settings(
             normalization=config.normalization, crop_size=crop_size(spec, config), ndim=config.ndim
         )
@@ -263,11 +263,17 @@ def write_synthetic(
 
 
 def split_samples(
-    source: Source, spec: DatasetSpec, seed: int, limit: int | None, val_seed: int | None = None
+    source: Source,
+    spec: DatasetSpec,
+    seed: int,
+    limit: int | None,
+    val_seed: int | None = None,
+    test_given: bool = False,
 ) -> dict[str, list[Sample]]:
     """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
     with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
-    (default: `seed`; none when validation uses crops)."""
+    (default: `seed`; none when validation uses crops). A test fraction that leaves fewer than 2
+    images, or (`test_given`: the user's --test-fraction) holds out none, is refused."""
     pool, test = source.pool[:limit], source.test[:limit]
     if len(pool) < 2:
         raise DataError(
@@ -278,6 +284,17 @@ def split_samples(
         # a test *count* (paper: 5 of 50, 50 of 497) cannot exceed a --limit-ed pool; cap it at half
         subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
         keep, held = paper_split(len(pool), subset, seed)
+        share = f"test split {subset} of {len(pool)} images (--test-fraction, config `test:`)"
+        if isinstance(subset, float) and len(keep) < 2:
+            raise DataError(
+                f"data set {spec.name!r}: the {share} leaves {len(keep)} to train and validate on; "
+                f"at least 2 are needed: give a smaller --test-fraction"
+            )
+        if isinstance(subset, float) and subset > 0 and not len(held) and test_given:
+            raise DataError(
+                f"data set {spec.name!r}: the {share} holds out no image, so nothing could be "
+                f"scored; give at least --test-fraction {1 / len(pool):.3g}"
+            )
         pool, test = [pool[i] for i in sorted(keep)], [pool[i] for i in sorted(held)]
     settings = spec.dataset_settings()
     if settings.val_split == "crop":

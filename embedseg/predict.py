@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -122,7 +123,9 @@ def predict(
     log.info("clustering %s: %s", config.cluster.clustering, params)
     inputs = {"MODEL_PT": model_path, "--images": images}
     with contextlib.ExitStack() as stack:
-        out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force))
+        # predictions.json records what made the labels (their options are not in the file names)
+        record = {"tta": config.tta, "clustering": config.cluster.clustering, "params": dataclasses.asdict(params)}
+        out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force, record))
         seeds_dir = seeds_out and stack.enter_context(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )

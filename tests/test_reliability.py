@@ -458,6 +458,8 @@ def test_predict_reads_png_and_h_w_1_images(tmp_path, uint8_model):
     assert main([*args, "--no-tta"]) == 0
     assert sorted(p.name for p in (tmp_path / "p").glob("*.tif")) == ["a.tif", "b.tif"]
     assert tifffile.imread(tmp_path / "p" / "b.tif").shape == (48, 48)
+    facts = json_file(tmp_path / "p" / "predictions.json")  # what made the labels
+    assert facts["tta"] is False and facts["clustering"] and "seed_thresh" in facts["params"]
 
 
 def test_12_bit_data_in_uint16_warns_and_the_value_range_is_recorded(tmp_path, caplog):

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from .methods import Variant
+from .methods import EMBEDSEG, TABLE2_ONLY, Variant
 
 # Keys of config `datasets.<ds>` that are the workflow's own, not options of `embedseg prepare`.
 WORKFLOW_DATASET_KEYS = ("train", "baselines")
@@ -115,3 +115,10 @@ def job_device(device: str, gpu: bool) -> str:
     if device == "cpu":
         raise ValueError("config: `gpu: true` asks for a GPU per job but `device: cpu` would not use it; set one")
     return "cuda" if device == "auto" else device
+
+
+def unshown_variants(variants: list[Variant]) -> list[str]:
+    """Planned variants that no table shows: Table 1 has EmbedSeg and Neven et al., Table 2 the
+    other variants beside EmbedSeg (embedseg-medoid-tta), so without it they are in neither."""
+    names = [variant.name for variant in variants]
+    return [] if EMBEDSEG in names else [name for name in names if name in TABLE2_ONLY]

@@ -234,6 +234,14 @@ def test_checkout_and_cache_with_spaces_and_dollars_run_every_job(tmp_path: Path
     assert not (work / "x").exists() and not list(tmp_path.glob("cache dir")), "$x was expanded by the shell"
 
 
+def test_variants_no_table_shows_are_named_at_start(tmp_path: Path) -> None:
+    """`centers: [medoid]` with `tta: [false]`: trained and scored, in neither table; say so."""
+    config = {**load_config("test.yaml"), "centers": ["medoid"], "tta": [False]}
+    (tmp_path / "unshown.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--configfile", str(tmp_path / "unshown.yaml"))
+    assert "embedseg-medoid-notta will be trained and scored but shown in no table" in result.stderr + result.stdout
+
+
 def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:
     """A real run of `mydata` (folder layout, a source the test writes) with config/test.yaml's
     methods: the own data set and the own method otsu-watershed both reach Table 1."""

@@ -177,3 +177,11 @@ def test_source_files_lists_a_folders_files_and_a_zip_itself(tmp_path):
     (tmp_path / "src" / ".hidden").write_bytes(b"")
     assert workflow_args.source_files(tmp_path / "src") == [str(tmp_path / "src" / "images" / "a.tif")]
     assert workflow_args.source_files(tmp_path / "data.zip") == [str(tmp_path / "data.zip")]
+
+
+def test_variants_no_table_shows_are_named():
+    from embedseg.methods import Variant
+
+    assert workflow_args.unshown_variants([Variant("medoid", False)]) == ["embedseg-medoid-notta"]
+    assert workflow_args.unshown_variants([Variant("medoid", True), Variant("medoid", False)]) == []
+    assert workflow_args.unshown_variants([Variant("centroid", False)]) == []  # Neven et al.: Table 1

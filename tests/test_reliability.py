@@ -515,3 +515,11 @@ def test_a_test_fraction_that_leaves_a_split_empty_stops_in_prepare(tmp_path, ca
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"the test split {fraction} of 8 images" in err and message in err and "Traceback" not in err
+
+
+def test_ndim_3_on_a_2d_data_set_names_the_set_and_the_fix(tmp_path, capsys):
+    source = folder_data(tmp_path / "src", [discs(3)] * 4)
+    args = ["prepare", "folder", "--source", str(source), "--ndim", "3", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "data set 'folder': " in err and "it is a 2-D image: the data set is declared 3-D" in err

@@ -273,7 +273,7 @@ def split_samples(
     """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
     with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
     (default: `seed`; none when validation uses crops). A test fraction that leaves fewer than 2
-    images, or (`test_given`: the user's --test-fraction) holds out none, is refused."""
+    images or holds out none is refused when it is the user's --test-fraction (`test_given`)."""
     pool, test = source.pool[:limit], source.test[:limit]
     if len(pool) < 2:
         raise DataError(
@@ -285,7 +285,7 @@ def split_samples(
         subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
         keep, held = paper_split(len(pool), subset, seed)
         share = f"test split {subset} of {len(pool)} images (--test-fraction, config `test:`)"
-        if isinstance(subset, float) and len(keep) < 2:
+        if test_given and len(keep) < 2:
             raise DataError(
                 f"data set {spec.name!r}: the {share} leaves {len(keep)} to train and validate on; "
                 f"at least 2 are needed: give a smaller --test-fraction"
@@ -345,7 +345,10 @@ def write_splits(
                 ndim = detect_ndim(sample, image, labels)
                 log.info("%s: %dD data (detected from %s)", settings.name, ndim, sample.image_path)
             first = first or sample
-            check_pair(image, labels, sample.image_path, sample.mask_paths[0], ndim)
+            try:
+                check_pair(image, labels, sample.image_path, sample.mask_paths[0], ndim)
+            except DataError as error:  # a synthetic set's paths are scratch files: name the set
+                raise DataError(f"data set {settings.name!r}: {error}") from None
             channels.setdefault(1 if image.ndim == ndim else image.shape[0], sample.image_path)
             if len(channels) > 1:
                 (count, first), (other, path) = channels.items()

@@ -42,7 +42,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .core.centers import CENTER_TYPES, object_center
 from .core.labels import fill_label_holes
@@ -51,6 +50,7 @@ from .dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from .io import DataError, list_images, read_image, read_labels, write_json, write_labels, write_tiff
 from .models.erfnet import NETWORK_MULTIPLE
 from .outputs import CROPS, replacing
+from .runtime import progress
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def crop_subset(data_dir: Path, subset: str, out_dir: Path, settings: DatasetSet
     for folder in CROP_FOLDERS:
         (out_dir / subset / folder).mkdir(parents=True, exist_ok=True)
     counts, ratios = [], []
-    for image_path in tqdm(image_paths, desc=f"crops {subset}", unit="image"):
+    for image_path in progress(image_paths, desc=f"crops {subset}", unit="image"):
         mask_path = mask_dir / image_path.name
         if not mask_path.exists():
             raise DataError(f"{mask_path}: mask missing for image {image_path}; every image needs a same-named mask")

@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import string
 from pathlib import Path
 
 from .inference import ClusteringConfig
@@ -103,7 +104,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing package at --out")
 
 
+# bioimage.io's rule for a model name (bioimageio.spec model v0.5 `name`), checked before any work.
+NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_+- ()")
+
+
+def check_name(name: str | None) -> None:
+    """Refuse a --name that bioimage.io would reject only after the whole export."""
+    if name is None:
+        return
+    bad = sorted(set(name) - NAME_CHARACTERS)
+    if bad or not 5 <= len(name) <= 128:
+        raise DataError(
+            f"--name {name!r}: a bioimage.io model name has 5 to 128 characters, only ASCII letters, digits, "
+            f"spaces and _+-(){'; not ' + ' '.join(map(repr, bad)) if bad else ''}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    check_name(args.name)
     if args.out.suffix != ".zip":
         raise DataError(f"{args.out}: a bioimage.io package is a .zip; use {args.out.with_suffix('.zip')}")
     inputs = {f"MODEL {model}": model for model in args.models}

@@ -369,25 +369,53 @@ def network_input(
 
 
 def check_value_range(image: np.ndarray, settings: DatasetSettings, path: str | os.PathLike) -> None:
-    """For `absolute` normalisation the image must be of the training data's bit depth: values
-    above the factor (a 16-bit image into an 8-bit model), an integer type far below it (8-bit
-    into 16-bit) or a float image already scaled to [0, 1] would give the network inputs it
-    never saw and silently wrong labels."""
-    if settings.normalization != "absolute" or not image.size:
+    """The image's values must be of the kind the model was trained on, else a DataError naming
+    `path` and the fix (a warning where the labels may still be right).
+
+    For `absolute` normalisation the image must be of the training data's bit depth: values
+    above the factor (a 16-bit image into an 8-bit model), negative values (a z-scored float or
+    a signed image: the training images were unsigned), an integer type far below the factor
+    (8-bit into 16-bit) or a float image already scaled to [0, 1] would give the network inputs
+    it never saw and silently wrong labels; values far outside the training images' range
+    (``dataset.json``'s ``extra.intensity``, written by `prepare`) warn. `percentile` and
+    `mean-std` models map any value range to the one they saw.
+    """
+    if not image.size:
         return
-    factor = float(settings.normalization_factor)
-    trained = {255.0: "8-bit (uint8)", 65535.0: "16-bit (uint16)"}.get(factor, f"values up to {factor:g}")
-    highest = float(image.max())
-    if np.issubdtype(image.dtype, np.integer):
-        mismatch = highest > factor or np.iinfo(image.dtype).max < factor / 2
-    else:
-        mismatch = highest > factor or (factor > 1 and highest <= 1)
-    if mismatch:
-        found = f"values up to {image.max()}"
-        raise DataError(
-            f"{path}: {image.dtype} image ({found}) does not fit the model, trained on {trained} images "
-            f"divided by {factor:g}; convert the image to that bit depth, or train a model on images like it"
-        )
+    lowest, highest = float(image.min()), float(image.max())
+    trained = settings.extra.get("intensity") or {}
+    if settings.normalization == "absolute":
+        factor = float(settings.normalization_factor)
+        bits = {255.0: "8-bit (uint8)", 65535.0: "16-bit (uint16)"}.get(factor, f"values up to {factor:g}")
+        if lowest < 0:
+            raise DataError(
+                f"{path}: {image.dtype} image with values down to {image.min()} does not fit the model, trained "
+                f"on {bits} images (never negative) divided by {factor:g}; give the raw, unnormalised image, or "
+                "train a model with --normalization percentile (or mean-std) on images like it"
+            )
+        if np.issubdtype(image.dtype, np.integer):
+            mismatch = highest > factor or np.iinfo(image.dtype).max < factor / 2
+        else:
+            mismatch = highest > factor or (factor > 1 and highest <= 1)
+        if mismatch:
+            raise DataError(
+                f"{path}: {image.dtype} image (values up to {image.max()}) does not fit the model, trained on "
+                f"{bits} images divided by {factor:g}; convert the image to that bit depth, or train a model "
+                "on images like it"
+            )
+    if settings.normalization == "absolute" and trained.get("max", 0) > 0:
+        span = trained["max"] - trained["min"]
+        if highest < trained["min"] + span / 16 or highest > trained["max"] + 4 * span:
+            log.warning(
+                "%s: values %g..%g, but the model's training images had %g..%g (%s); its labels may be "
+                "wrong. Use images like the training ones, or a model trained with --normalization percentile",
+                path,
+                lowest,
+                highest,
+                trained["min"],
+                trained["max"],
+                ", ".join(trained.get("dtypes", [])),
+            )
 
 
 def segment(

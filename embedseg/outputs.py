@@ -336,13 +336,18 @@ def check_output_file(
 
 @contextlib.contextmanager
 def replacing(
-    out: PathLike, kind: OutputKind, inputs: Mapping[str, PathLike | None], force: bool = False
+    out: PathLike,
+    kind: OutputKind,
+    inputs: Mapping[str, PathLike | None],
+    force: bool = False,
+    record: Mapping[str, object] | None = None,
 ) -> Iterator[Path]:
     """Yield an empty staging folder next to `out`; when the block succeeds it becomes `out`.
 
     The checks of :func:`check_output` come first, under the lock on `out`, which is held
     until the block and the swap are done. After the block, the kind's first marker is
-    written as a small manifest unless the block wrote a marker itself; then the staging folder
+    written as a small manifest (with the facts in `record`, e.g. the options that made the
+    output) unless the block wrote a marker itself; then the staging folder
     replaces `out` (the earlier output is deleted only after the swap). A block that raises, or
     writes nothing at all (a baseline that declined to run), leaves `out` as it was; a block
     that cannot write (full disk) raises an :class:`OutputError` naming `out`.
@@ -350,10 +355,12 @@ def replacing(
     check_not_input(out, inputs)
     with output_lock(out) as target, writing(out, target):
         check_replaceable(Path(out), kind, force)
-        yield from staged(target, kind, inputs)
+        yield from staged(target, kind, inputs, record)
 
 
-def staged(target: Path, kind: OutputKind, inputs: Mapping[str, PathLike | None]) -> Iterator[Path]:
+def staged(
+    target: Path, kind: OutputKind, inputs: Mapping[str, PathLike | None], record: Mapping[str, object] | None = None
+) -> Iterator[Path]:
     """The staging part of :func:`replacing` (a generator body, run under its lock)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
@@ -373,6 +380,7 @@ def staged(target: Path, kind: OutputKind, inputs: Mapping[str, PathLike | None]
                     "command": kind.command,
                     "embedseg_version": __version__,
                     "inputs": {name: str(Path(path).resolve()) for name, path in inputs.items() if path is not None},
+                    **(record or {}),
                 },
             )
         swap_in(staging, target)

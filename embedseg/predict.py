@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .acceleration import PRECISION_HELP, PRECISIONS
 from .blocks import CLUSTER_HALO
 from .data.formats import IMAGE_FILE_SUFFIXES
 from .inference import DEFAULT_MEMORY_GB, DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, segment
-from .io import DataError, list_images, read_image, write_labels, write_tiff
+from .io import IMAGE_SUFFIXES, DataError, list_images, read_image, write_labels, write_tiff
 from .large import in_blocks, predict_large, work_folder
 from .models.erfnet import NETWORK_MULTIPLE
 from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
+from .runtime import progress
 from .zarr_io import is_zarr
 
 log = logging.getLogger(__name__)
@@ -119,18 +119,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The TIFF and OME-Zarr images of `folder`, or `folder` itself when it is one OME-Zarr; an
-    error naming what is there instead when there are none."""
+    """The images of `folder` (TIFF, PNG/JPEG/BMP as `prepare` reads them, and OME-Zarr), or
+    `folder` itself when it is one OME-Zarr; an error when there are none, or when two share a
+    name (their label TIFFs would collide)."""
     if is_zarr(folder):
         return [Path(folder)]
-    paths = list_images(folder)
+    paths = list_images(folder, IMAGE_FILE_SUFFIXES)
+    names: dict[str, Path] = {}
+    for path in paths:
+        other = names.setdefault(label_name(path), path)
+        if other != path:
+            raise DataError(f"{folder}: {other.name} and {path.name} would both be labelled as {label_name(path)}")
     paths += sorted(p for p in Path(folder).iterdir() if is_zarr(p) and not p.name.startswith("."))
     if not paths:
-        others = [p.name for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_FILE_SUFFIXES]
-        more = " …" if len(others) > 3 else ""
-        found = f"only {', '.join(others[:3])}{more}; convert them to TIFF" if others else "it is empty"
-        raise DataError(f"{folder}: no images to predict (.tif/.tiff/.ome.zarr): {found}")
+        raise DataError(f"{folder}: no images to predict ({', '.join(IMAGE_FILE_SUFFIXES)}, .ome.zarr): it is empty")
     return paths
+
+
+def label_name(path: Path) -> str:
+    """The label TIFF's file name for the image `path` (a TIFF keeps its name)."""
+    return path.name if path.suffix.lower() in IMAGE_SUFFIXES else f"{path.stem}.tif"
 
 
 def predict(
@@ -158,12 +166,14 @@ def predict(
     log.info("clustering %s: %s", config.cluster.preset_name(settings), params)
     inputs = {"MODEL_PT": model_path, "--images": images}
     with contextlib.ExitStack() as stack:
-        out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force))
+        # predictions.json records what made the labels (their options are not in the file names)
+        record = {"tta": config.tta, "clustering": config.cluster.clustering, "params": dataclasses.asdict(params)}
+        out_dir = stack.enter_context(replacing(out, PREDICTIONS, inputs, force, record))
         seeds_dir = seeds_out and stack.enter_context(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
         raw_dir = raw_out and stack.enter_context(replacing(raw_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force))
-        for path in tqdm(paths, desc="predict", unit="image"):
+        for path in progress(paths, desc="predict", unit="image"):
             if in_blocks(path, settings, config):
                 predict_large(model, path, settings, params, config, out, out_dir, raw_dir, model_path)
                 continue
@@ -178,9 +188,9 @@ def predict(
                 tile_size=tile_size,
                 memory_gb=config.memory_gb,
             )
-            write_labels(out_dir / path.name, labels)
+            write_labels(out_dir / label_name(path), labels)
             if seeds_dir:
-                write_tiff(seeds_dir / path.name, seeds)
+                write_tiff(seeds_dir / label_name(path), seeds)
     shutil.rmtree(work_folder(out), ignore_errors=True)
 
 

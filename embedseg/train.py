@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -42,7 +43,7 @@ from .crop_dataset import CropDataset, RandomCropSampler, collate_crops
 from .crops import crops_digest, digest_sha256
 from .dataset_settings import DatasetSettings
 from .inference import ClusteringConfig
-from .io import DataError, UserError, atomic_write, write_json
+from .io import DataError, UserError, atomic_write, read_json, write_json
 from .layout import BEST_PT, LAST_PT, LOG_COLUMNS, LOG_CSV, MEMORY_JSON, TRAIN_JSON
 from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
@@ -310,6 +311,18 @@ def resume(
     return checkpoint["epoch"] + 1, checkpoint["best_iou"], checkpoint["history"]
 
 
+def killed_before_first_epoch(out_dir: Path, current: dict[str, Any]) -> bool:
+    """Whether `out_dir` is what this same run left when killed in epoch 0: a train.json with the
+    `current` fingerprint and no checkpoint yet (so nothing to keep, and nothing to replace)."""
+    if (out_dir / LAST_PT).exists() or (out_dir / BEST_PT).exists() or not (out_dir / TRAIN_JSON).is_file():
+        return False
+    try:
+        saved = read_json(out_dir / TRAIN_JSON).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return saved == json.loads(json.dumps(current))
+
+
 def train(
     crops_dir: str | Path, out_dir: str | Path, config: TrainConfig, force: bool = False
 ) -> list[dict[str, float]]:
@@ -327,6 +340,11 @@ def train(
     device = resolve_device(config.device)
     run_fingerprint = fingerprint(crops_dir, settings, config)
     last_path = out_dir / LAST_PT
+    if replace and config.resume and killed_before_first_epoch(out_dir, run_fingerprint):
+        # Restart in place, as the first run did: in a staging folder a second kill would lose
+        # its epochs again and leave the staging folder behind.
+        log.info("%s holds a run of this command killed before its first epoch ended; restarting it", out_dir)
+        replace = False
     try:
         if config.resume and last_path.is_file():
             checkpoint = read_checkpoint(last_path, device)
@@ -417,8 +435,6 @@ def fit(
         drop_last=False,
         device=device,
     )
-    # in a log file (not a terminal): the per-batch bars are left out and the epoch bar prints at
-    # most every few seconds, next to the one log line per epoch below (runtime.progress)
     for epoch in progress(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch, total=config.epochs):
         started = time.perf_counter()
         lr = learning_rate(epoch, horizon=config.lr_horizon)

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from .methods import Variant
+from .methods import EMBEDSEG, TABLE2_ONLY, Variant
 
 # Keys of config `datasets.<ds>` that are the workflow's own, not options of `embedseg prepare`.
 WORKFLOW_DATASET_KEYS = ("train", "baselines")
@@ -62,6 +62,19 @@ def options(values: Mapping[str, object], flags: Mapping[str, str] | None = None
 def local_source(source: str | None) -> Path | None:
     """A data set's `source` when it is a local zip or folder (not a URL, not unset)."""
     return None if source is None or _URL.match(source) else Path(source).expanduser()
+
+
+def source_files(source: Path) -> list[str]:
+    """Every file of a local source (sorted; hidden ones left out), or the zip itself: the inputs
+    of `prepare`, so that an added image or a mask edited in place re-prepares the data set
+    (a folder's own time stamp changes with neither)."""
+    if not source.is_dir():
+        return [str(source)]
+    return sorted(
+        str(path)
+        for path in source.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(source).parts)
+    )
 
 
 def prepare_options(settings: Mapping[str, object]) -> str:
@@ -116,3 +129,10 @@ def weights_option(method: str, action: str, weights: Mapping[str, str]) -> str:
     if method not in weights or "weights" not in {field.name for field in fields(config)}:
         return ""
     return option("--weights", weights[method])
+
+
+def unshown_variants(variants: list[Variant]) -> list[str]:
+    """Planned variants that no table shows: Table 1 has EmbedSeg and Neven et al., Table 2 the
+    other variants beside EmbedSeg (embedseg-medoid-tta), so without it they are in neither."""
+    names = [variant.name for variant in variants]
+    return [] if EMBEDSEG in names else [name for name in names if name in TABLE2_ONLY]

@@ -368,3 +368,158 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path):
     assert "\r" not in text and "\x1b[" not in text and "batches" not in text
     assert 2 <= len(lines) <= 10 and all(line.startswith("epochs:") for line in lines)
     assert "10/10" in lines[-1]
+
+
+def test_train_killed_in_epoch_0_restarts_in_place(tmp_path, data_dir):
+    """Issue 26, case 5: kill -9 in epoch 0 leaves only train.json; the same command must restart
+    in place (a second kill loses nothing more and leaves no staging folder), then finish."""
+    crops, model = tmp_path / "crops", tmp_path / "model"
+    assert embedseg("crops", data_dir, "--out", crops).returncode == 0
+    command = [sys.executable, "-m", "embedseg", "train", crops, "--out", model, "--epochs", "1", *TRAIN]
+    command[command.index("--train-size") + 1] = "40"
+    for _ in range(2):
+        started = time.time()
+        victim = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.monotonic() + 120
+        # until this run has written its train.json (in place or in a staging folder)
+        while time.monotonic() < deadline and victim.poll() is None:
+            written = [*tmp_path.glob("model/train.json"), *tmp_path.glob(".model.*.staging/train.json")]
+            if any(path.stat().st_mtime >= started for path in written):
+                break
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert (model / "train.json").exists() and not (model / "last.pt").exists()
+        assert not list(tmp_path.glob(".model.*.staging")), "the restart trained in a hidden staging folder"
+    finished = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (model / "best.pt").exists() and (model / "last.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".model")) == []
+
+
+# --- images a model never saw (case 1) ------------------------------------------------------
+
+
+@pytest.fixture
+def uint8_model(tmp_path) -> Path:
+    """An untrained 2-D model whose (recorded) training images were uint8, values 3..250."""
+    import torch
+
+    from embedseg.dataset_settings import DatasetSettings
+    from embedseg.models import BranchedERFNet, save_checkpoint
+
+    torch.manual_seed(0)
+    model = BranchedERFNet(in_channels=1)
+    settings = DatasetSettings(name="toy", extra={"intensity": {"dtypes": ["uint8"], "min": 3.0, "max": 250.0}})
+    path = tmp_path / "model" / "best.pt"
+    path.parent.mkdir()
+    state = {"model_state_dict": model.state_dict(), "model_config": model.config, "settings": settings.to_dict()}
+    save_checkpoint(path, {**state, "epoch": 0, "best_iou": 0.0})
+    return path
+
+
+def one_image(folder: Path, name: str, image: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / name, image) if name.endswith(".tif") else iio.imwrite(folder / name, image)
+    return folder
+
+
+def test_z_scored_float_image_into_a_uint8_model_is_refused(tmp_path, uint8_model):
+    """Issue 26, case 1: z-scored float32 images ran with exit 0 and 0 objects."""
+    raw = discs(3).astype(np.float32) * 40 + 10
+    images = one_image(tmp_path / "z", "a.tif", (raw - raw.mean()) / raw.std())
+    result = embedseg("predict", uint8_model, "--images", images, "--out", tmp_path / "pred", "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "a.tif: float32 image with values down to -" in result.stderr
+    assert "never negative" in result.stderr and "--normalization percentile" in result.stderr
+    assert not (tmp_path / "pred").exists()
+
+
+def test_signed_image_with_negative_values_is_refused(tmp_path, uint8_model, capsys):
+    images = one_image(tmp_path / "s", "a.tif", (discs(3).astype(np.int16) * 200) - 60)  # uint8 − 60
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    assert main(args) == 2
+    assert "a.tif: int16 image with values down to -60 does not fit the model" in capsys.readouterr().err
+
+
+def test_image_far_below_the_training_range_warns(tmp_path, uint8_model, caplog):
+    images = one_image(tmp_path / "dim", "a.tif", (discs(3) > 0).astype(np.uint8) * 9)
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--no-tta"]) == 0
+    assert "values 0..9, but the model's training images had 3..250 (uint8)" in caplog.text
+
+
+def test_predict_reads_png_and_h_w_1_images(tmp_path, uint8_model):
+    """`prepare` reads PNG/JPEG, so `predict` does; an (H, W, 1) image is one channel."""
+    images = one_image(tmp_path / "png", "a.png", (discs(3) > 0).astype(np.uint8) * 200)
+    one_image(images, "b.tif", ((discs(3) > 0).astype(np.uint8) * 200)[..., None])
+    args = ["predict", str(uint8_model), "--images", str(images), "--out", str(tmp_path / "p"), "--device", "cpu"]
+    assert main([*args, "--no-tta"]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.tif")) == ["a.tif", "b.tif"]
+    assert tifffile.imread(tmp_path / "p" / "b.tif").shape == (48, 48)
+    facts = json_file(tmp_path / "p" / "predictions.json")  # what made the labels
+    assert facts["tta"] is False and facts["clustering"] and "seed_thresh" in facts["params"]
+
+
+def test_12_bit_data_in_uint16_warns_and_the_value_range_is_recorded(tmp_path, caplog):
+    source = folder_data(tmp_path / "src", [discs(3), discs(2), discs(4), discs(3)])
+    for path in (source / "images").glob("*.tif"):
+        tifffile.imwrite(path, tifffile.imread(path).astype(np.uint16) * 100)  # values 0 … 4000
+    with caplog.at_level(logging.WARNING):
+        assert run_prepare(source, tmp_path / "out") == 0
+    assert "12-bit data?" in caplog.text and "--normalization percentile" in caplog.text
+    facts = json_file(tmp_path / "out" / "dataset.json")["extra"]["intensity"]
+    assert facts["dtypes"] == ["uint16"] and facts["min"] == 0 and facts["max"] == 4000
+
+
+def json_file(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_predict_on_a_model_folder_names_its_checkpoint(tmp_path, uint8_model, capsys):
+    images = one_image(tmp_path / "i", "a.tif", discs(3).astype(np.uint8))
+    args = ["predict", str(uint8_model.parent), "--images", str(images), "--out", str(tmp_path / "p")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"a folder, not a checkpoint; pass its checkpoint file, e.g. {uint8_model}" in err
+    assert "train a model first" not in err
+
+
+def test_export_name_is_checked_before_any_work(tmp_path, capsys):
+    """`export --name "Zellkerne ü"` failed with a pydantic traceback after all the work."""
+    args = ["export", str(tmp_path / "no-model"), "--out", str(tmp_path / "m.zip"), "--name", "Zellkerne ü"]
+    assert main([*args, "--sample", str(tmp_path)]) == 2
+    assert "--name 'Zellkerne ü': a bioimage.io model name has 5 to 128 characters" in capsys.readouterr().err
+
+
+def test_a_bad_local_zip_source_does_not_advise_downloading(tmp_path, capsys):
+    (tmp_path / "mine.zip").write_bytes(b"not a zip")
+    args = ["prepare", "folder", "--source", str(tmp_path / "mine.zip"), "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "mine.zip: not a valid zip file" in err and "check the file given as --source" in err
+    assert "download" not in err
+
+
+@pytest.mark.parametrize(
+    ("fraction", "message"),
+    [("0.99", "leaves 1 to train and validate on"), ("0.01", "holds out no image, so nothing could be scored")],
+)
+def test_a_test_fraction_that_leaves_a_split_empty_stops_in_prepare(tmp_path, capsys, fraction, message):
+    """`--test-fraction 0.99` gave a traceback; `test: 0.01` 0 test images, then a failing `predict`."""
+    source = folder_data(tmp_path / "src", [discs(3)] * 8)
+    args = ["prepare", "folder", "--source", str(source), "--test-fraction", fraction, "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"the test split {fraction} of 8 images" in err and message in err and "Traceback" not in err
+
+
+def test_ndim_3_on_a_2d_data_set_names_the_set_and_the_fix(tmp_path, capsys):
+    source = folder_data(tmp_path / "src", [discs(3)] * 4)
+    args = ["prepare", "folder", "--source", str(source), "--ndim", "3", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "data set 'folder': " in err and "it is a 2-D image: the data set is declared 3-D" in err

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +202,46 @@ def test_values_with_spaces_and_dollars_reach_their_step_as_one_word(tmp_path: P
     assert tables[tables.index("--paper") + 1] == str(paper)
 
 
+@pytest.mark.slow
+def test_checkout_and_cache_with_spaces_and_dollars_run_every_job(tmp_path: Path) -> None:
+    """Issue 26, cases 6 and 7: config/test.yaml run for real from a checkout whose path has a
+    space, with `cache:` a folder named with a space and `$x`: every job succeeds."""
+    checkout = tmp_path / "my check out"
+    for part in ("embedseg", "workflow", "config"):
+        shutil.copytree(REPO / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work dir"
+    work.mkdir()
+    config = {**load_config("test.yaml"), "cache": str(tmp_path / "cache dir $x")}
+    (work / "awkward.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "workflow" / "Snakefile")]
+        + [
+            "--directory",
+            str(work),
+            "--workflow-profile",
+            "none",
+            "--cores",
+            "2",
+            "--configfile",
+            str(work / "awkward.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"{result.stderr[-4000:]}\n{failed_logs(work)}"
+    assert (work / "results" / "test" / "tables" / "table1.csv").is_file()
+    assert not (work / "x").exists() and not list(tmp_path.glob("cache dir")), "$x was expanded by the shell"
+
+
+def test_variants_no_table_shows_are_named_at_start(tmp_path: Path) -> None:
+    """`centers: [medoid]` with `tta: [false]`: trained and scored, in neither table; say so."""
+    config = {**load_config("test.yaml"), "centers": ["medoid"], "tta": [False]}
+    (tmp_path / "unshown.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--configfile", str(tmp_path / "unshown.yaml"))
+    assert "embedseg-medoid-notta will be trained and scored but shown in no table" in result.stderr + result.stdout
+
+
 def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:
     """A real run of `mydata` (folder layout, a source the test writes) with config/test.yaml's
     methods: the own data set and the own method otsu-watershed both reach Table 1."""
@@ -252,6 +294,30 @@ def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode != 0 and "--test-fraction 1.5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_added_image_or_edited_mask_re_prepares_the_data_set(tmp_path: Path) -> None:
+    """Issue 26, case 3: an image and mask added to a `folder` source, or a mask edited in
+    place, after a run: `prepare` runs again (it read 'Nothing to be done' before)."""
+    source = write_own_dataset(tmp_path / "mine", n_images=4)
+    config = str(own_dataset_config(tmp_path, str(source)))
+    data = tmp_path / "results" / "test" / "data" / "mydata"
+    prepared = lambda: sum(len(list((data / split / "images").glob("*.tif"))) for split in ("train", "val", "test"))  # noqa: E731
+    target = "results/test/data/mydata"
+    snakemake(tmp_path, "--cores", "1", target, "--configfile", config)
+    assert prepared() == 4
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target, "--configfile", config).stdout
+    write_own_dataset(tmp_path / "more", n_images=5)
+    for kind in ("images", "masks"):
+        (tmp_path / "more" / kind / "img4.tif").rename(source / kind / "img4.tif")
+    snakemake(tmp_path, "--cores", "1", target, "--configfile", config)
+    assert prepared() == 5
+    mask = source / "masks" / "img0.tif"
+    edited = tifffile.imread(mask)
+    edited[edited == 2] = 0
+    time.sleep(0.01)
+    tifffile.imwrite(mask, edited)
+    assert job_counts(snakemake(tmp_path, "-n", target, "--configfile", config).stdout) == {"prepare": 1}
 
 
 @pytest.mark.parametrize("source", [None, "no/such/folder"])

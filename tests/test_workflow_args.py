@@ -169,3 +169,19 @@ def test_every_schema_key_is_an_option_of_its_step(step: str, keys: list, rename
     known = step_options(step)
     missing = [flag for key, spec in keys for flag in flags_of(key, spec, renames) if flag not in known]
     assert keys and not missing, f"config keys without an `embedseg {step}` option: {missing}"
+
+
+def test_source_files_lists_a_folders_files_and_a_zip_itself(tmp_path):
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "a.tif").write_bytes(b"")
+    (tmp_path / "src" / ".hidden").write_bytes(b"")
+    assert workflow_args.source_files(tmp_path / "src") == [str(tmp_path / "src" / "images" / "a.tif")]
+    assert workflow_args.source_files(tmp_path / "data.zip") == [str(tmp_path / "data.zip")]
+
+
+def test_variants_no_table_shows_are_named():
+    from embedseg.methods import Variant
+
+    assert workflow_args.unshown_variants([Variant("medoid", False)]) == ["embedseg-medoid-notta"]
+    assert workflow_args.unshown_variants([Variant("medoid", True), Variant("medoid", False)]) == []
+    assert workflow_args.unshown_variants([Variant("centroid", False)]) == []  # Neven et al.: Table 1

@@ -66,8 +66,9 @@ def fetch(url: str, sha256: str | None, cache_dir: str | os.PathLike, retries: i
     return local
 
 
-def unpack_zip(archive: str | os.PathLike, dest_root: str | os.PathLike) -> Path:
+def unpack_zip(archive: str | os.PathLike, dest_root: str | os.PathLike, downloaded: bool = True) -> Path:
     """Unpack `archive` into ``dest_root/<archive stem>/`` once and return that folder.
+    `downloaded`: the archive is our download (a bad one is fetched again), not the user's file.
 
     Members with absolute paths or ``..`` components are refused (DataError) before anything is
     written, so a malicious archive cannot write outside the destination.
@@ -88,7 +89,8 @@ def unpack_zip(archive: str | os.PathLike, dest_root: str | os.PathLike) -> Path
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except zipfile.BadZipFile as exc:
-        raise DataError(f"{archive}: not a valid zip file ({exc}); delete it and download it again") from exc
+        fix = "delete it and download it again" if downloaded else "check the file given as --source"
+        raise DataError(f"{archive}: not a valid zip file ({exc}); {fix}") from exc
     return dest
 
 

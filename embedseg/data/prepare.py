@@ -170,7 +170,7 @@ def prepare(
     with replacing(out, DATA, {"--source": local_source, "--cache": Path(config.cache) / spec.name}, force) as staging:
         source = resolve_source(spec, config, staging / ".source")
         val_seed = validation_seed(config.seed, config.resplit_run)
-        splits = split_samples(source, spec, config.seed, config.limit, val_seed)
+        splits = split_samples(source, spec, config.seed, config.limit, val_seed, config.test_fraction is not None)
         settings = spec.dataset_settings(
             normalization=config.normalization, crop_size=crop_size(spec, config), ndim=config.ndim
         )
@@ -248,7 +248,7 @@ def resolve_source(spec: DatasetSpec, config: PrepareConfig, scratch: Path) -> S
         return read_source(unpack_zip(archive, Path(config.cache) / spec.name), layout, greyscale_only)
     path = Path(location)
     if path.is_file():
-        return read_source(unpack_zip(path, scratch), layout, greyscale_only)
+        return read_source(unpack_zip(path, scratch, downloaded=False), layout, greyscale_only)
     return read_source(path, layout, greyscale_only)
 
 
@@ -256,9 +256,9 @@ def write_synthetic(
     name: str, n_images: int, image_size: int, seed: int, folder: Path, depth: int | None = None
 ) -> None:
     """Synthesise a set into ``folder/{images,masks}`` (the `folder` layout)."""
-    from tqdm import tqdm
+    from ..runtime import progress
 
-    for stem, image, labels in tqdm(
+    for stem, image, labels in progress(
         generate(name, n_images, image_size, seed, depth), total=n_images, desc=f"synthesise {name}"
     ):
         write_tiff(folder / "images" / f"{stem}.tif", image)
@@ -266,11 +266,17 @@ def write_synthetic(
 
 
 def split_samples(
-    source: Source, spec: DatasetSpec, seed: int, limit: int | None, val_seed: int | None = None
+    source: Source,
+    spec: DatasetSpec,
+    seed: int,
+    limit: int | None,
+    val_seed: int | None = None,
+    test_given: bool = False,
 ) -> dict[str, list[Sample]]:
     """Train/val/test samples: the source's test set if it has one, else the paper's hold-out
     with `seed`; then val = ``val_fraction`` of the sorted remainder, drawn with `val_seed`
-    (default: `seed`; none when validation uses crops)."""
+    (default: `seed`; none when validation uses crops). A test fraction that leaves fewer than 2
+    images or holds out none is refused when it is the user's --test-fraction (`test_given`)."""
     pool, test = source.pool[:limit], source.test[:limit]
     if len(pool) < 2:
         raise DataError(
@@ -281,6 +287,17 @@ def split_samples(
         # a test *count* (paper: 5 of 50, 50 of 497) cannot exceed a --limit-ed pool; cap it at half
         subset = spec.test_split if isinstance(spec.test_split, float) else min(spec.test_split, len(pool) // 2)
         keep, held = paper_split(len(pool), subset, seed)
+        share = f"test split {subset} of {len(pool)} images (--test-fraction, config `test:`)"
+        if test_given and len(keep) < 2:
+            raise DataError(
+                f"data set {spec.name!r}: the {share} leaves {len(keep)} to train and validate on; "
+                f"at least 2 are needed: give a smaller --test-fraction"
+            )
+        if isinstance(subset, float) and subset > 0 and not len(held) and test_given:
+            raise DataError(
+                f"data set {spec.name!r}: the {share} holds out no image, so nothing could be "
+                f"scored; give at least --test-fraction {1 / len(pool):.3g}"
+            )
         pool, test = [pool[i] for i in sorted(keep)], [pool[i] for i in sorted(held)]
     settings = spec.dataset_settings()
     if settings.val_split == "crop":
@@ -312,10 +329,11 @@ def write_splits(
     `ndim`: the declared dimension (None: detected from the first sample, :func:`detect_ndim`);
     `voxel_size`: given on the command line (see :func:`resolve_voxel_size`).
     """
-    from tqdm import tqdm
+    from ..runtime import progress
 
     smallest: list[int] = []
     dtypes: set[str] = set()
+    low, high = np.inf, -np.inf  # value range of the train + val images
     channels: dict[int, Path] = {}  # channel count -> first image with it
     shapes: list[tuple[int, ...]] = []  # spatial shape of every train image
     extents: list[list[int]] = []  # 3D: (z, y, x) extent of every train + val object
@@ -324,13 +342,16 @@ def write_splits(
     for split in SPLITS:
         (out / split / "images").mkdir(parents=True, exist_ok=True)
         (out / split / "masks").mkdir(parents=True, exist_ok=True)
-        for sample in tqdm(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
+        for sample in progress(splits[split], desc=f"{settings.name} {split}", disable=not splits[split]):
             image, labels = sample.read_image(rgb_to_grey), sample.read_labels()
             if ndim is None:
                 ndim = detect_ndim(sample, image, labels)
                 log.info("%s: %dD data (detected from %s)", settings.name, ndim, sample.image_path)
             first = first or sample
-            check_pair(image, labels, sample.image_path, sample.mask_paths[0], ndim)
+            try:
+                check_pair(image, labels, sample.image_path, sample.mask_paths[0], ndim)
+            except DataError as error:  # a synthetic set's paths are scratch files: name the set
+                raise DataError(f"data set {settings.name!r}: {error}") from None
             channels.setdefault(1 if image.ndim == ndim else image.shape[0], sample.image_path)
             if len(channels) > 1:
                 (count, first), (other, path) = channels.items()
@@ -342,6 +363,8 @@ def write_splits(
                 one_hot = labels.ndim == 3 if one_hot is None else one_hot
                 labels = match_mask_kind(labels, one_hot, sample.mask_paths[0])
             dtypes.add(image.dtype.name)
+            if image.size and split != "test":
+                low, high = min(low, float(image.min())), max(high, float(image.max()))
             if split != "test" and labels.any():
                 smallest.append(min_object_size(labels, one_hot=ndim == 2 and bool(one_hot)))
                 if ndim == 3:
@@ -378,8 +401,18 @@ def write_splits(
     settings.crop_size = fitted_crop_size(
         settings.crop_size, shapes, crop_size_given, fit=(spec.name == "folder" or auto_crop) and not crop_size_given
     )
+    # What `predict` checks an image against (embedseg.inference.check_value_range).
+    settings.extra["intensity"] = {"dtypes": sorted(dtypes), "min": low, "max": high} if high >= low else {}
     if spec.name == "folder" and settings.normalization == "absolute":
         settings.normalization_factor = absolute_factor(dtypes)
+        if settings.normalization_factor == 65535.0 and high < 4096:
+            log.warning(
+                "%s: uint16 images with values up to %g (12-bit data?) are divided by 65535, so the network "
+                "sees inputs up to %.3f; --normalization percentile maps each image's range to 0..1",
+                spec.name,
+                high,
+                high / 65535,
+            )
     elif spec.dtype != "any" and dtypes - {spec.dtype}:
         log.warning(
             "%s: images are %s, expected %s; check the normalisation in dataset.json",

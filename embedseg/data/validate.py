@@ -44,7 +44,14 @@ def check_image(image: np.ndarray, path: Path, ndim: int = 2, channels: int | No
     if image.ndim not in (ndim, ndim + 1):
         raise DataError(
             f"{path}: image has shape {image.shape}; expected {IMAGE_SHAPES[ndim]} for this {ndim}D data set"
-            + ("" if ndim == 3 else " (pass --ndim 3 for volumes)" if image.ndim == 4 else "")
+            + (
+                " (pass --ndim 3 for volumes)"
+                if ndim == 2 and image.ndim == 4
+                else "; it is a 2-D image: the data set is declared 3-D (--ndim 3, config `ndim: 3`), "
+                "use --ndim 2 (or leave it unset) for images"
+                if ndim == 3 and image.ndim == 2
+                else ""
+            )
         )
     volume_hint = "a 3-D volume needs a 3-D data set and model (`embedseg prepare --ndim 3`)"
     if ndim == 2 and image.ndim == 3 and Path(path).is_file() and tiff_axes(Path(path)).has_z:

@@ -43,6 +43,13 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> N
 def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict (tensors mapped to `device`), checking that it is one of ours."""
     path = Path(path)
+    if path.is_dir():
+        found = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+        raise DataError(
+            f"{path}: a folder, not a checkpoint; pass its checkpoint file, e.g. {path / found[0]}"
+            if found
+            else f"{path}: a folder without best.pt; pass a checkpoint file, or train a model first (embedseg train)"
+        )
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found; train a model first (embedseg train)")
     try:

@@ -105,6 +105,13 @@ logger.info(
     else "GPU jobs at once on this machine: unlimited, they may share a GPU (set --resources gpu=N)"
 )
 
+if workflow_args.unshown_variants(VARIANTS):
+    logger.warning(
+        f"config centers {CENTERS} and tta {config['tta']}: {', '.join(workflow_args.unshown_variants(VARIANTS))} "
+        f"will be trained and scored but shown in no table (Table 2 compares them with {methods.EMBEDSEG}); "
+        "add medoid to centers and true to tta, or read their scores under results/"
+    )
+
 
 # --- Start-up checks of what only the workflow knows: its data sets, methods and files -------
 

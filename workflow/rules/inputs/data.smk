@@ -11,9 +11,9 @@ def prepare_dataset(wildcards) -> str:
 
 
 def source_input(wildcards) -> list[str]:
-    """A local source as the input of `prepare`, so that changing the data re-runs it."""
+    """A local source's files as the inputs of `prepare`, so that changing the data re-runs it."""
     source = workflow_args.local_source(config["datasets"][wildcards.ds].get("source"))
-    return [] if source is None else [str(source)]
+    return [] if source is None else workflow_args.source_files(source)
 
 
 def dataset_options(wildcards) -> str:

@@ -130,3 +130,43 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Iterator[T]:
         kwargs.setdefault("ncols", 100)
         kwargs["dynamic_ncols"] = False
     return tqdm(iterable, **kwargs)
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every random state a run draws from, as tensors and plain values (safe to torch.load)."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (name, keys.tolist(), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+        **{key: generator.get_state() for key, generator in generators.items()},
+    }
+
+
+def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Undo :func:`rng_state`: every generator continues exactly where the saved run stopped."""
+    import torch
+
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for key, generator in generators.items():
+        generator.set_state(state[key].cpu())
+
+
+def sampler_generators(seed: int) -> dict[str, torch.Generator]:
+    """Independent train/val draw streams derived from `seed`."""
+    import torch
+
+    train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    return {
+        "train_sampler": torch.Generator().manual_seed(train_seed),
+        "val_sampler": torch.Generator().manual_seed(val_seed),
+    }

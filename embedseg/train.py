@@ -25,7 +25,6 @@ import csv
 import dataclasses
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,16 @@ from .models import BranchedERFNet, read_checkpoint, save_checkpoint
 from .optim import ChunkedAdam, separate_state_dict_storage
 from .options import add_options, fingerprint_fields, from_args, option
 from .outputs import MODEL, OutputError, check_output, replacing
-from .runtime import progress, resolve_device, seed_everything, seed_worker, write_memory_json
+from .runtime import (
+    progress,
+    resolve_device,
+    restore_rng_state,
+    rng_state,
+    sampler_generators,
+    seed_everything,
+    seed_worker,
+    write_memory_json,
+)
 from .schedule import BASE_LR, LR_HORIZON, LR_HORIZON_HELP, WEIGHT_DECAY, learning_rate
 
 log = logging.getLogger(__name__)
@@ -222,46 +230,12 @@ def validate(
     return float(np.mean(losses)), float(all_ious.mean()) if len(all_ious) else 0.0
 
 
-def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Every random state a run draws from, as tensors and plain values (safe to torch.load)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": (name, keys.tolist(), int(pos), int(has_gauss), float(cached)),
-        "python": random.getstate(),
-        **{key: generator.get_state() for key, generator in generators.items()},
-    }
-
-
-def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
-    """Undo :func:`rng_state`: every generator continues exactly where the saved run stopped."""
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    for key, generator in generators.items():
-        generator.set_state(state[key].cpu())
-
-
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
     """log.csv with one row per finished epoch (rewritten whole, so a resume never duplicates rows)."""
     with atomic_write(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(history)
-
-
-def sampler_generators(seed: int) -> dict[str, torch.Generator]:
-    """Independent train/val draw streams derived from `seed`."""
-    train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-    return {
-        "train_sampler": torch.Generator().manual_seed(train_seed),
-        "val_sampler": torch.Generator().manual_seed(val_seed),
-    }
 
 
 def fingerprint(crops_dir: Path, settings: DatasetSettings, config: TrainConfig) -> dict[str, Any]:

@@ -346,7 +346,11 @@ def test_ctrl_c_while_importing_torch_is_one_line(tmp_path):
         text=True,
         env=ENV,
     )
-    time.sleep(1.0)  # past interpreter start-up, well inside `import torch`
+    # Ctrl-C once libtorch is mapped (inside `import torch`): a fixed sleep hit interpreter
+    # start-up instead on a loaded machine
+    maps, deadline = Path(f"/proc/{process.pid}/maps"), time.monotonic() + 60
+    while "libtorch" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

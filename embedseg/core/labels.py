@@ -51,3 +51,20 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
         region = binary_fill_holes(labels[grown] == label_id)
         filled[grown][region] = label_id
     return filled
+
+
+def object_extents(labels: np.ndarray) -> list[list[int]]:
+    """Extent (max − min coordinate, per axis) of every object of a label image or volume."""
+    from scipy.ndimage import find_objects
+
+    return [[s.stop - s.start - 1 for s in box] for box in find_objects(labels) if box is not None]
+
+
+def min_object_size(labels: np.ndarray, one_hot: bool) -> int:
+    """Pixel (voxel) count of the smallest object in a label image (H, W) or volume (Z, Y, X),
+    or in a one-hot stack (K, H, W)."""
+    if one_hot:
+        sizes = labels.reshape(len(labels), -1).astype(bool).sum(axis=1)
+    else:
+        sizes = np.bincount(labels.ravel())[1:]
+    return int(sizes[sizes > 0].min())

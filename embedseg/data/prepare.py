@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.labels import min_object_size, object_extents
 from ..crops import check_crop_size, fit_to_network, fitted_crop_size, object_crop_size
 from ..dataset_settings import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
@@ -456,23 +457,6 @@ def match_mask_kind(labels: np.ndarray, one_hot: bool, mask_path: Path) -> np.nd
         ids = np.unique(labels[labels > 0])
         return (labels[None] == ids[:, None, None]).astype(np.uint16) if len(ids) else labels[None].astype(np.uint16)
     return labels
-
-
-def object_extents(labels: np.ndarray) -> list[list[int]]:
-    """Extent (max − min coordinate, per axis) of every object of a label image or volume."""
-    from scipy.ndimage import find_objects
-
-    return [[s.stop - s.start - 1 for s in box] for box in find_objects(labels) if box is not None]
-
-
-def min_object_size(labels: np.ndarray, one_hot: bool) -> int:
-    """Pixel (voxel) count of the smallest object in a label image (H, W) or volume (Z, Y, X),
-    or in a one-hot stack (K, H, W)."""
-    if one_hot:
-        sizes = labels.reshape(len(labels), -1).astype(bool).sum(axis=1)
-    else:
-        sizes = np.bincount(labels.ravel())[1:]
-    return int(sizes[sizes > 0].min())
 
 
 def absolute_factor(dtypes: set[str]) -> float:

@@ -59,7 +59,9 @@ def test_conda_stub_env_lacks_the_package(tmp_path: Path) -> None:
     )
     python = str(tmp_path / "env" / "bin" / "python")
     assert subprocess.run([python, "-c", "import numpy, torch"], cwd=tmp_path).returncode == 0
-    missing = subprocess.run([python, "-c", "import embedseg"], cwd=tmp_path, capture_output=True, text=True)
+    # Without PYTHONPATH, as Snakemake runs its conda jobs (a checkout on PYTHONPATH is not the env).
+    bare = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    missing = subprocess.run([python, "-c", "import embedseg"], cwd=tmp_path, env=bare, capture_output=True, text=True)
     assert "No module named 'embedseg'" in missing.stderr
 
 

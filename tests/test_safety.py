@@ -575,7 +575,7 @@ def write_images(folder: Path, **arrays: np.ndarray) -> None:
 GREY8 = np.full((40, 40), 100, np.uint8)
 PREDICT_CASES: dict[str, tuple[dict[str, np.ndarray], list[str], list[str]]] = {
     "empty folder": ({}, [], ["no", "images"]),
-    "no TIFF images": ({"a_png": GREY8}, [], ["a.png", "tif"]),
+    "a PNG and a TIFF of one name": ({"a_png": GREY8, "a": GREY8}, [], ["a.png", "a.tif", "both"]),
     "uint16 into an 8-bit model": ({"a": np.full((40, 40), 3000, np.uint16)}, [], ["a.tif", "uint16"]),
     "NaN pixels": ({"a": np.full((40, 40), np.nan, np.float32)}, [], ["a.tif", "NaN"]),
     "float already in [0, 1]": ({"a": np.full((40, 40), 0.4, np.float32)}, [], ["a.tif", "float32"]),

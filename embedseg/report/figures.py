@@ -50,7 +50,10 @@ def method_colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]
     fixed = [EMBEDSEG, NEVEN, "embedseg-centroid-tta", "embedseg-medoid-notta", *BASELINES]
     models = {"embedseg-medoid": EMBEDSEG, "embedseg-centroid": NEVEN}
     others = sorted({models.get(n, n) for n in names} - set(fixed))
-    palette = sns.color_palette("colorblind", len(fixed) + len(others))
+    # The colour-blind palette has ten colours and then repeats: methods past the tenth take
+    # evenly spaced hues instead, so no two methods of one figure share a colour.
+    n = len(fixed) + len(others)
+    palette = sns.color_palette("colorblind") + sns.color_palette("husl", max(n - 10, 0))
     colour = dict(zip(fixed + others, palette))
     return {n: colour[models.get(n, n)] for n in names}
 

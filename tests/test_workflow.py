@@ -453,6 +453,8 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
     assert list(ours["label"])[:2] == ["3-Class U-Net", "otsu-watershed"]
     assert (ours["status"] == "measured").all()
     ap = ours[[f"ap_{tau}" for tau in TAUS]]
+    # scored for real, not only well-formed: empty predictions would give 0 everywhere
+    assert float(ours.set_index("method").loc["otsu-watershed", f"ap_{TAUS[0]}"]) > 0
     # each cell is the mean over seeds of the per-image mean of the method's scores files, whose
     # rows cover τ = 0.10 … 0.90 (Table 1 shows 0.50 … 0.90)
     scores = tiny_run / "results" / "test" / "scores" / "synthetic-nuclei"

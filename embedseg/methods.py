@@ -42,6 +42,8 @@ class Method:
     train_config, predict_config: the dataclasses of its options;
     train_command, predict_command: a command method's templates (:data:`PLACEHOLDERS`);
     env_file: a command method's conda environment file (None: the ``env`` environment's).
+    trains: False for a published model used as it is (zero-shot): its "training" only picks
+    weights, so budget tables show no training compute for it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Method:
     train_command: str | None = None
     predict_command: str | None = None
     env_file: str | None = None
+    trains: bool = True
 
     def module(self) -> ModuleType:
         """The runner module (imported now: it needs the method's environment)."""
@@ -104,6 +107,7 @@ _BUILT_IN_BASELINES = (
     ),
     Method(
         name="cellpose-public",
+        trains=False,
         label="Cellpose (public)",
         help="Cellpose's published generalist model (weights fetched by Cellpose)",
         env="cellpose",
@@ -114,6 +118,7 @@ _BUILT_IN_BASELINES = (
     # The generalists (docs/baselines.md): pretrained weights, NOT_RUN.txt where they are missing.
     Method(
         name="cellpose-sam",
+        trains=False,
         label="Cellpose-SAM (zero-shot)",
         help="Cellpose 4 `cpsam`, zero-shot (weights: Cellpose's cache or baselines.weights)",
         env="cellpose4",
@@ -132,6 +137,7 @@ _BUILT_IN_BASELINES = (
     ),
     Method(
         name="micro-sam-ais",
+        trains=False,
         label="µSAM AIS (zero-shot)",
         help="micro-sam `vit_b_lm`, automatic instance segmentation (decoder + watershed), zero-shot",
         env="micro-sam",
@@ -142,6 +148,7 @@ _BUILT_IN_BASELINES = (
     ),
     Method(
         name="micro-sam-apg",
+        trains=False,
         label="µSAM APG (zero-shot)",
         help="micro-sam `vit_b_lm`, automatic prompt generation (decoder points → SAM), zero-shot",
         env="micro-sam",
@@ -152,6 +159,7 @@ _BUILT_IN_BASELINES = (
     ),
     Method(
         name="instanseg",
+        trains=False,
         label="InstanSeg (zero-shot)",
         help="InstanSeg published model (fluorescence nuclei / brightfield as the data set fits), zero-shot",
         env="instanseg",
@@ -162,6 +170,7 @@ _BUILT_IN_BASELINES = (
     ),
 )
 BASELINES: dict[str, Method] = {method.name: method for method in _BUILT_IN_BASELINES}
+PUBLISHED_MODELS = frozenset(name for name, method in BASELINES.items() if not method.trains)
 
 # Our network: one model per centre type, each predicted with and without test-time augmentation.
 _VARIANT_NAME = re.compile(r"embedseg-(?P<center>[a-z-]+)-(?P<tta>tta|notta)")  # the one spelling

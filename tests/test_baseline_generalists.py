@@ -4,7 +4,8 @@ weights written as the library stores them (tests/generalist_models.py); no weig
 downloaded. Also `embedseg fetch-weights` against a local HTTP server, and the NOT_RUN.txt
 record of a run without weights.
 
-Without the venv the runner tests skip, naming it; with EMBEDSEG_REQUIRE_PEERS=1 (CI) they fail.
+Without the venv the runner tests skip, naming it; with EMBEDSEG_REQUIRE_PEERS=1 (CI) the skip
+is a failure (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import functools
 import hashlib
 import http.server
 import json
-import os
 import subprocess
 import threading
 import zipfile
@@ -30,21 +30,14 @@ VENV = ".venv-torchvision"
 MODELS = REPO / "tests" / "generalist_models.py"
 
 
-def require(reason: str) -> None:
-    """Skip with `reason`, or fail where CI asks for every peer environment."""
-    if os.environ.get("EMBEDSEG_REQUIRE_PEERS") == "1":
-        pytest.fail(f"{reason} (EMBEDSEG_REQUIRE_PEERS=1)")
-    pytest.skip(reason)
-
-
 @functools.cache
 def generalists_python(module: str) -> Path:
     python = REPO / VENV / "bin" / "python"
     if not python.exists():
-        require(f"{python} missing: build it with `make venv-torchvision`")
+        pytest.skip(f"{python} missing: build it with `make venv-torchvision`")
     probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
     if probe.returncode:
-        require(f"{module} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}")
+        pytest.skip(f"{module} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}; `make venv-torchvision`")
     return python
 
 

@@ -187,3 +187,14 @@ def test_run_budget_of_a_run_without_workflow_files(results: Path) -> None:
     assert budget.steps == 80 and budget.convergence.converged is True
     assert budget.train_device_s is None and "memory.json" in budget.missing["train_device_s"]
     assert budget.inference_s_per_mpx == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("method", ["cellpose-public", "cellpose-sam", "micro-sam-ais", "micro-sam-apg", "instanseg"])
+def test_a_zero_shot_model_has_no_training_budget(results: Path, method: str) -> None:
+    """Even with a model folder (the runner records its weights there), a published model's
+    training facts are n/a, for that reason; the fine-tuned Cellpose-SAM keeps them."""
+    model_dir(results, DS, method, 1).mkdir(parents=True)
+    budget = run_budget(results, DS, method, 1)
+    assert budget.trained is False and budget.steps is None
+    assert "published model" in budget.missing["steps"]
+    assert run_budget(results, DS, "cellpose-sam-trained", 1).trained is True

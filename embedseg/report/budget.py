@@ -31,6 +31,7 @@ import pandas as pd
 from .. import layout
 from ..evaluate import labels_ndim
 from ..io import atomic_write, list_images, read_image, read_json, write_json
+from ..methods import PUBLISHED_MODELS
 from ..methods import label as method_label
 from ..methods import order as method_order
 from .render import Cell, Grid, to_markdown
@@ -206,7 +207,7 @@ def steps_per_epoch(model_dir: Path, model: str) -> tuple[int, int]:
     raise Unavailable("a method of one's own: its training command reports no steps")
 
 
-UNTRAINED = {"cellpose-public": "the published model: no training here"}
+PUBLISHED_MODEL = "a published model used zero-shot: no training here"
 
 
 def read_benchmark(path: Path) -> dict[str, float]:
@@ -247,7 +248,7 @@ def run_budget(results: str | Path, dataset: str, method: str, seed: int, megapi
     results = Path(results)
     model = layout.model_name(method)
     model_dir = layout.model_dir(results, dataset, method, seed)
-    budget = RunBudget(dataset, method, model, seed, trained=method not in UNTRAINED)
+    budget = RunBudget(dataset, method, model, seed, trained=method not in PUBLISHED_MODELS)
 
     def fill(name: str, get: Callable[[], None]) -> None:
         try:
@@ -264,7 +265,11 @@ def run_budget(results: str | Path, dataset: str, method: str, seed: int, megapi
 
     fill("inference_s_per_mpx", inference)
     if not budget.trained or not model_dir.is_dir():
-        reason = UNTRAINED.get(method, "no model folder: the method trains nothing here (or elsewhere)")
+        reason = (
+            PUBLISHED_MODEL
+            if method in PUBLISHED_MODELS
+            else "no model folder: the method trains nothing here (or elsewhere)"
+        )
         budget.missing.update(dict.fromkeys(TRAINING_FACTS, reason))
         return budget
 

@@ -140,6 +140,11 @@ def figures_dir(results: PathLike) -> Path:
     return Path(results) / "figures"
 
 
+def gallery_dir(results: PathLike) -> Path:
+    """gallery/{ds}/index.html: `embedseg gallery`'s per-image page of each data set."""
+    return Path(results) / "gallery"
+
+
 def job_log(results: PathLike, step: str, *parts: str) -> Path:
     """Log of a workflow job: ``logs/{step}/{part}/…/{last part}.log`` (``logs/{step}.log``)."""
     return _job_file(Path(results, "logs"), step, parts, ".log")

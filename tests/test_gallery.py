@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import check_in_chromium, chromium
 
 from embedseg.cli import main
 from embedseg.data.synthetic import make_cells
@@ -80,54 +79,9 @@ def test_cli_writes_one_row_per_test_image(results: Path) -> None:
     assert sum(p.stat().st_size for p in out.rglob("*")) < 1e6
 
 
-# Appended to a copy of the page: after load, report the rows, the images that failed and the
-# order before and after a click on a method's sort header in the DOM Chromium dumps.
-PROBE = """<script>
-window.addEventListener("load", () => {
-  const order = () => [...document.querySelectorAll("tr.row")].map(r => r.dataset.image);
-  const before = order();
-  const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
-  document.querySelectorAll("th.sort")[1].click();
-  const pre = document.createElement("pre"); pre.id = "probe";
-  pre.textContent = JSON.stringify({rows: before.length, images: document.images.length, broken, before, after: order()});
-  document.body.appendChild(pre);
-});
-</script>"""
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
 def test_page_renders_and_sorts_in_chromium(results: Path, tmp_path: Path) -> None:
     out = results / "gallery" / DS
     if not (out / "index.html").is_file():
         assert main(["gallery", str(results), "--dataset", DS]) == 0
-    probe = out / "probe.html"
-    probe.write_text((out / "index.html").read_text().replace("</body>", PROBE + "</body>"))
-    flags = [
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000",
-    ]
-    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)[1].replace("&quot;", '"'))
-    assert found["rows"] == N_IMAGES
-    assert found["images"] == N_IMAGES * (2 + len(METHODS)) and found["broken"] == 0
-    assert found["after"] != found["before"]
-    shot = tmp_path / "gallery.png"
-    subprocess.run(
-        [*flags, "--window-size=1200,800", f"--screenshot={shot}", (out / "index.html").as_uri()],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.is_file() and shot.stat().st_size > 0
+    check_in_chromium(out, N_IMAGES, len(METHODS), tmp_path)

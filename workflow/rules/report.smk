@@ -96,3 +96,35 @@ rule figures:
         selection=selection_options(),
     shell:
         "run-embedseg figures {params.results:q} --out {params.out_dir:q} {params.selection} > {log:q} 2>&1"
+
+
+# One page per data set: every test image with every method's masks (embedseg/report/gallery.py).
+rule gallery:
+    input:
+        embedseg_scores(),
+        baseline_flags(),
+        baseline_results,
+        command_scores(),
+        data=prepared_data(),
+        predictions=embedseg_predictions() + command_predictions(),
+    output:
+        report(
+            directory(str(layout.gallery_dir(RESULTS) / "{ds}")),
+            htmlindex="index.html",
+            caption="../report/gallery.rst",
+            category="Gallery",
+        ),
+    log:
+        str(layout.job_log(RESULTS, "gallery", "{ds}")),
+    benchmark:
+        str(layout.job_benchmark(RESULTS, "gallery", "{ds}"))
+    conda:
+        conda_env("embedseg")
+    threads: step_resources("report")["threads"]
+    resources:
+        mem_mb=step_resources("report")["mem_mb"],
+        runtime=step_resources("report")["runtime"],
+    params:
+        results=lambda wildcards, output: Path(output[0]).parent.parent,
+    shell:
+        "run-embedseg gallery {params.results:q} --dataset {wildcards.ds:q} --out {output[0]:q} > {log:q} 2>&1"

@@ -108,7 +108,7 @@ rule gallery:
         data=prepared_data(),
         predictions=embedseg_predictions() + command_predictions(),
     output:
-        report(
+        gallery=report(
             directory(str(layout.gallery_dir(RESULTS) / "{ds}")),
             htmlindex="index.html",
             caption="../report/gallery.rst",
@@ -125,6 +125,6 @@ rule gallery:
         mem_mb=step_resources("report")["mem_mb"],
         runtime=step_resources("report")["runtime"],
     params:
-        results=lambda wildcards, output: Path(output[0]).parent.parent,
+        results=lambda wildcards, output: Path(output.gallery).parent.parent,
     shell:
-        "run-embedseg gallery {params.results:q} --dataset {wildcards.ds:q} --out {output[0]:q} > {log:q} 2>&1"
+        "run-embedseg gallery {params.results:q} --dataset {wildcards.ds:q} --out {output.gallery:q} > {log:q} 2>&1"

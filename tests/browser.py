@@ -16,9 +16,12 @@ window.addEventListener("load", () => {
   const order = () => [...document.querySelectorAll("tr.row")].map(r => r.dataset.image);
   const before = order();
   const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length;
-  document.querySelectorAll("th.sort")[1].click();
+  const headers = document.querySelectorAll("th.sort");
+  headers[1].click();
+  const by_score = order();
+  headers[0].click(); headers[0].click();  // by image name: ascending, then descending
   const pre = document.createElement("pre"); pre.id = "probe";
-  pre.textContent = JSON.stringify({rows: before.length, images: document.images.length, broken, before, after: order()});
+  pre.textContent = JSON.stringify({rows: before.length, images: document.images.length, broken, before, by_score, by_name: order()});
   document.body.appendChild(pre);
 });
 </script>"""
@@ -28,9 +31,10 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def check_in_chromium(gallery: Path, n_rows: int, n_methods: int, tmp_path: Path) -> None:
-    """`gallery`'s index.html shows `n_rows` rows of 2 + `n_methods` images, none broken, and a
-    click on the first method's header changes the order; tmp_path/gallery.png its screenshot."""
+def check_in_chromium(gallery: Path, n_rows: int, n_methods: int, tmp_path: Path, scores_differ: bool) -> None:
+    """`gallery`'s index.html shows `n_rows` rows of 2 + `n_methods` images, none broken; the
+    image header's second click reverses the rows and, where the first method's scores differ
+    between images, a click on its header changes their order; tmp_path/gallery.png its screenshot."""
     probe = gallery / "probe.html"
     probe.write_text((gallery / "index.html").read_text().replace("</body>", PROBE + "</body>"))
     flags = [
@@ -53,7 +57,8 @@ def check_in_chromium(gallery: Path, n_rows: int, n_methods: int, tmp_path: Path
     found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)[1].replace("&quot;", '"'))
     assert found["rows"] == n_rows
     assert found["images"] == n_rows * (2 + n_methods) and found["broken"] == 0
-    assert found["after"] != found["before"]
+    assert found["by_name"] == sorted(found["before"], reverse=True) != found["before"]
+    assert not scores_differ or found["by_score"] != found["before"]
     shot = tmp_path / "gallery.png"
     page = (gallery / "index.html").as_uri()
     subprocess.run([*flags, "--window-size=1200,800", f"--screenshot={shot}", page], capture_output=True, timeout=120)

@@ -416,7 +416,9 @@ def test_tiny_run_gallery_shows_every_test_image_in_chromium(tiny_run: Path, tmp
         re.search(r'"methods": (\[.*?\])', (results / "gallery" / "synthetic-nuclei" / "index.html").read_text())[1]
     )
     assert len(methods) >= 4  # our four variants, the baseline and otsu-watershed where they ran
-    check_in_chromium(results / "gallery" / "synthetic-nuclei", n_images, len(methods), tmp_path)
+    # one epoch of training: the scores may tie, so sorting is checked by name here (and by
+    # score in tests/test_gallery.py)
+    check_in_chromium(results / "gallery" / "synthetic-nuclei", n_images, len(methods), tmp_path, scores_differ=False)
 
 
 def test_html_report_holds_tables_and_figures(tiny_run: Path) -> None:

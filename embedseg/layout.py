@@ -140,6 +140,11 @@ def figures_dir(results: PathLike) -> Path:
     return Path(results) / "figures"
 
 
+def crate_file(results: PathLike) -> Path:
+    """`embedseg crate`'s RO-Crate of the run (its name is the RO-Crate specification's)."""
+    return Path(results) / "ro-crate-metadata.json"
+
+
 def gallery_dir(results: PathLike) -> Path:
     """gallery/{ds}/index.html: `embedseg gallery`'s per-image page of each data set."""
     return Path(results) / "gallery"

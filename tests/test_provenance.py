@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from embedseg.cli import main
-from embedseg.report.provenance import CRATE_FILE, PROFILES
+from embedseg.layout import crate_file
+from embedseg.report.provenance import PROFILES
 
 rocrate = pytest.importorskip("rocrate.rocrate")
 
@@ -31,7 +32,7 @@ def fake_run(root: Path, seed: int) -> tuple[Path, Path]:
 
 
 def entities(results: Path) -> dict[str, dict]:
-    graph = json.loads((results / CRATE_FILE).read_text())["@graph"]
+    graph = json.loads(crate_file(results).read_text())["@graph"]
     return {e["@id"]: e for e in graph}
 
 

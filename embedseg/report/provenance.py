@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import UserError
+from ..layout import crate_file
 
-CRATE_FILE = "ro-crate-metadata.json"
 PROFILES = {
     "process": "https://w3id.org/ro/wfrun/process/0.5",
     "workflow": "https://w3id.org/ro/wfrun/workflow/0.5",
@@ -145,7 +145,7 @@ def write_crate(results: Path, config: Path, repo: Path, seeds: list[int]) -> Pa
     conforms = crate.root_dataset.get("conformsTo") or []
     conforms = conforms if isinstance(conforms, list) else [conforms]
     crate.root_dataset["conformsTo"] = [*({"@id": url} for url in PROFILES.values()), *conforms]
-    path = results / CRATE_FILE
+    path = crate_file(results)
     metadata_json = crate.metadata.generate()
     path.write_text(json.dumps(metadata_json, indent=1))
     return path

@@ -128,3 +128,24 @@ rule gallery:
         results=lambda wildcards, output: Path(output.gallery).parent.parent,
     shell:
         "run-embedseg gallery {params.results:q} --dataset {wildcards.ds:q} --out {output.gallery:q} > {log:q} 2>&1"
+
+
+# The run's provenance, written last: it hashes every output above.
+rule crate:
+    input:
+        rules.tables.output,
+        rules.figures.output,
+        expand(rules.gallery.output, ds=DATASETS),
+        data=prepared_data(),
+    output:
+        str(layout.crate_file(RESULTS)),
+    log:
+        str(layout.job_log(RESULTS, "crate")),
+    conda:
+        conda_env("embedseg")
+    params:
+        results=lambda wildcards, output: Path(output[0]).parent,
+        config=workflow.configfiles[-1] if workflow.configfiles else "",
+        seeds=" ".join(map(str, SEEDS)),
+    shell:
+        "run-embedseg crate {params.results:q} --config {params.config:q} --seeds {params.seeds} > {log:q} 2>&1"

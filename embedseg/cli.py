@@ -51,6 +51,8 @@ STEPS: dict[str, tuple[str, str]] = {
         "compare two methods image by image: paired differences, Wilcoxon, P(A > B)",
     ),
     "figures": ("embedseg.report.figures", "draw the qualitative panels, AP-vs-threshold curves and training curves"),
+    "crate": ("embedseg.report.provenance", "write the run's provenance: an RO-Crate (Workflow Run Crate profile)"),
+    "gallery": ("embedseg.report.gallery", "write a data set's per-image HTML gallery of every method's masks"),
 }
 
 

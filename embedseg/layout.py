@@ -140,6 +140,22 @@ def figures_dir(results: PathLike) -> Path:
     return Path(results) / "figures"
 
 
+def crate_file(results: PathLike) -> Path:
+    """`embedseg crate`'s RO-Crate of the run (its name is the RO-Crate specification's)."""
+    return Path(results) / "ro-crate-metadata.json"
+
+
+def gallery_dir(results: PathLike) -> Path:
+    """gallery/{ds}/index.html: `embedseg gallery`'s per-image page of each data set."""
+    return Path(results) / "gallery"
+
+
+def gallery_report_page(results: PathLike, dataset: str) -> Path:
+    """gallery/{ds}.html: the copy of a gallery page that `snakemake --report` embeds (a single-file
+    report cannot hold the folder; the inline thumbnails render, the full-size links do not)."""
+    return gallery_dir(results) / f"{dataset}.html"
+
+
 def job_log(results: PathLike, step: str, *parts: str) -> Path:
     """Log of a workflow job: ``logs/{step}/{part}/…/{last part}.log`` (``logs/{step}.log``)."""
     return _job_file(Path(results, "logs"), step, parts, ".log")

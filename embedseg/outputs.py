@@ -68,8 +68,9 @@ PREDICTIONS = OutputKind("predictions folder", ("predictions.json",), "embedseg 
 # Tables and figures always write these files; the folders stay as the workflow declares them.
 TABLES = OutputKind("tables folder", ("table1.csv",), "embedseg tables")
 FIGURES = OutputKind("figures folder", ("ap_curves.png",), "embedseg figures")
+GALLERY = OutputKind("gallery folder", ("index.html",), "embedseg gallery")
 # Most specific first: crops and baseline model folders hold a dataset.json as well.
-KINDS = (CROPS, MODEL, BASELINE_MODEL, METHOD_MODEL, PREDICTIONS, TABLES, FIGURES, DATA)
+KINDS = (CROPS, MODEL, BASELINE_MODEL, METHOD_MODEL, PREDICTIONS, TABLES, FIGURES, GALLERY, DATA)
 
 
 class OutputError(UserError):

@@ -9,6 +9,7 @@ venv runs every job (tests/test_conda_workflow.py covers the conda route).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -22,6 +23,7 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from browser import check_in_chromium, chromium
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -474,12 +476,26 @@ def test_tiny_run_writes_table1_and_table2(tiny_run: Path) -> None:
         assert (figures / f"{name}.png").stat().st_size > 0
 
 
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+def test_tiny_run_gallery_shows_every_test_image_in_chromium(tiny_run: Path, tmp_path: Path) -> None:
+    results = tiny_run / "results" / "test"
+    n_images = len(list((results / "data" / "synthetic-nuclei" / "test" / "masks").iterdir()))
+    methods = json.loads(
+        re.search(r'"methods": (\[.*?\])', (results / "gallery" / "synthetic-nuclei" / "index.html").read_text())[1]
+    )
+    assert len(methods) >= 4  # our four variants, the baseline and otsu-watershed where they ran
+    # one epoch of training: the scores may tie, so sorting is checked by name here (and by
+    # score in tests/test_gallery.py)
+    check_in_chromium(results / "gallery" / "synthetic-nuclei", n_images, len(methods), tmp_path, scores_differ=False)
+
+
 def test_html_report_holds_tables_and_figures(tiny_run: Path) -> None:
     report = tiny_run / "report.html"
     snakemake(tiny_run, "--configfile", "config/test.yaml", "--report", str(report))
     text = report.read_text(errors="replace")
     for name in ("table1.csv", "table2.csv", "comparison_to_paper.md", "ap_curves.png", "training_curves.png"):
         assert name in text
+    assert "Gallery" in text
 
 
 def test_second_run_has_nothing_to_do(tiny_run: Path) -> None:
@@ -495,7 +511,10 @@ def test_deleted_model_reruns_only_its_dependents(tiny_run: Path) -> None:
     model.rmdir()
     plan = snakemake(tiny_run, "-n", "--quiet", "rules", "--configfile", "config/test.yaml").stdout
     # the model, its two predictions (TTA and not) and their scores, then the report
-    assert job_counts(plan) == {"train": 1, "predict": 2, "evaluate": 2, "tables": 1, "figures": 1, "all": 1}
+    assert job_counts(plan) == {
+        **{"train": 1, "predict": 2, "evaluate": 2, "tables": 1, "figures": 1},
+        **{"gallery": 1, "crate": 1, "all": 1},
+    }
 
 
 def test_interrupted_training_resumes_from_last_checkpoint(tiny_run: Path) -> None:

@@ -98,3 +98,57 @@ rule figures:
         selection=selection_options(),
     shell:
         "run-embedseg figures {params.results:q} --out {params.out_dir:q} {params.selection} > {log:q} 2>&1"
+
+
+# One page per data set: every test image with every method's masks (embedseg/report/gallery.py).
+rule gallery:
+    input:
+        embedseg_scores(),
+        baseline_flags(),
+        baseline_results,
+        command_scores(),
+        data=prepared_data(),
+        predictions=embedseg_predictions() + command_predictions(),
+    output:
+        gallery=directory(str(layout.gallery_dir(RESULTS) / "{ds}")),
+        page=report(
+            str(layout.gallery_report_page(RESULTS, "{ds}")),
+            caption="../report/gallery.rst",
+            category="Gallery",
+        ),
+    log:
+        str(layout.job_log(RESULTS, "gallery", "{ds}")),
+    benchmark:
+        str(layout.job_benchmark(RESULTS, "gallery", "{ds}"))
+    conda:
+        conda_env("embedseg")
+    threads: step_resources("report")["threads"]
+    resources:
+        mem_mb=step_resources("report")["mem_mb"],
+        runtime=step_resources("report")["runtime"],
+    params:
+        results=lambda wildcards, output: Path(output.gallery).parent.parent,
+    shell:
+        "(run-embedseg gallery {params.results:q} --dataset {wildcards.ds:q} --out {output.gallery:q}"
+        " && cp {output.gallery:q}/index.html {output.page:q}) > {log:q} 2>&1"
+
+
+# The run's provenance, written last: it hashes every output above.
+rule crate:
+    input:
+        rules.tables.output,
+        rules.figures.output,
+        expand(rules.gallery.output, ds=DATASETS),
+        data=prepared_data(),
+    output:
+        str(layout.crate_file(RESULTS)),
+    log:
+        str(layout.job_log(RESULTS, "crate")),
+    conda:
+        conda_env("embedseg")
+    params:
+        results=lambda wildcards, output: Path(output[0]).parent,
+        config=workflow.configfiles[-1] if workflow.configfiles else "",
+        seeds=" ".join(map(str, SEEDS)),
+    shell:
+        "run-embedseg crate {params.results:q} --config {params.config:q} --seeds {params.seeds} > {log:q} 2>&1"

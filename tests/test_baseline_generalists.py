@@ -37,7 +37,9 @@ def generalists_python(module: str) -> Path:
         pytest.skip(f"{python} missing: build it with `make venv-torchvision`")
     probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
     if probe.returncode:
-        pytest.skip(f"{module} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}; `make venv-torchvision`")
+        pytest.skip(
+            f"{module} not importable in {python}: {probe.stderr.strip().splitlines()[-1]}; `make venv-torchvision`"
+        )
     return python
 
 

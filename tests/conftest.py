@@ -112,6 +112,21 @@ def baseline_python(venv: str, modules: str, make_target: str) -> Path:
     return python
 
 
+def check_peak_memory(memory_json: Path, checkpoint: Path, step: str) -> None:
+    """memory.json's peak lies between the model's parameter bytes (the weights alone) and the
+    memory that config/config.yaml gives the workflow's `step` job (a leak or a unit error fails)."""
+    import json
+
+    import torch
+    import yaml
+
+    peak = json.loads(memory_json.read_text())["peak_bytes"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model_state_dict"]
+    weights = sum(t.numel() * t.element_size() for t in state.values())
+    mem_mb = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"][step]["mem_mb"]
+    assert weights > 0 and weights < peak < mem_mb * 2**20, (weights, peak, mem_mb)
+
+
 def score_predictions(gt_dir: Path, pred_dir: Path, out_csv: Path) -> float:
     """Score predictions with `embedseg evaluate` (in this process); mean AP_dsb at IoU 0.5.
 

@@ -5,13 +5,14 @@ torchvision 0.29.1, a 5.5 GB install) and are skipped where it is missing."""
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 
 import numpy as np
 import pytest
 
 from embedseg.io import read_labels
+
+from conftest import check_peak_memory
 
 # Mean AP@0.5 of the run below on its 2 test images, measured 2026-11-30 on CPU: 0.39 after
 # 4 x 25 steps (2 x 25 steps: 0). From scratch, SGD at the default --lr 0.005 diverges within
@@ -71,7 +72,7 @@ def test_train_from_scratch_predict(maskrcnn_python, nuclei_split, embedseg_cli,
     )
     with open(model_dir / "log.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1", "2", "3"]
-    assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
+    check_peak_memory(model_dir / "memory.json", model_dir / "model.pt", "baseline_train")
     embedseg_cli(
         maskrcnn_python,
         "baseline",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 
@@ -17,6 +16,8 @@ from embedseg.baselines.unet3class import (
     three_class_target,
 )
 from embedseg.io import read_labels
+
+from conftest import check_peak_memory
 
 # Mean AP@0.5 of the short run below on its 2 test images, measured 2026-11-30 on CPU: 0.75
 # (0.56 with data and training seed 1; 0.14 after 12 epochs, 0 after 6). The floor leaves margin
@@ -91,7 +92,7 @@ def test_train_predict_evaluate(nuclei_split, embedseg_cli, main_python, ap50, t
         log = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in log] == list(range(30))
     assert float(log[-1]["train_loss"]) < float(log[0]["train_loss"])
-    assert json.loads((model_dir / "memory.json").read_text())["peak_bytes"] > 0
+    check_peak_memory(model_dir / "memory.json", model_dir / "model.pt", "baseline_train")
     assert 0 < float(log[-1]["val_pixel_miou"]) <= 1 and not log[-1]["val_iou"]  # pixel mIoU, not object IoU
     embedseg_cli(
         main_python,

@@ -39,5 +39,5 @@ def test_rate_table_states_what_each_target_needs() -> None:
 
 def test_matmul_rate_is_positive_and_restores_threads() -> None:
     before = torch.get_num_threads()
-    assert matmul_gflops(1, size=256, repeats=2) > 0
+    assert 0.05 < matmul_gflops(1, size=256, repeats=2) < 5000  # GFLOP/s: a unit slip fails
     assert torch.get_num_threads() == before

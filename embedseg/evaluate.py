@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .core.metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .dataset_settings import DATASET_JSON
 from .io import DataError, atomic_write, list_images, read_json
 from .outputs import check_output_file
+from .runtime import progress
 from .zarr_io import image_stem, is_zarr, read_labels_any
 
 COLUMNS = [
@@ -260,7 +260,7 @@ def score_folders(
             f"{[round(float(t), 2) for t in thresholds]}"
         )
     tables, objects = [], []
-    for gt_path, pred_path in tqdm(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
+    for gt_path, pred_path in progress(paired_files(gt_dir, pred_dir), desc="evaluate", unit="image"):
         counts = score_pair(gt_path, pred_path, one_hot, thresholds, ignore_label, exclude_border, ndim, ignore_region)
         tables.append(pd.DataFrame({"image": gt_path.name, "tau": counts.thresholds, **counts.scores()}))
         objects.append(object_rows(counts, objects_tau).assign(image=gt_path.name))

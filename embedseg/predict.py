@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .acceleration import PRECISION_HELP, PRECISIONS
 from .blocks import CLUSTER_HALO
 from .data.formats import IMAGE_FILE_SUFFIXES
@@ -149,11 +151,14 @@ def predict(
     seeds_out: str | os.PathLike | None = None,
     force: bool = False,
     raw_out: str | os.PathLike | None = None,
-) -> None:
+) -> dict[str, int | None]:
     """One label TIFF or OME-Zarr in `out` (and seed map in `seeds_out`) per image of `images`,
     with the checkpoint or package `model_path`; `out` follows :mod:`embedseg.outputs`. Images
     predicted in blocks (:func:`embedseg.large.in_blocks`) are resumed from the blocks a killed
-    run wrote (kept in :func:`embedseg.large.work_folder` until the step succeeds)."""
+    run wrote (kept in :func:`embedseg.large.work_folder` until the step succeeds).
+
+    Returns the number of objects found per image file name (None for images predicted in
+    blocks: counting them would read the whole label image again)."""
     from .acceleration import inference_model
     from .models import load_checkpoint
     from .runtime import resolve_device
@@ -173,9 +178,11 @@ def predict(
             replacing(seeds_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force)
         )
         raw_dir = raw_out and stack.enter_context(replacing(raw_out, PREDICTIONS, {**inputs, "PRED_DIR": out}, force))
+        counts: dict[str, int | None] = {}
         for path in progress(paths, desc="predict", unit="image"):
             if in_blocks(path, settings, config):
                 predict_large(model, path, settings, params, config, out, out_dir, raw_dir, model_path)
+                counts[path.name] = None
                 continue
             labels, seeds = segment(
                 model,
@@ -189,12 +196,42 @@ def predict(
                 memory_gb=config.memory_gb,
             )
             write_labels(out_dir / label_name(path), labels)
+            counts[path.name] = object_count(labels)
             if seeds_dir:
                 write_tiff(seeds_dir / label_name(path), seeds)
     shutil.rmtree(work_folder(out), ignore_errors=True)
+    return counts
+
+
+def object_count(labels: np.ndarray) -> int:
+    """Objects in a label image (H, W), (D, H, W) or one-hot (N, ...): non-zero ids or channels."""
+    if labels.ndim > 2 and labels.dtype == bool:
+        return int(labels.reshape(len(labels), -1).any(axis=1).sum())
+    return int(np.count_nonzero(np.unique(labels)))
+
+
+def summary_text(counts: dict[str, int | None], out: str | os.PathLike) -> str:
+    """The step's stdout summary: images, objects found, the images with none (the usual sign of
+    images unlike the training data) and where the labels are."""
+    counted = {name: n for name, n in counts.items() if n is not None}
+    text = f"{len(counts)} image(s) segmented"
+    if counted:
+        values = sorted(counted.values())
+        text += f"; objects per image: median {values[len(values) // 2]}, range {values[0]}-{values[-1]}"
+    if len(counted) < len(counts):
+        text += f"; {len(counts) - len(counted)} predicted in blocks (not counted)"
+    empty = [name for name, n in counted.items() if n == 0]
+    if empty:
+        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+        text += (
+            f"\nno object found in {len(empty)} image(s): {shown}; if objects are visible there, the images "
+            "may differ from the training data (intensity range, normalisation, object size)"
+        )
+    return f"{text}\nlabels in {out}"
 
 
 def run(args: argparse.Namespace) -> int:
     config = from_args(PredictConfig, args)
-    predict(args.model, args.images, args.out, config, args.seeds_out, args.force, args.raw_out)
+    counts = predict(args.model, args.images, args.out, config, args.seeds_out, args.force, args.raw_out)
+    print(summary_text(counts, args.out))
     return 0

@@ -119,7 +119,7 @@ def test_image_channels_are_checked():
     assert inference.network_input(np.full((8, 8), 255, np.uint8), settings).max() == 1.0
 
 
-def test_predict_cli_writes_labels_and_seeds(tmp_path):
+def test_predict_cli_writes_labels_and_seeds(tmp_path, capsys):
     from embedseg.models import BranchedERFNet, save_checkpoint
 
     torch.manual_seed(0)
@@ -159,8 +159,22 @@ def test_predict_cli_writes_labels_and_seeds(tmp_path):
     assert code == 0
     labels = tifffile.imread(tmp_path / "pred" / "a.tif")
     assert labels.shape == (20, 36) and labels.dtype == np.uint16
+    n_objects = len(np.unique(labels[labels > 0]))
+    summary = capsys.readouterr().out
+    assert f"1 image(s) segmented; objects per image: median {n_objects}" in summary
+    assert f"labels in {tmp_path / 'pred'}" in summary
     seeds = tifffile.imread(tmp_path / "seeds" / "a.tif")
     assert seeds.shape == (20, 36) and seeds.dtype == np.float32 and ((seeds >= 0) & (seeds <= 1)).all()
+
+
+def test_summary_names_images_without_objects_and_leaves_block_images_uncounted():
+    from embedseg.predict import object_count, summary_text
+
+    assert object_count(np.array([[0, 3], [3, 7]])) == 2
+    assert object_count(np.zeros((4, 5, 5), bool)) == 0
+    text = summary_text({"a.tif": 4, "b.tif": 0, "c.tif": 9, "big.ome.zarr": None}, "out")
+    assert "4 image(s) segmented; objects per image: median 4, range 0-9; 1 predicted in blocks" in text
+    assert "no object found in 1 image(s): b.tif;" in text and text.endswith("labels in out")
 
 
 class MemoryLimitedToy(nn.Module):

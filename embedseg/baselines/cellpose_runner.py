@@ -61,13 +61,13 @@ def tune_thresholds(
     model, split: Split, flow_thresholds, cellprob_thresholds, base: dict[str, Any]
 ) -> dict[str, float]:
     """Flow/cell-probability thresholds with the best mean AP@0.5 on (at most TUNE_IMAGES) validation images."""
-    from tqdm import tqdm
+    from ..runtime import progress
 
     split = Split(split.names[:TUNE_IMAGES], split.images[:TUNE_IMAGES], split.labels[:TUNE_IMAGES])
     grid = list(itertools.product(flow_thresholds, cellprob_thresholds))
     scores = [
         mean_ap50(split.labels, model.eval(split.images, flow_threshold=flow, cellprob_threshold=cellprob, **base)[0])
-        for flow, cellprob in tqdm(grid, desc="tune thresholds", unit="setting")
+        for flow, cellprob in progress(grid, desc="tune thresholds", unit="setting")
     ]
     flow, cellprob = grid[int(np.argmax(scores))]
     return {"flow_threshold": flow, "cellprob_threshold": cellprob, "val_ap50": max(scores)}

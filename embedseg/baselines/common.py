@@ -119,10 +119,10 @@ def predict_folder(
 
     Output files carry the input file names, so `embedseg evaluate` pairs them with the masks.
     """
-    from tqdm import tqdm
+    from ..runtime import progress
 
     written = []
-    for path in tqdm(list_images(image_dir), desc="predict", unit="image"):
+    for path in progress(list_images(image_dir), desc="predict", unit="image"):
         labels = segment(normalize(read_image(path), settings))
         out = Path(out_dir) / (path.stem + ".tif")
         write_labels(out, labels)

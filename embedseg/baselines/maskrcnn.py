@@ -97,7 +97,7 @@ def paint(detections: dict[str, np.ndarray], score_threshold: float) -> np.ndarr
 
 def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskRCNNTrainConfig) -> int:
     """Train on `data_dir`/{train,val}, choose the score threshold on validation; write `out_dir`."""
-    from tqdm import tqdm
+    from ..runtime import progress
 
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -124,7 +124,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskR
             group["lr"] = lr
         model.train()
         train_loss = 0.0
-        for _ in tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch}", unit="batch", leave=False):
+        for _ in progress(range(config.steps_per_epoch), desc=f"epoch {epoch}", unit="batch", leave=False):
             x, y = random_patches(images, train_split.labels, patch, config.batch_size, rng)
             targets = [{key: value.to(device) for key, value in detection_target(labels).items()} for labels in y]
             loss = sum(model(list(torch.from_numpy(x).to(device)), targets).values())
@@ -137,7 +137,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskR
         log.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": time.perf_counter() - start})
         write_log(model_dir / LOG_CSV, log)
     write_memory_json(model_dir / MEMORY_JSON, device)
-    detections = [detect(model, image, device) for image in tqdm(val_split.images, desc="validate", unit="image")]
+    detections = [detect(model, image, device) for image in progress(val_split.images, desc="validate", unit="image")]
     thresholds = config.score_thresholds
     scores = [mean_ap50(val_split.labels, [paint(d, threshold) for d in detections]) for threshold in thresholds]
     checkpoint = {

@@ -169,3 +169,9 @@ def job_benchmark(results: PathLike, step: str, *parts: str) -> Path:
 def _job_file(root: Path, step: str, parts: tuple[str, ...], suffix: str) -> Path:
     *folders, last = (step, *parts)
     return root.joinpath(*folders, last + suffix)  # not with_suffix: names may hold dots
+
+
+def deployed_commit_file(root: PathLike) -> Path:
+    """The file naming the commit of a deployed copy of the workflow (no .git of its own):
+    written by workflow/rules/config.smk, read by the run's provenance."""
+    return Path(root) / "DEPLOYED_COMMIT"

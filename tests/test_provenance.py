@@ -64,3 +64,22 @@ def test_a_rerun_with_another_seed_says_so(tmp_path: Path) -> None:
     second = entities(fake_run(tmp_path / "b", 2)[0])
     assert "#seed-1" in first and "#seed-2" in second and "#seed-1" not in second
     assert first["config.yaml"]["sha256"] != second["config.yaml"]["sha256"]
+
+
+def test_commit_of_a_checkout_a_deployed_copy_and_a_folder_inside_another_repository(tmp_path: Path) -> None:
+    import subprocess
+
+    from embedseg.layout import deployed_commit_file
+    from embedseg.report.provenance import git_commit
+
+    outer = tmp_path / "analysis"  # a user's own repository, with a deployed copy inside it
+    copy = outer / ".snakemake" / "embedseg-package" / "abc"
+    copy.mkdir(parents=True)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    subprocess.run(["git", *identity, "-C", str(outer), "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run(["git", "-C", str(outer), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert git_commit(outer) == head
+    assert git_commit(copy) is None  # the user's HEAD is not the workflow's commit
+    deployed_commit_file(copy).write_text("0123abcd\n")
+    assert git_commit(copy) == "0123abcd"

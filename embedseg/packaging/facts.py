@@ -21,7 +21,9 @@ from .. import __version__
 from ..core.cluster import ClusterParams
 from ..dataset_settings import DatasetSettings
 from ..inference import DEFAULT_MEMORY_GB, default_tile, network_overlap
+from ..layout import deployed_commit_file
 from ..models.erfnet import NETWORK_MULTIPLE, BranchedERFNet
+from ..report.provenance import git_commit
 from .runs import Selection
 
 METHOD_CITATIONS = (
@@ -143,19 +145,23 @@ class ModelFacts:
 
 
 def code_version() -> str:
-    """Package version plus `git describe` of the checkout it runs from, when it is one."""
+    """Package version plus the commit it runs from: `git describe` of its checkout, or the
+    commit of a deployed copy of the workflow (:func:`embedseg.report.provenance.git_commit`)."""
     root = Path(__file__).resolve().parents[2]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        described = subprocess.run(
-            ["git", "-C", str(root), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.strip()
-        if described:
-            return f"{__version__} (git {described})"
-    return __version__
+    commit = git_commit(root)
+    if commit is None:
+        return __version__
+    described = commit[:12]
+    if not deployed_commit_file(root).is_file():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            described = subprocess.run(
+                ["git", "-C", str(root), "describe", "--always", "--dirty"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            ).stdout.strip()
+    return f"{__version__} (git {described})"
 
 
 def dataset_info(settings: DatasetSettings) -> DataFacts:

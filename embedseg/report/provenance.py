@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import UserError
-from ..layout import crate_file
+from ..layout import crate_file, deployed_commit_file
 
 PROFILES = {
     "process": "https://w3id.org/ro/wfrun/process/0.5",
@@ -38,12 +38,19 @@ def sha256(path: Path) -> str:
 
 
 def git_commit(repo: Path) -> str | None:
-    """The checkout's HEAD, or None outside a git checkout (a deployed copy, an sdist)."""
+    """The commit `repo` holds: a deployed copy's (:func:`embedseg.layout.deployed_commit_file`),
+    else HEAD when `repo` is a git checkout itself, else None (an sdist, a folder inside another
+    repository, whose HEAD is not ours)."""
+    deployed = deployed_commit_file(repo)
+    if deployed.is_file():
+        return deployed.read_text().strip()
     try:
-        done = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+        top, head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError, ValueError):
         return None
-    return done.stdout.strip()
+    return head if Path(top).resolve() == Path(repo).resolve() else None
 
 
 def versions() -> dict[str, str]:

@@ -1,10 +1,16 @@
 # Configuration check, start-up checks and the constants every rule file uses. Option strings
 # and other pure helpers live in embedseg/workflow_args.py (unit-tested without Snakemake).
+import io
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
+from snakemake import sourcecache
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -12,25 +18,68 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 
-def checkout_root() -> Path:
-    """The repository this rule file belongs to (not the working directory, which differs under
-    --directory, snakedeploy or `module`): its `embedseg` package is what the jobs run."""
-    root = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
-    if not (root / "embedseg" / "__init__.py").is_file():
+def checkout_root() -> tuple[Path, str | None]:
+    """The folder whose `embedseg` package the jobs run: the checkout this rule file belongs to
+    (not the working directory, which differs under --directory or `module`), or for a workflow
+    deployed from git (snakedeploy's github()/gitlab() module, or gitfile()) the deployed commit's
+    files; and that commit (None for a checkout: git knows it there)."""
+    basedir = workflow.current_basedir
+    commit = None
+    if isinstance(basedir, sourcecache.LocalSourceFile):
+        root = Path(basedir.get_path_or_uri(secret_free=True)).parents[1]
+    elif isinstance(basedir, (sourcecache.LocalGitFile, sourcecache.HostingProviderFile)):
+        root, commit = deployed_copy(basedir)
+    else:
         raise WorkflowError(
-            f"the workflow runs the `embedseg` package of its own repository, but {root} is not a local "
-            "checkout of it: clone the repository and load the workflow (`snakefile:` of a module) from the clone"
+            f"the workflow runs the `embedseg` package of its own repository, which cannot be read from "
+            f"{basedir.get_path_or_uri(secret_free=True)}: load it from a clone, or as a module with "
+            "github(), gitlab() or gitfile() (snakedeploy deploy-workflow writes one)"
         )
-    return root
+    if not (root / "embedseg" / "__init__.py").is_file():
+        raise WorkflowError(f"{root} holds no `embedseg` package: load the workflow from its own repository")
+    return root, commit
 
 
-REPO = checkout_root()
+def deployed_copy(basedir) -> tuple[Path, str]:
+    """The package, workflow and config of the deployed commit, extracted once (`git archive`)
+    into .snakemake/embedseg-package/COMMIT of the working directory, where every job (on a
+    cluster too: the working directory is shared) finds them. Snakemake itself reads the rule
+    files from git; the jobs need a folder to import from."""
+    if isinstance(basedir, sourcecache.LocalGitFile):
+        git_dir = basedir.repo_path
+    else:  # Snakemake's clone of the hosted repository, in its source cache
+        basedir.cache_path = workflow.sourcecache.cache_path
+        git_dir = basedir.hosted_repo.repo.git_dir
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, check=True).stdout
+
+    commit = git("rev-parse", f"{basedir.ref}^{{commit}}").decode().strip()
+    root = Path(".snakemake", "embedseg-package", commit).resolve()
+    if not root.is_dir():  # complete once there: it is renamed into place
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{commit}.", dir=root.parent))
+        archive = git("archive", commit, "embedseg", "workflow", "config", "LICENSE")
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        try:
+            os.rename(staging, root)
+        except OSError:  # a run started beside this one extracted it first
+            shutil.rmtree(staging)
+        logger.info(f"deployed workflow: commit {commit} of {git_dir}, its package in {root}")
+    return root, commit
+
+
+REPO, DEPLOYED_COMMIT = checkout_root()
 # Result layout, method registry, data-set names and option builders of this checkout (standard
 # library only).
 sys.path.insert(0, str(REPO))
 from embedseg import layout, methods, workflow_args
 from embedseg.data import names as dataset_names
 from embedseg.methods import Variant
+
+if DEPLOYED_COMMIT:  # a copy has no .git: the run's provenance (RO-Crate) reads the commit here
+    layout.deployed_commit_file(REPO).write_text(f"{DEPLOYED_COMMIT}\n")
 
 
 def startup_check(check, *args):

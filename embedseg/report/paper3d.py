@@ -1,5 +1,5 @@
-"""The follow-up paper's 3-D tables (`config/paper_results_3d.yaml`, Lalit et al., MedIA 2022) and
-the comparison section of 3-D runs beside them (in comparison_to_paper.md).
+"""The paper's 3-D table (`config/paper_results_3d.yaml`: Lalit et al., MIDL 2021, Table 2) and the
+comparison section of 3-D runs beside it (in comparison_to_paper.md).
 
 A 3-D run is comparable with that paper only if it was split, scored and trained as the paper's
 code did; the section names every condition of the run (the prepared data set's dataset.json, the
@@ -87,7 +87,7 @@ def comparison3d_markdown(collection: Collection, paper: Paper3D | None, results
     datasets = [ds for ds in collection.datasets if collection.taus_of(ds) == TAUS_3D]
     if not datasets:
         return ""
-    out = ["## 3-D: the follow-up paper", ""]
+    out = ["## 3-D: the paper's 3-D table", ""]
     if paper is None:
         return "\n".join([*out, "No 3-D results file (config/paper_results_3d.yaml): no comparison.", ""])
     out += [
@@ -103,7 +103,7 @@ def comparison3d_markdown(collection: Collection, paper: Paper3D | None, results
         ours = run_conditions(results, dataset, methods, seeds)
         out += ["This run: " + ", ".join(f"{key} {ours.get(key, 'not recorded')!r}" for key in CONDITIONS) + ".", ""]
         if dataset not in paper.conditions:
-            out += [f"Not in the follow-up paper: no comparison for {dataset}.", ""]
+            out += [f"Not in the paper's 3-D table: no comparison for {dataset}.", ""]
             continue
         wanted = paper.conditions[dataset]
         differ = [

@@ -10,6 +10,7 @@ is a failure (tests/conftest.py).
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import http.server
@@ -95,6 +96,22 @@ def test_cellpose_sam_with_random_weights(offline, nuclei_split, embedseg_cli, t
     python = generalists_python("cellpose.vit")
     model = random_model(python, "cellpose", tmp_path / "cpsam")
     check_labels(run_method(python, embedseg_cli, nuclei_split, tmp_path, "cellpose-sam", "--weights", model))
+
+
+@pytest.mark.slow
+def test_cellpose_sam_trained_fine_tunes_random_weights(offline, nuclei_split, embedseg_cli, tmp_path):
+    """Cellpose 4's own training (train_seg) from a random CPSAM, one epoch, then predict with it."""
+    python = generalists_python("cellpose.vit")
+    model = random_model(python, "cellpose", tmp_path / "cpsam")
+    train_options = ("--weights", model, "--epochs", "1", "--batch-size", "2")
+    check_labels(
+        run_method(python, embedseg_cli, nuclei_split, tmp_path, "cellpose-sam-trained", train_options=train_options)
+    )
+    chosen = json.loads((tmp_path / "model" / "generalist.json").read_text())
+    assert chosen["model"] == "cpsam" and (tmp_path / "model" / chosen["pretrained_model"]).is_file()
+    with open(tmp_path / "model" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0"] and np.isfinite(float(rows[0]["train_loss"]))
 
 
 @pytest.mark.slow

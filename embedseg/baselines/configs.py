@@ -107,6 +107,11 @@ class MaskRCNNTrainConfig(StepBudget):
         True, "start from torchvision's ImageNet ResNet-50 (downloaded by torchvision) or from scratch"
     )
     score_thresholds: tuple[float, ...] = option((0.3, 0.5, 0.7, 0.9), "detection score thresholds tried on validation")
+    roi_samples: int = option(
+        512,
+        "proposals sampled per image to train the box and mask heads (torchvision's default; "
+        "the mask head's cost grows with it, small patches with few objects need fewer)",
+    )
 
 
 # The generalists (embedseg/baselines/weights.py): pretrained weights from the library's cache

@@ -33,8 +33,9 @@ MAX_DETECTIONS = 500  # dense DSB/Usiigaci images hold a few hundred objects (to
 MASK_THRESHOLD = 0.5
 
 
-def build_model(pretrained_backbone: bool) -> torch.nn.Module:
-    """Mask R-CNN ResNet-50-FPN for one object class (+ background); no detection weights."""
+def build_model(pretrained_backbone: bool, roi_samples: int = 512) -> torch.nn.Module:
+    """Mask R-CNN ResNet-50-FPN for one object class (+ background); no detection weights.
+    `roi_samples`: proposals per image that train the box and mask heads (training only)."""
     from torchvision.models import ResNet50_Weights
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
@@ -43,6 +44,7 @@ def build_model(pretrained_backbone: bool) -> torch.nn.Module:
         weights_backbone=ResNet50_Weights.IMAGENET1K_V1 if pretrained_backbone else None,
         num_classes=2,
         box_detections_per_img=MAX_DETECTIONS,
+        box_batch_size_per_image=roi_samples,
     )
 
 
@@ -104,7 +106,7 @@ def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: MaskR
     model_dir = Path(out_dir)
     settings, train_split, val_split = start_training(data_dir, model_dir, config.seed)
     try:
-        model = build_model(config.pretrained_backbone).to(device)
+        model = build_model(config.pretrained_backbone, config.roi_samples).to(device)
     except OSError as exc:  # URLError and friends: the ImageNet weights could not be fetched
         raise DataError(
             f"torchvision could not fetch the ImageNet ResNet-50 weights ({exc}); "

@@ -31,10 +31,10 @@ import pandas as pd
 
 from .core.metrics import EVALUATION_THRESHOLDS, MatchCounts, match_labels, match_one_hot
 from .dataset_settings import DATASET_JSON
-from .io import DataError, atomic_write, list_images, read_json
+from .io import DataError, atomic_write, read_json
 from .outputs import check_output_file
 from .runtime import progress
-from .zarr_io import image_stem, is_zarr, read_labels_any
+from .zarr_io import image_stem, list_images_and_zarr, read_labels_any
 
 COLUMNS = [
     "image",
@@ -62,8 +62,7 @@ def paired_files(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike) -> list
     listing missing or extra files."""
 
     def listed(folder: str | os.PathLike) -> dict[str, Path]:
-        paths = list_images(folder) + sorted(p for p in Path(folder).iterdir() if is_zarr(p))
-        return {image_stem(p): p for p in paths if not p.name.startswith(".")}
+        return {image_stem(p): p for p in list_images_and_zarr(folder)}
 
     gt, pred = listed(gt_dir), listed(pred_dir)
     missing = sorted(gt[name].name for name in set(gt) - set(pred))

@@ -21,13 +21,13 @@ from .acceleration import PRECISION_HELP, PRECISIONS
 from .blocks import CLUSTER_HALO
 from .data.formats import IMAGE_FILE_SUFFIXES
 from .inference import DEFAULT_MEMORY_GB, DEFAULT_TILE, DEFAULT_TILE_3D, ClusteringConfig, segment
-from .io import IMAGE_SUFFIXES, DataError, list_images, read_image, write_labels, write_tiff
+from .io import IMAGE_SUFFIXES, DataError, read_image, write_labels, write_tiff
 from .large import in_blocks, predict_large, work_folder
 from .models.erfnet import NETWORK_MULTIPLE
 from .options import add_options, from_args, nested, option
 from .outputs import PREDICTIONS, replacing
 from .runtime import progress
-from .zarr_io import is_zarr
+from .zarr_io import is_zarr, list_images_and_zarr
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,12 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     name (their label TIFFs would collide)."""
     if is_zarr(folder):
         return [Path(folder)]
-    paths = list_images(folder, IMAGE_FILE_SUFFIXES)
+    paths = list_images_and_zarr(folder, IMAGE_FILE_SUFFIXES)
     names: dict[str, Path] = {}
     for path in paths:
         other = names.setdefault(label_name(path), path)
         if other != path:
             raise DataError(f"{folder}: {other.name} and {path.name} would both be labelled as {label_name(path)}")
-    paths += sorted(p for p in Path(folder).iterdir() if is_zarr(p) and not p.name.startswith("."))
     if not paths:
         raise DataError(f"{folder}: no images to predict ({', '.join(IMAGE_FILE_SUFFIXES)}, .ome.zarr): it is empty")
     return paths

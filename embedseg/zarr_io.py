@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import DataError, check_labels
+from .io import IMAGE_SUFFIXES, DataError, check_labels, list_images
 
 ZARR_SUFFIXES = (".zarr",)
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -36,6 +36,29 @@ def is_zarr(path: str | os.PathLike) -> bool:
     """True for a ``.zarr`` (``.ome.zarr``) folder."""
     path = Path(path)
     return path.suffix.lower() in ZARR_SUFFIXES and path.is_dir()
+
+
+def list_images_and_zarr(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files of `folder` with one of `suffixes` (:func:`embedseg.io.list_images`), then
+    its OME-Zarr images; hidden entries skipped."""
+    zarrs = sorted(p for p in Path(folder).iterdir() if is_zarr(p) and not p.name.startswith("."))
+    return list_images(folder, suffixes) + zarrs
+
+
+def in_any_format(folder: str | os.PathLike, name: str) -> Path:
+    """The file `name` (e.g. ``a.tif``, as the masks are named) of `folder`, or when there is
+    none the OME-Zarr of the same stem (``a.ome.zarr``: a large test image, its prediction)."""
+    path = Path(folder) / name
+    zarr = Path(folder) / f"{image_stem(name)}.ome.zarr"
+    return zarr if not path.exists() and is_zarr(zarr) else path
+
+
+def read_image_any(path: str | os.PathLike) -> np.ndarray:
+    """An image file as stored (:func:`embedseg.io.read_image`), or an OME-Zarr image's full
+    resolution, whole, channels first."""
+    from .io import read_image
+
+    return open_image(path).read() if is_zarr(path) else read_image(path)
 
 
 def image_stem(path: str | os.PathLike) -> str:

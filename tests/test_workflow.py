@@ -257,6 +257,31 @@ def test_own_dataset_and_own_method_run_into_table1(tmp_path: Path) -> None:
     assert float(otsu[f"ap_{TAUS[0]}"].iloc[0]) > 0
 
 
+def test_ome_zarr_images_run_through_the_workflow_into_table1(tmp_path: Path) -> None:
+    """Issue 27, item 4: a `folder` data set whose images are OME-Zarr. prepare keeps the test
+    images as OME-Zarr, EmbedSeg predicts them out of core into OME-Zarr label groups, the
+    baseline reads them whole, and evaluate scores both against the TIFF masks."""
+    from embedseg.zarr_io import write_image
+
+    source = write_own_dataset(tmp_path / "zarr images", n_images=8)
+    for tiff in sorted((source / "images").glob("*.tif")):
+        write_image(tiff.with_name(tiff.stem + ".ome.zarr"), tifffile.imread(tiff), "yx", (32, 32))
+        tiff.unlink()
+    config_path = own_dataset_config(tmp_path, str(source))
+    config = yaml.safe_load(config_path.read_text())
+    del config["methods"]  # the example method reads TIFFs only
+    config_path.write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config_path))
+    results = tmp_path / "results" / "test"
+    assert len(list((results / "data" / "mydata" / "test" / "images").glob("*.ome.zarr"))) == 2
+    assert not list((results / "data" / "mydata" / "train" / "images").glob("*.ome.zarr"))  # cropped from TIFFs
+    predicted = results / "predictions" / "mydata" / "embedseg-medoid-tta" / "seed1"
+    assert len(list(predicted.glob("*.ome.zarr/labels"))) == 2
+    table1 = pd.read_csv(results / "tables" / "table1.csv")
+    rows = table1[table1["dataset"] == "mydata"]
+    assert set(rows["method"]) == {"3class-unet", "embedseg-centroid-notta", "embedseg-medoid-tta"}
+
+
 def test_own_dataset_test_fraction_is_held_out(tmp_path: Path) -> None:
     """The `test:` key's `embedseg prepare --test-fraction`: that share of the images is the test set."""
     source = write_own_dataset(tmp_path / "mine", n_images=8)

@@ -20,6 +20,7 @@ from ..core import dihedral
 from ..core.labels import flatten_labels
 from ..dataset_settings import DATASET_JSON, DatasetSettings, normalize
 from ..io import DataError, atomic_write, list_images, read_image, read_labels, write_labels
+from ..zarr_io import image_stem, is_zarr, list_images_and_zarr, open_image
 
 NUCLEI_DATA_SETS = ("dsb", "nuclei")  # name fragments of data sets whose objects are nuclei
 
@@ -118,13 +119,18 @@ def predict_folder(
     """Run `segment` (normalised image → label image (H, W)) on every image; write label TIFFs.
 
     Output files carry the input file names, so `embedseg evaluate` pairs them with the masks.
+    OME-Zarr images are read whole (the baselines have no out-of-core prediction).
     """
     from ..runtime import progress
 
+    paths = list_images_and_zarr(image_dir)
+    if not paths:
+        raise DataError(f"{image_dir}: no images to predict (TIFF or OME-Zarr)")
     written = []
-    for path in progress(list_images(image_dir), desc="predict", unit="image"):
-        labels = segment(normalize(read_image(path), settings))
-        out = Path(out_dir) / (path.stem + ".tif")
+    for path in progress(paths, desc="predict", unit="image"):
+        image = open_image(path).read() if is_zarr(path) else read_image(path)
+        labels = segment(normalize(image, settings))
+        out = Path(out_dir) / ((image_stem(path) if is_zarr(path) else path.stem) + ".tif")
         write_labels(out, labels)
         written.append(out)
     return written

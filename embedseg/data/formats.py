@@ -35,7 +35,8 @@ from ..core.labels import (
     fill_label_holes,  # StarDist's hole filling, as the crop step uses it
     label_dtype,
 )
-from ..io import DataError, check_labels, read_image, read_labels
+from ..io import DataError, check_labels, read_image
+from ..zarr_io import image_stem, is_zarr, open_image, read_labels_any
 
 LAYOUTS = ("embedseg", "folder", "dsb-stage1", "usiigaci", "bbbc010")
 IMAGE_FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
@@ -60,6 +61,8 @@ class Sample:
     def read_image(self, rgb_to_grey: bool = False) -> np.ndarray:
         """The image as stored: (H, W) or (C, H, W), volumes (Z, Y, X) or (C, Z, Y, X); RGB(A)
         pictures as :func:`reduce_rgb` says; channels first (see :func:`channels_first`)."""
+        if is_zarr(self.image_path):  # channels first already (its axes say which is which)
+            return open_image(self.image_path).read()
         image = channels_first(read_image(self.image_path), self.image_path)
         return reduce_rgb(image, self.image_path, rgb_to_grey)
 
@@ -67,7 +70,7 @@ class Sample:
         """The label image (H, W) or one-hot stack (K, H, W), validated (integer, non-negative);
         a label image saved as an RGB(A) picture with R = G = B (ids as grey values) is (H, W)."""
         if self.mask_kind == "label":
-            labels = read_labels(self.mask_paths[0])
+            labels = read_labels_any(self.mask_paths[0])
             if labels.ndim == 3 and labels.shape[-1] in (3, 4) and np.all(labels[..., :3] == labels[..., :1]):
                 return labels[..., 0]  # any other RGB mask is refused by validate.check_pair
             return labels
@@ -163,8 +166,11 @@ def walk(root: Path, pattern: str) -> list[Path]:
 
 
 def find_image_files(directory: Path) -> list[Path]:
+    """Image files of `directory` and its OME-Zarr images (``NAME.ome.zarr`` folders)."""
     return sorted(
-        p for p in directory.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES and not p.name.startswith(".")
+        p
+        for p in directory.iterdir()
+        if (p.suffix.lower() in IMAGE_FILE_SUFFIXES or is_zarr(p)) and not p.name.startswith(".")
     )
 
 
@@ -172,12 +178,13 @@ def by_stem(paths: list[Path]) -> dict[str, Path]:
     """Files by stem, the name of their output; two files differing only in suffix are an error."""
     found: dict[str, Path] = {}
     for path in paths:
-        if path.stem in found:
+        stem = image_stem(path) if is_zarr(path) else path.stem
+        if stem in found:
             raise DataError(
-                f"{path}: same name as {found[path.stem].name} up to the suffix; both would be "
-                f"written as {path.stem}.tif — rename or remove one"
+                f"{path}: same name as {found[stem].name} up to the suffix; both would be "
+                f"written as {stem}.tif — rename or remove one"
             )
-        found[path.stem] = path
+        found[stem] = path
     return found
 
 
@@ -306,8 +313,12 @@ def tiff_axes(path: Path) -> TiffAxes:
     per unit in y and x, ``unit``) or OME-XML (``PhysicalSizeZ/Y/X`` and their units).
 
     A file without such metadata (or not a TIFF) gives ``TiffAxes()``; sizes in no length unit
-    (ImageJ's default ``pixel``) are not voxel sizes and are ignored.
+    (ImageJ's default ``pixel``) are not voxel sizes and are ignored. An OME-Zarr image gives its
+    NGFF axes and, for a volume, the scale of its full resolution.
     """
+    if is_zarr(path):
+        image = open_image(path)
+        return TiffAxes(image.axes.upper(), image.scale if len(image.scale) == 3 else None)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return TiffAxes()
     import tifffile

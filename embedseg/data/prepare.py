@@ -36,6 +36,7 @@ from ..dataset_settings import NORMALIZATIONS, DatasetSettings
 from ..io import DataError, write_labels, write_tiff
 from ..options import add_options, from_args, option
 from ..outputs import DATA, replacing
+from ..zarr_io import is_zarr
 from .download import fetch, is_url, unpack_zip
 from .formats import LAYOUTS, Sample, Source, detect_ndim, read_source, tiff_axes
 from .registry import AUTO_CROP, REGISTRY, DatasetSpec, get_spec
@@ -372,7 +373,10 @@ def write_splits(
                     extents.extend(object_extents(labels))
             if split == "train":
                 shapes.append(image.shape[-ndim:])
-            write_tiff(out / split / "images" / f"{sample.name}.tif", image)
+            if split == "test" and is_zarr(sample.image_path):  # predicted out of core: kept as it is
+                shutil.copytree(sample.image_path, out / split / "images" / f"{sample.name}.ome.zarr")
+            else:
+                write_tiff(out / split / "images" / f"{sample.name}.tif", image)
             write_labels(out / split / "masks" / f"{sample.name}.tif", labels)
     if ndim == 3 and one_hot:
         raise DataError(f"data set {spec.name!r}: one-hot masks are 2D only; 3D masks are (Z, Y, X) label stacks")

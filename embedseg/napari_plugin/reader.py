@@ -28,7 +28,8 @@ import yaml
 
 from .. import layout, methods
 from ..dataset_settings import DATASET_JSON, DatasetSettings
-from ..io import DataError, list_images, read_image, read_labels
+from ..io import DataError, list_images, read_labels
+from ..zarr_io import in_any_format, read_image_any, read_labels_any
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 SCORED_TAU = 0.5  # the per-image columns at this τ (AP@0.5, F1@0.5, …), besides mSA
@@ -69,11 +70,12 @@ def dataset_layers(results: Path, dataset: str, visible: bool) -> list[LayerData
     """Image, ground truth and every method's labels (per seed) of one data set's test images."""
     data = layout.data_dir(results, dataset)
     settings = DatasetSettings.load(data)
-    paths = list_images(layout.test_images(data))
-    names = [p.name for p in paths]
+    # named as the masks; an image (and its prediction) may be NAME.ome.zarr
+    names = [p.name for p in list_images(layout.test_masks(data))]
+    paths = [in_any_format(layout.test_images(data), name) for name in names]
     scale = (1.0, *(settings.voxel_size or (1.0,) * settings.ndim))
     common = {"visible": visible, "metadata": {"dataset": dataset, "images": names}}
-    images = stacked([read_image(p) for p in paths])
+    images = stacked([read_image_any(p) for p in paths])
     # channels of a (C, *S) image come before the spatial axes: give them scale 1 as well
     image_scale = (*scale[:1], *(1.0,) * (images.ndim - len(scale)), *scale[1:])
     layers = [(images, {**common, "name": f"{dataset}: image", "scale": image_scale}, "image")]
@@ -86,7 +88,7 @@ def dataset_layers(results: Path, dataset: str, visible: bool) -> list[LayerData
     for method in sorted(found, key=methods.order):
         for seed_dir in sorted(p for p in (predictions / method).iterdir() if layout.SEED_DIR.fullmatch(p.name)):
             seed = layout.SEED_DIR.fullmatch(seed_dir.name).group(1)
-            labels = stacked([read_labels(seed_dir / name) for name in names])
+            labels = stacked([read_labels_any(in_any_format(seed_dir, name)) for name in names])
             scores = layout.scores_file(results, dataset, method, seed)
             metadata = {**common["metadata"], "method": method, "seed": int(seed), "predictions": str(seed_dir)}
             if scores.is_file():

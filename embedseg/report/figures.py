@@ -19,11 +19,12 @@ import pandas as pd
 
 from ..core.labels import flatten_labels
 from ..evaluate import labels_ndim
-from ..io import DataError, atomic_write, list_images, read_image, read_labels
+from ..io import DataError, atomic_write, list_images
 from ..layout import VAL_METRICS, data_dir, predictions_dir, scores_file
 from ..methods import BASELINES, EMBEDSEG, NEVEN, built_in
 from ..methods import label as method_label
 from ..outputs import FIGURES, replacing
+from ..zarr_io import in_any_format, read_image_any, read_labels_any
 from .budget import CONVERGENCE_RISE, CONVERGENCE_WINDOW, convergence
 from .results import Collection, collect, read_scores, training_logs
 
@@ -200,7 +201,7 @@ def qualitative_panel(
     from matplotlib.patches import Rectangle
 
     data = data_dir(results, dataset) / "test"
-    names = [p.name for p in list_images(data / "images")]
+    names = [p.name for p in list_images(data / "masks")]  # an image may be NAME.ome.zarr
     if not names:
         raise DataError(f"{data / 'images'}: no test images; run `embedseg prepare` for {dataset}")
     if seed is None:
@@ -210,7 +211,7 @@ def qualitative_panel(
     ndim = labels_ndim(data.parent)
 
     def read_shown(path: Path) -> np.ndarray:  # one-hot stacks flattened; 3-D volumes stay
-        labels = read_labels(path)
+        labels = read_labels_any(in_any_format(path.parent, path.name))
         return labels if ndim == 3 else flatten_labels(labels)
 
     gt = read_shown(data / "masks" / name)
@@ -219,7 +220,7 @@ def qualitative_panel(
     gt_colours = {gt_id: rank for rank, gt_id in enumerate(gt_ids)}
     window = zoom_window(gt) if ndim == 2 else None
     panels = [
-        ("Input", image_views(read_image(data / "images" / name), ndim, window)),
+        ("Input", image_views(read_image_any(in_any_format(data / "images", name)), ndim, window)),
         ("Ground truth", label_views(gt, gt_colours, len(gt_ids), lut, window)),
     ]
     own = [m for m in collection.methods(dataset) if not built_in(m)]

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_image, read_labels
+from ..io import read_labels
 from ..layout import data_dir, gallery_dir, predictions_dir, test_images, test_masks
 from ..outputs import GALLERY, replacing
+from ..zarr_io import in_any_format, read_image_any, read_labels_any
 from .figures import display_image, match_to_gt
 from .results import collect
 
@@ -105,7 +106,7 @@ def dataset_rows(results: Path, dataset: str, methods: list[str], seed: int, out
     rows = []
     for index, path in enumerate(sorted(test_masks(data).iterdir())):
         gt = plane(read_labels(path), labels=True)
-        grey = plane(read_image(test_images(data) / path.name), labels=False)
+        grey = plane(read_image_any(in_any_format(test_images(data), path.name)), labels=False)
         row = {
             "image": path.name,
             "pictures": {"image": save_png(overlay(grey, np.zeros_like(gt), None), out, f"{index}_image")},
@@ -113,7 +114,8 @@ def dataset_rows(results: Path, dataset: str, methods: list[str], seed: int, out
         row["pictures"]["gt"] = save_png(overlay(grey, gt, None), out, f"{index}_gt")
         row["scores"] = {}
         for m, method in enumerate(methods):
-            pred = plane(read_labels(predictions_dir(results, dataset, method, seed) / path.name), labels=True)
+            pred_dir = predictions_dir(results, dataset, method, seed)
+            pred = plane(read_labels_any(in_any_format(pred_dir, path.name)), labels=True)
             row["pictures"][method] = save_png(overlay(grey, gt, pred), out, f"{index}_m{m}")
             merges, splits = merges_splits(gt, pred)
             at = scores[method].loc[path.name] if path.name in scores[method].index else {}

@@ -91,9 +91,10 @@ PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_
 
 # `make test` builds every peer venv first, so a peer test that still finds its venv missing fails
 # instead of skipping (EMBEDSEG_REQUIRE_PEERS, tests/conftest.py): its fidelity check cannot vanish.
+# The 15 slowest tests close the log: the suite's time budget (20 min on 2 cores) is watched there.
 test:
 	$(MAKE) -j$(CORES) $(TEST_VENVS)
-	EMBEDSEG_REQUIRE_PEERS=1 $(PYTEST)
+	EMBEDSEG_REQUIRE_PEERS=1 $(PYTEST) --durations=15
 
 test-fast: venv
 	$(PYTEST) -m "not slow and not slurm"

@@ -20,7 +20,7 @@ from embedseg.io import write_labels, write_tiff
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMBEDSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 # Every skip for a missing peer environment (.venv-official, a baseline venv) names its make
-# target this way; with EMBEDSEG_REQUIRE_PEERS=1 (set by .ci/run) such a skip is a failure, so a
+# target this way; with EMBEDSEG_REQUIRE_PEERS=1 (set by `make test`, which CI runs) such a skip is a failure, so a
 # CI run whose fidelity tests did not run cannot pass.
 PEER_SKIP = "`make venv-"
 

@@ -52,7 +52,13 @@ def deployed_copy(basedir) -> tuple[Path, str]:
         git_dir = basedir.hosted_repo.repo.git_dir
 
     def git(*args: str) -> bytes:
-        return subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True, check=True).stdout
+        done = subprocess.run(["git", "--git-dir", str(git_dir), *args], capture_output=True)
+        if done.returncode:
+            raise WorkflowError(
+                f"git {' '.join(args)} in {git_dir} failed ({done.stderr.decode().strip()}): the deployed "
+                f"workflow's files could not be read; check the module's tag or commit {basedir.ref!r}"
+            )
+        return done.stdout
 
     commit = git("rev-parse", f"{basedir.ref}^{{commit}}").decode().strip()
     root = Path(".snakemake", "embedseg-package", commit).resolve()

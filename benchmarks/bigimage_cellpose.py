@@ -21,18 +21,15 @@ the venv (--target, then drop what the venv already has), and run:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bigimage_stardist import bump_image  # noqa: E402  (the same images for both peers)
+from bigimage_stardist import bump_image, run_cases  # noqa: E402  (the same images and runner)
 
 
 def bump_outputs() -> None:
@@ -97,24 +94,16 @@ def one_case(size: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
-    parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        print(json.dumps(one_case(args.case)))
-        return
-    print(f"{'size':>6} {'seconds':>8} {'Mpx/s':>7} {'RSS GB':>7} {'worker GB':>10} {'objects':>8}  (Cellpose)")
-    for size in args.sizes:
-        out = subprocess.run(
-            [sys.executable, __file__, "--case", str(size)], check=True, capture_output=True, text=True
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"{size:>6} {result['seconds']:>8.1f} {result['mpx_per_s']:>7.2f} {result['peak_rss_gb']:>7.2f} "
-            f"{result['worker_peak_rss_gb']:>10.2f} {result['objects']:>8}",
-            flush=True,
-        )
+    run_cases(
+        __doc__,
+        __file__,
+        one_case,
+        f"{'size':>6} {'seconds':>8} {'Mpx/s':>7} {'RSS GB':>7} {'worker GB':>10} {'objects':>8}  (Cellpose)",
+        lambda r: (
+            f"{r['seconds']:>8.1f} {r['mpx_per_s']:>7.2f} {r['peak_rss_gb']:>7.2f} "
+            f"{r['worker_peak_rss_gb']:>10.2f} {r['objects']:>8}"
+        ),
+    )
 
 
 if __name__ == "__main__":

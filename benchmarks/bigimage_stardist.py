@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 
 def bump_image(size: int):
@@ -47,25 +48,30 @@ def one_case(size: int, tta: bool) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_cases(doc: str, script: str, one_case: Callable[[int], dict], header: str, row: Callable[[dict], str]) -> None:
+    """The command line of a peer's big-image benchmark: each size in a process of its own (so
+    that peak RSS is the case's), one printed row per size; ``--case SIZE`` runs one case."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(one_case(args.case, False)))
+        print(json.dumps(one_case(args.case)))
         return
-    print(f"{'size':>6} {'seconds':>8} {'Mpx/s':>7} {'peak RSS GB':>12} {'objects':>8}  (StarDist, no TTA)")
+    print(header)
     for size in args.sizes:
-        out = subprocess.run(
-            [sys.executable, __file__, "--case", str(size)], check=True, capture_output=True, text=True
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"{size:>6} {result['seconds']:>8.1f} {result['mpx_per_s']:>7.2f} {result['peak_rss_gb']:>12.2f} "
-            f"{result['objects']:>8}",
-            flush=True,
-        )
+        out = subprocess.run([sys.executable, script, "--case", str(size)], check=True, capture_output=True, text=True)
+        print(f"{size:>6} " + row(json.loads(out.stdout.strip().splitlines()[-1])), flush=True)
+
+
+def main() -> None:
+    run_cases(
+        __doc__,
+        __file__,
+        lambda size: one_case(size, False),
+        f"{'size':>6} {'seconds':>8} {'Mpx/s':>7} {'peak RSS GB':>12} {'objects':>8}  (StarDist, no TTA)",
+        lambda r: f"{r['seconds']:>8.1f} {r['mpx_per_s']:>7.2f} {r['peak_rss_gb']:>12.2f} {r['objects']:>8}",
+    )
 
 
 if __name__ == "__main__":
